@@ -1,0 +1,47 @@
+"""Plain records passed between the pipeline and its adapters."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the header says about a source image, after orientation is applied."""
+
+    format: str
+    width: int
+    height: int
+    bands: int
+    bit_depth: int
+    interpretation: str
+    orientation: int
+    has_alpha: bool
+    icc_description: str | None
+    file_bytes: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converted image waiting in a staging folder to be published.
+
+    ``tiles`` and ``descriptors`` are paths relative to ``tiles_root``, each
+    list in publishing order: every tile must be published before any
+    descriptor, so a viewer never reads a descriptor pointing at missing tiles.
+    """
+
+    image_id: str
+    facts: ImageFacts
+    tiles_root: str
+    tiles: tuple[str, ...]
+    descriptors: tuple[str, ...]
+    metadata_path: str
+    timings: dict[str, float] = field(default_factory=dict)
+    metadata_partial: str | None = None

@@ -1,0 +1,111 @@
+"""The conversion: a local file in, a local staging folder out. Never sees S3 or Flask.
+
+``convert`` is THE function the Lambda handler, the Batch container and the
+CLI share. It writes ``out_dir/tiles/...`` in the public output layout and
+``out_dir/metadata/ID.json``; the caller's storage adapter publishes them.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyvips
+
+from app.errors import CorruptImage, TransientError
+from app.model import Conversion, ImageFacts
+from app.pipeline import iiif, metadata
+from app.pipeline.colour import to_srgb8
+from app.pipeline.inspect import open_image, vips_reason
+from app.pipeline.tiles import Progress, link_iiif_tiles, write_deep_zoom, write_sizes
+from config import Settings
+
+
+def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
+            on_progress: Progress | None = None) -> Conversion:
+    """Convert ``src`` into ``out_dir``; raise an ``InputError`` for files we will not convert."""
+    clock = _Clock()
+    image, facts = open_image(src, settings.allowed_formats, settings.max_pixels)
+    clock.lap("inspect")
+    tiles_root = out_dir / "tiles"
+    with ThreadPoolExecutor(max_workers=1) as pool:  # exiftool runs while libvips tiles
+        embedded = pool.submit(metadata.read_embedded, src, settings.exiftool_path)
+        srgb = to_srgb8(image, facts, settings.flatten_background)
+        dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
+                                  settings.jpeg_quality, on_progress)
+        clock.lap("tile")
+        iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
+        sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
+                            settings.iiif_max_size, settings.jpeg_quality)
+        info = _write_info(tiles_root, image_id, facts, settings)
+        clock.lap("describe")
+        tags, partial = embedded.result()
+    metadata_path = out_dir / "metadata" / f"{image_id}.json"
+    _write_json(metadata_path, _metadata_document(image_id, src, facts, tags, partial, image))
+    clock.lap("metadata")
+    return Conversion(
+        image_id=image_id,
+        facts=facts,
+        tiles_root=str(tiles_root),
+        tiles=tuple(dz_tiles + iiif_tiles),
+        descriptors=tuple(sizes + [info, f"{image_id}.dzi"]),
+        metadata_path=str(metadata_path),
+        timings=clock.laps,
+        metadata_partial=partial,
+    )
+
+
+def _decode_errors(write, *args):
+    """Classify libvips failures during the streaming decode: a full disk is transient, the rest is the file."""
+    try:
+        return write(*args)
+    except pyvips.Error as error:
+        reason = vips_reason(error)
+        if "No space left" in reason or "Disk quota" in reason:
+            raise TransientError(f"out of disk space while tiling: {reason}") from None
+        raise CorruptImage(f"the pixel data is damaged or truncated: {reason}") from None
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TransientError(f"out of disk space while tiling: {error}") from None
+        raise
+
+
+def _write_info(tiles_root: Path, image_id: str, facts: ImageFacts, settings: Settings) -> str:
+    service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
+    info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
+    path = f"{image_id}/info.json"
+    _write_json(tiles_root / path, info)
+    return path
+
+
+def _metadata_document(image_id: str, src: Path, facts: ImageFacts, tags: dict[str, Any],
+                       partial: str | None, image: pyvips.Image) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": image_id,
+        "source": {"name": src.name},
+        "image": facts.to_dict(),
+        "partial": partial,
+        "exiftool": tags,
+    }
+    if partial:
+        document["vips_exif"] = metadata.vips_fields(image)
+    return document
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now

@@ -1,0 +1,102 @@
+"""IIIF Image API 3.0 level 0 maths: pyramid levels, tile regions, canonical paths, info.json.
+
+Pure functions of the image size and tile size, no pixels. The Deep Zoom
+pyramid halves each level rounding up, so Deep Zoom level ``max - k`` is
+exactly IIIF scale factor ``2**k``, tile for tile: one encoded tile serves both.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+CONTEXT = "http://iiif.io/api/image/3/context.json"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of the pyramid in both addressings."""
+
+    dz_level: int
+    col: int
+    row: int
+    region: tuple[int, int, int, int]  # x, y, w, h in full-resolution pixels
+    size: tuple[int, int]  # pixels actually in the tile
+
+    def dz_path(self, image_id: str) -> str:
+        return f"{image_id}_files/{self.dz_level}/{self.col}_{self.row}.jpg"
+
+
+def max_dz_level(width: int, height: int) -> int:
+    """Deep Zoom's top level: levels go down to 1x1."""
+    return math.ceil(math.log2(max(width, height))) if max(width, height) > 1 else 0
+
+
+def level_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    return -(-width // scale), -(-height // scale)
+
+
+def scale_factors(width: int, height: int, tile_size: int) -> list[int]:
+    """1, 2, 4 ... up to the first level that fits in a single tile."""
+    factors = [1]
+    while max(level_size(width, height, factors[-1])) > tile_size:
+        factors.append(factors[-1] * 2)
+    return factors
+
+
+def tiles(width: int, height: int, tile_size: int) -> Iterator[Tile]:
+    """Every tile at every declared scale factor."""
+    top = max_dz_level(width, height)
+    for scale in scale_factors(width, height, tile_size):
+        level_w, level_h = level_size(width, height, scale)
+        span = tile_size * scale
+        for row in range(-(-level_h // tile_size)):
+            for col in range(-(-level_w // tile_size)):
+                x, y = col * span, row * span
+                region = (x, y, min(span, width - x), min(span, height - y))
+                size = (min(tile_size, level_w - col * tile_size), min(tile_size, level_h - row * tile_size))
+                yield Tile(top - int(math.log2(scale)), col, row, region, size)
+
+
+def image_path(image_id: str, width: int, height: int, region: tuple[int, int, int, int], size: tuple[int, int]) -> str:
+    """Canonical IIIF 3 path (region/size/rotation/quality.format), as OpenSeadragon and Mirador request it."""
+    region_part = "full" if region == (0, 0, width, height) else ",".join(map(str, region))
+    size_part = "max" if region_part == "full" and size == (width, height) else f"{size[0]},{size[1]}"
+    return f"{image_id}/{region_part}/{size_part}/0/default.jpg"
+
+
+def max_size(width: int, height: int, bound: int) -> tuple[int, int, int]:
+    """(scale, w, h) of the largest pyramid level whose longest side is within ``bound``."""
+    scale = 1
+    while max(level_size(width, height, scale)) > bound:
+        scale *= 2
+    return (scale, *level_size(width, height, scale))
+
+
+def declared_sizes(width: int, height: int, bound: int, smallest: int = 64) -> list[tuple[int, int, int]]:
+    """(scale, w, h) of the full-image sizes we publish, largest first, down to ``smallest`` px."""
+    scale, w, h = max_size(width, height, bound)
+    sizes = [(scale, w, h)]
+    while max(sizes[-1][1:]) // 2 >= smallest:
+        scale *= 2
+        sizes.append((scale, *level_size(width, height, scale)))
+    return sizes
+
+
+def info_json(service_id: str, width: int, height: int, tile_size: int, bound: int) -> dict:
+    """The level-0 info.json; maxWidth/maxHeight appear only when full/max is smaller than the image."""
+    _, max_w, max_h = max_size(width, height, bound)
+    info = {
+        "@context": CONTEXT,
+        "id": service_id,
+        "type": "ImageService3",
+        "protocol": "http://iiif.io/api/image",
+        "profile": "level0",
+        "width": width,
+        "height": height,
+    }
+    if (max_w, max_h) != (width, height):
+        info.update(maxWidth=max_w, maxHeight=max_h)
+    info["sizes"] = [{"width": w, "height": h} for _, w, h in reversed(declared_sizes(width, height, bound))]
+    info["tiles"] = [{"width": tile_size, "height": tile_size, "scaleFactors": scale_factors(width, height, tile_size)}]
+    return info

@@ -1,0 +1,125 @@
+"""Header-only checks, done before a single pixel of an untrusted file is decoded.
+
+The format is sniffed from the file's content (never its extension) and must
+be on the allow-list; libvips' untrusted loaders are blocked outright; width x
+height is checked against the limit from the header.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import struct
+from pathlib import Path
+
+import pyvips
+
+from app.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from app.model import ImageFacts
+
+_LOADER_NAME = re.compile(r"^VipsForeignLoad([A-Za-z0-9]+?)(File|Source|Buffer)?$")
+_FORMAT_OF_LOADER = {"jpeg": "jpeg", "png": "png", "spng": "png", "tiff": "tiff", "webp": "webp",
+                     "heif": "heif", "gif": "gif", "nsgif": "gif", "jp2k": "jp2k"}
+_BITS = {"uchar": 8, "char": 8, "ushort": 16, "short": 16, "uint": 32, "int": 32,
+         "float": 32, "complex": 64, "double": 64, "dpcomplex": 128}
+FAIL_ON = "error"  # truncated or damaged data raises instead of yielding grey tiles
+
+
+@functools.cache
+def harden_libvips() -> None:
+    """Block loaders libvips marks untrusted (matlab, FITS, ImageMagick ...), once per process."""
+    pyvips.block_untrusted_set(True)
+
+
+def sniff_format(path: Path) -> str | None:
+    """The format libvips would load ``path`` as, judged from its bytes; None if not an image."""
+    pointer = pyvips.vips_lib.vips_foreign_find_load(str(path).encode())
+    pyvips.vips_lib.vips_error_clear()
+    if pointer == pyvips.ffi.NULL:
+        return None
+    loader = pyvips.ffi.string(pointer).decode()
+    match = _LOADER_NAME.match(loader)
+    name = match.group(1).lower() if match else loader
+    return _FORMAT_OF_LOADER.get(name, name)
+
+
+def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int) -> tuple[pyvips.Image, ImageFacts]:
+    """Check ``path`` from its header and return the image, oriented as a viewer shows it.
+
+    Raises an ``InputError`` subclass with a one-line reason for anything we will not convert.
+    """
+    harden_libvips()
+    if not path.is_file():
+        raise UnsupportedFormat("no such file")
+    fmt = sniff_format(path)
+    if fmt is None:
+        raise UnsupportedFormat("not an image format libvips recognises")
+    if fmt not in allowed_formats:
+        raise UnsupportedFormat(f"{fmt} images are not accepted (accepted: {', '.join(allowed_formats)})")
+    header = _load(path, access="sequential")
+    if header.width * header.height > max_pixels:
+        raise ImageTooLarge(f"{header.width}x{header.height} is {header.width * header.height:,} pixels, "
+                            f"over the limit of {max_pixels:,} (MAX_PIXELS)")
+    orientation = _orientation(header)
+    image = header if orientation == 1 else _load(path, access="random").autorot()
+    return image, _facts(path, fmt, header, image, orientation)
+
+
+def _load(path: Path, access: str) -> pyvips.Image:
+    try:
+        return pyvips.Image.new_from_file(str(path), access=access, fail_on=FAIL_ON)
+    except pyvips.Error as error:
+        raise CorruptImage(f"cannot read the image header: {vips_reason(error)}") from None
+
+
+def vips_reason(error: pyvips.Error) -> str:
+    """The most telling line of a libvips error, for a one-line message."""
+    lines = [line.strip() for line in str(error.detail or error.message).splitlines() if line.strip()]
+    return lines[-1] if lines else str(error.message)
+
+
+def _orientation(image: pyvips.Image) -> int:
+    if image.get_typeof("orientation") == 0:
+        return 1
+    value = image.get("orientation")
+    return value if 1 <= value <= 8 else 1
+
+
+def _facts(path: Path, fmt: str, header: pyvips.Image, image: pyvips.Image, orientation: int) -> ImageFacts:
+    return ImageFacts(
+        format=fmt,
+        width=image.width,
+        height=image.height,
+        bands=header.bands,
+        bit_depth=_BITS.get(header.format, 8),
+        interpretation=str(header.interpretation),
+        orientation=orientation,
+        has_alpha=bool(header.hasalpha()),
+        icc_description=icc_description(header),
+        file_bytes=path.stat().st_size,
+    )
+
+
+def icc_description(image: pyvips.Image) -> str | None:
+    """The profile's ``desc`` text (ICC v2 'desc' or v4 'mluc'), or None without a profile."""
+    if image.get_typeof("icc-profile-data") == 0:
+        return None
+    return parse_icc_description(image.get("icc-profile-data"))
+
+
+def parse_icc_description(profile: bytes) -> str | None:
+    try:
+        (count,) = struct.unpack_from(">I", profile, 128)
+        for index in range(count):
+            signature, offset, _size = struct.unpack_from(">4sII", profile, 132 + 12 * index)
+            if signature != b"desc":
+                continue
+            kind = profile[offset:offset + 4]
+            if kind == b"desc":
+                (length,) = struct.unpack_from(">I", profile, offset + 8)
+                return profile[offset + 12:offset + 12 + length].split(b"\0")[0].decode("latin-1") or None
+            if kind == b"mluc":
+                length, start = struct.unpack_from(">II", profile, offset + 20)
+                return profile[offset + start:offset + start + length].decode("utf-16-be").rstrip("\0") or None
+    except (struct.error, UnicodeDecodeError):
+        pass
+    return None

@@ -1,0 +1,83 @@
+"""The only pyvips tiling code: Deep Zoom and IIIF level 0 from one decode, one encode.
+
+libvips' dzsave streams the source once and writes the Deep Zoom pyramid.
+With no overlap, every Deep Zoom tile at or above the smallest IIIF scale
+factor *is* a IIIF tile, so the IIIF layout is made of hard links to the same
+encoded bytes. The full-image sizes (and full/max) are stitched from the small
+pyramid levels, never from the source.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import pyvips
+
+from app.pipeline import iiif
+
+Progress = Callable[[float], None]
+
+
+def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_size: int, quality: int,
+                    on_progress: Progress | None = None) -> list[str]:
+    """Run dzsave; return the Deep Zoom tile paths (relative to ``tiles_root``)."""
+    base = tiles_root / image_id
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if on_progress is not None:
+        image.set_progress(True)
+        image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
+    image.dzsave(str(base), tile_size=tile_size, overlap=0, suffix=".jpg", Q=quality,
+                 keep="none", depth="onepixel")
+    (tiles_root / f"{image_id}_files" / "vips-properties.xml").unlink(missing_ok=True)
+    files_dir = tiles_root / f"{image_id}_files"
+    return sorted(str(path.relative_to(tiles_root)) for path in files_dir.rglob("*.jpg"))
+
+
+def link_iiif_tiles(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> list[str]:
+    """Give every IIIF tile its canonical path by hard-linking the matching Deep Zoom tile."""
+    paths = []
+    for tile in iiif.tiles(width, height, tile_size):
+        target = iiif.image_path(image_id, width, height, tile.region, tile.size)
+        _link(tiles_root / tile.dz_path(image_id), tiles_root / target)
+        paths.append(target)
+    return paths
+
+
+def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int,
+                quality: int) -> list[str]:
+    """Write ``full/max`` and every declared size that is not already a tile; return the new paths."""
+    top = iiif.max_dz_level(width, height)
+    written, largest = [], None
+    for scale, w, h in iiif.declared_sizes(width, height, bound):
+        path = iiif.image_path(image_id, width, height, (0, 0, width, height), (w, h))
+        largest = largest or path
+        target = tiles_root / path
+        if not target.exists():  # a single-tile level is already there as a IIIF tile
+            level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _stitch(level_dir, w, h, tile_size).jpegsave(str(target), Q=quality, keep="none")
+            written.append(path)
+    full_max = f"{image_id}/full/max/0/default.jpg"
+    if largest != full_max:  # the image is bigger than IIIF_MAX_SIZE: max is the largest declared size
+        _link(tiles_root / largest, tiles_root / full_max)
+        written.append(full_max)
+    return written
+
+
+def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.Image:
+    cols, rows = -(-width // tile_size), -(-height // tile_size)
+    parts = [pyvips.Image.new_from_file(str(level_dir / f"{col}_{row}.jpg"), access="sequential")
+             for row in range(rows) for col in range(cols)]
+    return pyvips.Image.arrayjoin(parts, across=cols)
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:  # filesystems without hard links
+        target.write_bytes(source.read_bytes())

@@ -1,0 +1,91 @@
+"""Settings: one frozen dataclass built from the environment.
+
+This is the only module that reads ``os.environ``. Every field names its
+variable and says what it is for; ``python -m app settings`` prints them all
+with their current values, and the README's table is generated from the same
+metadata, so the documentation cannot drift from the code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Conversion
+    tile_size: int = _setting("TILE_SIZE", 512, "Tile edge in pixels, shared by Deep Zoom and IIIF (no overlap, so both use the same encoded tiles).")
+    jpeg_quality: int = _setting("JPEG_QUALITY", 85, "JPEG quality of tiles and derivatives (1-100).")
+    max_pixels: int = _setting("MAX_PIXELS", 2_000_000_000, "Largest width x height accepted at all, checked from the header before decoding.")
+    iiif_max_size: int = _setting("IIIF_MAX_SIZE", 2048, "Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare maxWidth/maxHeight.")
+    allowed_formats: tuple[str, ...] = _setting("ALLOWED_FORMATS", ("jpeg", "png", "tiff", "webp"), "Comma-separated formats accepted, decided from the file's content (also possible: gif, heif).")
+    flatten_background: tuple[int, ...] = _setting("FLATTEN_BACKGROUND", (255, 255, 255), "R,G,B that transparent pixels are flattened onto for JPEG tiles.")
+    public_base_url: str = _setting("PUBLIC_BASE_URL", "http://127.0.0.1:8000", "Public URL of the tiles (bucket or folder); info.json ids and manifests are built on it.")
+    exiftool_path: str = _setting("EXIFTOOL_PATH", "exiftool", "The exiftool executable; when missing, metadata falls back to libvips' EXIF fields.")
+    # Buckets and routing (S3 event handler)
+    source_bucket: str = _setting("SOURCE_BUCKET", "tiler-source", "Bucket whose ObjectCreated events trigger conversion.")
+    tiles_bucket: str = _setting("TILES_BUCKET", "tiler-tiles", "Public bucket that receives tiles, descriptors and manifests.")
+    metadata_bucket: str = _setting("METADATA_BUCKET", "tiler-metadata", "Private bucket for metadata JSON and job records.")
+    batch_job_queue: str = _setting("BATCH_JOB_QUEUE", "", "AWS Batch queue for images too big for Lambda (empty: such images fail with a clear reason).")
+    batch_job_definition: str = _setting("BATCH_JOB_DEFINITION", "", "AWS Batch job definition running batch_fallback.")
+    lambda_max_pixels: int = _setting("LAMBDA_MAX_PIXELS", 150_000_000, "Images with more pixels go to AWS Batch.")
+    lambda_max_bytes: int = _setting("LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch.")
+    upload_workers: int = _setting("UPLOAD_WORKERS", 32, "Parallel uploads when publishing to S3 (the connection pool is sized to match).")
+    work_dir: str = _setting("WORK_DIR", tempfile.gettempdir(), "Local scratch space for downloads and staging (Lambda: /tmp).")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``environ`` (default: the process environment)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _parse(f.metadata["env"], raw.strip(), f.default)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        settings = replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 64 <= self.tile_size <= 4096:
+            raise ValueError("TILE_SIZE must be between 64 and 4096")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("JPEG_QUALITY must be between 1 and 100")
+        if len(self.flatten_background) != 3 or not all(0 <= v <= 255 for v in self.flatten_background):
+            raise ValueError("FLATTEN_BACKGROUND must be three numbers 0-255, e.g. 255,255,255")
+        if self.iiif_max_size < self.tile_size:
+            raise ValueError("IIIF_MAX_SIZE must be at least TILE_SIZE")
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting."""
+        return [(f.metadata["env"], _show(f.default), f.metadata["doc"]) for f in fields(cls) if f.default is not MISSING]
+
+
+def _parse(env: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw.replace("_", ""))
+        if isinstance(default, tuple):
+            items = tuple(item.strip() for item in raw.split(",") if item.strip())
+            return tuple(int(i) for i in items) if default and isinstance(default[0], int) else tuple(i.lower() for i in items)
+        return raw
+    except ValueError:
+        raise ValueError(f"{env}={raw!r} is not a valid value (default {_show(default)})") from None
+
+
+def _show(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
