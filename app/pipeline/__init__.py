@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,17 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     image, facts = open_image(src, settings.allowed_formats, settings.max_pixels)
     clock.lap("inspect")
     tiles_root = out_dir / "tiles"
-    with ThreadPoolExecutor(max_workers=1) as pool:  # exiftool runs while libvips tiles
-        embedded = pool.submit(metadata.read_embedded, src, settings.exiftool_path)
-        srgb = to_srgb8(image, facts, settings.flatten_background)
-        dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
-                                  settings.jpeg_quality, on_progress)
-        clock.lap("tile")
-        iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
-        sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
-                            settings.iiif_max_size, settings.jpeg_quality)
-        info = _write_info(tiles_root, image_id, facts, settings)
-        clock.lap("describe")
-        tags, partial = embedded.result()
+    embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling
+    srgb = to_srgb8(image, facts, settings.flatten_background)
+    dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
+                              settings.jpeg_quality, on_progress)
+    clock.lap("tile")
+    iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
+    sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
+                        settings.iiif_max_size, settings.jpeg_quality)
+    info = _write_info(tiles_root, image_id, facts, settings)
+    clock.lap("describe")
+    tags, partial = metadata.collect(embedded, settings.exiftool_path)
     metadata_path = out_dir / "metadata" / f"{image_id}.json"
     _write_json(metadata_path, _metadata_document(image_id, src, facts, tags, partial, image))
     clock.lap("metadata")

@@ -26,8 +26,13 @@ FAIL_ON = "error"  # truncated or damaged data raises instead of yielding grey t
 
 @functools.cache
 def harden_libvips() -> None:
-    """Block loaders libvips marks untrusted (matlab, FITS, ImageMagick ...), once per process."""
+    """Block loaders libvips marks untrusted (matlab, FITS, ImageMagick ...), once per process.
+
+    Also switch off libvips' operation cache: it keys loads by file name, so a
+    warm process re-converting a replaced file would otherwise get stale pixels.
+    """
     pyvips.block_untrusted_set(True)
+    pyvips.cache_set_max(0)
 
 
 def sniff_format(path: Path) -> str | None:

@@ -47,20 +47,25 @@ def link_iiif_tiles(tiles_root: Path, image_id: str, width: int, height: int, ti
 
 def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int,
                 quality: int) -> list[str]:
-    """Write ``full/max`` and every declared size that is not already a tile; return the new paths."""
+    """Write ``full/max`` and ``full/w,h`` for every declared size not already a tile; return the new paths."""
     top = iiif.max_dz_level(width, height)
     written, largest = [], None
     for scale, w, h in iiif.declared_sizes(width, height, bound):
-        path = iiif.image_path(image_id, width, height, (0, 0, width, height), (w, h))
+        path = f"{image_id}/full/{w},{h}/0/default.jpg"
         largest = largest or path
         target = tiles_root / path
-        if not target.exists():  # a single-tile level is already there as a IIIF tile
+        as_tile = tiles_root / iiif.image_path(image_id, width, height, (0, 0, width, height), (w, h))
+        if as_tile.exists():  # a single-tile level: the tile is this size already
+            if as_tile == target:
+                continue
+            _link(as_tile, target)
+        else:
             level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
             target.parent.mkdir(parents=True, exist_ok=True)
             _stitch(level_dir, w, h, tile_size).jpegsave(str(target), Q=quality, keep="none")
-            written.append(path)
+        written.append(path)
     full_max = f"{image_id}/full/max/0/default.jpg"
-    if largest != full_max:  # the image is bigger than IIIF_MAX_SIZE: max is the largest declared size
+    if not (tiles_root / full_max).exists():  # max is the largest declared size
         _link(tiles_root / largest, tiles_root / full_max)
         written.append(full_max)
     return written
@@ -70,7 +75,7 @@ def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.
     cols, rows = -(-width // tile_size), -(-height // tile_size)
     parts = [pyvips.Image.new_from_file(str(level_dir / f"{col}_{row}.jpg"), access="sequential")
              for row in range(rows) for col in range(cols)]
-    return pyvips.Image.arrayjoin(parts, across=cols)
+    return pyvips.Image.arrayjoin(parts, across=cols).crop(0, 0, width, height)  # edge cells are padded
 
 
 def _link(source: Path, target: Path) -> None:

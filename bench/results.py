@@ -1,0 +1,105 @@
+"""The benchmark's shared vocabulary: what a measurement receives and what it returns.
+
+A measurement is a function ``measure(ctx: Context) -> Section``. It gets the
+prepared images and the run options; it returns a table (rows), the
+individual runs behind it, and targets judged PASS/MISS. ``run.py`` prints
+every section the same way and dumps them all to JSON, so adding a
+measurement (e.g. S3 publishing) means writing one function and listing it
+in ``run.MEASUREMENTS``; nothing else changes.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    """One benchmark input: a cached synthetic JPEG, plus the targets that apply to its size."""
+
+    key: str  # what --only selects, e.g. "430mp"
+    width: int
+    height: int
+    path: Path
+    rss_limit_mb: float | None = None  # peak-RSS target, only where it is a requirement
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a measurement needs; measurements never parse arguments or find paths themselves."""
+
+    repo: Path
+    python: str  # the project's interpreter, so children use the same libvips build
+    work_dir: Path  # scratch space for outputs, under bench/data/
+    images: tuple[BenchImage, ...]
+    runs: int
+    keep: bool
+    log: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    fmt: str = "{}"  # applied to the value; None values print as "-"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One requirement, judged on one image: ``value <op> limit``."""
+
+    name: str
+    image: str
+    value: float
+    op: str  # "<=" or "<"
+    limit: float
+    unit: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.limit if self.op == "<=" else self.value < self.limit
+
+    def describe(self) -> str:
+        verdict = "PASS" if self.passed else "MISS"
+        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.2f}{self.unit} (target {self.op} {self.limit:g}{self.unit})"
+
+
+@dataclass
+class Section:
+    """A measurement's results: a summary table, the raw runs, the targets, free-form notes."""
+
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["columns"] = [c.key for c in self.columns]
+        data["targets"] = [{**asdict(t), "passed": t.passed} for t in self.targets]
+        return data
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median (the headline: robust to one noisy run), plus min and max to show the spread."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def format_table(columns: list[Column], rows: list[dict[str, Any]]) -> str:
+    """A plain-text table with right-aligned columns, readable in a terminal and in a CI log."""
+    cells = [[c.header for c in columns]]
+    for row in rows:
+        cells.append(["-" if row.get(c.key) is None else c.fmt.format(row[c.key]) for c in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp] [--keep] [--json PATH]``.
+
+Answers two questions with numbers: how much slower than bare libvips dzsave
+is our full conversion (target: at most 1.3x), and does a 430 MP image
+convert in under 512 MB of memory (i.e. does it really stream)?
+
+Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
+(git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
+a ``results.Section``; this file only prepares inputs, runs them, prints and
+saves. It is a benchmark, not a test: a missed target still exits 0; a
+crashed run exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
+
+import synth  # noqa: E402
+import tiling  # noqa: E402
+from proc import RunFailed, run_measured  # noqa: E402
+from results import BenchImage, Context, Section, format_table  # noqa: E402
+
+REPO = HERE.parent
+DATA = HERE / "data"
+IMAGES = {  # key: (width, height, peak-RSS target in MB or None)
+    "48mp": (8000, 6000, None),
+    "430mp": (24000, 18000, 512),
+}
+MEASUREMENTS: list[Callable[[Context], Section]] = [
+    tiling.measure,
+    # issue 3 adds S3 publishing here
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    started = time.perf_counter()
+    report: dict[str, Any] = {"environment": environment(), "options": _options(args)}
+    _print_environment(report["environment"])
+    try:
+        images, report["generation"] = prepare_images(args.only)
+        ctx = Context(repo=REPO, python=sys.executable, work_dir=DATA / "runs", images=images,
+                      runs=args.runs, keep=args.keep, log=_log)
+        _clear_runs(ctx)
+        sections = run_measurements(ctx)
+    except RunFailed as error:
+        print(f"\nbenchmark aborted: a run failed: {error}", file=sys.stderr)
+        report["error"] = str(error)
+        _save_json(args.json, report)
+        return 1
+    report["measurements"] = [section.to_json() for section in sections]
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    for section in sections:
+        print_section(section)
+    print(f"\nWhole benchmark: {report['total_seconds']:.0f} s"
+          + (f"; kept outputs in {ctx.work_dir}" if args.keep else ""))
+    _save_json(args.json, report)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per side and image (default 3)")
+    parser.add_argument("--only", choices=sorted(IMAGES), help="benchmark one image only")
+    parser.add_argument("--keep", action="store_true", help=f"keep every run's output under {DATA / 'runs'}")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"runs": args.runs, "only": args.only, "keep": args.keep}
+
+
+def prepare_images(only: str | None) -> tuple[tuple[BenchImage, ...], list[dict[str, Any]]]:
+    """The selected images, generating any that are not cached yet; generation stats for the record."""
+    images, generated = [], []
+    for key, (width, height, rss_limit) in IMAGES.items():
+        if only and key != only:
+            continue
+        image = BenchImage(key, width, height, DATA / f"photo-{width}x{height}-q{synth.QUALITY}.jpg", rss_limit)
+        if not image.path.exists():
+            generated.append(_generate(image))
+        images.append(image)
+    return tuple(images), generated
+
+
+def _generate(image: BenchImage) -> dict[str, Any]:
+    """Generate in a child process, whose peak RSS shows the streaming worked (far below width*height*3)."""
+    _log(f"Generating {image.path.name} ({image.megapixels:.0f} MP) ...")
+    image.path.parent.mkdir(parents=True, exist_ok=True)
+    stats = run_measured([sys.executable, str(HERE / "synth.py"), str(image.path), str(image.width), str(image.height)],
+                         log_dir=DATA / "logs" / f"generate-{image.key}")
+    size_mb = image.path.stat().st_size / 2**20
+    _log(f"  done in {stats.seconds:.1f} s, peak RSS {stats.peak_rss_mb:.0f} MB, {size_mb:.0f} MB on disk")
+    return {"image": image.key, "seconds": round(stats.seconds, 1), "peak_rss_mb": round(stats.peak_rss_mb, 1),
+            "file_mb": round(size_mb, 1)}
+
+
+def _clear_runs(ctx: Context) -> None:
+    """Start from an empty scratch folder so a previous --keep cannot fill the disk or confuse anyone."""
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    ctx.work_dir.mkdir(parents=True)
+
+
+def run_measurements(ctx: Context) -> list[Section]:
+    sections = []
+    for measure in MEASUREMENTS:
+        _log(f"\n{measure.__module__}: {ctx.runs} run(s) per side, images {', '.join(i.key for i in ctx.images)}")
+        sections.append(measure(ctx))
+    if not ctx.keep:
+        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    return sections
+
+
+def print_section(section: Section) -> None:
+    print(f"\n== {section.title} ==\n")
+    print(format_table(section.columns, section.rows))
+    if section.runs:
+        print("\nIndividual runs (seconds, in run order):")
+        for key in dict.fromkeys((run["image"], run["side"]) for run in section.runs):
+            times = [run["seconds"] for run in section.runs if (run["image"], run["side"]) == key]
+            print(f"  {key[0]:>6} {key[1]:<9} " + "  ".join(f"{t:7.2f}" for t in times))
+    if section.targets:
+        print("\nTargets:")
+        for target in section.targets:
+            print(f"  {target.describe()}")
+    for note in section.notes:
+        print(f"  note: {note}")
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers depend on, so two JSON files can be compared honestly."""
+    import pyvips
+
+    return {
+        "python": platform.python_version(),
+        "pyvips": pyvips.__version__,
+        "libvips": ".".join(str(pyvips.version(i)) for i in range(3)),
+        "vips_cli": _first_line(["vips", "--version"]),  # informational only; the reference does not use it
+        "exiftool": _first_line(["exiftool", "-ver"]),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+    }
+
+
+def _print_environment(env: dict[str, Any]) -> None:
+    print(f"libvips {env['libvips']} (pyvips {env['pyvips']}), Python {env['python']}, {env['cpus']} CPUs, "
+          f"exiftool {env['exiftool'] or 'missing'}, git {env['git']}")
+    if env["vips_cli"]:
+        print(f"vips on PATH: {env['vips_cli']} (not used; the reference runs the project's libvips via pyvips)")
+
+
+def _first_line(cmd: list[str]) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+
+def _save_json(path: Path | None, report: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(f"JSON written to {path}")
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Measurement: our ``convert`` against plain libvips dzsave, on the same image and libvips build.
+
+The reference is the least work that produces a Deep Zoom pyramid at all:
+``vips dzsave IN OUT --tile-size 512 --overlap 0 --suffix .jpg[Q=85]``, run
+through pyvips because the pyvips binary wheel ships no ``vips`` program
+(same libvips, same threads, same JPEG encoder). The candidate does the whole
+job: header checks, Deep Zoom, IIIF level 0, sizes, info.json and exiftool
+metadata. Their time ratio is the price of everything beyond dzsave.
+
+Runs alternate reference, candidate, reference ... so drifting machine noise
+(thermal, page cache, a neighbour's job) lands on both sides alike.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from proc import ProcessStats, run_measured
+from results import BenchImage, Column, Context, Section, Target, summary
+
+TILE_SIZE = 512
+QUALITY = 85
+MAX_RATIO = 1.3
+
+REFERENCE_SCRIPT = (
+    "import pyvips,sys; pyvips.Image.new_from_file(sys.argv[1], access='sequential')"
+    f".dzsave(sys.argv[2], tile_size={TILE_SIZE}, overlap=0, suffix='.jpg', Q={QUALITY})"
+)
+# The candidate prints "SRC -> ID: WxH fmt, N tiles in S.SSs": its own in-process time.
+_SELF_REPORTED = re.compile(r"tiles in ([0-9.]+)s")
+
+COLUMNS = [
+    Column("image", "image"),
+    Column("megapixels", "MP", "{:.0f}"),
+    Column("reference_median_s", "ref median s", "{:.2f}"),
+    Column("candidate_median_s", "cand median s", "{:.2f}"),
+    Column("ratio", "ratio", "{:.2f}"),
+    Column("candidate_peak_rss_mb", "cand peak RSS MB", "{:.0f}"),
+    Column("reference_peak_rss_mb", "ref peak RSS MB", "{:.0f}"),
+    Column("ratio_target", f"ratio<={MAX_RATIO}"),
+    Column("rss_target", "RSS target"),
+]
+
+
+def measure(ctx: Context) -> Section:
+    section = Section("tiling", "Tiling: python -m app convert vs libvips dzsave", list(COLUMNS))
+    for image in ctx.images:
+        reference, candidate = [], []
+        for index in range(ctx.runs):
+            reference.append(_record(ctx, image, "reference", index, _run_reference(ctx, image, index)))
+            candidate.append(_record(ctx, image, "candidate", index, _run_candidate(ctx, image, index)))
+        section.runs += reference + candidate
+        row, targets = _judge(image, reference, candidate)
+        section.rows.append(row)
+        section.targets += targets
+    section.notes.append(f"reference: {ctx.python} -c \"{REFERENCE_SCRIPT}\" IN OUT")
+    section.notes.append("candidate: python -m app convert IN --tiles-dir T --metadata-dir M "
+                         f"(TILE_SIZE={TILE_SIZE}, JPEG_QUALITY={QUALITY})")
+    section.notes.append("peak RSS: max over runs of the Python process's ru_maxrss (os.wait4)")
+    return section
+
+
+def _run_reference(ctx: Context, image: BenchImage, index: int) -> tuple[ProcessStats, Path]:
+    out = _fresh_dir(ctx, image, "reference", index)
+    stats = run_measured([ctx.python, "-c", REFERENCE_SCRIPT, str(image.path), str(out / "tiles" / "out")],
+                         log_dir=out / "logs", cwd=ctx.repo, env=_child_env())
+    return stats, out / "tiles"
+
+
+def _run_candidate(ctx: Context, image: BenchImage, index: int) -> tuple[ProcessStats, Path]:
+    out = _fresh_dir(ctx, image, "candidate", index)
+    cmd = [ctx.python, "-m", "app", "convert", str(image.path),
+           "--tiles-dir", str(out / "tiles"), "--metadata-dir", str(out / "metadata")]
+    stats = run_measured(cmd, log_dir=out / "logs", cwd=ctx.repo, env=_child_env())
+    return stats, out / "tiles"
+
+
+def _child_env() -> dict[str, str]:
+    """Pin the settings the reference hard-codes, so a developer's TILE_SIZE=256 cannot skew the ratio."""
+    return {**os.environ, "TILE_SIZE": str(TILE_SIZE), "JPEG_QUALITY": str(QUALITY)}
+
+
+def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:
+    """An empty output folder per run: leftovers would change the work (the candidate prunes stale tiles)."""
+    out = ctx.work_dir / "tiling" / image.key / f"{side}-{index + 1}"
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "tiles").mkdir(parents=True)
+    return out
+
+
+def _record(ctx: Context, image: BenchImage, side: str, index: int,
+            result: tuple[ProcessStats, Path]) -> dict[str, Any]:
+    """One run as a JSON-ready dict; outputs are counted, then deleted unless --keep."""
+    stats, tiles = result
+    files, unique_bytes = _count_output(tiles)
+    record = {
+        "image": image.key, "side": side, "run": index + 1,
+        "seconds": round(stats.seconds, 3), "peak_rss_mb": round(stats.peak_rss_mb, 1),
+        "jpeg_files": files, "unique_mb": round(unique_bytes / 2**20, 1),
+    }
+    match = _SELF_REPORTED.search(stats.stdout)
+    if match:
+        record["self_reported_s"] = float(match.group(1))
+    ctx.log(f"  {image.key:>6} {side:<9} run {index + 1}: {stats.seconds:7.2f} s  "
+            f"peak RSS {stats.peak_rss_mb:6.0f} MB  {files} jpg, {record['unique_mb']} MB"
+            + (f"  (self-reported {record['self_reported_s']:.2f} s)" if "self_reported_s" in record else ""))
+    if not ctx.keep:
+        shutil.rmtree(tiles.parent, ignore_errors=True)
+    return record
+
+
+def _count_output(root: Path) -> tuple[int, int]:
+    """JPEG files and their bytes, counting hard-linked IIIF tiles once (they share the Deep Zoom bytes)."""
+    files, seen, total = 0, set(), 0
+    for path in root.rglob("*.jpg"):
+        files += 1
+        st = path.stat()
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return files, total
+
+
+def _judge(image: BenchImage, reference: list[dict], candidate: list[dict]) -> tuple[dict, list[Target]]:
+    ref_s = summary([r["seconds"] for r in reference])
+    cand_s = summary([r["seconds"] for r in candidate])
+    ratio = cand_s["median"] / ref_s["median"]
+    cand_rss = max(r["peak_rss_mb"] for r in candidate)
+    targets = [Target("time ratio candidate/reference", image.key, ratio, "<=", MAX_RATIO)]
+    if image.rss_limit_mb is not None:
+        targets.append(Target("candidate peak RSS", image.key, cand_rss, "<", image.rss_limit_mb, " MB"))
+    row = {
+        "image": image.key,
+        "megapixels": image.megapixels,
+        "reference_median_s": ref_s["median"],
+        "candidate_median_s": cand_s["median"],
+        "ratio": ratio,
+        "candidate_peak_rss_mb": cand_rss,
+        "reference_peak_rss_mb": max(r["peak_rss_mb"] for r in reference),
+        "ratio_target": _verdict(targets[0]),
+        "rss_target": f"{_verdict(targets[1])} (<{image.rss_limit_mb:g} MB)" if len(targets) > 1 else "n/a",
+        "reference_seconds": ref_s,
+        "candidate_seconds": cand_s,
+    }
+    return row, targets
+
+
+def _verdict(target: Target) -> str:
+    return "PASS" if target.passed else "MISS"

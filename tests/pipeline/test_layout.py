@@ -1,0 +1,81 @@
+"""The output contract: Deep Zoom and IIIF level 0 files, exactly as viewers expect them."""
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+
+import pyvips
+
+from app.pipeline import iiif
+from tests.helpers import convert_local, photo
+
+DZ = "{http://schemas.microsoft.com/deepzoom/2008}"
+
+
+def _convert_photo(tmp_path, settings, width=1300, height=700, image_id="maps/sheet 1"):
+    src = tmp_path / "src.jpg"
+    photo(width, height).jpegsave(str(src))
+    conversion = convert_local(src, tmp_path / "out", settings, image_id)
+    return conversion, tmp_path / "out" / "tiles"
+
+
+def test_deep_zoom_descriptor_and_grid_match_the_format(tmp_path, settings):
+    conversion, tiles = _convert_photo(tmp_path, settings, image_id="sheet")
+    root = ET.parse(tiles / "sheet.dzi").getroot()
+    assert root.tag == f"{DZ}Image"
+    assert (root.get("TileSize"), root.get("Overlap"), root.get("Format")) == ("512", "0", "jpg")
+    size = root.find(f"{DZ}Size")
+    assert (size.get("Width"), size.get("Height")) == ("1300", "700")
+
+    top = math.ceil(math.log2(1300))
+    levels = sorted(int(p.name) for p in (tiles / "sheet_files").iterdir())
+    assert levels == list(range(top + 1))  # down to 1x1
+    for level in levels:
+        level_w, level_h = math.ceil(1300 / 2 ** (top - level)), math.ceil(700 / 2 ** (top - level))
+        cols, rows = math.ceil(level_w / 512), math.ceil(level_h / 512)
+        names = sorted(p.name for p in (tiles / "sheet_files" / str(level)).iterdir())
+        assert names == sorted(f"{c}_{r}.jpg" for c in range(cols) for r in range(rows))
+        for c in range(cols):
+            for r in range(rows):
+                tile = pyvips.Image.new_from_file(str(tiles / "sheet_files" / str(level) / f"{c}_{r}.jpg"))
+                assert (tile.width, tile.height) == (min(512, level_w - c * 512), min(512, level_h - r * 512))
+    assert not list(tiles.rglob("*.xml")), "no libvips properties files are published"
+
+
+def test_iiif_layout_declares_exactly_what_exists(tmp_path, settings):
+    conversion, tiles = _convert_photo(tmp_path, settings, image_id="maps/sheet_1")
+    info = json.loads((tiles / "maps/sheet_1/info.json").read_text())
+    assert info["id"] == "http://tiles.example.org/maps/sheet_1"
+    assert (info["width"], info["height"]) == (1300, 700)
+    assert info["@context"] == "http://iiif.io/api/image/3/context.json"
+
+    for tile in iiif.tiles(1300, 700, 512):
+        path = tiles / iiif.image_path("maps/sheet_1", 1300, 700, tile.region, tile.size)
+        image = pyvips.Image.new_from_file(str(path))
+        assert (image.width, image.height) == tile.size
+        # one encode serves both layouts: the IIIF tile is the Deep Zoom tile's bytes
+        assert os.path.samefile(path, tiles / tile.dz_path("maps/sheet_1"))
+    for size in info["sizes"]:
+        image = pyvips.Image.new_from_file(str(tiles / f"maps/sheet_1/full/{size['width']},{size['height']}/0/default.jpg"))
+        assert (image.width, image.height) == (size["width"], size["height"])
+    full_max = pyvips.Image.new_from_file(str(tiles / "maps/sheet_1/full/max/0/default.jpg"))
+    assert (full_max.width, full_max.height) == (1300, 700)
+    published = {str(p.relative_to(tiles)) for p in tiles.rglob("*") if p.is_file()}
+    assert published == set(conversion.tiles) | set(conversion.descriptors)
+    assert not [p for p in tiles.iterdir() if p.name.startswith(".staging")]
+
+
+def test_large_images_bound_full_max_and_declare_it(tmp_path, settings):
+    settings = settings.with_overrides(iiif_max_size=600)
+    _, tiles = _convert_photo(tmp_path, settings, width=2500, height=1100, image_id="wide")
+    info = json.loads((tiles / "wide/info.json").read_text())
+    assert (info["maxWidth"], info["maxHeight"]) == (313, 138)
+    full_max = pyvips.Image.new_from_file(str(tiles / "wide/full/max/0/default.jpg"))
+    assert (full_max.width, full_max.height) == (313, 138)
+
+
+def test_reconverting_a_smaller_image_leaves_no_orphan_tiles(tmp_path, settings):
+    _convert_photo(tmp_path, settings, width=1300, height=700, image_id="again")
+    conversion, tiles = _convert_photo(tmp_path, settings, width=300, height=200, image_id="again")
+    published = {str(p.relative_to(tiles)) for p in tiles.rglob("*.jpg")}
+    assert published == {p for p in (*conversion.tiles, *conversion.descriptors) if p.endswith(".jpg")}
