@@ -36,6 +36,8 @@ class Settings:
     batch_job_definition: str = _setting("BATCH_JOB_DEFINITION", "", "AWS Batch job definition running batch_fallback.")
     lambda_max_pixels: int = _setting("LAMBDA_MAX_PIXELS", 150_000_000, "Images with more pixels go to AWS Batch.")
     lambda_max_bytes: int = _setting("LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch.")
+    lambda_megapixels_per_second: int = _setting("LAMBDA_MEGAPIXELS_PER_SECOND", 15, "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.")
+    stale_after_seconds: int = _setting("STALE_AFTER_SECONDS", 180, "A running job whose record has not moved for this long is taken over by the next delivery.")
     upload_workers: int = _setting("UPLOAD_WORKERS", 32, "Parallel uploads when publishing to S3 (the connection pool is sized to match).")
     work_dir: str = _setting("WORK_DIR", tempfile.gettempdir(), "Local scratch space for downloads and staging (Lambda: /tmp).")
 

@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--base-url", help="public URL of the tiles folder, for info.json ids (default: PUBLIC_BASE_URL)")
     convert.set_defaults(run=_convert)
 
+    demo = commands.add_parser("demo", help="run the whole flow locally: embedded S3, events, conversion")
+    demo.add_argument("--port", type=int, default=0, help="port of the embedded S3 endpoint (default: any free one)")
+    demo.add_argument("--exit", action="store_true", help="exit once the sample images are done")
+    demo.set_defaults(run=_demo)
+
     show = commands.add_parser("settings", help="print every setting, its variable and current value")
     show.set_defaults(run=_settings)
     return parser
@@ -78,6 +83,11 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
         print(f"View: python -m http.server --directory {args.tiles_dir} 8000, then open "
               f"{settings.public_base_url.rstrip('/')}/ID/info.json in any IIIF viewer, or ID.dzi in OpenSeadragon.")
     return 1 if failures else 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    from app import demo
+    return demo.run(port=args.port, keep_running=not args.exit)
 
 
 def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

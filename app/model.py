@@ -45,3 +45,32 @@ class Conversion:
     metadata_path: str
     timings: dict[str, float] = field(default_factory=dict)
     metadata_partial: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One version of one source object: what an S3 event names."""
+
+    bucket: str
+    key: str
+    etag: str | None = None
+    size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Route:
+    LAMBDA = "lambda"
+    BATCH = "batch"
+
+
+class Status:
+    QUEUED = "queued"  # handed to AWS Batch, waiting for a container
+    RUNNING = "running"
+    RETRYING = "retrying"  # a transient fault; Lambda or Batch will try again
+    DONE = "done"
+    FAILED = "failed"  # the input's fault: not retried
+    GONE = "gone"  # the source object was deleted before it could be converted
+
+    FINAL = frozenset({DONE, FAILED, GONE})

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_environment(report["environment"])
     try:
         images, report["generation"] = prepare_images(args.only)
-        ctx = Context(repo=REPO, python=sys.executable, work_dir=DATA / "runs", images=images,
+        ctx = Context(repo=REPO, python=sys.executable, work_dir=args.scratch / "bench-runs", images=images,
                       runs=args.runs, keep=args.keep, log=_log)
         _clear_runs(ctx)
         sections = run_measurements(ctx)
@@ -76,13 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[1])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side and image (default 3)")
     parser.add_argument("--only", choices=sorted(IMAGES), help="benchmark one image only")
-    parser.add_argument("--keep", action="store_true", help=f"keep every run's output under {DATA / 'runs'}")
+    parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
+    parser.add_argument("--scratch", type=Path, default=DATA, metavar="DIR",
+                        help="file system for the outputs: they go in DIR/bench-runs, emptied first "
+                             "(default bench/data; try a tmpfs to take disk metadata speed out of the numbers)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     return parser
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"runs": args.runs, "only": args.only, "keep": args.keep}
+    return {"runs": args.runs, "only": args.only, "keep": args.keep, "scratch": str(args.scratch.resolve())}
 
 
 def prepare_images(only: str | None) -> tuple[tuple[BenchImage, ...], list[dict[str, Any]]]:

@@ -1,7 +1,7 @@
 """The official IIIF Image API validator, level 0, every test, against our static output."""
 import random
 
-from iiif_validator.validator import ImageAPI, TestSuite, ValidationInfo
+from iiif_validator import validator
 
 from tests.helpers import convert_local, serve_directory
 
@@ -9,7 +9,7 @@ IDENTIFIER = "67352ccc-d1b0-11e1-89ae-279075081939"
 
 
 def _level0_tests(version="3.0"):
-    listed = TestSuite(ValidationInfo()).list_tests(version)
+    listed = validator.TestSuite(validator.ValidationInfo()).list_tests(version)
     return sorted(name for name, test in listed.items() if test["level"] <= 0)
 
 
@@ -23,8 +23,8 @@ def test_level0_output_passes_every_validator_test(tmp_path, settings, iiif_test
         failures = {}
         random.seed(0)  # id_squares samples squares at random: make a failure reproducible
         for name in names:
-            result = ImageAPI(IDENTIFIER, base_url.removeprefix("http://"), "", "http", "", "3.0", debug=False)
-            TestSuite(ValidationInfo()).run_test(name, result)
+            result = validator.ImageAPI(IDENTIFIER, base_url.removeprefix("http://"), "", "http", "", "3.0", debug=False)
+            validator.TestSuite(validator.ValidationInfo()).run_test(name, result)
             if result.exception:
                 failures[name] = f"{result.exception.message} (got {result.exception.got!r}, urls {result.urls})"
         assert failures == {}

@@ -1,0 +1,102 @@
+"""``python -m app demo``: the whole flow on one machine, no AWS account.
+
+Starts the embedded S3 endpoint, creates the buckets and event wiring of a
+deployment, uploads sample images to the source bucket and shows each job
+move through the same event handler Lambda runs, then keeps running so more
+images can be uploaded with any S3 client.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+import pyvips
+
+from app import records
+from app.ids import image_id_for
+from app.local_s3 import LocalS3
+from app.local_stack import LocalStack
+from app.model import Status
+from config import Settings
+
+SHARED_TEST_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
+
+
+def photo_like(width: int, height: int) -> pyvips.Image:
+    """A photo-like sRGB image (smooth structure plus grain, never flat), built lazily so it streams."""
+    bands = [pyvips.Image.perlin(width, height, cell_size=size, uchar=True) for size in (max(width // 8, 2), 64, 7)]
+    grain = pyvips.Image.gaussnoise(width, height, sigma=10, mean=0)
+    return (bands[0].bandjoin(bands[1:]) + grain).cast("uchar").copy(interpretation="srgb")
+
+
+def run(port: int = 0, keep_running: bool = True, say=print) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with LocalS3(port) as endpoint, tempfile.TemporaryDirectory(prefix="tiler-demo-") as scratch:
+        defaults = Settings()
+        os.environ.update(endpoint.environment())  # what Zappa's environment_variables do in a deployment
+        os.environ.setdefault("PUBLIC_BASE_URL", f"{endpoint.url}/{defaults.tiles_bucket}")
+        settings = Settings.from_env()
+        stack = LocalStack(settings)
+        stack.provision()
+        stack.start()
+        say(f"Local S3 endpoint: {endpoint.url}  (buckets {settings.source_bucket}, {settings.tiles_bucket}, "
+            f"{settings.metadata_bucket})")
+        keys = _upload_samples(settings, Path(scratch))
+        ok = _follow(settings, keys, say)
+        say(f"\nUpload more:  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint.url} "
+            f"s3 cp photo.jpg s3://{settings.source_bucket}/")
+        try:
+            while keep_running:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        stack.stop()
+        return 0 if ok else 1
+
+
+def _upload_samples(settings: Settings, scratch: Path) -> list[str]:
+    s3 = boto3.client("s3")
+    samples = []
+    if SHARED_TEST_IMAGE.exists():
+        samples.append((SHARED_TEST_IMAGE, "iiif/test-image.png"))
+    photo = scratch / "harbour.jpg"
+    photo_like(6000, 4000).jpegsave(str(photo), Q=90)
+    samples.append((photo, "photos/harbour at dawn.jpg"))
+    for path, key in samples:
+        s3.upload_file(str(path), settings.source_bucket, key)
+    return [key for _, key in samples]
+
+
+def _follow(settings: Settings, keys: list[str], say, timeout: float = 600) -> bool:
+    """Print each job's progress until every one is final."""
+    from app.storage.s3 import S3Storage
+
+    store = S3Storage(settings.upload_workers)
+    pending, shown, deadline = {image_id_for(k): k for k in keys}, {}, time.monotonic() + timeout
+    results = {}
+    while pending and time.monotonic() < deadline:
+        for image_id in list(pending):
+            record = records.read_record(store, settings.metadata_bucket, image_id)
+            if not record:
+                continue
+            line = f"  {image_id}: {record['status']} ({record['progress']['phase']} {record['progress']['done']}/{record['progress']['total']})"
+            if shown.get(image_id) != line:
+                say(line)
+                shown[image_id] = line
+            if record["status"] in Status.FINAL:
+                results[image_id] = record
+                del pending[image_id]
+        time.sleep(0.3)
+    base = settings.public_base_url.rstrip("/")
+    for image_id, record in results.items():
+        if record["status"] == Status.DONE:
+            facts = record["facts"]
+            say(f"\n{image_id}: {facts['width']}x{facts['height']}, {record['objects']} objects in {record['timings']['total']}s"
+                f"\n  Deep Zoom:  {base}/{image_id}.dzi\n  IIIF:       {base}/{image_id}/info.json")
+        else:
+            say(f"\n{image_id}: {record['status']}: {record['error']}")
+    return not pending and all(r["status"] == Status.DONE for r in results.values())

@@ -1,0 +1,194 @@
+"""One source version, end to end: claim -> route -> fetch -> convert -> publish -> record.
+
+The Lambda event handler, the Batch container and the local demo all enter
+here. Errors are classified once: the input's fault ends as a ``failed``
+record and is not retried; anything else is recorded as ``retrying``, the
+claim is released and the error re-raised so Lambda (or Batch) retries.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from app import dispatch, records
+from app.errors import InputError, SourceGone
+from app.ids import image_id_for
+from app.model import Conversion, ImageFacts, Route, SourceRef, Status
+from app.pipeline import convert
+from app.pipeline.inspect import open_image
+from app.records import Journal
+from app.storage.s3 import S3Storage
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+PUTS_PER_SECOND = 150  # conservative S3 publishing rate, for deadline estimates
+DOWNLOAD_BYTES_PER_SECOND = 40e6
+SAFETY_SECONDS = 20.0
+SCRATCH_PREFIX = "tiler-"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where a job runs: Lambda (a deadline, may hand off to Batch) or the Batch container (neither)."""
+
+    owner: str
+    remaining_seconds: Callable[[], float] | None = None
+    may_dispatch: bool = True
+
+
+def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, Any] | None:
+    """Convert and publish one source version; returns its job record, or None if another delivery has it."""
+    store = S3Storage(settings.upload_workers)
+    image_id = image_id_for(ref.key)
+    try:
+        current = store.head(ref)
+    except SourceGone as gone:
+        return _record_gone(store, settings, image_id, ref, runtime, str(gone))
+    if ref.etag and current.etag != ref.etag:
+        log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
+        return None
+    if not records.claim(store, settings.metadata_bucket, image_id, current, runtime.owner,
+                         settings.stale_after_seconds, resume_batch=not runtime.may_dispatch):
+        log.info("s3://%s/%s (%s) is done or in progress elsewhere: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
+        return None
+    previous = records.read_record(store, settings.metadata_bucket, image_id)
+    route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
+    journal = Journal(store, settings.metadata_bucket, image_id, current, route, runtime.owner)
+    try:
+        return _run(journal, store, current, image_id, settings, runtime, previous)
+    except InputError as error:
+        return journal.save(status=Status.FAILED, error=str(error))
+    except SourceGone as error:
+        return journal.save(status=Status.GONE, error=str(error))
+    except dispatch.BatchNotConfigured as error:
+        return journal.save(status=Status.FAILED, error=f"too large for Lambda, and {error}")
+    except Exception as error:
+        _give_back(journal, store, settings, image_id, current, error)
+        raise
+
+
+def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, settings: Settings, runtime: Runtime,
+         previous: dict[str, Any] | None) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if runtime.may_dispatch and ref.size > settings.lambda_max_bytes:
+        return _hand_to_batch(journal, ref, image_id, settings, f"{ref.size:,} bytes is over LAMBDA_MAX_BYTES")
+    _sweep_scratch(Path(settings.work_dir), settings.stale_after_seconds)
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=settings.work_dir) as scratch:
+        work = Path(scratch)
+        journal.phase("fetch", 0, ref.size)
+        fetched = _ByteCount(journal.progress, ref.size)
+        source = store.fetch(ref, work / "source", on_bytes=fetched.add)
+        timings["fetch"] = _lap(started, timings)
+        _, facts = open_image(source, settings.allowed_formats, settings.max_pixels)  # header only
+        reason = _why_not_here(facts, ref, settings, runtime)
+        if reason:
+            return _hand_to_batch(journal, ref, image_id, settings, reason)
+        journal.phase("convert", 0, 100)
+        conversion = convert(source, work / "out", settings, image_id,
+                             on_progress=lambda percent: journal.progress(int(percent), 100))
+        timings.update(conversion.timings)
+        objects = len(conversion.tiles) + len(conversion.descriptors) + 1
+        if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
+            return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
+        journal.phase("publish", 0, objects)
+        publish_started = time.perf_counter()
+        store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket, on_progress=journal.progress)
+        _prune_stale_tiles(store, settings.tiles_bucket, conversion, previous, settings.tile_size)
+        timings["publish"] = round(time.perf_counter() - publish_started, 3)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    return journal.save(status=Status.DONE, error=None, timings=timings, facts=conversion.facts.to_dict(),
+                        tile_size=settings.tile_size, objects=objects, metadata_partial=conversion.metadata_partial,
+                        progress={"phase": "done", "done": objects, "total": objects})
+
+
+def _why_not_here(facts: ImageFacts, ref: SourceRef, settings: Settings, runtime: Runtime) -> str | None:
+    """Why this job should go to Batch instead (None: convert here)."""
+    if not runtime.may_dispatch:
+        return None
+    if facts.pixels > settings.lambda_max_pixels:
+        return f"{facts.width}x{facts.height} is over LAMBDA_MAX_PIXELS ({settings.lambda_max_pixels:,})"
+    needed = _seconds_needed(facts, ref, settings)
+    if _seconds_left(runtime) < needed:
+        return f"needs about {needed:.0f}s, more than the {_seconds_left(runtime):.0f}s Lambda has left"
+    return None
+
+
+def _seconds_needed(facts: ImageFacts, ref: SourceRef, settings: Settings) -> float:
+    tiles = 2.7 * facts.pixels / settings.tile_size ** 2  # Deep Zoom + IIIF names, every level
+    return (facts.pixels / 1e6 / settings.lambda_megapixels_per_second + tiles / PUTS_PER_SECOND
+            + (ref.size or 0) / DOWNLOAD_BYTES_PER_SECOND + SAFETY_SECONDS)
+
+
+def _seconds_left(runtime: Runtime) -> float:
+    return runtime.remaining_seconds() if runtime.remaining_seconds else float("inf")
+
+
+def _hand_to_batch(journal: Journal, ref: SourceRef, image_id: str, settings: Settings, reason: str) -> dict[str, Any]:
+    job_id = dispatch.submit(ref, image_id, settings.batch_job_queue, settings.batch_job_definition)
+    log.info("s3://%s/%s handed to AWS Batch (%s): job %s", ref.bucket, ref.key, reason, job_id)
+    return journal.save(status=Status.QUEUED, route=Route.BATCH, batch_job_id=job_id, routed_because=reason,
+                        progress={"phase": "queued", "done": 0, "total": 0})
+
+
+def _record_gone(store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime,
+                 reason: str) -> dict[str, Any]:
+    log.warning("%s", reason)
+    journal = Journal(store, settings.metadata_bucket, image_id, ref, Route.LAMBDA, runtime.owner)
+    return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
+
+
+def _give_back(journal: Journal, store: S3Storage, settings: Settings, image_id: str, ref: SourceRef,
+               error: Exception) -> None:
+    """Record a transient failure and release the claim, so the retry can take the job again."""
+    try:
+        journal.save(status=Status.RETRYING, error=f"{type(error).__name__}: {error}")
+        records.release(store, settings.metadata_bucket, image_id, ref.etag)
+    except Exception:  # S3 itself is failing: the stale claim will be taken over by the retry
+        log.exception("could not record the failure of %s", image_id)
+
+
+def _prune_stale_tiles(store: S3Storage, bucket: str, conversion: Conversion, previous: dict[str, Any] | None,
+                       tile_size: int) -> None:
+    """After re-converting an image whose size changed, delete the tiles the new pyramid no longer has."""
+    if not previous or not previous.get("facts"):
+        return
+    old = previous["facts"]
+    if (old["width"], old["height"], previous.get("tile_size")) == (conversion.facts.width, conversion.facts.height,
+                                                                    tile_size):
+        return
+    image_id = re.escape(conversion.image_id)
+    ours = re.compile(rf"^{image_id}(_files/\d+/\d+_\d+\.jpg|/[^/]+/[^/]+/0/default\.jpg)$")
+    keep = set(conversion.tiles) | set(conversion.descriptors)
+    candidates = [*store.list_keys(bucket, f"{conversion.image_id}_files/"), *store.list_keys(bucket, f"{conversion.image_id}/")]
+    store.delete_keys(bucket, (key for key in candidates if ours.match(key) and key not in keep))
+
+
+def _sweep_scratch(work_dir: Path, older_than: float) -> None:
+    """Remove scratch folders a crashed invocation left behind (Lambda reuses /tmp across invocations)."""
+    for folder in work_dir.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime > older_than:
+                shutil.rmtree(folder, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
+def _lap(started: float, timings: dict[str, float]) -> float:
+    return round(time.perf_counter() - started - sum(timings.values()), 3)
+
+
+class _ByteCount:
+    def __init__(self, report: Callable[[int, int], None], total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        self.report(self.done, self.total)

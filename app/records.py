@@ -1,0 +1,123 @@
+"""Job records and claims in the metadata bucket: the only state the system keeps.
+
+``jobs/ID.json`` is the job record the dashboard reads: source version,
+route, status, progress, timings and error. ``claims/ID/ETAG.json`` is created
+with an S3 conditional write (If-None-Match) by whoever takes a source version
+on, so duplicate or concurrent deliveries of one event do the work once. A
+claim whose job has stopped moving (the worker died) can be taken over with a
+second conditional write (If-Match), so a retry still completes the job.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from app.model import Route, SourceRef, Status
+from app.storage.s3 import PreconditionFailed, S3Storage
+
+log = logging.getLogger(__name__)
+
+RECORDS_PREFIX = "jobs/"
+CLAIMS_PREFIX = "claims/"
+
+
+def record_key(image_id: str) -> str:
+    return f"{RECORDS_PREFIX}{image_id}.json"
+
+
+def claim_key(image_id: str, etag: str) -> str:
+    return f"{CLAIMS_PREFIX}{image_id}/{etag}.json"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def age_seconds(stamp: str | None) -> float:
+    if not stamp:
+        return float("inf")
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def read_record(store: S3Storage, bucket: str, image_id: str) -> dict[str, Any] | None:
+    found = store.get_json(bucket, record_key(image_id))
+    return found[0] if found else None
+
+
+def claim(store: S3Storage, bucket: str, image_id: str, ref: SourceRef, owner: str, stale_after: float,
+          resume_batch: bool = False) -> bool:
+    """Take this source version on. False when another delivery has it (done, or alive and working)."""
+    key = claim_key(image_id, ref.etag)
+    try:
+        store.put_json(bucket, key, {"owner": owner, "at": now_iso()}, create_only=True)
+        return True
+    except PreconditionFailed:
+        pass
+    held = store.get_json(bucket, key)
+    if held is None:  # released between our two calls: try once more from the start
+        return claim(store, bucket, image_id, ref, owner, stale_after, resume_batch)
+    holder, claim_etag = held
+    if not _may_take_over(read_record(store, bucket, image_id), holder, ref, stale_after, resume_batch):
+        return False
+    try:
+        store.put_json(bucket, key, {"owner": owner, "at": now_iso(), "took_over_from": holder.get("owner")},
+                       if_match=claim_etag)
+    except PreconditionFailed:
+        return False  # another delivery took it over first
+    log.warning("took over %s from %s", key, holder.get("owner"))
+    return True
+
+
+def _may_take_over(record: dict | None, holder: dict, ref: SourceRef, stale_after: float, resume_batch: bool) -> bool:
+    if record is None or record.get("source", {}).get("etag") != ref.etag:
+        return age_seconds(holder.get("at")) > stale_after  # claimed but never recorded: the claimer died early
+    if record["status"] in Status.FINAL:
+        return False
+    if resume_batch and record["status"] == Status.QUEUED and record.get("route") == Route.BATCH:
+        return True  # the Batch container picking up what Lambda handed it
+    return age_seconds(record.get("updated_at")) > stale_after
+
+
+def release(store: S3Storage, bucket: str, image_id: str, etag: str) -> None:
+    """Give the claim back so the retry of a transient failure can take the job again."""
+    store.delete(bucket, claim_key(image_id, etag))
+
+
+class Journal:
+    """Writes one job's record as it moves. Only the claim holder has a Journal."""
+
+    HEARTBEAT_SECONDS = 5.0
+
+    def __init__(self, store: S3Storage, bucket: str, image_id: str, ref: SourceRef, route: str, owner: str) -> None:
+        self.store, self.bucket = store, bucket
+        self.record: dict[str, Any] = {
+            "id": image_id, "source": ref.to_dict(), "route": route, "status": Status.RUNNING,
+            "progress": {"phase": "claimed", "done": 0, "total": 0}, "timings": {}, "error": None,
+            "batch_job_id": None, "owner": owner, "created_at": now_iso(), "updated_at": None, "finished_at": None,
+        }
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+
+    def save(self, **changes: Any) -> dict[str, Any]:
+        with self._lock:
+            self.record.update(changes)
+            self.record["updated_at"] = now_iso()
+            if changes.get("status") in Status.FINAL:
+                self.record["finished_at"] = self.record["updated_at"]
+            self._last_write = time.monotonic()
+            self.store.put_json(self.bucket, record_key(self.record["id"]), self.record)
+            return dict(self.record)
+
+    def phase(self, name: str, done: int = 0, total: int = 0) -> None:
+        self.save(progress={"phase": name, "done": done, "total": total})
+
+    def progress(self, done: int, total: int) -> None:
+        """Record progress at most every few seconds (it is also the heartbeat that keeps the claim alive)."""
+        with self._lock:
+            self.record["progress"] = {**self.record["progress"], "done": done, "total": total}
+            due = done == total or time.monotonic() - self._last_write >= self.HEARTBEAT_SECONDS
+        if due:
+            self.save()

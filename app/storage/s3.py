@@ -1,0 +1,193 @@
+"""The only S3 calls: fetch a source version, publish a conversion, read and write JSON records.
+
+One boto3 client per process, built lazily and reused across warm
+invocations, with botocore's adaptive retry mode (so 503 SlowDown and
+throttling are retried with backoff) and a connection pool as large as the
+upload thread pool. ``AWS_ENDPOINT_URL`` is honoured by boto3 itself, so any
+S3-compatible endpoint (the local demo's, MinIO ...) works unchanged.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import mimetypes
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.errors import SourceGone, TransientError
+from app.model import Conversion, SourceRef
+
+TILE_CACHE = "public, max-age=86400"
+DESCRIPTOR_CACHE = "public, max-age=300"  # short: a re-upload republishes them
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_PRECONDITION = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
+Progress = Callable[[int, int], None]
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: someone else wrote first (or the object changed)."""
+
+
+@functools.cache
+def client(workers: int):
+    """One client per process; its pool holds every upload thread plus a few for records and fetches."""
+    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=workers + 8,
+                    connect_timeout=10, read_timeout=60)
+    return boto3.client("s3", config=config)
+
+
+@functools.cache
+def upload_pool(workers: int) -> ThreadPoolExecutor:
+    """One bounded upload pool per process, shared by concurrent jobs, so connections never outnumber the pool."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload")
+
+
+class S3Storage:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.s3 = client(workers)
+
+    # Sources -------------------------------------------------------------------------------
+    def head(self, ref: SourceRef) -> SourceRef:
+        """The object's current version; raises SourceGone when it no longer exists."""
+        with _classified(ref):
+            answer = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+        return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"])
+
+    def fetch(self, ref: SourceRef, target: Path, on_bytes: Callable[[int], None] | None = None) -> Path:
+        """Download exactly version ``ref.etag`` (If-Match), streaming to ``target``."""
+        with _classified(ref):
+            answer = self.s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=ref.etag)
+            with target.open("wb") as out:
+                for chunk in answer["Body"].iter_chunks(chunk_size=1 << 20):
+                    out.write(chunk)
+                    if on_bytes:
+                        on_bytes(len(chunk))
+        return target
+
+    # Publishing ------------------------------------------------------------------------------
+    def publish(self, conversion: Conversion, tiles_bucket: str, metadata_bucket: str,
+                on_progress: Progress | None = None) -> int:
+        """Upload tiles, then descriptors, then the metadata JSON; each phase in parallel.
+
+        A phase starts only when the previous one has fully succeeded, so a
+        crash at any point never leaves a descriptor pointing at missing tiles.
+        Returns the number of objects written.
+        """
+        root = Path(conversion.tiles_root)
+        total = len(conversion.tiles) + len(conversion.descriptors) + 1
+        counter = _Counter(total, on_progress)
+        phases = [
+            [(root / path, tiles_bucket, path, TILE_CACHE) for path in conversion.tiles],
+            [(root / path, tiles_bucket, path, DESCRIPTOR_CACHE) for path in conversion.descriptors],
+            [(Path(conversion.metadata_path), metadata_bucket, f"{conversion.image_id}.json", "no-cache")],
+        ]
+        pool = upload_pool(self.workers)
+        for uploads in phases:
+            futures = [pool.submit(self._upload, *upload, counter) for upload in uploads]
+            for future in futures:  # the whole phase lands (or fails) before the next begins
+                future.result()
+        return total
+
+    def _upload(self, path: Path, bucket: str, key: str, cache_control: str, counter: "_Counter") -> None:
+        with _classified(), path.open("rb") as body:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
+                               CacheControl=cache_control)
+        counter.add()
+
+    def delete_keys(self, bucket: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            with _classified():
+                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
+                                                              "Quiet": True})
+
+    def list_keys(self, bucket: str, prefix: str) -> Iterator[str]:
+        with _classified():
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                yield from (item["Key"] for item in page.get("Contents", []))
+
+    # JSON records ----------------------------------------------------------------------------
+    def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
+        """(document, etag), or None when there is none."""
+        try:
+            with _classified():
+                answer = self.s3.get_object(Bucket=bucket, Key=key)
+                return json.loads(answer["Body"].read()), answer["ETag"]
+        except SourceGone:
+            return None
+
+    def put_json(self, bucket: str, key: str, document: dict[str, Any], *, create_only: bool = False,
+                 if_match: str | None = None) -> str:
+        """Write a JSON document; ``create_only``/``if_match`` make it a conditional write. Returns the ETag."""
+        conditions: dict[str, str] = {}
+        if create_only:
+            conditions["IfNoneMatch"] = "*"
+        if if_match:
+            conditions["IfMatch"] = if_match
+        with _classified():
+            answer = self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document, default=str).encode(),
+                                        ContentType="application/json", CacheControl="no-cache", **conditions)
+        return answer["ETag"]
+
+    def delete(self, bucket: str, key: str) -> None:
+        with _classified():
+            self.s3.delete_object(Bucket=bucket, Key=key)
+
+
+def content_type(key: str) -> str:
+    """Media types viewers check: IIIF JSON-LD with its profile, Deep Zoom XML, JPEG tiles."""
+    if key.endswith("/info.json"):
+        return 'application/ld+json;profile="http://iiif.io/api/image/3/context.json"'
+    if key.endswith("/manifest.json"):
+        return 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"'
+    if key.endswith(".dzi"):
+        return "application/xml"
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class _classified:
+    """Turn botocore failures into this project's errors: gone, lost race, or transient."""
+
+    def __init__(self, ref: SourceRef | None = None) -> None:
+        self.ref = ref
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, _tb) -> bool:
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _NOT_FOUND or status == "404":
+                where = f"s3://{self.ref.bucket}/{self.ref.key}" if self.ref else "object"
+                raise SourceGone(f"{where} does not exist (deleted?)") from None
+            if code in _PRECONDITION or status == "412":
+                raise PreconditionFailed(code) from None
+            raise TransientError(f"S3 {code or status}: {error}") from error
+        if isinstance(error, BotoCoreError):
+            raise TransientError(f"S3 unreachable: {error}") from error
+        return False
+
+
+class _Counter:
+    """Thread-safe count of uploaded objects, reported to ``on_progress``."""
+
+    def __init__(self, total: int, on_progress: Progress | None) -> None:
+        self.total, self.done = total, 0
+        self._lock = threading.Lock()
+        self._on_progress = on_progress
+
+    def add(self) -> None:
+        with self._lock:
+            self.done += 1
+            done = self.done
+        if self._on_progress:
+            self._on_progress(done, self.total)
+
