@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from app.model import Conversion, ImageFacts
 from app.pipeline import iiif, metadata
 from app.pipeline.colour import to_srgb8
 from app.pipeline.inspect import open_image, vips_reason
-from app.pipeline.tiles import Progress, link_iiif_tiles, write_deep_zoom, write_sizes
+from app.pipeline.tiles import Progress, link_iiif_tiles, make_iiif_folders, write_deep_zoom, write_sizes
 from config import Settings
 
 
@@ -32,8 +33,12 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     tiles_root = out_dir / "tiles"
     embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling
     srgb = to_srgb8(image, facts, settings.flatten_background)
-    dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
-                              settings.jpeg_quality, on_progress)
+    with ThreadPoolExecutor(max_workers=1) as folders:  # IIIF folders are made while libvips tiles
+        folders_made = folders.submit(make_iiif_folders, tiles_root, image_id, facts.width, facts.height,
+                                      settings.tile_size)
+        dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
+                                  settings.jpeg_quality, on_progress)
+        folders_made.result()
     clock.lap("tile")
     iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
     sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,

@@ -35,6 +35,20 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
     return sorted(str(path.relative_to(tiles_root)) for path in files_dir.rglob("*.jpg"))
 
 
+def make_iiif_folders(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> None:
+    """Create the IIIF tile folders (three per tile). Runs while dzsave works: on slow disks
+    thousands of mkdir calls cost as much as the tiling, and they need no pixels."""
+    made: set[str] = set()
+    for tile in iiif.tiles(width, height, tile_size):
+        folder = iiif.image_path(image_id, width, height, tile.region, tile.size).rsplit("/", 1)[0]
+        parts = folder.split("/")
+        for depth in range(len(image_id.split("/")), len(parts) + 1):
+            path = "/".join(parts[:depth])
+            if path not in made:
+                (tiles_root / path).mkdir(parents=depth == len(image_id.split("/")), exist_ok=True)
+                made.add(path)
+
+
 def link_iiif_tiles(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> list[str]:
     """Give every IIIF tile its canonical path by hard-linking the matching Deep Zoom tile."""
     paths = []
@@ -58,6 +72,7 @@ def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_s
         if as_tile.exists():  # a single-tile level: the tile is this size already
             if as_tile == target:
                 continue
+            target.parent.mkdir(parents=True, exist_ok=True)
             _link(as_tile, target)
         else:
             level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
@@ -66,6 +81,7 @@ def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_s
         written.append(path)
     full_max = f"{image_id}/full/max/0/default.jpg"
     if not (tiles_root / full_max).exists():  # max is the largest declared size
+        (tiles_root / full_max).parent.mkdir(parents=True, exist_ok=True)
         _link(tiles_root / largest, tiles_root / full_max)
         written.append(full_max)
     return written
@@ -79,9 +95,7 @@ def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.
 
 
 def _link(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        target.unlink()
+    """Hard-link ``source`` at ``target``, whose folder exists; a copy where links are impossible."""
     try:
         os.link(source, target)
     except OSError:  # filesystems without hard links

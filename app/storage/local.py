@@ -1,18 +1,24 @@
 """Folders as storage: the CLI's publisher.
 
 A conversion is staged in a hidden folder inside the tiles folder (same file
-system, so publishing is a rename per file), published tiles first and
-descriptors last, and the staging folder is removed whatever happens.
+system), then published by renaming whole folders: the Deep Zoom tile
+folder, then each IIIF region folder, then the descriptors, then the metadata.
+Renames make publishing cheap and leave no orphans from an earlier, larger
+conversion of the same id. The staging folder is removed whatever happens.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from app.model import Conversion
+
+_IIIF_REGION = re.compile(r"^(full|square|\d+,\d+,\d+,\d+)$")  # folders a IIIF image's own files live in
 
 
 class LocalStorage:
@@ -31,22 +37,34 @@ class LocalStorage:
             shutil.rmtree(stage, ignore_errors=True)
 
     def publish(self, conversion: Conversion) -> None:
-        """Move the staged files into place: tiles, then descriptors, then metadata; prune stale tiles."""
-        root = Path(conversion.tiles_root)
-        before = self._published_files(conversion.image_id)
-        for relative in (*conversion.tiles, *conversion.descriptors):
-            _place(root / relative, self.tiles_dir / relative)
-        _place(Path(conversion.metadata_path), self.metadata_dir / f"{conversion.image_id}.json")
-        for stale in before - set(conversion.tiles) - set(conversion.descriptors):
-            (self.tiles_dir / stale).unlink(missing_ok=True)
+        """Move the staged conversion into place: tiles first, descriptors last."""
+        root, image_id = Path(conversion.tiles_root), conversion.image_id
+        trash = root / ".replaced"
+        _replace(root / f"{image_id}_files", self.tiles_dir / f"{image_id}_files", trash)
+        staged, target = root / image_id, self.tiles_dir / image_id
+        target.mkdir(parents=True, exist_ok=True)
+        regions = {entry.name for entry in staged.iterdir() if entry.is_dir()}
+        for name in sorted(regions):
+            _replace(staged / name, target / name, trash)
+        for old in target.iterdir():  # regions an earlier conversion of this id had and this one has not
+            if old.is_dir() and _IIIF_REGION.match(old.name) and old.name not in regions:
+                _replace(None, old, trash)
+        for descriptor in conversion.descriptors:  # info.json and the .dzi; sizes moved with their region
+            if (root / descriptor).exists():
+                _move_file(root / descriptor, self.tiles_dir / descriptor)
+        _move_file(Path(conversion.metadata_path), self.metadata_dir / f"{image_id}.json")
 
-    def _published_files(self, image_id: str) -> set[str]:
-        """What an earlier conversion of this id left, so a smaller re-conversion leaves no orphans."""
-        patterns = ((f"{image_id}_files", "*/*.jpg"), (image_id, "*/*/0/default.jpg"))  # not nested ids' files
-        return {str(path.relative_to(self.tiles_dir))
-                for folder, pattern in patterns for path in (self.tiles_dir / folder).glob(pattern)}
+
+def _replace(source: Path | None, target: Path, trash: Path) -> None:
+    """Put ``source`` where ``target`` is, moving any old ``target`` into ``trash`` first."""
+    if target.exists():
+        trash.mkdir(exist_ok=True)
+        os.rename(target, Path(tempfile.mkdtemp(dir=trash)) / target.name)
+    if source is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(source, target)
 
 
-def _place(source: Path, target: Path) -> None:
+def _move_file(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), str(target))
