@@ -19,3 +19,28 @@ def iiif_test_image() -> Path:
     if not IIIF_TEST_IMAGE.exists():
         pytest.skip(f"the official IIIF test image is not at {IIIF_TEST_IMAGE} (../shared is absent)")
     return IIIF_TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def local_s3():
+    """One embedded S3 endpoint (moto over HTTP) for the session; boto3 finds it through AWS_ENDPOINT_URL."""
+    from app.local_s3 import LocalS3
+
+    with LocalS3() as endpoint, pytest.MonkeyPatch.context() as patch:
+        for name, value in endpoint.environment().items():
+            patch.setenv(name, value)
+        yield endpoint
+
+
+@pytest.fixture
+def cloud(local_s3, tmp_path, monkeypatch):
+    """Fresh buckets, CORS and event wiring for each test, configured through the environment as Zappa does."""
+    from tests.cloud import Cloud
+
+    local_s3.reset()
+    work = tmp_path / "work"
+    work.mkdir()
+    for name, value in {"PUBLIC_BASE_URL": f"{local_s3.url}/tiler-tiles", "WORK_DIR": str(work),
+                        "UPLOAD_WORKERS": "8", "BATCH_JOB_QUEUE": "", "BATCH_JOB_DEFINITION": ""}.items():
+        monkeypatch.setenv(name, value)
+    return Cloud(Settings.from_env(), local_s3.url, work)

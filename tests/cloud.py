@@ -1,0 +1,75 @@
+"""A deployment's AWS side on the embedded S3 endpoint, with the handles tests need."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyvips
+
+from app.local_stack import LocalStack
+from config import Settings
+
+
+class Cloud:
+    def __init__(self, settings: Settings, url: str, work_dir: Path) -> None:
+        self.settings, self.url, self.work_dir = settings, url, work_dir
+        self.stack = LocalStack(settings)
+        self.stack.provision()
+        self.s3 = boto3.client("s3")
+        self.sqs = boto3.client("sqs")
+
+    def upload(self, key: str, image: pyvips.Image | bytes, suffix: str = ".jpg") -> str:
+        body = image if isinstance(image, bytes) else image.write_to_buffer(suffix)
+        return self.s3.put_object(Bucket=self.settings.source_bucket, Key=key, Body=body)["ETag"].strip('"')
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every S3 event delivered so far (as Lambda would receive them), test events left out."""
+        found = []
+        while True:
+            answer = self.sqs.receive_message(QueueUrl=self.stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            if not answer.get("Messages"):
+                return found
+            for message in answer["Messages"]:
+                self.sqs.delete_message(QueueUrl=self.stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                body = json.loads(message["Body"])
+                if "Records" in body:
+                    found.append(body)
+
+    def record(self, image_id: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=self.settings.metadata_bucket, Key=f"jobs/{image_id}.json")["Body"]
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body.read())
+
+    def keys(self, bucket: str, prefix: str = "") -> set[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+    def tiles(self, prefix: str = "") -> set[str]:
+        return self.keys(self.settings.tiles_bucket, prefix)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def enable_batch(self) -> tuple[str, str]:
+        """A Batch queue and job definition on the endpoint (moto: jobs are recorded, no Docker runs)."""
+        role = boto3.client("iam").create_role(RoleName="tiler-batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        batch = boto3.client("batch")
+        environment = batch.create_compute_environment(computeEnvironmentName="tiler-ce", type="UNMANAGED",
+                                                       state="ENABLED", serviceRole=role)
+        batch.create_job_queue(jobQueueName="tiler-queue", state="ENABLED", priority=1, computeEnvironmentOrder=[
+            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])
+        batch.register_job_definition(jobDefinitionName="tiler-job", type="container", containerProperties={
+            "image": "tiler:latest", "vcpus": 4, "memory": 16384,
+            "command": ["python", "-m", "batch_fallback", "--bucket", "Ref::bucket", "--key", "Ref::key",
+                        "--etag", "Ref::etag"]})
+        return "tiler-queue", "tiler-job"
+
+    def batch_jobs(self, queue: str = "tiler-queue") -> list[dict[str, Any]]:
+        batch = boto3.client("batch")
+        ids = [job["jobId"] for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+               for job in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]]
+        return batch.describe_jobs(jobs=ids)["jobs"] if ids else []

@@ -1,0 +1,118 @@
+"""The S3 event entry point, fed the events the S3 endpoint really sends."""
+import copy
+import threading
+
+import pytest
+
+from app.events import UnroutableRecord, handle_s3_event
+from tests.helpers import photo
+
+
+def test_every_record_of_an_event_is_handled(cloud):
+    cloud.upload("one.jpg", photo(300, 200))
+    cloud.upload("two.jpg", photo(200, 300))
+    first, second = cloud.events()
+    event = {"Records": first["Records"] + second["Records"]}
+
+    assert handle_s3_event(event) == {"handled": 2, "ignored": 0, "statuses": ["done", "done"]}
+    assert cloud.record("one")["status"] == cloud.record("two")["status"] == "done"
+    assert {"one/info.json", "two/info.json", "one.dzi", "two.dzi"} <= cloud.tiles()
+
+
+def test_keys_are_decoded_as_s3_encodes_them(cloud):
+    key = "scans/a b+c (é).tif"
+    cloud.upload(key, photo(120, 90), ".tif")
+    (event,) = cloud.events()
+    sent = event["Records"][0]["s3"]["object"]["key"]
+    assert "a+b%2Bc+%28%C3%A9%29.tif" in sent  # form-encoded, as S3 sends keys ('+' is a space)
+
+    handle_s3_event(event)
+    record = cloud.record("scans/a_b_c____")
+    assert record["status"] == "done" and record["source"]["key"] == key
+
+
+def test_test_events_removals_and_our_own_outputs_are_ignored(cloud):
+    cloud.upload("x.jpg", photo(64, 64))
+    (event,) = cloud.events()
+    assert handle_s3_event({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "tiler-source"})["ignored"] == 1
+
+    removal = copy.deepcopy(event)
+    removal["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    outputs = []
+    for key in ("x_files/9/0_0.jpg", "x/info.json", "x.dzi", "jobs/x.json", "x/full/max/0/default.jpg", "folder/"):
+        output = copy.deepcopy(event)
+        output["Records"][0]["s3"]["object"]["key"] = key
+        outputs += output["Records"]
+    assert handle_s3_event({"Records": removal["Records"] + outputs}) == {"handled": 0, "ignored": 7, "statuses": []}
+    assert cloud.record("x") is None
+
+
+def test_a_record_that_cannot_be_routed_is_an_error(cloud):
+    cloud.upload("x.jpg", photo(64, 64))
+    (event,) = cloud.events()
+    event["Records"][0]["s3"]["bucket"]["name"] = "somebody-elses-bucket"
+    with pytest.raises(UnroutableRecord, match="SOURCE_BUCKET"):
+        handle_s3_event(event)
+    with pytest.raises(UnroutableRecord):
+        handle_s3_event({"Records": [{"eventSource": "aws:sqs"}]})
+
+
+def test_duplicate_delivery_converts_once(cloud):
+    cloud.upload("dup.jpg", photo(700, 500))
+    (event,) = cloud.events()
+    assert handle_s3_event(event)["statuses"] == ["done"]
+    first = cloud.record("dup")
+    published = cloud.tiles()
+
+    assert handle_s3_event(event)["statuses"] == ["duplicate"]
+    assert cloud.record("dup") == first and cloud.tiles() == published
+
+
+def test_concurrent_duplicates_convert_once(cloud):
+    cloud.upload("race.jpg", photo(900, 700))
+    (event,) = cloud.events()
+    results, start = [], threading.Barrier(3)
+
+    def deliver():
+        start.wait()
+        results.append(handle_s3_event(event)["statuses"][0])
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["done", "duplicate", "duplicate"]
+    assert cloud.record("race")["status"] == "done"
+
+
+def test_a_stale_event_is_skipped_and_the_current_version_wins(cloud):
+    cloud.upload("v.jpg", photo(300, 300))
+    cloud.upload("v.jpg", photo(500, 200))
+    old, new = cloud.events()
+
+    assert handle_s3_event(old)["statuses"] == ["duplicate"]  # skipped: the object has moved on
+    assert cloud.record("v") is None
+    handle_s3_event(new)
+    record = cloud.record("v")
+    assert record["status"] == "done" and record["source"]["etag"] == new["Records"][0]["s3"]["object"]["eTag"]
+    assert (record["facts"]["width"], record["facts"]["height"]) == (500, 200)
+
+
+def test_a_deleted_object_ends_as_gone_without_retry(cloud):
+    cloud.upload("bye.jpg", photo(64, 64))
+    (event,) = cloud.events()
+    cloud.s3.delete_object(Bucket="tiler-source", Key="bye.jpg")
+
+    assert handle_s3_event(event)["statuses"] == ["gone"]
+    record = cloud.record("bye")
+    assert record["status"] == "gone" and "does not exist" in record["error"]
+
+
+def test_bad_input_is_failed_with_its_reason_and_not_retried(cloud):
+    cloud.upload("notes.jpg", b"this is not an image")
+    (event,) = cloud.events()
+    assert handle_s3_event(event)["statuses"] == ["failed"]  # returned, not raised: no Lambda retry
+    record = cloud.record("notes")
+    assert record["status"] == "failed" and record["error"] == "not an image format libvips recognises"
+    assert cloud.tiles() == set()

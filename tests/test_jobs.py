@@ -1,0 +1,222 @@
+"""Jobs against the S3 endpoint: crashes, throttling, deadlines, AWS Batch, bursts."""
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from app.errors import TransientError
+from app.events import handle_s3_event
+from app.records import claim_key
+from app.storage import s3 as s3_storage
+from tests.helpers import photo
+
+DESCRIPTORS = ("info.json", ".dzi", "/full/max/0/default.jpg")
+
+
+class FakeContext:
+    aws_request_id = "req-1"
+
+    def __init__(self, seconds_left: float) -> None:
+        self.seconds_left = seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds_left * 1000)
+
+
+def _one_event(cloud, key="img.jpg", image=None):
+    cloud.upload(key, image if image is not None else photo(1100, 900))
+    (event,) = cloud.events()
+    return event
+
+
+def test_published_objects_carry_types_caching_and_a_complete_record(cloud):
+    handle_s3_event(_one_event(cloud))
+    head = cloud.s3.head_object(Bucket="tiler-tiles", Key="img_files/11/0_0.jpg")
+    assert head["ContentType"] == "image/jpeg" and "max-age" in head["CacheControl"]
+    info = cloud.s3.head_object(Bucket="tiler-tiles", Key="img/info.json")
+    assert info["ContentType"].startswith("application/ld+json")
+    assert cloud.s3.head_object(Bucket="tiler-tiles", Key="img.dzi")["ContentType"] == "application/xml"
+    assert json.loads(cloud.read("tiler-tiles", "img/info.json"))["id"] == f"{cloud.url}/tiler-tiles/img"
+    assert json.loads(cloud.read("tiler-metadata", "img.json"))["image"]["width"] == 1100
+
+    record = cloud.record("img")
+    assert record["status"] == "done" and record["route"] == "lambda" and record["error"] is None
+    assert record["progress"] == {"phase": "done", "done": record["objects"], "total": record["objects"]}
+    assert record["objects"] == len(cloud.tiles()) + 1  # + the metadata JSON
+    assert {"fetch", "tile", "publish", "total"} <= set(record["timings"])
+    assert record["source"]["bucket"] == "tiler-source" and record["source"]["size"] > 0
+
+
+def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud, monkeypatch):
+    event = _one_event(cloud)
+    real_upload, calls = s3_storage.S3Storage._upload, []
+
+    def crash_after_five(self, *args):
+        calls.append(args)
+        if len(calls) > 5:
+            raise RuntimeError("injected crash")
+        return real_upload(self, *args)
+
+    monkeypatch.setattr(s3_storage.S3Storage, "_upload", crash_after_five)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        handle_s3_event(event)
+    published = cloud.tiles()
+    assert published and not [key for key in published if key.endswith(DESCRIPTORS)]
+    assert cloud.record("img")["status"] == "retrying" and "injected crash" in cloud.record("img")["error"]
+    assert list(cloud.work_dir.iterdir()) == []  # no staging debris
+
+    monkeypatch.setattr(s3_storage.S3Storage, "_upload", real_upload)
+    assert handle_s3_event(event)["statuses"] == ["done"]
+    assert {"img/info.json", "img.dzi", "img/full/max/0/default.jpg"} <= cloud.tiles()
+
+
+def test_a_dead_workers_claim_is_taken_over(cloud, monkeypatch):
+    """A process killed mid-job never releases its claim: the next delivery takes over once it is stale."""
+    event = _one_event(cloud)
+    etag = event["Records"][0]["s3"]["object"]["eTag"]
+    long_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "dead", "at": long_ago}))
+    cloud.s3.put_object(Bucket="tiler-metadata", Key="jobs/img.json", Body=json.dumps({
+        "id": "img", "status": "running", "source": {"etag": etag}, "updated_at": long_ago}))
+
+    assert handle_s3_event(event)["statuses"] == ["done"]
+    claim = json.loads(cloud.read("tiler-metadata", claim_key("img", etag)))
+    assert claim["took_over_from"] == "dead"
+
+
+def test_a_live_claim_is_left_alone(cloud):
+    event = _one_event(cloud)
+    etag = event["Records"][0]["s3"]["object"]["eTag"]
+    now = datetime.now(timezone.utc).isoformat()
+    cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "busy", "at": now}))
+    assert handle_s3_event(event)["statuses"] == ["duplicate"]
+
+
+def test_slowdown_503s_are_survived(cloud):
+    event = _one_event(cloud)
+    injected = []
+
+    def slow_down(request, **kwargs):
+        if len(injected) < 6 and request.method == "PUT" and "/tiler-tiles/" in request.url:
+            injected.append(request.url)
+            return AWSResponse(request.url, 503, {}, _Raw(b"<Error><Code>SlowDown</Code><Message>Reduce your request rate."
+                                                           b"</Message></Error>"))
+        return None
+
+    events = s3_storage.client(cloud.settings.upload_workers).meta.events
+    events.register("before-send.s3.PutObject", slow_down)
+    try:
+        assert handle_s3_event(event)["statuses"] == ["done"]
+    finally:
+        events.unregister("before-send.s3.PutObject", slow_down)
+    assert len(injected) == 6
+    assert {"img/info.json", "img.dzi"} <= cloud.tiles()
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **kwargs):
+        yield self.body
+
+
+def _with_batch(cloud, monkeypatch, **env):
+    queue, definition = cloud.enable_batch()
+    for name, value in {"BATCH_JOB_QUEUE": queue, "BATCH_JOB_DEFINITION": definition, **env}.items():
+        monkeypatch.setenv(name, str(value))
+
+
+def test_too_little_remaining_time_hands_the_job_to_batch_before_publishing(cloud, monkeypatch):
+    _with_batch(cloud, monkeypatch)
+    assert handle_s3_event(_one_event(cloud), FakeContext(seconds_left=8))["statuses"] == ["queued"]
+    record = cloud.record("img")
+    assert record["route"] == "batch" and record["batch_job_id"] and "Lambda has left" in record["routed_because"]
+    assert cloud.tiles() == set()
+
+
+def test_oversize_goes_to_batch_and_the_container_publishes_identical_output(cloud, monkeypatch):
+    from batch_fallback.__main__ import main as batch_main
+
+    image = photo(1300, 900)
+    _with_batch(cloud, monkeypatch, LAMBDA_MAX_PIXELS=1_000_000)
+    assert handle_s3_event(_one_event(cloud, "big.jpg", image))["statuses"] == ["queued"]
+    (job,) = cloud.batch_jobs()
+    record = cloud.record("big")
+    assert record["status"] == "queued" and record["batch_job_id"] == job["jobId"]
+    assert "LAMBDA_MAX_PIXELS" in record["routed_because"]
+    assert job["parameters"] == {"bucket": "tiler-source", "key": "big.jpg", "etag": record["source"]["etag"]}
+
+    assert batch_main(["--bucket", "tiler-source", "--key", "big.jpg", "--etag", record["source"]["etag"]]) == 0
+    record = cloud.record("big")
+    assert record["status"] == "done" and record["route"] == "batch"
+
+    monkeypatch.setenv("LAMBDA_MAX_PIXELS", "100000000")
+    handle_s3_event(_one_event(cloud, "twin.jpg", image))
+    assert cloud.record("twin")["route"] == "lambda"
+    big, twin = sorted(cloud.tiles("big")), sorted(cloud.tiles("twin"))
+    assert [key.replace("big", "twin", 1) for key in big] == twin
+    for key in big:
+        batch_bytes, lambda_bytes = cloud.read("tiler-tiles", key), cloud.read("tiler-tiles", key.replace("big", "twin", 1))
+        assert batch_bytes.replace(b"/big", b"/twin") == lambda_bytes, key
+
+
+def test_duplicate_oversize_events_submit_one_batch_job(cloud, monkeypatch):
+    _with_batch(cloud, monkeypatch, LAMBDA_MAX_PIXELS=1000)
+    event = _one_event(cloud)
+    handle_s3_event(event)
+    handle_s3_event(event)
+    assert len(cloud.batch_jobs()) == 1
+
+
+def test_a_batch_submit_failure_is_recorded_and_retried(cloud, monkeypatch):
+    _with_batch(cloud, monkeypatch, LAMBDA_MAX_PIXELS=1000, BATCH_JOB_QUEUE="no-such-queue")
+    event = _one_event(cloud)
+    with pytest.raises(TransientError, match="AWS Batch did not accept the job"):
+        handle_s3_event(event)
+    record = cloud.record("img")
+    assert record["status"] == "retrying" and "no-such-queue" in record["error"]
+    assert not cloud.keys("tiler-metadata", "claims/")  # released, so Lambda's retry can claim it again
+
+
+def test_oversize_without_batch_fails_with_a_clear_reason(cloud, monkeypatch):
+    monkeypatch.setenv("LAMBDA_MAX_PIXELS", "1000")
+    assert handle_s3_event(_one_event(cloud))["statuses"] == ["failed"]
+    assert "BATCH_JOB_QUEUE" in cloud.record("img")["error"]
+
+
+def test_reconverting_a_changed_image_removes_tiles_it_no_longer_has(cloud):
+    handle_s3_event(_one_event(cloud, "map.jpg", photo(1500, 1100)))
+    before = cloud.tiles("map")
+    handle_s3_event(_one_event(cloud, "map.jpg", photo(300, 200)))
+    after = cloud.tiles("map")
+    assert len(after) < len(before)
+    assert after == {key for key in after if key.startswith("map")}
+    assert all(not key.startswith("map_files/11/") for key in after)
+
+
+def test_a_burst_of_uploads_all_end_done_or_failed(cloud):
+    cloud.stack.start()
+    try:
+        expected = {}
+        for number in range(100):
+            key = f"burst/{number:03}.png"
+            if number % 10 == 7:
+                cloud.upload(key, b"broken upload %d" % number)
+                expected[f"burst/{number:03}"] = "failed"
+            else:
+                cloud.upload(key, photo(90 + number, 70), ".png")
+                expected[f"burst/{number:03}"] = "done"
+        deadline, final = time.monotonic() + 240, {}
+        while len(final) < len(expected) and time.monotonic() < deadline:
+            for image_id in set(expected) - set(final):
+                record = cloud.record(image_id)
+                if record and record["status"] in ("done", "failed"):
+                    final[image_id] = record
+            time.sleep(0.5)
+    finally:
+        cloud.stack.stop()
+    assert {image_id: record["status"] for image_id, record in final.items()} == expected
+    assert all(record["error"] for record in final.values() if record["status"] == "failed")
