@@ -38,8 +38,22 @@ class Settings:
     lambda_max_bytes: int = _setting("LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch.")
     lambda_megapixels_per_second: int = _setting("LAMBDA_MEGAPIXELS_PER_SECOND", 15, "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.")
     stale_after_seconds: int = _setting("STALE_AFTER_SECONDS", 180, "A running job whose record has not moved for this long is taken over by the next delivery.")
+    batch_vcpus: float = _setting("BATCH_VCPUS", 4.0, "vCPUs of the Batch job definition (for the cost figures).")
+    batch_memory_mb: int = _setting("BATCH_MEMORY_MB", 16384, "Memory of the Batch job definition in MB (for the cost figures).")
+    aws_batch_job_id: str = _setting("AWS_BATCH_JOB_ID", "", "Set by AWS Batch inside the container; names the job's owner in records.")
     upload_workers: int = _setting("UPLOAD_WORKERS", 32, "Parallel uploads when publishing to S3 (the connection pool is sized to match).")
     work_dir: str = _setting("WORK_DIR", tempfile.gettempdir(), "Local scratch space for downloads and staging (Lambda: /tmp).")
+    # Dashboard
+    dashboard_password: str = _setting("DASHBOARD_PASSWORD", "", "Password for uploads and retries; without one the dashboard is read-only.")
+    secret_key: str = _setting("SECRET_KEY", "", "Signs the dashboard's session cookie (default: derived from DASHBOARD_PASSWORD).")
+    page_size: int = _setting("PAGE_SIZE", 50, "Images per dashboard page.")
+    # Unit prices for cost estimates (USD; us-east-1 list prices, change to your region's)
+    price_lambda_gb_second: float = _setting("PRICE_LAMBDA_GB_SECOND", 0.0000166667, "Lambda price per GB-second (x86).")
+    price_batch_vcpu_hour: float = _setting("PRICE_BATCH_VCPU_HOUR", 0.04048, "Fargate price per vCPU-hour.")
+    price_batch_gb_hour: float = _setting("PRICE_BATCH_GB_HOUR", 0.004445, "Fargate price per GB-hour.")
+    price_s3_write_per_1000: float = _setting("PRICE_S3_WRITE_PER_1000", 0.005, "S3 price per 1,000 PUT/COPY/POST/LIST requests.")
+    price_s3_read_per_1000: float = _setting("PRICE_S3_READ_PER_1000", 0.0004, "S3 price per 1,000 GET/HEAD requests.")
+    price_s3_gb_month: float = _setting("PRICE_S3_GB_MONTH", 0.023, "S3 Standard storage price per GB-month.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -81,6 +95,8 @@ def _parse(env: str, raw: str, default: Any) -> Any:
             return raw.lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw.replace("_", ""))
+        if isinstance(default, float):
+            return float(raw)
         if isinstance(default, tuple):
             items = tuple(item.strip() for item in raw.split(",") if item.strip())
             return tuple(int(i) for i in items) if default and isinstance(default[0], int) else tuple(i.lower() for i in items)

@@ -21,7 +21,7 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 # Keys our own publishing writes, should a bucket ever be shared or notifications mis-wired.
-_OUTPUT_KEY = re.compile(r"(^|/)(jobs|claims)/|_files/\d+/|\.dzi$|/info\.json$|/manifest\.json$|/default\.jpg$")
+_OUTPUT_KEY = re.compile(r"(^|/)(jobs|claims|index)/|_files/\d+/|\.dzi$|/info\.json$|/manifest\.json$|/default\.jpg$")
 
 
 class UnroutableRecord(Exception):
@@ -31,7 +31,8 @@ class UnroutableRecord(Exception):
 def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Zappa's entry point: convert every object the event names; raise if any needs a retry."""
     settings = Settings.from_env()
-    runtime = jobs.Runtime(owner=_owner(context), remaining_seconds=_remaining(context))
+    runtime = jobs.Runtime(owner=_owner(context), remaining_seconds=_remaining(context),
+                           memory_mb=int(getattr(context, "memory_limit_in_mb", 0) or 0))
     if event.get("Event") == "s3:TestEvent":
         log.info("ignored s3:TestEvent")
         return {"handled": 0, "ignored": 1}

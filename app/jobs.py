@@ -20,7 +20,7 @@ from app import dispatch, records
 from app.errors import InputError, SourceGone
 from app.ids import image_id_for
 from app.model import Conversion, ImageFacts, Route, SourceRef, Status
-from app.pipeline import convert
+from app.pipeline import convert, iiif
 from app.pipeline.inspect import open_image
 from app.records import Journal
 from app.storage.s3 import S3Storage
@@ -41,6 +41,17 @@ class Runtime:
     owner: str
     remaining_seconds: Callable[[], float] | None = None
     may_dispatch: bool = True
+    memory_mb: int = 0  # what the job is billed for: Lambda's memory size, or the Batch container's
+    vcpus: float = 0.0
+
+    def usage(self, seconds: float) -> dict[str, Any]:
+        """Billable compute for ``seconds`` of this runtime (Lambda: GB-seconds; Batch: vCPU- and GB-seconds)."""
+        gigabytes = self.memory_mb / 1024
+        usage = {"kind": Route.LAMBDA if self.may_dispatch else Route.BATCH, "seconds": round(seconds, 3),
+                 "memory_gb": round(gigabytes, 3), "gb_seconds": round(gigabytes * seconds, 3)}
+        if self.vcpus:
+            usage.update(vcpus=self.vcpus, vcpu_seconds=round(self.vcpus * seconds, 3))
+        return usage
 
 
 def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, Any] | None:
@@ -60,7 +71,8 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
     route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
-    journal = Journal(store, settings.metadata_bucket, image_id, current, route, runtime.owner)
+    journal = Journal(store, settings.metadata_bucket, image_id, current, route, runtime.owner,
+                      indexed_as=previous and previous.get("status"))
     try:
         return _run(journal, store, current, image_id, settings, runtime, previous)
     except InputError as error:
@@ -100,13 +112,25 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
             return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
         journal.phase("publish", 0, objects)
         publish_started = time.perf_counter()
-        store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket, on_progress=journal.progress)
+        _, stored = store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket,
+                                  on_progress=journal.progress)
         _prune_stale_tiles(store, settings.tiles_bucket, conversion, previous, settings.tile_size)
         timings["publish"] = round(time.perf_counter() - publish_started, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
-    return journal.save(status=Status.DONE, error=None, timings=timings, facts=conversion.facts.to_dict(),
+    facts = conversion.facts
+    return journal.save(status=Status.DONE, error=None, timings=timings, facts=facts.to_dict(),
                         tile_size=settings.tile_size, objects=objects, metadata_partial=conversion.metadata_partial,
-                        progress={"phase": "done", "done": objects, "total": objects})
+                        thumbnail=_thumbnail(facts, settings), progress={"phase": "done", "done": objects, "total": objects},
+                        cost={"compute": runtime.usage(timings["total"]),
+                              "s3": {**{f"{tier}_requests": n for tier, n in store.requests.items()},
+                                     "bytes_stored": stored}})
+
+
+def _thumbnail(facts: ImageFacts, settings: Settings) -> str:
+    """The IIIF path (under the image's id) of the smallest declared size at least 200 px across."""
+    sizes = iiif.declared_sizes(facts.width, facts.height, settings.iiif_max_size)
+    _, width, height = next((size for size in reversed(sizes) if max(size[1:]) >= 200), sizes[0])
+    return f"full/{width},{height}/0/default.jpg"
 
 
 def _why_not_here(facts: ImageFacts, ref: SourceRef, settings: Settings, runtime: Runtime) -> str | None:
@@ -141,7 +165,9 @@ def _hand_to_batch(journal: Journal, ref: SourceRef, image_id: str, settings: Se
 def _record_gone(store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime,
                  reason: str) -> dict[str, Any]:
     log.warning("%s", reason)
-    journal = Journal(store, settings.metadata_bucket, image_id, ref, Route.LAMBDA, runtime.owner)
+    previous = records.read_record(store, settings.metadata_bucket, image_id)
+    journal = Journal(store, settings.metadata_bucket, image_id, ref, Route.LAMBDA, runtime.owner,
+                      indexed_as=previous and previous.get("status"))
     return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
 
 

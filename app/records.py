@@ -22,10 +22,15 @@ log = logging.getLogger(__name__)
 
 RECORDS_PREFIX = "jobs/"
 CLAIMS_PREFIX = "claims/"
+INDEX_PREFIX = "index/"  # index/STATUS/ID: lets the dashboard list one status page by page
 
 
 def record_key(image_id: str) -> str:
     return f"{RECORDS_PREFIX}{image_id}.json"
+
+
+def index_key(status: str, image_id: str) -> str:
+    return f"{INDEX_PREFIX}{status}/{image_id}"
 
 
 def claim_key(image_id: str, etag: str) -> str:
@@ -91,7 +96,8 @@ class Journal:
 
     HEARTBEAT_SECONDS = 5.0
 
-    def __init__(self, store: S3Storage, bucket: str, image_id: str, ref: SourceRef, route: str, owner: str) -> None:
+    def __init__(self, store: S3Storage, bucket: str, image_id: str, ref: SourceRef, route: str, owner: str,
+                 indexed_as: str | None = None) -> None:
         self.store, self.bucket = store, bucket
         self.record: dict[str, Any] = {
             "id": image_id, "source": ref.to_dict(), "route": route, "status": Status.RUNNING,
@@ -100,6 +106,7 @@ class Journal:
         }
         self._lock = threading.Lock()
         self._last_write = 0.0
+        self._indexed_as = indexed_as  # the status the index lists this id under (an earlier run's)
 
     def save(self, **changes: Any) -> dict[str, Any]:
         with self._lock:
@@ -109,7 +116,17 @@ class Journal:
                 self.record["finished_at"] = self.record["updated_at"]
             self._last_write = time.monotonic()
             self.store.put_json(self.bucket, record_key(self.record["id"]), self.record)
+            self._reindex()
             return dict(self.record)
+
+    def _reindex(self) -> None:
+        status, image_id = self.record["status"], self.record["id"]
+        if status == self._indexed_as:
+            return
+        self.store.put_json(self.bucket, index_key(status, image_id), {})
+        if self._indexed_as:
+            self.store.delete(self.bucket, index_key(self._indexed_as, image_id))
+        self._indexed_as = status
 
     def phase(self, name: str, done: int = 0, total: int = 0) -> None:
         self.save(progress={"phase": name, "done": done, "total": total})

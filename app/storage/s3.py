@@ -49,19 +49,29 @@ def upload_pool(workers: int) -> ThreadPoolExecutor:
 
 
 class S3Storage:
+    """S3 for one job. Counts its requests by S3's two price tiers, for the job's cost."""
+
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.s3 = client(workers)
+        self.requests = {"write": 0, "read": 0}  # PUT/COPY/POST/LIST, and GET/HEAD
+        self._lock = threading.Lock()
+
+    def _count(self, tier: str) -> None:
+        with self._lock:
+            self.requests[tier] += 1
 
     # Sources -------------------------------------------------------------------------------
     def head(self, ref: SourceRef) -> SourceRef:
         """The object's current version; raises SourceGone when it no longer exists."""
+        self._count("read")
         with _classified(ref):
             answer = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
         return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"])
 
     def fetch(self, ref: SourceRef, target: Path, on_bytes: Callable[[int], None] | None = None) -> Path:
         """Download exactly version ``ref.etag`` (If-Match), streaming to ``target``."""
+        self._count("read")
         with _classified(ref):
             answer = self.s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=ref.etag)
             with target.open("wb") as out:
@@ -73,12 +83,12 @@ class S3Storage:
 
     # Publishing ------------------------------------------------------------------------------
     def publish(self, conversion: Conversion, tiles_bucket: str, metadata_bucket: str,
-                on_progress: Progress | None = None) -> int:
+                on_progress: Progress | None = None) -> tuple[int, int]:
         """Upload tiles, then descriptors, then the metadata JSON; each phase in parallel.
 
         A phase starts only when the previous one has fully succeeded, so a
         crash at any point never leaves a descriptor pointing at missing tiles.
-        Returns the number of objects written.
+        Returns (objects, bytes) written.
         """
         root = Path(conversion.tiles_root)
         total = len(conversion.tiles) + len(conversion.descriptors) + 1
@@ -91,19 +101,26 @@ class S3Storage:
         pool = upload_pool(self.workers)
         for uploads in phases:
             futures = [pool.submit(self._upload, *upload, counter) for upload in uploads]
-            for future in futures:  # the whole phase lands (or fails) before the next begins
-                future.result()
-        return total
+            try:
+                for future in futures:  # the whole phase lands (or fails) before the next begins
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return total, counter.bytes
 
     def _upload(self, path: Path, bucket: str, key: str, cache_control: str, counter: "_Counter") -> None:
+        self._count("write")
         with _classified(), path.open("rb") as body:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
                                CacheControl=cache_control)
-        counter.add()
+        counter.add(path.stat().st_size)
 
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> None:
         keys = list(keys)
         for start in range(0, len(keys), 1000):
+            self._count("write")
             with _classified():
                 self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
                                                               "Quiet": True})
@@ -111,11 +128,13 @@ class S3Storage:
     def list_keys(self, bucket: str, prefix: str) -> Iterator[str]:
         with _classified():
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                self._count("write")
                 yield from (item["Key"] for item in page.get("Contents", []))
 
     # JSON records ----------------------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
         """(document, etag), or None when there is none."""
+        self._count("read")
         try:
             with _classified():
                 answer = self.s3.get_object(Bucket=bucket, Key=key)
@@ -131,12 +150,14 @@ class S3Storage:
             conditions["IfNoneMatch"] = "*"
         if if_match:
             conditions["IfMatch"] = if_match
+        self._count("write")
         with _classified():
             answer = self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document, default=str).encode(),
                                         ContentType="application/json", CacheControl="no-cache", **conditions)
         return answer["ETag"]
 
     def delete(self, bucket: str, key: str) -> None:
+        self._count("write")
         with _classified():
             self.s3.delete_object(Bucket=bucket, Key=key)
 
@@ -177,16 +198,17 @@ class _classified:
 
 
 class _Counter:
-    """Thread-safe count of uploaded objects, reported to ``on_progress``."""
+    """Thread-safe count of uploaded objects and bytes, reported to ``on_progress``."""
 
     def __init__(self, total: int, on_progress: Progress | None) -> None:
-        self.total, self.done = total, 0
+        self.total, self.done, self.bytes = total, 0, 0
         self._lock = threading.Lock()
         self._on_progress = on_progress
 
-    def add(self) -> None:
+    def add(self, size: int) -> None:
         with self._lock:
             self.done += 1
+            self.bytes += size
             done = self.done
         if self._on_progress:
             self._on_progress(done, self.total)
