@@ -10,7 +10,8 @@ setup:
 demo: setup
 	$(PY) -m app demo
 
-test: setup
+test:
+	@scripts/bootstrap.sh --browser
 	$(PY) -m pytest
 
 bench: setup

@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole flow locally: embedded S3, events, conversion")
     demo.add_argument("--port", type=int, default=0, help="port of the embedded S3 endpoint (default: any free one)")
+    demo.add_argument("--dashboard-port", type=int, default=8000, help="port of the dashboard (default 8000)")
     demo.add_argument("--exit", action="store_true", help="exit once the sample images are done")
     demo.set_defaults(run=_demo)
 
@@ -87,7 +88,7 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
 
 def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from app import demo
-    return demo.run(port=args.port, keep_running=not args.exit)
+    return demo.run(port=args.port, dashboard_port=args.dashboard_port, keep_running=not args.exit)
 
 
 def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

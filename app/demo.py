@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import boto3
 import pyvips
+from werkzeug.serving import make_server
 
 from app import records
 from app.ids import image_id_for
 from app.local_s3 import LocalS3
 from app.local_stack import LocalStack
 from app.model import Status
+from app.web import create_app
 from config import Settings
 
 SHARED_TEST_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
@@ -33,18 +36,23 @@ def photo_like(width: int, height: int) -> pyvips.Image:
     return (bands[0].bandjoin(bands[1:]) + grain).cast("uchar").copy(interpretation="srgb")
 
 
-def run(port: int = 0, keep_running: bool = True, say=print) -> int:
+def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, say=print) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with LocalS3(port) as endpoint, tempfile.TemporaryDirectory(prefix="tiler-demo-") as scratch:
         defaults = Settings()
         os.environ.update(endpoint.environment())  # what Zappa's environment_variables do in a deployment
         os.environ.setdefault("PUBLIC_BASE_URL", f"{endpoint.url}/{defaults.tiles_bucket}")
+        os.environ.setdefault("DASHBOARD_PASSWORD", "demo")
         settings = Settings.from_env()
         stack = LocalStack(settings)
         stack.provision()
         stack.start()
+        dashboard = make_server("127.0.0.1", dashboard_port, create_app(settings), threaded=True)
+        threading.Thread(target=dashboard.serve_forever, name="dashboard", daemon=True).start()
         say(f"Local S3 endpoint: {endpoint.url}  (buckets {settings.source_bucket}, {settings.tiles_bucket}, "
             f"{settings.metadata_bucket})")
+        say(f"Dashboard:         http://127.0.0.1:{dashboard.server_port}/  (password for uploads: "
+            f"{settings.dashboard_password})\n")
         keys = _upload_samples(settings, Path(scratch))
         ok = _follow(settings, keys, say)
         say(f"\nUpload more:  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint.url} "
@@ -54,6 +62,7 @@ def run(port: int = 0, keep_running: bool = True, say=print) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+        dashboard.shutdown()
         stack.stop()
         return 0 if ok else 1
 

@@ -23,6 +23,15 @@ QUEUE_NAME = "tiler-source-events"
 TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
                              "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}
 
+UPLOAD_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"],
+                              "MaxAgeSeconds": 3600}]}  # the dashboard's presigned POST uploads
+
+
+def public_read(bucket: str) -> dict:
+    """The tiles bucket's policy: anyone may read objects (viewers on any site), nobody may list."""
+    return {"Version": "2012-10-17", "Statement": [{"Sid": "PublicReadTiles", "Effect": "Allow", "Principal": "*",
+                                                    "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+
 
 class LocalStack:
     def __init__(self, settings: Settings, concurrency: int = 2, retry_after_seconds: int = 5) -> None:
@@ -40,6 +49,8 @@ class LocalStack:
         for bucket in (self.settings.source_bucket, self.settings.tiles_bucket, self.settings.metadata_bucket):
             self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_cors(Bucket=self.settings.tiles_bucket, CORSConfiguration=TILES_CORS)
+        self.s3.put_bucket_policy(Bucket=self.settings.tiles_bucket, Policy=json.dumps(public_read(self.settings.tiles_bucket)))
+        self.s3.put_bucket_cors(Bucket=self.settings.source_bucket, CORSConfiguration=UPLOAD_CORS)
         self.queue_url = self.sqs.create_queue(QueueName=QUEUE_NAME, Attributes={
             "VisibilityTimeout": str(self.retry_after_seconds)})["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

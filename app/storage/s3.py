@@ -131,6 +131,26 @@ class S3Storage:
                 self._count("write")
                 yield from (item["Key"] for item in page.get("Contents", []))
 
+    def list_page(self, bucket: str, prefix: str, token: str | None, size: int) -> tuple[list[str], str | None]:
+        """One page of keys under ``prefix`` and the continuation token of the next (None at the end)."""
+        self._count("write")
+        with _classified():
+            answer = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=size,
+                                             **({"ContinuationToken": token} if token else {}))
+        return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
+
+    def touch(self, bucket: str, key: str) -> None:
+        """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload."""
+        self._count("write")
+        with _classified(SourceRef(bucket, key)):
+            self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                                MetadataDirective="REPLACE", Metadata={"tiler-retry": "1"})
+
+    def presigned_upload(self, bucket: str, key: str, max_bytes: int, seconds: int = 3600) -> dict[str, Any]:
+        """A presigned POST: the browser sends the file straight to S3, however large."""
+        return self.s3.generate_presigned_post(bucket, key, Conditions=[["content-length-range", 1, max_bytes]],
+                                               ExpiresIn=seconds)
+
     # JSON records ----------------------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
         """(document, etag), or None when there is none."""

@@ -1,21 +1,38 @@
-"""The Flask application factory: the dashboard and its JSON API, served by the same Zappa deployment."""
+"""The Flask application factory: the dashboard and its JSON API, served by the same Zappa deployment.
+
+Every URL is built with ``url_for``, so the app works at ``/`` locally and
+under an API Gateway stage prefix (``/dev/...``) when Zappa serves it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from flask import Flask
 
+from app.web import auth, presenting
+from app.web.catalog import Catalog
+from app.web.dashboard import pages
 from config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    app.config["SETTINGS"] = settings or Settings.from_env()
+    app.config.update(SETTINGS=settings, SECRET_KEY=auth.secret_key(settings), SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_HTTPONLY=True, MAX_CONTENT_LENGTH=64 * 1024)
+    app.extensions["catalog"] = Catalog(settings)
+    app.register_blueprint(pages)
+    app.jinja_env.globals.update(csrf_token=auth.csrf_token, signed_in=auth.signed_in, writable=auth.writable)
+    app.jinja_env.filters.update(megabytes=presenting.megabytes, megapixels=presenting.megapixels,
+                                 ago=presenting.ago, dollars=presenting.dollars)
 
-    @app.get("/healthz")
-    def healthz():
-        return {"ok": True}
+    @app.after_request
+    def harden(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
 
     return app

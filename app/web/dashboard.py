@@ -1,0 +1,136 @@
+"""Dashboard pages and the JSON API behind them."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
+                   url_for)
+
+from app.errors import SourceGone
+from app.ids import is_valid_id
+from app.web import auth, presenting
+from app.web.catalog import STATUSES, CannotRetry, Catalog
+
+pages = Blueprint("dashboard", __name__)
+
+
+def _catalog() -> Catalog:
+    return current_app.extensions["catalog"]
+
+
+def _status_filter() -> str | None:
+    status = request.args.get("status") or None
+    if status and status not in STATUSES:
+        abort(400, f"unknown status {status!r}")
+    return status
+
+
+def _record_or_404(image_id: str) -> dict[str, Any]:
+    record = _catalog().record(image_id) if is_valid_id(image_id) else None
+    if record is None:
+        abort(404, "no such image")
+    return record
+
+
+def _presented(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    settings = current_app.config["SETTINGS"]
+    return [presenting.present(record, settings) for record in records]
+
+
+@pages.get("/")
+def images():
+    status = _status_filter()
+    page = _catalog().page(status, request.args.get("token"))
+    shown = _presented(page.records)
+    totals = {"count": len(shown), "usd": sum((r["cost_usd"] or {}).get("total", 0) for r in shown)}
+    template = "_rows.html" if request.args.get("fragment") else "images.html"
+    return render_template(template, images=shown, status=status, statuses=STATUSES, next_token=page.next_token,
+                           token=request.args.get("token"), totals=totals)
+
+
+@pages.get("/images/<path:image_id>")
+def image(image_id: str):
+    record = presenting.present(_record_or_404(image_id), current_app.config["SETTINGS"])
+    metadata = _catalog().metadata(image_id)
+    return render_template("image.html", image=record, metadata=presenting.grouped_metadata(metadata),
+                           has_metadata=metadata is not None)
+
+
+@pages.get("/images/<path:image_id>/metadata.json")
+def metadata_download(image_id: str):
+    _record_or_404(image_id)
+    document = _catalog().metadata(image_id)
+    if document is None:
+        abort(404, "no metadata for this image yet")
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = f'attachment; filename="{image_id.replace("/", "_")}.json"'
+    return response
+
+
+@pages.post("/images/<path:image_id>/retry")
+@auth.require_sign_in
+def retry(image_id: str):
+    _record_or_404(image_id)
+    try:
+        _catalog().retry(image_id)
+        flash("Retry requested: the job will run again in a moment.", "ok")
+    except (CannotRetry, SourceGone) as error:
+        flash(f"Cannot retry: {error}", "error")
+    return redirect(url_for("dashboard.image", image_id=image_id))
+
+
+@pages.route("/login", methods=["GET", "POST"])
+def login():
+    if not auth.writable():
+        abort(403, "this dashboard is read-only: set DASHBOARD_PASSWORD to allow uploads and retries")
+    if request.method == "POST":
+        auth.check_csrf()
+        if auth.sign_in(request.form.get("password", "")):
+            return redirect(url_for("dashboard.images"))
+        flash("Wrong password.", "error")
+    return render_template("login.html")
+
+
+@pages.post("/logout")
+def logout():
+    auth.check_csrf()
+    auth.session.clear()
+    return redirect(url_for("dashboard.images"))
+
+
+# JSON API ------------------------------------------------------------------------------------
+
+@pages.get("/api/images")
+def api_images():
+    page = _catalog().page(_status_filter(), request.args.get("token"))
+    return {"images": _presented(page.records), "next_token": page.next_token}
+
+
+@pages.get("/api/images/<path:image_id>")
+def api_image(image_id: str):
+    return presenting.present(_record_or_404(image_id), current_app.config["SETTINGS"])
+
+
+@pages.post("/api/uploads")
+@auth.require_sign_in
+def api_upload():
+    body = request.get_json(silent=True) or {}
+    try:
+        return _catalog().upload_form(str(body.get("filename", "")))
+    except ValueError as error:
+        abort(400, str(error))
+
+
+@pages.get("/healthz")
+def healthz():
+    return {"ok": True}
+
+
+@pages.app_errorhandler(400)
+@pages.app_errorhandler(401)
+@pages.app_errorhandler(403)
+@pages.app_errorhandler(404)
+def error_page(error):
+    if request.path.startswith(("/api/", "/healthz")) or request.accept_mimetypes.best == "application/json":
+        return {"error": error.description}, error.code
+    return Response(render_template("error.html", error=error), status=error.code)

@@ -1,0 +1,93 @@
+"""Turn job records into what people read: URLs, dollars, sizes, grouped metadata."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from config import Settings
+
+
+def urls(record: dict[str, Any], settings: Settings) -> dict[str, str]:
+    base, image_id = settings.public_base_url.rstrip("/"), record["id"]
+    found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json"}
+    if record.get("thumbnail"):
+        found["thumbnail"] = f"{base}/{image_id}/{record['thumbnail']}"
+    return found
+
+
+def cost(record: dict[str, Any], settings: Settings) -> dict[str, float] | None:
+    """Dollars for this job's compute, requests and one month of storage, from the configured unit prices."""
+    usage = record.get("cost")
+    if not usage:
+        return None
+    compute = usage["compute"]
+    if compute["kind"] == "batch":
+        hours = compute["seconds"] / 3600
+        compute_usd = (compute.get("vcpus", settings.batch_vcpus) * settings.price_batch_vcpu_hour
+                       + compute["memory_gb"] * settings.price_batch_gb_hour) * hours
+    else:
+        compute_usd = compute["gb_seconds"] * settings.price_lambda_gb_second
+    s3 = usage["s3"]
+    requests_usd = (s3.get("write_requests", 0) * settings.price_s3_write_per_1000
+                    + s3.get("read_requests", 0) * settings.price_s3_read_per_1000) / 1000
+    storage_usd = s3.get("bytes_stored", 0) / 1024 ** 3 * settings.price_s3_gb_month
+    return {"compute": compute_usd, "requests": requests_usd, "storage_month": storage_usd,
+            "total": compute_usd + requests_usd + storage_usd}
+
+
+def present(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The record plus its URLs, cost and embed snippet, as the API returns it and the templates use it."""
+    found = urls(record, settings)
+    return {**record, "urls": found, "cost_usd": cost(record, settings), "embed": embed_snippet(found["info"])}
+
+
+def embed_snippet(info_url: str) -> str:
+    """HTML another site pastes to show this image in OpenSeadragon (plain text here: templates escape it)."""
+    return (f'<div id="zoom" style="width: 100%; height: 600px"></div>\n'
+            f'<script src="https://cdn.jsdelivr.net/npm/openseadragon@6.1.1/build/openseadragon/openseadragon.min.js"></script>\n'
+            f'<script>\n  OpenSeadragon({{ id: "zoom", tileSources: {json.dumps(info_url)},\n'
+            f'    prefixUrl: "https://cdn.jsdelivr.net/npm/openseadragon@6.1.1/build/openseadragon/images/" }});\n</script>')
+
+
+def grouped_metadata(document: dict[str, Any] | None) -> dict[str, list[tuple[str, Any]]]:
+    """exiftool's ``Group:Tag`` keys as {group: [(tag, value)]}, groups in a reading order."""
+    if not document:
+        return {}
+    groups: dict[str, list[tuple[str, Any]]] = {"Image": sorted(document.get("image", {}).items())}
+    for name, value in sorted(document.get("exiftool", {}).items()):
+        group, _, tag = name.partition(":")
+        groups.setdefault(group if tag else "Other", []).append((tag or name, value))
+    if document.get("vips_exif"):
+        groups["libvips EXIF"] = sorted(document["vips_exif"].items())
+    return groups
+
+
+def megabytes(size: int | None) -> str:
+    """A byte count as people read it (kB, MB, GB)."""
+    if not size:
+        return "–"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size} B"
+
+
+def megapixels(facts: dict[str, Any] | None) -> str:
+    return f"{facts['width'] * facts['height'] / 1e6:,.1f} MP" if facts else "–"
+
+
+def ago(stamp: str | None) -> str:
+    if not stamp:
+        return "–"
+    seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+def dollars(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"

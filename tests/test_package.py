@@ -1,0 +1,213 @@
+"""The Lambda deploy package: ``zappa package dev`` from a runtime-only virtualenv, then run the way Lambda runs it.
+
+The virtualenv holds requirements.txt only (no moto, pytest or validators) and
+uses the interpreter of the stage's ``runtime``; it is cached in .venv-deploy/
+under a hash of requirements.txt and that interpreter, so only the first run
+pays for it. ``zappa package`` needs no AWS account: it never builds a boto
+session for this command, and ``use_precompiled_packages`` is off, so it makes
+no lookups either. The zip is then unpacked into a clean folder and Zappa's
+own ``handler.lambda_handler`` (the function Lambda calls) is given a real S3
+event from the embedded S3 endpoint, by a plain interpreter that sees nothing
+but that folder and the standard library, with no exiftool on its PATH (the
+zip runtime has no Perl).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+import pyvips
+
+from app.ids import image_id_for
+from app.local_s3 import LocalS3
+from app.local_stack import LocalStack
+from config import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = "dev"
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+# Newest glibc a runtime's OS offers: python3.9-3.11 run on Amazon Linux 2, python3.12+ on Amazon Linux 2023.
+RUNTIME_GLIBC = {"python3.9": (2, 26), "python3.10": (2, 26), "python3.11": (2, 26),
+                 "python3.12": (2, 34), "python3.13": (2, 34), "python3.14": (2, 34)}
+DEV_ONLY = {"moto", "pytest", "_pytest", "iiif_validator", "pytest_timeout"}
+SOURCE_KEY = "uploads/package check.png"
+
+DRIVER = """
+import importlib.util, json, sys
+leaks = [name for name in ("moto", "pytest", "iiif_validator") if importlib.util.find_spec(name)]
+import handler  # Zappa's handler, at the package root as in /var/task
+
+class Context:  # what Lambda passes
+    aws_request_id = "package-check"
+    function_name = "tiler-dev"
+    def get_remaining_time_in_millis(self):
+        return 600_000
+
+result = handler.lambda_handler(json.load(sys.stdin), Context())
+import boto3, pyvips
+json.dump({"result": result, "leaks": leaks, "path": sys.path,
+           "files": {m.__name__: m.__file__ for m in (handler, boto3, pyvips)}}, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def stage() -> dict:
+    return json.loads((REPO / "zappa_settings.json").read_text())[STAGE]
+
+
+@pytest.fixture(scope="module")
+def deploy_venv(stage) -> Path:
+    python = _interpreter(stage["runtime"])
+    version = subprocess.run([python, "-VV"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256((REPO / "requirements.txt").read_bytes() + version.encode()).hexdigest()[:12]
+    venv = REPO / ".venv-deploy" / f"{stage['runtime']}-{key}"
+    if not (venv / ".complete").exists():
+        for old in venv.parent.glob("python*"):  # earlier requirements: not needed any more
+            shutil.rmtree(old)
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+        pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              "-r", str(REPO / "requirements.txt")], capture_output=True, text=True)
+        assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+        (venv / ".complete").touch()
+    return venv
+
+
+@pytest.fixture(scope="module")
+def package(deploy_venv, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("zappa") / "pkg.zip"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON")) and k != "VIRTUAL_ENV"}
+    env.update(VIRTUAL_ENV=str(deploy_venv), PATH=f"{deploy_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+               AWS_ACCESS_KEY_ID="package-test", AWS_SECRET_ACCESS_KEY="package-test", AWS_DEFAULT_REGION="eu-west-1")
+    started = time.perf_counter()
+    built = subprocess.run([str(deploy_venv / "bin" / "zappa"), "package", STAGE, "-o", str(output)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
+    print(f"zappa package {STAGE}: {time.perf_counter() - started:.1f}s, {output.stat().st_size / 2**20:.1f} MiB zipped")
+    return output
+
+
+@pytest.fixture(scope="module")
+def unpacked(package, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("var-task")
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+def test_package_fits_lambda_and_holds_only_runtime_code(package):
+    with zipfile.ZipFile(package) as archive:
+        entries = archive.infolist()
+    unzipped = sum(entry.file_size for entry in entries)
+    print(f"package: {package.stat().st_size / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped "
+          f"({len(entries)} files; Lambda allows {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB)")
+    assert unzipped < LAMBDA_UNZIPPED_LIMIT
+    names = {entry.filename for entry in entries}
+    tops = {name.split("/")[0] for name in names}
+    assert not tops & DEV_ONLY
+    assert not tops & {"tests", "bench", "scripts", "batch_fallback", ".venv", ".git"}
+    assert not any(top.startswith(".venv") for top in tops)
+    assert {"handler.py", "zappa_settings.py", "config.py", "app/jobs.py", "app/events.py", "app/web/wsgi.py"} <= names
+    assert "zappa_settings.json" not in names and "requirements-dev.txt" not in names
+
+
+def test_native_libraries_load_on_the_runtimes_os(unpacked, stage):
+    newest = RUNTIME_GLIBC[stage["runtime"]]
+    needs = {str(path.relative_to(unpacked)): _glibc_needed(path) for path in unpacked.rglob("*.so*") if path.is_file()}
+    too_new = {name: version for name, version in needs.items() if version > newest}
+    assert needs and not too_new, f"{stage['runtime']} offers glibc {newest}; these need more: {too_new}"
+
+
+def test_a_plain_interpreter_sees_only_the_package(unpacked, stage):
+    answer = subprocess.run([_interpreter(stage["runtime"]), "-S", "-c", "import json, sys; print(json.dumps(sys.path))"],
+                            env=_lambda_env(unpacked), cwd=unpacked, capture_output=True, text=True, check=True)
+    stdlib_or_package = [entry for entry in json.loads(answer.stdout) if entry]
+    assert stdlib_or_package[0] == str(unpacked)
+    assert not [entry for entry in stdlib_or_package if "site-packages" in entry or ".venv" in entry]
+
+
+def test_an_s3_event_is_converted_by_the_package(unpacked, stage, tmp_path):
+    settings = Settings.from_env(stage["environment_variables"])
+    with LocalS3() as s3, pytest.MonkeyPatch.context() as patch:
+        for name, value in s3.environment().items():
+            patch.setenv(name, value)
+        stack = LocalStack(settings)
+        stack.provision()
+        _upload_png(boto3.client("s3"), settings.source_bucket, SOURCE_KEY)
+        event = _delivered_event(stack)
+        report = tmp_path / "report.json"
+        run = subprocess.run([_interpreter(stage["runtime"]), "-S", "-c", DRIVER, str(report)], input=json.dumps(event),
+                             env={**_lambda_env(unpacked), **s3.environment(), "TMPDIR": str(tmp_path)},
+                             cwd=unpacked, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        outcome = json.loads(report.read_text())
+        image_id = image_id_for(SOURCE_KEY)
+        record = _read_json(settings.metadata_bucket, f"jobs/{image_id}.json")
+        info = _read_json(settings.tiles_bucket, f"{image_id}/info.json")
+    assert outcome["leaks"] == []
+    assert all(path.startswith(str(unpacked)) for path in outcome["files"].values()), outcome["files"]
+    assert outcome["result"]["statuses"] == ["done"]
+    assert record["status"] == "done" and record["source"]["key"] == SOURCE_KEY
+    assert info["id"] == f"{settings.public_base_url}/{image_id}" and info["width"] == 700
+    print(f"converted by the package; metadata: {record.get('metadata_partial') or 'complete'}")
+
+
+# Helpers ---------------------------------------------------------------------------------------------------------------
+def _interpreter(runtime: str) -> str:
+    """An interpreter of the runtime's Python version (the deploy venv's base, and the 'plain python' of the checks)."""
+    version = runtime.removeprefix("python")
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(f"python{version}"), *sorted(glob.glob(f"{pyenv}/{version}*/bin/python{version}"), reverse=True),
+                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    pytest.fail(f"no Python {version} interpreter (zappa_settings.json runtime {runtime}) on this machine")
+
+
+def _lambda_env(task_root: Path) -> dict[str, str]:
+    """As little as Lambda gives: the package on the path, no venv, no user site, no exiftool."""
+    empty_bin = task_root.parent / f"{task_root.name}-bin"
+    empty_bin.mkdir(exist_ok=True)
+    return {"PYTHONPATH": str(task_root), "PYTHONNOUSERSITE": "1", "PATH": str(empty_bin), "LANG": "C.UTF-8",
+            "HOME": str(task_root.parent), "LAMBDA_TASK_ROOT": str(task_root), "AWS_LAMBDA_FUNCTION_NAME": "tiler-dev"}
+
+
+def _glibc_needed(path: Path) -> tuple[int, ...]:
+    versions = re.findall(rb"GLIBC_(\d+)\.(\d+)", path.read_bytes())
+    return max(((int(major), int(minor)) for major, minor in versions), default=(0, 0))
+
+
+def _upload_png(s3, bucket: str, key: str) -> None:
+    x, y = pyvips.Image.xyz(700, 500)[0], pyvips.Image.xyz(700, 500)[1]
+    image = (x * 255 / 700).bandjoin([y * 255 / 500, (x + y) * 255 / 1200]).cast("uchar").copy(interpretation="srgb")
+    s3.put_object(Bucket=bucket, Key=key, Body=image.write_to_buffer(".png"))
+
+
+def _delivered_event(stack: LocalStack) -> dict:
+    """The event the endpoint sent for the upload: the body Lambda receives from S3."""
+    for _ in range(20):
+        for message in stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
+                                                 WaitTimeSeconds=1).get("Messages", []):
+            body = json.loads(message["Body"])
+            if "Records" in body:
+                return body
+    pytest.fail("the S3 endpoint sent no ObjectCreated event")
+
+
+def _read_json(bucket: str, key: str) -> dict:
+    return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
