@@ -1,0 +1,141 @@
+"""Dashboard pages and JSON API, served by the Flask test client from records the real handler wrote."""
+import json
+import re
+
+import pytest
+
+from app.events import handle_s3_event
+from app.web import create_app
+from config import Settings
+from tests.helpers import exiftool_write, photo
+
+
+def _convert(cloud, key, image=None, suffix=".jpg"):
+    cloud.upload(key, image if image is not None else photo(600, 400), suffix)
+    for event in cloud.events():
+        handle_s3_event(event)
+
+
+@pytest.fixture
+def client(cloud, monkeypatch):
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
+    return create_app(Settings.from_env()).test_client()
+
+
+def _sign_in(client):
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert client.post("/login", data={"password": "open sesame", "csrf": csrf}).status_code == 302
+    home = client.get("/").get_data(as_text=True)  # signing in starts a fresh session, with a fresh token
+    return re.search(r'csrf: "([^"]+)"', home).group(1)
+
+
+def test_images_page_lists_jobs_with_thumbnails_status_and_cost(cloud, client):
+    _convert(cloud, "maps/one.jpg")
+    cloud.upload("broken.jpg", b"nope")
+    for event in cloud.events():
+        handle_s3_event(event)
+    page = client.get("/").get_data(as_text=True)
+    assert "maps/one" in page and "broken" in page
+    assert f'src="{cloud.url}/tiler-tiles/maps/one/full/' in page  # thumbnail from the declared sizes
+    assert 'class="badge done"' in page and 'class="badge failed"' in page
+    assert "not an image format libvips recognises" in page
+    assert re.search(r"2 on this page · \$0\.\d{4} estimated cost", page)
+
+
+def test_status_filter_and_pages_use_s3_listing(cloud, client, monkeypatch):
+    for number in range(3):
+        _convert(cloud, f"p{number}.jpg", photo(100, 80))
+    cloud.upload("bad.jpg", b"nope")
+    handle_s3_event(cloud.events()[0])
+    failed = client.get("/?status=failed").get_data(as_text=True)
+    assert "bad" in failed and "p0" not in failed
+
+    monkeypatch.setenv("PAGE_SIZE", "2")
+    small = create_app(Settings.from_env()).test_client()
+    first = small.get("/api/images").get_json()
+    assert len(first["images"]) == 2 and first["next_token"]
+    second = small.get("/api/images", query_string={"token": first["next_token"]}).get_json()
+    assert {i["id"] for i in first["images"]} | {i["id"] for i in second["images"]} == {"p0", "p1", "p2", "bad"}
+    assert small.get("/?status=nonsense").status_code == 400
+
+
+def test_image_page_has_viewer_urls_metadata_and_embed_snippet(cloud, client, tmp_path):
+    src = tmp_path / "tagged.jpg"
+    photo(300, 200).jpegsave(str(src))
+    exiftool_write(src, "-XMP-dc:Title=<script>alert('meta')</script>", "-EXIF:Make=TestCam")
+    _convert(cloud, "tagged.jpg", src.read_bytes())
+    page = client.get("/images/tagged").get_data(as_text=True)
+    assert f'data-dzi="{cloud.url}/tiler-tiles/tagged.dzi"' in page
+    assert f'data-iiif="{cloud.url}/tiler-tiles/tagged/info.json"' in page
+    assert "openseadragon.min.js" in page and "cdn" not in page.split("<pre")[0]  # vendored for ourselves
+    assert "TestCam" in page and "&lt;script&gt;alert(" in page and "<script>alert(" not in page
+    assert "OpenSeadragon({ id: &#34;zoom&#34;" in page  # the snippet is shown, not run
+    download = client.get("/images/tagged/metadata.json")
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert download.get_json()["exiftool"]["EXIF:Make"] == "TestCam"
+
+
+def test_api_reports_records_with_urls_and_costs(cloud, client):
+    _convert(cloud, "api.jpg")
+    body = client.get("/api/images/api").get_json()
+    assert body["status"] == "done" and body["urls"]["info"].endswith("/tiler-tiles/api/info.json")
+    assert body["cost_usd"]["total"] > 0 and body["cost"]["s3"]["write_requests"] > 0
+    assert client.get("/api/images/nope").status_code == 404
+    assert client.get("/api/images/../../etc/passwd").status_code == 404
+    assert client.get("/healthz").get_json() == {"ok": True}
+
+
+def test_works_under_an_api_gateway_stage_prefix(cloud, client):
+    _convert(cloud, "staged.jpg")
+    page = client.get("/", base_url="http://example.org/dev/").get_data(as_text=True)
+    assert 'href="/dev/images/staged"' in page and 'href="/dev/static/css/dashboard.css"' in page
+    assert client.get("/images/staged", base_url="http://example.org/dev/").status_code == 200
+
+
+def test_nothing_from_the_environment_is_rendered(cloud, client, monkeypatch):
+    _convert(cloud, "quiet.jpg")
+    pages = "".join(client.get(url).get_data(as_text=True) for url in ("/", "/images/quiet", "/api/images",
+                                                                        "/api/images/quiet", "/login"))
+    assert "open sesame" not in pages and "AWS_SECRET_ACCESS_KEY" not in pages
+
+
+def test_read_only_without_a_password(cloud, monkeypatch):
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "")
+    client = create_app(Settings.from_env()).test_client()
+    _convert(cloud, "ro.jpg")
+    assert 'id="upload"' not in client.get("/").get_data(as_text=True)
+    assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 403
+    assert client.post("/images/ro/retry").status_code == 403
+
+
+def test_uploads_need_sign_in_and_csrf(cloud, client):
+    assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 401
+    csrf = _sign_in(client)
+    assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 400  # no CSRF token
+    form = client.post("/api/uploads", json={"filename": "C:\\photos\\new scan.tif"}, headers={"X-CSRF-Token": csrf}).get_json()
+    assert form["key"] == "new scan.tif" and form["id"] == "new_scan"
+    assert form["url"].endswith("/tiler-source") and form["fields"]["key"] == "new scan.tif"
+
+
+def test_retry_resubmits_a_failed_job_through_the_event_path(cloud, client, monkeypatch):
+    from app.storage import s3 as s3_storage
+
+    cloud.upload("flaky.jpg", photo(300, 200).write_to_buffer(".jpg"))
+    (event,) = cloud.events()
+    monkeypatch.setattr(s3_storage.S3Storage, "_upload", lambda *args: (_ for _ in ()).throw(RuntimeError("S3 hiccup")))
+    with pytest.raises(RuntimeError):
+        handle_s3_event(event)
+    monkeypatch.undo()
+    assert cloud.record("flaky")["status"] == "retrying"
+
+    csrf = _sign_in(client)
+    assert client.post("/images/flaky/retry", data={"csrf": "wrong"}).status_code == 400
+    response = client.post("/images/flaky/retry", data={"csrf": csrf})
+    assert response.status_code == 302
+    (again,) = cloud.events()
+    assert again["Records"][0]["eventName"].startswith("ObjectCreated:")
+    handle_s3_event(again)
+    assert cloud.record("flaky")["status"] == "done"
+    done = client.post("/images/flaky/retry", data={"csrf": csrf}, follow_redirects=True).get_data(as_text=True)
+    assert "Cannot retry: the job is done" in done
