@@ -23,11 +23,10 @@ log = logging.getLogger("batch_fallback")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ref = SourceRef(args.bucket, args.key, args.etag or None)
     try:
-        record = jobs.handle(ref, Settings.from_env(), jobs.Runtime(owner=_owner(), may_dispatch=False))
+        settings = Settings.from_env()
+        record = jobs.handle(ref, settings, _runtime(settings))
     except Exception as error:  # noqa: BLE001 - every escape is a retry, by contract
         log.exception("s3://%s/%s was not converted", ref.bucket, ref.key)
         print(f"batch_fallback: s3://{ref.bucket}/{ref.key} failed, will be retried: "
@@ -52,11 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _owner() -> str:
-    # Batch sets AWS_BATCH_JOB_ID; config.py is the only reader of the environment, so until
-    # Settings carries it, the container's host name (unique per Fargate task) names the owner.
-    return f"batch:{socket.gethostname()}:{os.getpid()}"
+def _runtime(settings: Settings) -> jobs.Runtime:
+    """The Batch container: no deadline, no dispatch (no second tiler), billed for the job definition's size."""
+    owner = settings.aws_batch_job_id or f"{socket.gethostname()}:{os.getpid()}"  # outside Batch: docker run
+    return jobs.Runtime(owner=f"batch:{owner}", may_dispatch=False, memory_mb=settings.batch_memory_mb,
+                        vcpus=settings.batch_vcpus)
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,  # CloudWatch gets the container's stdout
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.exit(main())

@@ -53,6 +53,7 @@ import handler  # Zappa's handler, at the package root as in /var/task
 class Context:  # what Lambda passes
     aws_request_id = "package-check"
     function_name = "tiler-dev"
+    memory_limit_in_mb = 3008
     def get_remaining_time_in_millis(self):
         return 600_000
 

@@ -3,15 +3,22 @@
   const table = document.querySelector("table.images");
   const rows = document.getElementById("rows");
 
+  const FINAL = ["done", "failed", "gone"];
+  const awaited = new Set();  // ids of uploads whose jobs have not finished yet
+
   function busy() { return rows.querySelector('[data-status="running"], [data-status="queued"]') !== null; }
 
   async function refresh() {
     const response = await fetch(table.dataset.refresh, {headers: {"Accept": "text/html"}});
-    if (response.ok) rows.innerHTML = await response.text();
+    if (!response.ok) return;
+    rows.innerHTML = await response.text();
+    rows.querySelectorAll("tr[data-id]").forEach(function (row) {
+      if (FINAL.includes(row.dataset.status)) awaited.delete(row.dataset.id);
+    });
   }
 
   let uploading = 0;
-  setInterval(function () { if (busy() || uploading > 0) refresh(); }, 2500);
+  setInterval(function () { if (busy() || uploading > 0 || awaited.size > 0) refresh(); }, 2500);
 
   const drop = document.getElementById("upload");
   if (!drop) return;
@@ -56,6 +63,7 @@
       });
       view.bar.value = 100;
       view.state.textContent = "uploaded: converting";
+      awaited.add(form.id);
     } catch (error) {
       view.state.textContent = "failed: " + error.message;
       view.state.className = "error small";
