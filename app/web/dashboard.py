@@ -43,7 +43,7 @@ def images():
     page = _catalog().page(status, request.args.get("token"))
     shown = _presented(page.records)
     totals = {"count": len(shown), "usd": sum((r["cost_usd"] or {}).get("total", 0) for r in shown)}
-    template = "_rows.html" if request.args.get("fragment") else "images.html"
+    template = "_listing.html" if request.args.get("fragment") else "images.html"
     return render_template(template, images=shown, status=status, statuses=STATUSES, next_token=page.next_token,
                            token=request.args.get("token"), totals=totals)
 

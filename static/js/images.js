@@ -1,19 +1,23 @@
 // Images page: refresh the rows while jobs run; drag-and-drop uploads straight to S3 with per-file progress.
 (function () {
-  const table = document.querySelector("table.images");
-  const rows = document.getElementById("rows");
+  const listing = document.getElementById("listing");
 
   const FINAL = ["done", "failed", "gone"];
-  const awaited = new Set();  // ids of uploads whose jobs have not finished yet
+  const awaited = new Map();  // id of an upload whose job has not finished -> its status label
 
-  function busy() { return rows.querySelector('[data-status="running"], [data-status="queued"]') !== null; }
+  function busy() { return listing.querySelector('[data-status="running"], [data-status="queued"]') !== null; }
 
   async function refresh() {
-    const response = await fetch(table.dataset.refresh, {headers: {"Accept": "text/html"}});
+    const response = await fetch(listing.dataset.refresh, {headers: {"Accept": "text/html"}});
     if (!response.ok) return;
-    rows.innerHTML = await response.text();
-    rows.querySelectorAll("tr[data-id]").forEach(function (row) {
-      if (FINAL.includes(row.dataset.status)) awaited.delete(row.dataset.id);
+    listing.innerHTML = await response.text();
+    listing.querySelectorAll("tr[data-id]").forEach(function (row) {
+      const label = awaited.get(row.dataset.id);
+      if (label && FINAL.includes(row.dataset.status)) {
+        label.textContent = row.dataset.status === "done" ? "converted" : row.dataset.status + ": see the list";
+        label.className = row.dataset.status === "done" ? "ok small" : "error small";
+        awaited.delete(row.dataset.id);
+      }
     });
   }
 
@@ -63,7 +67,7 @@
       });
       view.bar.value = 100;
       view.state.textContent = "uploaded: converting";
-      awaited.add(form.id);
+      awaited.set(form.id, view.state);
     } catch (error) {
       view.state.textContent = "failed: " + error.message;
       view.state.className = "error small";

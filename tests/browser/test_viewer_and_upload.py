@@ -50,6 +50,7 @@ def test_an_upload_through_the_page_reaches_done(cloud, dashboard, page, tmp_pat
         page.set_input_files("#files", str(src))
         page.wait_for_selector("#upload-list li:has-text('uploaded')", timeout=30_000)
         page.wait_for_selector("tr[data-status=done] >> text=dropped_scan", timeout=60_000)
+        page.wait_for_selector("#upload-list li:has-text('converted')", timeout=10_000)
     finally:
         cloud.stack.stop()
     screenshot(page, "uploaded")

@@ -40,7 +40,7 @@ def test_images_page_lists_jobs_with_thumbnails_status_and_cost(cloud, client):
     assert f'src="{cloud.url}/tiler-tiles/maps/one/full/' in page  # thumbnail from the declared sizes
     assert 'class="badge done"' in page and 'class="badge failed"' in page
     assert "not an image format libvips recognises" in page
-    assert re.search(r"2 on this page · \$0\.\d{4} estimated cost", page)
+    assert re.search(r"2 images on this page · \$0\.\d{4} estimated cost", page)
 
 
 def test_status_filter_and_pages_use_s3_listing(cloud, client, monkeypatch):
