@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     show = commands.add_parser("settings", help="print every setting, its variable and current value")
+    show.add_argument("--markdown", action="store_true", help="print the README's table of variables and defaults")
     show.set_defaults(run=_settings)
     return parser
 
@@ -93,11 +94,22 @@ def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.Argumen
 
 def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from dataclasses import fields
+    if args.markdown:
+        print(settings_table())
+        return 0
     for f in fields(Settings):
         value = getattr(settings, f.name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         print(f"{f.metadata['env']}={shown}\n    {f.metadata['doc']}")
     return 0
+
+
+def settings_table() -> str:
+    """The README's table of environment variables, generated so it cannot drift from config.py."""
+    rows = ["| Variable | Default | What it does |", "|---|---|---|"]
+    rows += [f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | (empty) | {doc} |"
+             for env, default, doc in Settings.documentation()]
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import atexit
 import functools
 import logging
 import shutil
-import subprocess
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -26,6 +26,7 @@ _ARGS = ["-G", "-struct"]  # family-0 groups, structured XMP; exiftool -j alread
 _PRIVATE_TAGS = ("SourceFile", "File:Directory", "File:FileName", "File:FilePermissions",
                  "File:FileAccessDate", "File:FileInodeChangeDate")
 _helpers: dict[str, exiftool.ExifToolHelper] = {}
+_stops: dict[str, threading.Event] = {}
 Tags = tuple[dict[str, Any], "str | None"]
 
 
@@ -45,9 +46,8 @@ def collect(future: Future, executable: str, timeout: float = 120.0) -> Tags:
 
 def read_embedded(path: Path, executable: str) -> Tags:
     """(exiftool's grouped tags, None) or ({}, the reason they are missing)."""
-    problem = _unusable(executable)
-    if problem:
-        return {}, problem
+    if shutil.which(executable) is None:
+        return {}, f"exiftool not found ({executable!r}); metadata is limited to libvips' EXIF fields"
     try:
         tags = _helper(executable).get_metadata(str(path))[0]
     except Exception as error:  # exiftool's failures come in many types; each means "partial"
@@ -78,40 +78,53 @@ def _exiftool_thread() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="exiftool")
 
 
-@functools.cache
-def _unusable(executable: str) -> str | None:
-    """Why ``executable`` cannot serve pyexiftool, checked once: pyexiftool waits forever on a dead process."""
-    if shutil.which(executable) is None:
-        return f"exiftool not found ({executable!r}); metadata is limited to libvips' EXIF fields"
-    try:
-        answer = subprocess.run([executable, "-ver"], capture_output=True, text=True, timeout=30)
-        version = float(answer.stdout.strip())
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return f"exiftool failed: {executable!r} -ver did not print a version"
-    return None if version >= 12.15 else f"exiftool failed: version {version} is older than 12.15"
-
-
 def _helper(executable: str) -> exiftool.ExifToolHelper:
     helper = _helpers.get(executable)
     if helper is None:
         helper = exiftool.ExifToolHelper(executable=executable, common_args=_ARGS)
-        helper.run()
         _helpers[executable] = helper
+        _watch(helper, _stops.setdefault(executable, threading.Event()))
+        helper.run()
     return helper
+
+
+def _watch(helper: exiftool.ExifToolHelper, stop: threading.Event) -> None:
+    """Close the pipes of an exiftool that died, whenever it dies.
+
+    pyexiftool reads its pipes until exiftool's "ready" marker and spins
+    forever on a dead process's end-of-file; with the pipes closed the read
+    raises, and the caller records the metadata as partial instead of hanging.
+    """
+    def watch() -> None:
+        while not stop.wait(0.1):
+            process = getattr(helper, "_process", None)
+            if process is not None and process.poll() is not None:
+                _close_pipes(process)
+                return
+    threading.Thread(target=watch, name="exiftool-watch", daemon=True).start()
 
 
 def _discard(executable: str) -> None:
     """Kill the helper's exiftool and close its pipes, which also frees a thread stuck reading them."""
     helper = _helpers.pop(executable, None)
+    _stops.pop(executable, threading.Event()).set()
     process = getattr(helper, "_process", None)  # pyexiftool offers no non-blocking way to stop
     if process is None:
         return
     process.kill()
     process.wait()
+    _close_pipes(process)
+    if getattr(helper, "_running", False):
+        helper._flag_running_false()  # so pyexiftool's own clean-up does not touch the closed pipes
+
+
+def _close_pipes(process) -> None:
     for pipe in (process.stdin, process.stdout, process.stderr):
         if pipe is not None:
-            pipe.close()
-    helper._flag_running_false()  # so pyexiftool's own clean-up does not touch the closed pipes
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 atexit.register(lambda: [_discard(executable) for executable in list(_helpers)])
