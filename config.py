@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 
 def _setting(env: str, default: Any, doc: str) -> Any:
@@ -56,7 +57,7 @@ class Settings:
     price_s3_gb_month: float = _setting("PRICE_S3_GB_MONTH", 0.023, "S3 Standard storage price per GB-month.")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment)."""
         environ = os.environ if environ is None else environ
         values = {}
@@ -68,7 +69,7 @@ class Settings:
         settings.validate()
         return settings
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         settings = replace(self, **changes)
         settings.validate()
         return settings

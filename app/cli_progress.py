@@ -19,7 +19,7 @@ class ConversionProgress:
                            disable=not self._interactive or files < 2)
         self._current: tqdm | None = None
 
-    def __enter__(self) -> "ConversionProgress":
+    def __enter__(self) -> ConversionProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:

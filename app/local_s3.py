@@ -7,7 +7,8 @@ AWS; moto checks and writes in two steps and would otherwise let a race in.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import requests
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -29,7 +30,7 @@ class LocalS3:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-s3", daemon=True)
 
-    def __enter__(self) -> "LocalS3":
+    def __enter__(self) -> LocalS3:
         self._thread.start()
         return self
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from app.model import Route, SourceRef, Status
@@ -38,13 +38,13 @@ def claim_key(image_id: str, etag: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def age_seconds(stamp: str | None) -> float:
     if not stamp:
         return float("inf")
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
 
 
 def read_record(store: S3Storage, bucket: str, image_id: str) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """Jobs against the S3 endpoint: crashes, throttling, deadlines, AWS Batch, bursts."""
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -76,7 +76,7 @@ def test_a_dead_workers_claim_is_taken_over(cloud, monkeypatch):
     """A process killed mid-job never releases its claim: the next delivery takes over once it is stale."""
     event = _one_event(cloud)
     etag = event["Records"][0]["s3"]["object"]["eTag"]
-    long_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    long_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "dead", "at": long_ago}))
     cloud.s3.put_object(Bucket="tiler-metadata", Key="jobs/img.json", Body=json.dumps({
         "id": "img", "status": "running", "source": {"etag": etag}, "updated_at": long_ago}))
@@ -89,7 +89,7 @@ def test_a_dead_workers_claim_is_taken_over(cloud, monkeypatch):
 def test_a_live_claim_is_left_alone(cloud):
     event = _one_event(cloud)
     etag = event["Records"][0]["s3"]["object"]["eTag"]
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "busy", "at": now}))
     assert handle_s3_event(event)["statuses"] == ["duplicate"]
 

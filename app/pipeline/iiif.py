@@ -7,8 +7,8 @@ exactly IIIF scale factor ``2**k``, tile for tile: one encoded tile serves both.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
 

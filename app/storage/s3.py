@@ -12,9 +12,10 @@ import functools
 import json
 import mimetypes
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -110,7 +111,7 @@ class S3Storage:
                 raise
         return total, counter.bytes
 
-    def _upload(self, path: Path, bucket: str, key: str, cache_control: str, counter: "_Counter") -> None:
+    def _upload(self, path: Path, bucket: str, key: str, cache_control: str, counter: _Counter) -> None:
         self._count("write")
         with _classified(), path.open("rb") as body:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import hmac
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 from flask import abort, current_app, request, session
 

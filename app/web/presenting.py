@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from config import Settings
@@ -80,7 +80,7 @@ def megapixels(facts: dict[str, Any] | None) -> str:
 def ago(stamp: str | None) -> str:
     if not stamp:
         return "–"
-    seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{int(seconds // size)} {unit} ago"

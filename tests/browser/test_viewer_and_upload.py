@@ -1,5 +1,4 @@
 """A person's view: OpenSeadragon draws real tiles from both sources; an upload through the page reaches done."""
-import time
 
 import pytest
 

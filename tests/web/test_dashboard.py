@@ -1,5 +1,4 @@
 """Dashboard pages and JSON API, served by the Flask test client from records the real handler wrote."""
-import json
 import re
 
 import pytest
