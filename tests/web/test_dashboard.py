@@ -1,4 +1,5 @@
 """Dashboard pages and JSON API, served by the Flask test client from records the real handler wrote."""
+import json
 import re
 
 import pytest
@@ -138,3 +139,33 @@ def test_retry_resubmits_a_failed_job_through_the_event_path(cloud, client, monk
     assert cloud.record("flaky")["status"] == "done"
     done = client.post("/images/flaky/retry", data={"csrf": csrf}, follow_redirects=True).get_data(as_text=True)
     assert "Cannot retry: the job is done" in done
+
+
+def test_a_page_costs_the_same_requests_however_many_images_there_are(cloud, monkeypatch):
+    """Listing is one S3 LIST per page plus one GET per shown record: 10,000 images page as fast as 100."""
+    from app.web.catalog import Catalog
+
+    for number in range(120):
+        image_id = f"bulk/{number:04}"
+        record = {"id": image_id, "status": "done" if number % 3 else "failed", "route": "lambda",
+                  "source": {"bucket": "tiler-source", "key": f"{image_id}.jpg", "etag": "e", "size": 1000},
+                  "progress": {"phase": "done", "done": 1, "total": 1}, "updated_at": "2026-01-01T00:00:00+00:00",
+                  "error": None if number % 3 else "broken"}
+        cloud.s3.put_object(Bucket="tiler-metadata", Key=f"jobs/{image_id}.json", Body=json.dumps(record))
+        cloud.s3.put_object(Bucket="tiler-metadata", Key=f"index/{record['status']}/{image_id}", Body=b"{}")
+    monkeypatch.setenv("PAGE_SIZE", "25")
+    catalog = Catalog(Settings.from_env())
+
+    first = catalog.page(None, None)
+    assert len(first.records) == 25 and catalog.store.requests == {"write": 1, "read": 25}
+    failed = catalog.page("failed", None)
+    assert len(failed.records) == 25 and all(r["status"] == "failed" for r in failed.records)
+    assert catalog.store.requests == {"write": 2, "read": 50}
+    rest, token = [], failed.next_token
+    while token:
+        page = catalog.page("failed", token)
+        rest += page.records
+        token = page.next_token
+    assert len(failed.records) + len(rest) == 40
+    app = create_app(Settings.from_env())
+    assert app.test_client().get("/?status=failed").status_code == 200
