@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app import dispatch, records
@@ -105,7 +105,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         if reason:
             return _hand_to_batch(journal, ref, image_id, settings, reason)
         journal.phase("convert", 0, 100)
-        conversion = convert(source, work / "out", settings, image_id,
+        conversion = convert(source, work / "out", settings, image_id, source_name=PurePosixPath(ref.key).name,
                              on_progress=lambda percent: journal.progress(int(percent), 100))
         timings.update(conversion.timings)
         objects = len(conversion.tiles) + len(conversion.descriptors) + 1
@@ -128,9 +128,8 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
 
 
 def _thumbnail(facts: ImageFacts, settings: Settings) -> str:
-    """The IIIF path (under the image's id) of the smallest declared size at least 200 px across."""
-    sizes = iiif.declared_sizes(facts.width, facts.height, settings.iiif_max_size)
-    _, width, height = next((size for size in reversed(sizes) if max(size[1:]) >= 200), sizes[0])
+    """The IIIF path, under the image's id, of the thumbnail the manifest names too."""
+    width, height = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
     return f"full/{width},{height}/0/default.jpg"
 
 

@@ -42,6 +42,7 @@ class Context:
     runs: int
     keep: bool
     log: Callable[[str], None] = print
+    options: dict[str, Any] = field(default_factory=dict)  # a measurement's own options, e.g. s3_latency_ms
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp] [--keep] [--json PATH]``.
+"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3] [--keep] [--json PATH]``.
 
-Answers two questions with numbers: how much slower than bare libvips dzsave
-is our full conversion (target: at most 1.3x), and does a 430 MP image
-convert in under 512 MB of memory (i.e. does it really stream)?
+Answers three questions with numbers: how much slower than bare libvips dzsave
+is our full conversion (target: at most 1.3x), does a 430 MP image convert in
+under 512 MB of memory (i.e. does it really stream), and how long from an
+upload to S3 until the image is published (target: within 2x of the
+conversion alone with 25 ms per S3 request)?
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
@@ -13,6 +15,7 @@ crashed run exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -27,6 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
 
+import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
 from proc import RunFailed, run_measured  # noqa: E402
@@ -40,7 +44,7 @@ IMAGES = {  # key: (width, height, peak-RSS target in MB or None)
 }
 MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
-    # issue 3 adds S3 publishing here
+    s3_flow.measure,
 ]
 
 
@@ -49,15 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.serial_runs is not None and args.serial_runs < 1:
+        parser.error("--serial-runs must be at least 1")
+    if args.s3_latency_ms < 0:
+        parser.error("--s3-latency-ms cannot be negative")
     started = time.perf_counter()
     report: dict[str, Any] = {"environment": environment(), "options": _options(args)}
     _print_environment(report["environment"])
     try:
-        images, report["generation"] = prepare_images(args.only)
+        measurements = selected_measurements(args.only)
+        images, report["generation"] = prepare_images(args.only, measurements)
         ctx = Context(repo=REPO, python=sys.executable, work_dir=args.scratch / "bench-runs", images=images,
-                      runs=args.runs, keep=args.keep, log=_log)
+                      runs=args.runs, keep=args.keep, log=_log,
+                      options={"s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs})
         _clear_runs(ctx)
-        sections = run_measurements(ctx)
+        sections = run_measurements(ctx, measurements)
     except RunFailed as error:
         print(f"\nbenchmark aborted: a run failed: {error}", file=sys.stderr)
         report["error"] = str(error)
@@ -76,24 +86,50 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[1])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side and image (default 3)")
-    parser.add_argument("--only", choices=sorted(IMAGES), help="benchmark one image only")
+    parser.add_argument("--only", choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
+                        help="benchmark one image only, or run one section only (tiling: both images; "
+                             "s3: upload to done through S3, 48mp)")
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
     parser.add_argument("--scratch", type=Path, default=DATA, metavar="DIR",
                         help="file system for the outputs: they go in DIR/bench-runs, emptied first "
                              "(default bench/data; try a tmpfs to take disk metadata speed out of the numbers)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--s3-latency-ms", type=float, default=25.0, metavar="MS",
+                        help="s3: latency of the fast S3 stand-in, per request (default 25)")
+    parser.add_argument("--serial-runs", type=int, metavar="N",
+                        help="s3: runs with UPLOAD_WORKERS=1, about 15 s each at 25 ms (default 1)")
     return parser
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"runs": args.runs, "only": args.only, "keep": args.keep, "scratch": str(args.scratch.resolve())}
+    return {"runs": args.runs, "only": args.only, "keep": args.keep, "scratch": str(args.scratch.resolve()),
+            "s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs}
 
 
-def prepare_images(only: str | None) -> tuple[tuple[BenchImage, ...], list[dict[str, Any]]]:
+def section_name(measure: Callable[[Context], Section]) -> str:
+    """What --only calls a measurement: its module's SECTION, or the module's name."""
+    return getattr(sys.modules[measure.__module__], "SECTION", measure.__module__)
+
+
+def images_for(measure: Callable[[Context], Section]) -> tuple[str, ...]:
+    """The images a measurement uses: its module's IMAGE_KEYS, or every image."""
+    return tuple(getattr(sys.modules[measure.__module__], "IMAGE_KEYS", IMAGES))
+
+
+def selected_measurements(only: str | None) -> list[Callable[[Context], Section]]:
+    """Every measurement; one section by name; or those that use the one image selected."""
+    if only in IMAGES:
+        return [measure for measure in MEASUREMENTS if only in images_for(measure)]
+    return [measure for measure in MEASUREMENTS if only is None or section_name(measure) == only]
+
+
+def prepare_images(only: str | None, measurements: list[Callable[[Context], Section]]
+                   ) -> tuple[tuple[BenchImage, ...], list[dict[str, Any]]]:
     """The selected images, generating any that are not cached yet; generation stats for the record."""
+    wanted = {key for measure in measurements for key in images_for(measure)}
     images, generated = [], []
     for key, (width, height, rss_limit) in IMAGES.items():
-        if only and key != only:
+        if (only in IMAGES and key != only) or key not in wanted:
             continue
         image = BenchImage(key, width, height, DATA / f"photo-{width}x{height}-q{synth.QUALITY}.jpg", rss_limit)
         if not image.path.exists():
@@ -120,11 +156,13 @@ def _clear_runs(ctx: Context) -> None:
     ctx.work_dir.mkdir(parents=True)
 
 
-def run_measurements(ctx: Context) -> list[Section]:
+def run_measurements(ctx: Context, measurements: list[Callable[[Context], Section]] | None = None) -> list[Section]:
     sections = []
-    for measure in MEASUREMENTS:
-        _log(f"\n{measure.__module__}: {ctx.runs} run(s) per side, images {', '.join(i.key for i in ctx.images)}")
-        sections.append(measure(ctx))
+    for measure in MEASUREMENTS if measurements is None else measurements:
+        keys = images_for(measure)
+        scoped = dataclasses.replace(ctx, images=tuple(i for i in ctx.images if i.key in keys))
+        _log(f"\n{measure.__module__}: {ctx.runs} run(s) per side, images {', '.join(i.key for i in scoped.images)}")
+        sections.append(measure(scoped))
     if not ctx.keep:
         shutil.rmtree(ctx.work_dir, ignore_errors=True)
     return sections

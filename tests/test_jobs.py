@@ -38,6 +38,9 @@ def test_published_objects_carry_types_caching_and_a_complete_record(cloud):
     info = cloud.s3.head_object(Bucket="tiler-tiles", Key="img/info.json")
     assert info["ContentType"].startswith("application/ld+json")
     assert cloud.s3.head_object(Bucket="tiler-tiles", Key="img.dzi")["ContentType"] == "application/xml"
+    manifest = cloud.s3.head_object(Bucket="tiler-tiles", Key="img/manifest.json")
+    assert "presentation/3" in manifest["ContentType"]
+    assert json.loads(cloud.read("tiler-tiles", "img/manifest.json"))["label"] == {"none": ["img"]}
     assert json.loads(cloud.read("tiler-tiles", "img/info.json"))["id"] == f"{cloud.url}/tiler-tiles/img"
     assert json.loads(cloud.read("tiler-metadata", "img.json"))["image"]["width"] == 1100
 
@@ -160,7 +163,9 @@ def test_oversize_goes_to_batch_and_the_container_publishes_identical_output(clo
     assert [key.replace("big", "twin", 1) for key in big] == twin
     for key in big:
         batch_bytes, lambda_bytes = cloud.read("tiler-tiles", key), cloud.read("tiler-tiles", key.replace("big", "twin", 1))
-        assert batch_bytes.replace(b"/big", b"/twin") == lambda_bytes, key
+        if key.endswith((".json", ".dzi")):  # descriptors name the image; tiles must be the very same bytes
+            batch_bytes = batch_bytes.replace(b"big", b"twin")
+        assert batch_bytes == lambda_bytes, key
 
 
 def test_duplicate_oversize_events_submit_one_batch_job(cloud, monkeypatch):

@@ -10,14 +10,14 @@ import errno
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyvips
 
 from app.errors import CorruptImage, TransientError
 from app.model import Conversion, ImageFacts
-from app.pipeline import iiif, metadata
+from app.pipeline import iiif, manifest, metadata
 from app.pipeline.colour import to_srgb8
 from app.pipeline.inspect import open_image, vips_reason
 from app.pipeline.tiles import Progress, link_iiif_tiles, make_iiif_folders, write_deep_zoom, write_sizes
@@ -25,9 +25,13 @@ from config import Settings
 
 
 def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
-            on_progress: Progress | None = None) -> Conversion:
-    """Convert ``src`` into ``out_dir``; raise an ``InputError`` for files we will not convert."""
+            on_progress: Progress | None = None, source_name: str | None = None) -> Conversion:
+    """Convert ``src`` into ``out_dir``; raise an ``InputError`` for files we will not convert.
+
+    ``source_name`` is the name people know the file by (an S3 key's last part), when ``src`` is a download.
+    """
     clock = _Clock()
+    source_name = source_name or src.name
     image, facts = open_image(src, settings.allowed_formats, settings.max_pixels)
     clock.lap("inspect")
     tiles_root = out_dir / "tiles"
@@ -43,18 +47,23 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
     sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
                         settings.iiif_max_size, settings.jpeg_quality)
-    info = _write_info(tiles_root, image_id, facts, settings)
+    service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
+    info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
+    _write_json(tiles_root / image_id / "info.json", info)
     clock.lap("describe")
     tags, partial = metadata.collect(embedded, settings.exiftool_path)
     metadata_path = out_dir / "metadata" / f"{image_id}.json"
-    _write_json(metadata_path, _metadata_document(image_id, src, facts, tags, partial, image))
+    _write_json(metadata_path, _metadata_document(image_id, source_name, facts, tags, partial, image))
+    thumbnail = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
+    _write_json(tiles_root / image_id / "manifest.json",
+                manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail))
     clock.lap("metadata")
     return Conversion(
         image_id=image_id,
         facts=facts,
         tiles_root=str(tiles_root),
         tiles=tuple(dz_tiles + iiif_tiles),
-        descriptors=tuple(sizes + [info, f"{image_id}.dzi"]),
+        descriptors=tuple(sizes + [f"{image_id}/info.json", f"{image_id}.dzi", f"{image_id}/manifest.json"]),
         metadata_path=str(metadata_path),
         timings=clock.laps,
         metadata_partial=partial,
@@ -76,19 +85,11 @@ def _decode_errors(write, *args):
         raise
 
 
-def _write_info(tiles_root: Path, image_id: str, facts: ImageFacts, settings: Settings) -> str:
-    service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
-    info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
-    path = f"{image_id}/info.json"
-    _write_json(tiles_root / path, info)
-    return path
-
-
-def _metadata_document(image_id: str, src: Path, facts: ImageFacts, tags: dict[str, Any],
+def _metadata_document(image_id: str, source_name: str, facts: ImageFacts, tags: dict[str, Any],
                        partial: str | None, image: pyvips.Image) -> dict[str, Any]:
     document: dict[str, Any] = {
         "id": image_id,
-        "source": {"name": src.name},
+        "source": {"name": source_name},
         "image": facts.to_dict(),
         "partial": partial,
         "exiftool": tags,

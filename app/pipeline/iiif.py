@@ -83,6 +83,13 @@ def declared_sizes(width: int, height: int, bound: int, smallest: int = 64) -> l
     return sizes
 
 
+def thumbnail_size(width: int, height: int, bound: int, at_least: int = 200) -> tuple[int, int]:
+    """The smallest declared size at least ``at_least`` px across (or the largest, for small images)."""
+    sizes = declared_sizes(width, height, bound)
+    _, w, h = next((size for size in reversed(sizes) if max(size[1:]) >= at_least), sizes[0])
+    return w, h
+
+
 def info_json(service_id: str, width: int, height: int, tile_size: int, bound: int) -> dict:
     """The level-0 info.json; maxWidth/maxHeight appear only when full/max is smaller than the image."""
     _, max_w, max_h = max_size(width, height, bound)

@@ -10,7 +10,8 @@ from config import Settings
 
 def urls(record: dict[str, Any], settings: Settings) -> dict[str, str]:
     base, image_id = settings.public_base_url.rstrip("/"), record["id"]
-    found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json"}
+    found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json",
+             "manifest": f"{base}/{image_id}/manifest.json"}
     if record.get("thumbnail"):
         found["thumbnail"] = f"{base}/{image_id}/{record['thumbnail']}"
     return found

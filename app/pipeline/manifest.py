@@ -1,0 +1,91 @@
+"""IIIF Presentation 3 manifests, built with iiif-prezi3 from what the conversion already knows.
+
+One canvas the size of the image, painted with ``full/max`` and its level-0
+image service; label, summary, metadata and rights come from the embedded
+IPTC/XMP/EXIF when present. Nothing is fetched over the network.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from iiif_prezi3 import Annotation, AnnotationBody, AnnotationPage, Canvas, KeyValueString, Manifest, ServiceV3
+
+from app.model import ImageFacts
+
+# exiftool -G names, first found wins: XMP, then IPTC, then EXIF, as photo tools write them.
+TITLE = ("XMP:Title", "IPTC:ObjectName", "XMP:Headline", "IPTC:Headline")
+DESCRIPTION = ("XMP:Description", "IPTC:Caption-Abstract", "EXIF:ImageDescription")
+FIELDS = {
+    "Creator": ("XMP:Creator", "IPTC:By-line", "EXIF:Artist"),
+    "Date": ("XMP:DateCreated", "IPTC:DateCreated", "EXIF:DateTimeOriginal", "XMP:CreateDate"),
+    "Rights": ("XMP:Rights", "IPTC:CopyrightNotice", "EXIF:Copyright"),
+    "Credit": ("XMP:Credit", "IPTC:Credit"),
+    "Source": ("XMP:Source", "IPTC:Source"),
+}
+LICENCE = ("XMP:License", "XMP:WebStatement", "XMP:UsageTerms")
+# What Presentation 3 allows in "rights", in the canonical http form its schema checks.
+RIGHTS_PREFIXES = ("http://creativecommons.org/licenses/", "http://creativecommons.org/publicdomain/",
+                   "http://rightsstatements.org/vocab/")
+PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
+
+
+def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[str, Any], name: str,
+          thumbnail: tuple[int, int]) -> dict[str, Any]:
+    """The manifest for one converted image whose IIIF image service is ``service_id``."""
+    manifest = Manifest(id=f"{service_id}/manifest.json", label=_text(_first(tags, TITLE) or name))
+    description = _first(tags, DESCRIPTION)
+    if description:
+        manifest.summary = _text(description)
+    manifest.metadata = _metadata(tags, facts)
+    rights = _rights_uri(_first(tags, LICENCE))
+    if rights:
+        manifest.rights = rights
+    service = [ServiceV3(id=service_id, type="ImageService3", profile="level0")]
+    width, height = thumbnail
+    manifest.thumbnail = [AnnotationBody(id=f"{service_id}/full/{width},{height}/0/default.jpg", type="Image",
+                                         format="image/jpeg", width=width, height=height, service=service)]
+    manifest.add_item(_canvas(service_id, facts, info, service))
+    return manifest.jsonld_dict()
+
+
+def _canvas(service_id: str, facts: ImageFacts, info: dict[str, Any], service: list[ServiceV3]) -> Canvas:
+    canvas = Canvas(id=f"{service_id}/canvas/1", width=facts.width, height=facts.height, label=_text("Image"))
+    body = AnnotationBody(id=f"{service_id}/full/max/0/default.jpg", type="Image", format="image/jpeg",
+                          width=info.get("maxWidth", facts.width), height=info.get("maxHeight", facts.height),
+                          service=service)
+    page = AnnotationPage(id=f"{service_id}/canvas/1/page")
+    page.add_item(Annotation(id=f"{service_id}/canvas/1/image", motivation="painting", body=body, target=canvas.id))
+    canvas.add_item(page)
+    return canvas
+
+
+def _metadata(tags: dict[str, Any], facts: ImageFacts) -> list[KeyValueString]:
+    pairs = [(label, _first(tags, names)) for label, names in FIELDS.items()]
+    camera = " ".join(str(tags[n]) for n in ("EXIF:Make", "EXIF:Model") if tags.get(n))
+    pairs += [("Camera", camera), ("Dimensions", f"{facts.width} x {facts.height} pixels")]
+    return [KeyValueString(label=_text(label), value=_text(value)) for label, value in pairs if value]
+
+
+def _rights_uri(value: Any) -> str | None:
+    """A Creative Commons or RightsStatements.org URI, as the spec spells them (http), else None."""
+    if not isinstance(value, str):
+        return None
+    uri = value.strip().replace("https://", "http://", 1)
+    return uri if uri.startswith(RIGHTS_PREFIXES) else None
+
+
+def _first(tags: dict[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = tags.get(name)
+        if isinstance(value, dict):  # XMP language alternatives under -struct
+            value = value.get("x-default") or next(iter(value.values()), None)
+        if isinstance(value, list):
+            value = "; ".join(str(item) for item in value)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _text(value: Any) -> dict[str, list[str]]:
+    """A language map; embedded text carries no reliable language, so "none"."""
+    return {"none": [str(value)]}

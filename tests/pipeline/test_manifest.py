@@ -1,0 +1,68 @@
+"""IIIF Presentation 3 manifests: valid against the official schema, labelled from the embedded metadata."""
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.helpers import SHARED, convert_local, exiftool_write, photo
+
+SCHEMA = SHARED / "iiif-presentation-schema" / "iiif_3_0.json"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    if not SCHEMA.exists():
+        pytest.skip(f"the IIIF Presentation 3 schema is not at {SCHEMA} (../shared is absent)")
+    schema = json.loads(SCHEMA.read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _manifest(tmp_path, settings, *tags, name="harbour.jpg", size=(1500, 1000)):
+    src = tmp_path / name
+    photo(*size).jpegsave(str(src))
+    if tags:
+        exiftool_write(src, *tags)
+    convert_local(src, tmp_path / "out", settings, "coll/harbour")
+    return json.loads((tmp_path / "out" / "tiles" / "coll/harbour/manifest.json").read_text())
+
+
+def _assert_valid(validator, manifest):
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.path))
+    assert errors == [], [f"{list(e.path)}: {e.message}" for e in errors[:5]]
+
+
+def test_manifest_is_valid_and_paints_the_image_service(tmp_path, settings, validator):
+    manifest = _manifest(tmp_path, settings)
+    _assert_valid(validator, manifest)
+    base = "http://tiles.example.org/coll/harbour"
+    assert manifest["@context"] == "http://iiif.io/api/presentation/3/context.json"
+    assert manifest["id"] == f"{base}/manifest.json" and manifest["type"] == "Manifest"
+    assert manifest["label"] == {"none": ["harbour"]}  # the file name when nothing better is embedded
+    (canvas,) = manifest["items"]
+    assert (canvas["width"], canvas["height"]) == (1500, 1000)
+    annotation = canvas["items"][0]["items"][0]
+    assert annotation["motivation"] == "painting" and annotation["target"] == canvas["id"]
+    assert annotation["body"]["id"] == f"{base}/full/max/0/default.jpg"
+    assert annotation["body"]["service"] == [{"id": base, "type": "ImageService3", "profile": "level0"}]
+    thumbnail = manifest["thumbnail"][0]["id"]
+    assert (tmp_path / "out" / "tiles" / thumbnail.removeprefix("http://tiles.example.org/")).exists()
+
+
+def test_label_summary_metadata_and_rights_come_from_the_embedded_metadata(tmp_path, settings, validator):
+    manifest = _manifest(tmp_path, settings, "-XMP-dc:Title=Harbour at dawn", "-XMP-dc:Description=Fishing boats",
+                         "-XMP-dc:Creator=A. Photographer", "-EXIF:Make=TestCam", "-EXIF:Model=T1",
+                         "-XMP-dc:Rights=© 2026 The Museum", "-XMP-cc:License=https://creativecommons.org/licenses/by/4.0/")
+    _assert_valid(validator, manifest)
+    assert manifest["label"] == {"none": ["Harbour at dawn"]}
+    assert manifest["summary"] == {"none": ["Fishing boats"]}
+    assert manifest["rights"] == "http://creativecommons.org/licenses/by/4.0/"  # the spec's canonical form
+    pairs = {item["label"]["none"][0]: item["value"]["none"][0] for item in manifest["metadata"]}
+    assert pairs == {"Creator": "A. Photographer", "Rights": "© 2026 The Museum", "Camera": "TestCam T1",
+                     "Dimensions": "1500 x 1000 pixels"}
+
+
+def test_a_licence_that_is_not_a_rights_uri_stays_out_of_rights(tmp_path, settings, validator):
+    manifest = _manifest(tmp_path, settings, "-XMP-xmpRights:UsageTerms=Ask the archive first")
+    _assert_valid(validator, manifest)
+    assert "rights" not in manifest
