@@ -1,6 +1,5 @@
 """IIIF Presentation 3 manifests: valid against the official schema, labelled from the embedded metadata."""
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
