@@ -15,13 +15,15 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from app import jobs
+from app.collection import runner as collection_runner
 from app.model import SourceRef
 from config import Settings
 
 log = logging.getLogger(__name__)
 
 # Keys our own publishing writes, should a bucket ever be shared or notifications mis-wired.
-_OUTPUT_KEY = re.compile(r"(^|/)(jobs|claims|index)/|_files/\d+/|\.dzi$|/info\.json$|/manifest\.json$|/default\.jpg$")
+_OUTPUT_KEY = re.compile(r"^(jobs|claims|index|members)/|_files/\d+/|\.dzi$|/(info|manifest|collection)\.json$"
+                         r"|/default\.jpg$")
 
 
 class UnroutableRecord(Exception):
@@ -41,7 +43,10 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
     statuses = []
     for ref in refs:
         try:
-            record = jobs.handle(ref, settings, runtime)
+            if collection_runner.is_task_key(ref.key):
+                record = collection_runner.start(ref, settings)
+            else:
+                record = jobs.handle(ref, settings, runtime)
             statuses.append(record["status"] if record else "duplicate")
         except Exception as error:  # keep going: the other records deserve their turn
             log.exception("s3://%s/%s will be retried", ref.bucket, ref.key)

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app import dispatch, records
+from app.collection import runner as collection_runner
 from app.errors import InputError, SourceGone
 from app.ids import image_id_for
 from app.model import Conversion, ImageFacts, Route, SourceRef, Status
@@ -62,29 +63,39 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     try:
         current = store.head(ref)
     except SourceGone as gone:
-        return _record_gone(store, settings, image_id, ref, runtime, str(gone))
+        return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings)
     if ref.etag and current.etag != ref.etag:
         log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
         return None
     if not records.claim(store, settings.metadata_bucket, image_id, current, runtime.owner,
                          settings.stale_after_seconds, resume_batch=not runtime.may_dispatch):
         log.info("s3://%s/%s (%s) is done or in progress elsewhere: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
+        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current.etag)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
     route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
     journal = Journal(store, settings.metadata_bucket, image_id, current, route, runtime.owner,
                       indexed_as=previous and previous.get("status"))
     try:
-        return _run(journal, store, current, image_id, settings, runtime, previous)
+        record = _run(journal, store, current, image_id, settings, runtime, previous)
     except InputError as error:
-        return journal.save(status=Status.FAILED, error=str(error))
+        record = journal.save(status=Status.FAILED, error=str(error))
     except SourceGone as error:
-        return journal.save(status=Status.GONE, error=str(error))
+        record = journal.save(status=Status.GONE, error=str(error))
     except dispatch.BatchNotConfigured as error:
-        return journal.save(status=Status.FAILED, error=f"too large for Lambda, and {error}")
+        record = journal.save(status=Status.FAILED, error=f"too large for Lambda, and {error}")
     except Exception as error:
         _give_back(journal, store, settings, image_id, current, error)
         raise
+    return _finished(record, settings)
+
+
+def _finished(record: dict[str, Any] | None, settings: Settings, etag: str | None = None) -> dict[str, Any] | None:
+    """Tell the collections this image belongs to that it is final (also on a duplicate delivery: the
+    collection may have sent it again after its first job ended)."""
+    if record and record["status"] in Status.FINAL and (etag is None or record["source"].get("etag") == etag):
+        collection_runner.image_finished(record, settings)
+    return record
 
 
 def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, settings: Settings, runtime: Runtime,

@@ -6,6 +6,7 @@ IPTC/XMP/EXIF when present. Nothing is fetched over the network.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from iiif_prezi3 import Annotation, AnnotationBody, AnnotationPage, Canvas, KeyValueString, Manifest, ServiceV3
@@ -32,38 +33,47 @@ PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[str, Any], name: str,
           thumbnail: tuple[int, int]) -> dict[str, Any]:
     """The manifest for one converted image whose IIIF image service is ``service_id``."""
-    manifest = Manifest(id=f"{service_id}/manifest.json", label=_text(_first(tags, TITLE) or name))
+    manifest = Manifest(id=f"{service_id}/manifest.json", label=text(_first(tags, TITLE) or name))
     description = _first(tags, DESCRIPTION)
     if description:
-        manifest.summary = _text(description)
+        manifest.summary = text(description)
     manifest.metadata = _metadata(tags, facts)
     rights = _rights_uri(_first(tags, LICENCE))
     if rights:
         manifest.rights = rights
-    service = [ServiceV3(id=service_id, type="ImageService3", profile="level0")]
-    width, height = thumbnail
-    manifest.thumbnail = [AnnotationBody(id=f"{service_id}/full/{width},{height}/0/default.jpg", type="Image",
-                                         format="image/jpeg", width=width, height=height, service=service)]
-    manifest.add_item(_canvas(service_id, facts, info, service))
-    return manifest.jsonld_dict()
+    manifest.thumbnail = [thumbnail_of(service_id, thumbnail)]
+    max_size = (info.get("maxWidth", facts.width), info.get("maxHeight", facts.height))
+    manifest.add_item(image_canvas(f"{service_id}/canvas/1", "Image", service_id, (facts.width, facts.height), max_size))
+    return json.loads(manifest.jsonld())  # plain JSON types (jsonld_dict keeps pydantic URL objects)
 
 
-def _canvas(service_id: str, facts: ImageFacts, info: dict[str, Any], service: list[ServiceV3]) -> Canvas:
-    canvas = Canvas(id=f"{service_id}/canvas/1", width=facts.width, height=facts.height, label=_text("Image"))
+def image_canvas(canvas_id: str, label: str, service_id: str, size: tuple[int, int],
+                 max_size: tuple[int, int]) -> Canvas:
+    """A canvas of the image's size, painted with its full/max and level-0 image service."""
+    canvas = Canvas(id=canvas_id, width=size[0], height=size[1], label=text(label))
     body = AnnotationBody(id=f"{service_id}/full/max/0/default.jpg", type="Image", format="image/jpeg",
-                          width=info.get("maxWidth", facts.width), height=info.get("maxHeight", facts.height),
-                          service=service)
-    page = AnnotationPage(id=f"{service_id}/canvas/1/page")
-    page.add_item(Annotation(id=f"{service_id}/canvas/1/image", motivation="painting", body=body, target=canvas.id))
+                          width=max_size[0], height=max_size[1], service=_service(service_id))
+    page = AnnotationPage(id=f"{canvas_id}/page")
+    page.add_item(Annotation(id=f"{canvas_id}/image", motivation="painting", body=body, target=canvas.id))
     canvas.add_item(page)
     return canvas
+
+
+def thumbnail_of(service_id: str, size: tuple[int, int]) -> AnnotationBody:
+    width, height = size
+    return AnnotationBody(id=f"{service_id}/full/{width},{height}/0/default.jpg", type="Image", format="image/jpeg",
+                          width=width, height=height, service=_service(service_id))
+
+
+def _service(service_id: str) -> list[ServiceV3]:
+    return [ServiceV3(id=service_id, type="ImageService3", profile="level0")]
 
 
 def _metadata(tags: dict[str, Any], facts: ImageFacts) -> list[KeyValueString]:
     pairs = [(label, _first(tags, names)) for label, names in FIELDS.items()]
     camera = " ".join(str(tags[n]) for n in ("EXIF:Make", "EXIF:Model") if tags.get(n))
     pairs += [("Camera", camera), ("Dimensions", f"{facts.width} x {facts.height} pixels")]
-    return [KeyValueString(label=_text(label), value=_text(value)) for label, value in pairs if value]
+    return [KeyValueString(label=text(label), value=text(value)) for label, value in pairs if value]
 
 
 def _rights_uri(value: Any) -> str | None:
@@ -86,6 +96,6 @@ def _first(tags: dict[str, Any], names: tuple[str, ...]) -> Any:
     return None
 
 
-def _text(value: Any) -> dict[str, list[str]]:
+def text(value: Any) -> dict[str, list[str]]:
     """A language map; embedded text carries no reliable language, so "none"."""
     return {"none": [str(value)]}

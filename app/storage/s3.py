@@ -127,10 +127,25 @@ class S3Storage:
                                                               "Quiet": True})
 
     def list_keys(self, bucket: str, prefix: str) -> Iterator[str]:
+        yield from (key for key, _ in self.list_objects(bucket, prefix))
+
+    def list_objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
+        """(key, ETag) of every object under ``prefix``."""
         with _classified():
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 self._count("write")
-                yield from (item["Key"] for item in page.get("Contents", []))
+                yield from ((item["Key"], item["ETag"].strip('"')) for item in page.get("Contents", []))
+
+    def read_text(self, bucket: str, key: str) -> str:
+        self._count("read")
+        with _classified(SourceRef(bucket, key)):
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8-sig")
+
+    def put_bytes(self, bucket: str, key: str, body: bytes, cache_control: str = DESCRIPTOR_CACHE) -> None:
+        self._count("write")
+        with _classified():
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
+                               CacheControl=cache_control)
 
     def list_page(self, bucket: str, prefix: str, token: str | None, size: int) -> tuple[list[str], str | None]:
         """One page of keys under ``prefix`` and the continuation token of the next (None at the end)."""
@@ -139,6 +154,12 @@ class S3Storage:
             answer = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=size,
                                              **({"ContinuationToken": token} if token else {}))
         return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
+
+    def touch_many(self, bucket: str, keys: Iterable[str]) -> None:
+        """``touch`` many objects in parallel, on the upload pool."""
+        futures = [upload_pool(self.workers).submit(self.touch, bucket, key) for key in keys]
+        for future in futures:
+            future.result()
 
     def touch(self, bucket: str, key: str) -> None:
         """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload."""
@@ -187,7 +208,7 @@ def content_type(key: str) -> str:
     """Media types viewers check: IIIF JSON-LD with its profile, Deep Zoom XML, JPEG tiles."""
     if key.endswith("/info.json"):
         return 'application/ld+json;profile="http://iiif.io/api/image/3/context.json"'
-    if key.endswith("/manifest.json"):
+    if key.endswith(("/manifest.json", "/collection.json")):
         return 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"'
     if key.endswith(".dzi"):
         return "application/xml"

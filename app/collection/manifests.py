@@ -1,0 +1,44 @@
+"""Multi-canvas item manifests and the IIIF Collection, built with iiif-prezi3. Pure: no S3.
+
+Each canvas is painted with an already converted image's level-0 service, so
+a collection costs no pixel work of its own.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from iiif_prezi3 import Collection, Manifest, ManifestRef
+
+from app.collection.task import Item, Task, page_label
+from app.pipeline import iiif
+from app.pipeline.manifest import image_canvas, text, thumbnail_of
+
+
+def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str, dict[str, Any]],
+                  bound: int) -> dict[str, Any]:
+    """One manifest per item: its images in file-name order, canvases labelled by page.
+
+    ``images`` maps image id to its job record (for the facts); ``base_url`` is where the tiles are.
+    """
+    manifest = Manifest(id=manifest_url, label=text(item.title or item.identifier))
+    if item.description:
+        manifest.summary = text(item.description)
+    for position, (key, image_id) in enumerate(zip(item.image_keys, item.image_ids, strict=True), start=1):
+        facts = images[image_id]["facts"]
+        width, height = facts["width"], facts["height"]
+        service_id = f"{base_url}/{image_id}"
+        _, max_w, max_h = iiif.max_size(width, height, bound)
+        manifest.add_item(image_canvas(f"{manifest_url.removesuffix('/manifest.json')}/canvas/{position}",
+                                       page_label(key, position), service_id, (width, height), (max_w, max_h)))
+        if position == 1:
+            manifest.thumbnail = [thumbnail_of(service_id, iiif.thumbnail_size(width, height, bound))]
+    return json.loads(manifest.jsonld())  # plain JSON types (jsonld_dict keeps pydantic URL objects)
+
+
+def collection(task: Task, collection_url: str, manifests: list[tuple[str, str]]) -> dict[str, Any]:
+    """The IIIF Collection listing every item's manifest: ``manifests`` is [(url, label)]."""
+    listing = Collection(id=collection_url, label=text(task.label or task.collection))
+    for url, label in manifests:
+        listing.add_item(ManifestRef(id=url, type="Manifest", label=text(label)))
+    return json.loads(listing.jsonld())

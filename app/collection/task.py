@@ -1,0 +1,131 @@
+"""Collection task files: what to group, what to call it, where to publish. Pure: no S3.
+
+Native form (JSON, dropped under ``tasks/`` in the source bucket)::
+
+    {"collection": "Ms2016_012", "label": "Women's Development Corporation",
+     "source_prefix": "Ms2016_012/", "csv": "Ms2016_012/items.csv",
+     "destination_prefix": "collections/Ms2016_012", "public_base_url": "https://tiles.example.org"}
+
+The AWS Batch IIIF generator's task files are accepted unchanged: their
+``environment`` list maps SRC_BUCKET -> source bucket, ACCESS_DIR ->
+source_prefix, CSV_PATH + CSV_NAME -> csv, DEST_BUCKET -> destination_prefix,
+DEST_URL -> public_base_url, and the collection id is the ``MsYYYY_NNN`` in the
+CSV name (as that generator derives it) or else the job name.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from app.errors import InputError
+from app.ids import image_id_for
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".gif", ".heic", ".heif", ".avif")
+
+
+class TaskError(InputError):
+    """The task file, its CSV or its images are not usable as they are."""
+
+
+@dataclass(frozen=True)
+class Task:
+    collection: str
+    source_prefix: str
+    destination_prefix: str
+    label: str | None = None
+    csv_key: str | None = None
+    public_base_url: str | None = None
+    source_bucket: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One object of the collection (a folder of pages): one multi-canvas manifest."""
+
+    identifier: str
+    image_keys: tuple[str, ...]
+    title: str | None = None
+    description: str | None = None
+    image_ids: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_ids", tuple(image_id_for(key) for key in self.image_keys))
+
+
+def parse_task(document: object) -> Task:
+    """A Task from a task file's JSON, native or AWS Batch IIIF generator form."""
+    if not isinstance(document, dict):
+        raise TaskError("the task file must be a JSON object")
+    if "environment" in document:
+        document = _from_batch_generator(document)
+    missing = [name for name in ("collection", "source_prefix") if not document.get(name)]
+    if missing:
+        raise TaskError(f"the task file lacks {', '.join(missing)}")
+    collection = str(document["collection"]).strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", collection):
+        raise TaskError(f"collection {collection!r}: use letters, digits, '.', '_' and '-'")
+    prefix = str(document["source_prefix"]).strip("/") + "/"
+    return Task(collection=collection, source_prefix=prefix, label=document.get("label"),
+                destination_prefix=str(document.get("destination_prefix") or f"collections/{collection}").strip("/"),
+                csv_key=document.get("csv") or None, public_base_url=document.get("public_base_url") or None,
+                source_bucket=document.get("source_bucket") or None)
+
+
+def _from_batch_generator(document: dict) -> dict:
+    env = {entry.get("name"): entry.get("value") for entry in document.get("environment") or []
+           if isinstance(entry, dict)}
+    csv_key = "/".join(part.strip("/") for part in (env.get("CSV_PATH"), env.get("CSV_NAME")) if part) or None
+    found = re.search(r"Ms\d{4}_\d{3}", env.get("CSV_NAME") or "")
+    return {"collection": found.group(0) if found else document.get("jobName"),
+            "source_prefix": env.get("ACCESS_DIR"), "csv": csv_key, "destination_prefix": env.get("DEST_BUCKET"),
+            "public_base_url": env.get("DEST_URL"), "source_bucket": env.get("SRC_BUCKET")}
+
+
+def group_items(task: Task, keys: list[str]) -> list[Item]:
+    """Images under the task's prefix, one item per folder (file-name order); images right under it form one item."""
+    images = sorted(k for k in keys if k.lower().endswith(IMAGE_SUFFIXES) and not k.startswith("tasks/"))
+    if not images:
+        raise TaskError(f"no images under s3 prefix {task.source_prefix!r}")
+    folders: dict[str, list[str]] = {}
+    for key in images:
+        relative = PurePosixPath(key[len(task.source_prefix):])
+        parts = [p for p in relative.parent.parts if p.lower() != "access"]  # the generator's Item/Access/ layout
+        folders.setdefault(parts[0] if parts else PurePosixPath(task.source_prefix).name, []).append(key)
+    return [Item(identifier, tuple(keys)) for identifier, keys in sorted(folders.items())]
+
+
+def apply_csv(items: list[Item], text: str) -> list[Item]:
+    """Titles and descriptions from an ``identifier,title,description`` CSV (header names case-insensitive)."""
+    try:
+        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), strict=True))
+    except csv.Error as error:
+        raise TaskError(f"the CSV is malformed: {error}") from None
+    if not rows:
+        raise TaskError("the CSV is empty")
+    header = [name.strip().lower() for name in rows[0]]
+    if "identifier" not in header or "title" not in header:
+        raise TaskError(f"the CSV header must name identifier and title (found: {', '.join(rows[0])})")
+    column = {name: header.index(name) for name in ("identifier", "title", "description") if name in header}
+    known = {item.identifier for item in items}
+    metadata = {}
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise TaskError(f"CSV line {number} has {len(row)} fields, the header has {len(header)}")
+        identifier = row[column["identifier"]].strip()
+        if identifier not in known:
+            raise TaskError(f"CSV line {number} names identifier {identifier!r}, which has no images "
+                            f"(items: {', '.join(sorted(known))})")
+        metadata[identifier] = (row[column["title"]].strip() or None,
+                                row[column["description"]].strip() or None if "description" in column else None)
+    return [Item(item.identifier, item.image_keys, *metadata.get(item.identifier, (None, None))) for item in items]
+
+
+def page_label(key: str, position: int) -> str:
+    """"Page N" from a name ending in _N (the generator's convention, e.g. Box2_F19_003.tif), else the position."""
+    last = PurePosixPath(key).stem.split("_")[-1]
+    return f"Page {int(last)}" if last.isdigit() else f"Page {position}"
