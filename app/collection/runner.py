@@ -116,12 +116,13 @@ def _publish(store: S3Storage, settings: Settings, document: dict[str, Any]) -> 
             key = f"{task.destination_prefix}/{item.identifier}/manifest.json"
             manifest = manifests.item_manifest(item, tiles_base, f"{public}/{key}", images, settings.iiif_max_size)
             store.put_bytes(settings.tiles_bucket, key, json.dumps(manifest).encode())
-            published.append((f"{public}/{key}", item.title or item.identifier))
+            published.append((item.identifier, f"{public}/{key}", item.title or item.identifier))
     status = Status.DONE if len(published) == len(document["items"]) else Status.FAILED
-    urls = {"manifests": [url for url, _ in published]}
+    urls = {"manifests": {identifier: url for identifier, url, _ in published}}
     if status == Status.DONE:
         key = f"{task.destination_prefix}/collection.json"
-        store.put_bytes(settings.tiles_bucket, key, json.dumps(manifests.collection(task, f"{public}/{key}", published)).encode())
+        listing = manifests.collection(task, f"{public}/{key}", [(url, label) for _, url, label in published])
+        store.put_bytes(settings.tiles_bucket, key, json.dumps(listing).encode())
         urls["collection"] = f"{public}/{key}"
     document.update(status=status, urls=urls, updated_at=records.now_iso(), finished_at=records.now_iso(),
                     error=None if status == Status.DONE else "some images failed: the Collection is not published")

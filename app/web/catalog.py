@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from app import records
+from app.collection import runner as collection_runner
 from app.ids import image_id_for
 from app.model import SourceRef, Status
 from app.storage.s3 import S3Storage
@@ -48,6 +49,17 @@ class Catalog:
             found = list(pool.map(self.record, ids))
         # the index may briefly lag a status change: show only what the record itself says
         return Page([r for r in found if r and (not status or r["status"] == status)], next_token)
+
+    def collections(self, token: str | None) -> Page:
+        prefix = collection_runner.COLLECTIONS_PREFIX
+        keys, next_token = self.store.list_page(self.settings.metadata_bucket, prefix, token, self.settings.page_size)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            found = list(pool.map(self.collection, (key[len(prefix):].removesuffix(".json") for key in keys)))
+        return Page([c for c in found if c], next_token)
+
+    def collection(self, collection_id: str) -> dict[str, Any] | None:
+        found = self.store.get_json(self.settings.metadata_bucket, collection_runner.collection_key(collection_id))
+        return found[0] if found else None
 
     def record(self, image_id: str) -> dict[str, Any] | None:
         return records.read_record(self.store, self.settings.metadata_bucket, image_id)

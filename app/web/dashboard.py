@@ -55,6 +55,30 @@ def image(image_id: str):
                            has_metadata=metadata is not None)
 
 
+@pages.get("/collections")
+def collections():
+    page = _catalog().collections(request.args.get("token"))
+    return render_template("collections.html", collections=page.records, next_token=page.next_token,
+                           token=request.args.get("token"))
+
+
+@pages.get("/collections/<collection_id>")
+def collection(collection_id: str):
+    found = _catalog().collection(collection_id) if is_valid_id(collection_id) else None
+    if found is None:
+        abort(404, "no such collection")
+    return render_template("collection.html", collection=found)
+
+
+@pages.get("/mirador")
+def mirador():
+    """Mirador on one manifest or collection of this deployment."""
+    manifest = request.args.get("manifest", "")
+    if not manifest.startswith(("http://", "https://")) or not manifest.endswith(".json"):
+        abort(400, "give ?manifest= the URL of a IIIF manifest or collection")
+    return render_template("mirador.html", manifest=manifest)
+
+
 @pages.get("/images/<path:image_id>/metadata.json")
 def metadata_download(image_id: str):
     _record_or_404(image_id)

@@ -169,3 +169,21 @@ def test_a_page_costs_the_same_requests_however_many_images_there_are(cloud, mon
     assert len(failed.records) + len(rest) == 40
     app = create_app(Settings.from_env())
     assert app.test_client().get("/?status=failed").status_code == 200
+
+
+def test_collections_pages_show_progress_failures_and_mirador_links(cloud, client):
+    cloud.upload("set/A/1.jpg", photo(120, 90))
+    cloud.upload("set/B/1.jpg", b"broken")
+    cloud.upload("tasks/set.json", json.dumps({"collection": "set", "label": "<b>Set</b>", "source_prefix": "set/"}).encode())
+    for _ in range(3):
+        for event in cloud.events():
+            handle_s3_event(event)
+    listing = client.get("/collections").get_data(as_text=True)
+    assert 'href="/collections/set"' in listing and "1 of 2" in listing and "&lt;b&gt;Set&lt;/b&gt;" in listing
+    detail = client.get("/collections/set").get_data(as_text=True)
+    assert "some images failed" in detail and "set/B/1.jpg" in detail
+    assert "/mirador?manifest=" in detail and "collections/set/A/manifest.json" in detail
+    assert client.get("/collections/nope").status_code == 404
+    assert client.get("/mirador?manifest=javascript:alert(1)").status_code == 400
+    viewer = client.get("/mirador", query_string={"manifest": f"{cloud.url}/tiler-tiles/x/manifest.json"})
+    assert viewer.status_code == 200 and "vendor/mirador/mirador.min.js" in viewer.get_data(as_text=True)

@@ -1,0 +1,10 @@
+// Mirador on the manifest (or collection) named in data-manifest.
+(function () {
+  const element = document.getElementById("mirador");
+  window.tilerMirador = Mirador.viewer({
+    id: "mirador",
+    windows: [{manifestId: element.dataset.manifest}],
+    window: {allowClose: false},
+    workspaceControlPanel: {enabled: false},
+  });
+})();
