@@ -30,6 +30,6 @@ def test_mirador_draws_the_first_canvas_of_a_collection_manifest(cloud, dashboar
     page.wait_for_function("() => document.querySelector('.openseadragon-canvas canvas').width > 0", timeout=30_000)
     page.wait_for_timeout(1500)
     assert drawn and failed == []
-    assert page.locator(f"text=Leaf").first.is_visible()
+    assert page.locator("text=Leaf").first.is_visible()
     screenshot(page, "mirador")
     assert manifest_url in page.url or "manifest=" in page.url
