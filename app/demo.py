@@ -7,6 +7,7 @@ images can be uploaded with any S3 client.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -19,10 +20,12 @@ import pyvips
 from werkzeug.serving import make_server
 
 from app import records
+from app.collection import runner as collection_runner
 from app.ids import image_id_for
 from app.local_s3 import LocalS3
 from app.local_stack import LocalStack
 from app.model import Status
+from app.storage.s3 import S3Storage
 from app.web import create_app
 from config import Settings
 
@@ -55,6 +58,7 @@ def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, sa
             f"{settings.dashboard_password})\n")
         keys = _upload_samples(settings, Path(scratch))
         ok = _follow(settings, keys, say)
+        ok = _sample_collection(settings, Path(scratch), dashboard.server_port, say) and ok
         say(f"\nUpload more:  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint.url} "
             f"s3 cp photo.jpg s3://{settings.source_bucket}/")
         try:
@@ -80,10 +84,35 @@ def _upload_samples(settings: Settings, scratch: Path) -> list[str]:
     return [key for _, key in samples]
 
 
+def _sample_collection(settings: Settings, scratch: Path, dashboard_port: int, say, timeout: float = 300) -> bool:
+    """Two items of three pages each, titled by a CSV, gathered by a task file: a IIIF Collection."""
+    s3 = boto3.client("s3")
+    for item in ("letters", "ledger"):
+        for page in (1, 2, 3):
+            path = scratch / f"{item}_{page:03}.jpg"
+            photo_like(1800, 2400).jpegsave(str(path), Q=85)
+            s3.upload_file(str(path), settings.source_bucket, f"archive/{item}/{item}_{page:03}.jpg")
+    s3.put_object(Bucket=settings.source_bucket, Key="archive/items.csv",
+                  Body=b"identifier,title,description\nletters,Letters,Correspondence 1970-1975\n"
+                       b"ledger,Ledger,Accounts of the workshop\n")
+    task = {"collection": "archive", "label": "Sample archive", "source_prefix": "archive/", "csv": "archive/items.csv"}
+    s3.put_object(Bucket=settings.source_bucket, Key="tasks/archive.json", Body=json.dumps(task).encode())
+    store, deadline = S3Storage(settings.upload_workers), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = store.get_json(settings.metadata_bucket, collection_runner.collection_key("archive"))
+        if found and found[0]["status"] in Status.FINAL:
+            document = found[0]
+            say(f"\ncollection archive: {document['status']}, {document['progress']['done']} of "
+                f"{document['progress']['total']} images\n  IIIF Collection: {document['urls'].get('collection')}"
+                f"\n  Mirador:         http://127.0.0.1:{dashboard_port}/collections/archive")
+            return document["status"] == Status.DONE
+        time.sleep(0.5)
+    say("\ncollection archive did not finish in time")
+    return False
+
+
 def _follow(settings: Settings, keys: list[str], say, timeout: float = 600) -> bool:
     """Print each job's progress until every one is final."""
-    from app.storage.s3 import S3Storage
-
     store = S3Storage(settings.upload_workers)
     pending, shown, deadline = {image_id_for(k): k for k in keys}, {}, time.monotonic() + timeout
     results = {}
