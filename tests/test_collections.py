@@ -75,12 +75,14 @@ def _collection(cloud, name):
     return json.loads(body.read())
 
 
-def _wait(cloud, name, timeout=240):
+def _wait(cloud, name, timeout=240, task_etag=None):
+    """The collection record once final (for the run of the task file with ``task_etag``, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if f"collections/{name}.json" in cloud.keys("tiler-metadata", "collections/"):
             document = _collection(cloud, name)
-            if document["status"] in ("done", "failed"):
+            this_run = task_etag is None or document["task_source"]["etag"] == task_etag
+            if this_run and document["status"] in ("done", "failed"):
                 return document
         time.sleep(0.5)
     raise AssertionError(f"collection {name} did not finish in {timeout}s")
@@ -94,7 +96,7 @@ def flowing(cloud):
 
 
 def _task(cloud, name, **fields):
-    cloud.upload(f"tasks/{name}.json", json.dumps({"collection": name, **fields}).encode())
+    return cloud.upload(f"tasks/{name}.json", json.dumps({"collection": name, **fields}).encode())
 
 
 def test_a_task_publishes_item_manifests_and_a_collection(flowing):
@@ -122,12 +124,19 @@ def test_a_task_publishes_item_manifests_and_a_collection(flowing):
     assert service == f"{cloud.url}/tiler-tiles/Ms2016_012/Box1/Access/Box1_001"
 
     converted = {i: cloud.record(i)["updated_at"] for i in document["images"]}
-    _task(cloud, "Ms2016_012", label="Renamed", source_prefix="Ms2016_012/", csv="Ms2016_012/items.csv")
-    time.sleep(1)
-    again = _wait(cloud, "Ms2016_012")
+    etag = _task(cloud, "Ms2016_012", label="Renamed", source_prefix="Ms2016_012/", csv="Ms2016_012/items.csv")
+    again = _wait(cloud, "Ms2016_012", task_etag=etag)
     assert again["status"] == "done" and again["task"]["label"] == "Renamed"
     assert {i: cloud.record(i)["updated_at"] for i in again["images"]} == converted  # nothing re-tiled
     assert json.loads(cloud.read("tiler-tiles", "collections/Ms2016_012/collection.json"))["label"] == {"none": ["Renamed"]}
+
+    cloud.upload("Ms2016_012/Box2/Access/Box2_001.jpg", photo(333, 150))  # a changed image is re-tiled
+    etag = _task(cloud, "Ms2016_012", source_prefix="Ms2016_012/", csv="Ms2016_012/items.csv")
+    third = _wait(cloud, "Ms2016_012", task_etag=etag)
+    changed = "Ms2016_012/Box2/Access/Box2_001"
+    assert third["status"] == "done" and cloud.record(changed)["updated_at"] != converted[changed]
+    box2 = json.loads(cloud.read("tiler-tiles", "collections/Ms2016_012/Box2/manifest.json"))
+    assert box2["items"][0]["width"] == 333
 
 
 @pytest.mark.parametrize("files,fields,reason", [
