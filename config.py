@@ -28,6 +28,7 @@ class Settings:
     allowed_formats: tuple[str, ...] = _setting("ALLOWED_FORMATS", ("jpeg", "png", "tiff", "webp"), "Comma-separated formats accepted, decided from the file's content (also possible: gif, heif).")
     flatten_background: tuple[int, ...] = _setting("FLATTEN_BACKGROUND", (255, 255, 255), "R,G,B that transparent pixels are flattened onto for JPEG tiles.")
     public_base_url: str = _setting("PUBLIC_BASE_URL", "http://127.0.0.1:8000", "Public URL of the tiles (bucket or folder); info.json ids and manifests are built on it.")
+    serving_tiff: bool = _setting("SERVING_TIFF", True, "Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.")
     exiftool_path: str = _setting("EXIFTOOL_PATH", "exiftool", "The exiftool executable; when missing, metadata falls back to libvips' EXIF fields.")
     # Buckets and routing (S3 event handler)
     source_bucket: str = _setting("SOURCE_BUCKET", "tiler-source", "Bucket whose ObjectCreated events trigger conversion.")

@@ -22,7 +22,7 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 # Keys our own publishing writes, should a bucket ever be shared or notifications mis-wired.
-_OUTPUT_KEY = re.compile(r"^(jobs|claims|index|members)/|_files/\d+/|\.dzi$|/(info|manifest|collection)\.json$"
+_OUTPUT_KEY = re.compile(r"^(jobs|claims|index|members|derivatives)/|_files/\d+/|\.dzi$|/(info|manifest|collection)\.json$"
                          r"|/default\.jpg$")
 
 

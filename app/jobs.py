@@ -119,7 +119,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         conversion = convert(source, work / "out", settings, image_id, source_name=PurePosixPath(ref.key).name,
                              on_progress=lambda percent: journal.progress(int(percent), 100))
         timings.update(conversion.timings)
-        objects = len(conversion.tiles) + len(conversion.descriptors) + 1
+        objects = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
         if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
             return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
         journal.phase("publish", 0, objects)
@@ -133,6 +133,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
     return journal.save(status=Status.DONE, error=None, timings=timings, facts=facts.to_dict(),
                         tile_size=settings.tile_size, objects=objects, metadata_partial=conversion.metadata_partial,
                         thumbnail=_thumbnail(facts, settings), progress={"phase": "done", "done": objects, "total": objects},
+                        derivatives=list(conversion.derivatives), palette=list(conversion.palette),
                         cost={"compute": runtime.usage(timings["total"]),
                               "s3": {**{f"{tier}_requests": n for tier, n in store.requests.items()},
                                      "bytes_stored": stored}})

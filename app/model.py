@@ -45,6 +45,8 @@ class Conversion:
     metadata_path: str
     timings: dict[str, float] = field(default_factory=dict)
     metadata_partial: str | None = None
+    derivatives: tuple[str, ...] = ()  # e.g. the serving TIFF, published with the tiles
+    palette: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ second conditional write (If-Match), so a retry still completes the job.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -104,23 +105,25 @@ class Journal:
             "progress": {"phase": "claimed", "done": 0, "total": 0}, "timings": {}, "error": None,
             "batch_job_id": None, "owner": owner, "created_at": now_iso(), "updated_at": None, "finished_at": None,
         }
-        self._lock = threading.Lock()
+        self._state = threading.Lock()  # guards the record; held briefly, never across a request
+        self._writing = threading.Lock()  # keeps writes in order
         self._last_write = 0.0
         self._indexed_as = indexed_as  # the status the index lists this id under (an earlier run's)
 
     def save(self, **changes: Any) -> dict[str, Any]:
-        with self._lock:
-            self.record.update(changes)
-            self.record["updated_at"] = now_iso()
-            if changes.get("status") in Status.FINAL:
-                self.record["finished_at"] = self.record["updated_at"]
-            self._last_write = time.monotonic()
-            self.store.put_json(self.bucket, record_key(self.record["id"]), self.record)
-            self._reindex()
-            return dict(self.record)
+        with self._writing:
+            with self._state:
+                self.record.update(changes)
+                self.record["updated_at"] = now_iso()
+                if changes.get("status") in Status.FINAL:
+                    self.record["finished_at"] = self.record["updated_at"]
+                self._last_write = time.monotonic()
+                snapshot = json.loads(json.dumps(self.record, default=str))
+            self.store.put_json(self.bucket, record_key(snapshot["id"]), snapshot)
+            self._reindex(snapshot["status"], snapshot["id"])
+            return snapshot
 
-    def _reindex(self) -> None:
-        status, image_id = self.record["status"], self.record["id"]
+    def _reindex(self, status: str, image_id: str) -> None:
         if status == self._indexed_as:
             return
         self.store.put_json(self.bucket, index_key(status, image_id), {})
@@ -132,9 +135,14 @@ class Journal:
         self.save(progress={"phase": name, "done": done, "total": total})
 
     def progress(self, done: int, total: int) -> None:
-        """Record progress at most every few seconds (it is also the heartbeat that keeps the claim alive)."""
-        with self._lock:
+        """Record progress at most every few seconds (it is also the heartbeat that keeps the claim alive).
+
+        The end of a phase is not written here: the next phase, or the final save, says it anyway.
+        """
+        with self._state:
             self.record["progress"] = {**self.record["progress"], "done": done, "total": total}
-            due = done == total or time.monotonic() - self._last_write >= self.HEARTBEAT_SECONDS
+            due = time.monotonic() - self._last_write >= self.HEARTBEAT_SECONDS
+            if due:
+                self._last_write = time.monotonic()  # one heartbeat, whichever thread noticed first
         if due:
             self.save()

@@ -56,6 +56,7 @@ class _Store:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so boto3's pool reuses connections; answers 100-continue itself
+    disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle would hold the second back
     server: _Server
 
     # http.server plumbing ------------------------------------------------------------------

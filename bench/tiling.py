@@ -91,8 +91,12 @@ def _run_candidate(ctx: Context, image: BenchImage, index: int) -> tuple[Process
 
 
 def _child_env() -> dict[str, str]:
-    """Pin the settings the reference hard-codes, so a developer's TILE_SIZE=256 cannot skew the ratio."""
-    return {**os.environ, "TILE_SIZE": str(TILE_SIZE), "JPEG_QUALITY": str(QUALITY)}
+    """Pin the settings the reference hard-codes, so a developer's TILE_SIZE=256 cannot skew the ratio.
+
+    The serving TIFF for the dynamic IIIF endpoint is off: this compares Deep Zoom + IIIF + metadata with
+    plain dzsave, as the target is defined.
+    """
+    return {**os.environ, "TILE_SIZE": str(TILE_SIZE), "JPEG_QUALITY": str(QUALITY), "SERVING_TIFF": "false"}
 
 
 def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:

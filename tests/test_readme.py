@@ -9,7 +9,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 def test_the_settings_table_is_the_generated_one():
     start = README.index("<!-- settings:begin -->") + len("<!-- settings:begin -->")
     end = README.index("<!-- settings:end -->")
-    assert README[start:end].strip() == settings_table(), "run: python -m app settings --markdown"
+    assert README[start:end].strip() == settings_table(), "run: .venv/bin/python scripts/update_readme_settings.py"
 
 
 def test_the_two_commands_are_the_makefile_targets_ci_runs():

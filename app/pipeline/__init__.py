@@ -17,10 +17,17 @@ import pyvips
 
 from app.errors import CorruptImage, TransientError
 from app.model import Conversion, ImageFacts
-from app.pipeline import iiif, manifest, metadata
+from app.pipeline import iiif, manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
 from app.pipeline.inspect import open_image, vips_reason
-from app.pipeline.tiles import Progress, link_iiif_tiles, make_iiif_folders, write_deep_zoom, write_sizes
+from app.pipeline.tiles import (
+    Progress,
+    link_iiif_tiles,
+    make_iiif_folders,
+    write_deep_zoom,
+    write_serving_tiff,
+    write_sizes,
+)
 from config import Settings
 
 
@@ -44,6 +51,14 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
                                   settings.jpeg_quality, on_progress)
         folders_made.result()
     clock.lap("tile")
+    derivatives = []
+    if settings.serving_tiff:  # a second decode: the sequential one above is spent
+        again, _ = open_image(src, settings.allowed_formats, settings.max_pixels)
+        path = f"derivatives/{image_id}.tif"
+        _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / path,
+                       settings.jpeg_quality)
+        derivatives.append(path)
+        clock.lap("serving_tiff")
     iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
     sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
                         settings.iiif_max_size, settings.jpeg_quality)
@@ -53,7 +68,9 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     clock.lap("describe")
     tags, partial = metadata.collect(embedded, settings.exiftool_path)
     metadata_path = out_dir / "metadata" / f"{image_id}.json"
-    _write_json(metadata_path, _metadata_document(image_id, source_name, facts, tags, partial, image))
+    document = _metadata_document(image_id, source_name, facts, tags, partial, image)
+    document["palette"] = palette.dominant_colours(tiles_root / f"{image_id}_files")
+    _write_json(metadata_path, document)
     thumbnail = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
     _write_json(tiles_root / image_id / "manifest.json",
                 manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail))
@@ -67,6 +84,8 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         metadata_path=str(metadata_path),
         timings=clock.laps,
         metadata_partial=partial,
+        derivatives=tuple(derivatives),
+        palette=tuple(document["palette"]),
     )
 
 

@@ -35,6 +35,13 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
     return sorted(str(path.relative_to(tiles_root)) for path in files_dir.rglob("*.jpg"))
 
 
+def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
+    """A tiled pyramidal TIFF (JPEG, 512 px tiles): what the dynamic IIIF endpoint reads with ranged requests."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.tiffsave(str(path), tile=True, tile_width=512, tile_height=512, pyramid=True, compression="jpeg",
+                   Q=quality, bigtiff=True, keep="none")
+
+
 def make_iiif_folders(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> None:
     """Create the IIIF tile folders (three per tile). Runs while dzsave works: on slow disks
     thousands of mkdir calls cost as much as the tiling, and they need no pixels."""

@@ -41,6 +41,8 @@ class LocalStorage:
         root, image_id = Path(conversion.tiles_root), conversion.image_id
         trash = root / ".replaced"
         _replace(root / f"{image_id}_files", self.tiles_dir / f"{image_id}_files", trash)
+        for derivative in conversion.derivatives:
+            _move_file(root / derivative, self.tiles_dir / derivative)
         staged, target = root / image_id, self.tiles_dir / image_id
         target.mkdir(parents=True, exist_ok=True)
         regions = {entry.name for entry in staged.iterdir() if entry.is_dir()}

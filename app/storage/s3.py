@@ -92,10 +92,10 @@ class S3Storage:
         Returns (objects, bytes) written.
         """
         root = Path(conversion.tiles_root)
-        total = len(conversion.tiles) + len(conversion.descriptors) + 1
+        total = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
         counter = _Counter(total, on_progress)
         phases = [
-            [(root / path, tiles_bucket, path, TILE_CACHE) for path in conversion.tiles],
+            [(root / path, tiles_bucket, path, TILE_CACHE) for path in (*conversion.tiles, *conversion.derivatives)],
             [(root / path, tiles_bucket, path, DESCRIPTOR_CACHE) for path in conversion.descriptors],
             [(Path(conversion.metadata_path), metadata_bucket, f"{conversion.image_id}.json", "no-cache")],
         ]
@@ -202,6 +202,20 @@ class S3Storage:
         self._count("write")
         with _classified():
             self.s3.delete_object(Bucket=bucket, Key=key)
+
+    # Ranged reads (the dynamic IIIF endpoint) ---------------------------------------------------
+    def read_range(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of an object, in one ranged GET.
+
+        ``etag`` pins the version (If-Match): if the object was replaced since
+        it was looked up, this raises PreconditionFailed rather than mixing two
+        versions' bytes in one decode.
+        """
+        self._count("read")
+        with _classified(SourceRef(bucket, key)):
+            answer = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}",
+                                        **({"IfMatch": etag} if etag else {}))
+            return answer["Body"].read()
 
 
 def content_type(key: str) -> str:

@@ -61,7 +61,8 @@ def test_iiif_layout_declares_exactly_what_exists(tmp_path, settings):
     full_max = pyvips.Image.new_from_file(str(tiles / "maps/sheet_1/full/max/0/default.jpg"))
     assert (full_max.width, full_max.height) == (1300, 700)
     published = {str(p.relative_to(tiles)) for p in tiles.rglob("*") if p.is_file()}
-    assert published == set(conversion.tiles) | set(conversion.descriptors)
+    assert published == set(conversion.tiles) | set(conversion.descriptors) | {"derivatives/maps/sheet_1.tif"}
+    assert conversion.derivatives == ("derivatives/maps/sheet_1.tif",)
     assert not [p for p in tiles.iterdir() if p.name.startswith(".staging")]
 
 

@@ -70,6 +70,7 @@ def test_image_page_has_viewer_urls_metadata_and_embed_snippet(cloud, client, tm
     assert f'data-iiif="{cloud.url}/tiler-tiles/tagged/info.json"' in page
     assert "openseadragon.min.js" in page and "cdn" not in page.split("<pre")[0]  # vendored for ourselves
     assert "TestCam" in page and "&lt;script&gt;alert(" in page and "<script>alert(" not in page
+    assert page.count('class="swatch"') >= 1  # the dominant colours
     assert "OpenSeadragon({ id: &#34;zoom&#34;" in page  # the snippet is shown, not run
     download = client.get("/images/tagged/metadata.json")
     assert download.headers["Content-Disposition"].startswith("attachment")
