@@ -45,6 +45,11 @@ class Settings:
     aws_batch_job_id: str = _setting("AWS_BATCH_JOB_ID", "", "Set by AWS Batch inside the container; names the job's owner in records.")
     upload_workers: int = _setting("UPLOAD_WORKERS", 32, "Parallel uploads when publishing to S3 (the connection pool is sized to match).")
     work_dir: str = _setting("WORK_DIR", tempfile.gettempdir(), "Local scratch space for downloads and staging (Lambda: /tmp).")
+    # Dynamic IIIF endpoint (/iiif/3/...)
+    iiif_max_width: int = _setting("IIIF_MAX_WIDTH", 4096, "Widest image the dynamic IIIF endpoint renders, advertised as maxWidth (wider: 403; ^max upscales up to it).")
+    iiif_max_height: int = _setting("IIIF_MAX_HEIGHT", 4096, "Tallest image the dynamic IIIF endpoint renders, advertised as maxHeight.")
+    iiif_max_area: int = _setting("IIIF_MAX_AREA", 4_194_304, "Most pixels (width x height) the dynamic IIIF endpoint renders, advertised as maxArea (API Gateway caps a response at 6 MB).")
+    iiif_block_cache_mb: int = _setting("IIIF_BLOCK_CACHE_MB", 64, "Memory per process for blocks of serving TIFFs read from S3 with ranged GETs, reused across warm invocations.")
     # Dashboard
     dashboard_password: str = _setting("DASHBOARD_PASSWORD", "", "Password for uploads and retries; without one the dashboard is read-only.")
     secret_key: str = _setting("SECRET_KEY", "", "Signs the dashboard's session cookie (default: derived from DASHBOARD_PASSWORD).")
@@ -84,6 +89,8 @@ class Settings:
             raise ValueError("FLATTEN_BACKGROUND must be three numbers 0-255, e.g. 255,255,255")
         if self.iiif_max_size < self.tile_size:
             raise ValueError("IIIF_MAX_SIZE must be at least TILE_SIZE")
+        if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:
+            raise ValueError("IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1")
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

@@ -1,0 +1,183 @@
+"""The dynamic IIIF Image API 3.0 level 2 endpoint: any region, size, rotation, quality and format, on demand.
+
+Rendered from the tiled pyramidal TIFF the pipeline writes to
+``derivatives/ID.tif`` in the tiles bucket, read with ranged GETs (see
+``app.imageserver.s3source``); the static level-0 tiles are untouched. Every
+URL is built with ``url_for(..., _external=True)``, so ``id`` and the canonical
+``Link`` are right under an API Gateway stage prefix too. Errors are a short
+text with their IIIF status (400, 403, 404, 501, 503), with CORS like every
+other answer, so viewers on other sites can read them.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Flask, Response, current_app, redirect, request, url_for
+
+from app.ids import is_valid_id
+from app.imageserver import render as rendering
+from app.imageserver.request import Limits, NotFound, Plan, RequestError, parse, plan
+from app.imageserver.s3source import BLOCKS, RemoteTiff
+from app.model import SourceRef
+from app.pipeline.iiif import CONTEXT, scale_factors
+from app.pipeline.inspect import harden_libvips
+from app.storage.s3 import DESCRIPTOR_CACHE, TILE_CACHE, S3Storage
+from config import Settings
+
+DERIVATIVE_KEY = "derivatives/{image_id}.tif"
+TILE_SIZE = 512  # the serving TIFF's tile edge: tiles of this size cost the fewest reads
+PROFILE = "http://iiif.io/api/image/3/level2.json"
+JSON_LD = f'application/ld+json;profile="{CONTEXT}"'
+EXTRA_QUALITIES = ["color", "gray", "bitonal"]
+EXTRA_FORMATS = ["tif", "webp"]
+EXTRA_FEATURES = ["canonicalLinkHeader", "mirroring", "profileLinkHeader", "rotationArbitrary", "sizeUpscaling"]
+
+iiif = Blueprint("iiif", __name__, url_prefix="/iiif/3")
+
+
+def register(app: Flask) -> None:
+    """Serve the endpoint from ``app`` (idempotent)."""
+    if "iiif" not in app.blueprints:
+        app.register_blueprint(iiif)
+
+
+@iiif.get("/<path:image_id>")
+def base(image_id: str):
+    """The base URI redirects to the image information, as the specification asks."""
+    _check_id(image_id)
+    return redirect(url_for("iiif.info", image_id=image_id, _external=True), code=303)
+
+
+@iiif.get("/<path:image_id>/info.json")
+def info(image_id: str):
+    tiff = _locate(image_id)
+    pyramid = _pyramid(tiff)
+    service_id, limits = url_for("iiif.base", image_id=image_id, _external=True), _limits()
+    document = info_document(service_id, pyramid, limits)
+    wants_ld = request.accept_mimetypes["application/ld+json"] > request.accept_mimetypes["application/json"]
+    response = Response(json.dumps(document, indent=2), mimetype=None,
+                        content_type=JSON_LD if wants_ld else "application/json")
+    response.headers["Link"] = f'<{PROFILE}>;rel="profile"'
+    response.headers["Cache-Control"] = DESCRIPTOR_CACHE
+    response.vary.add("Accept")
+    response.set_etag(_etag(tiff.ref.etag, service_id, limits, wants_ld))
+    return response.make_conditional(request)
+
+
+@iiif.get("/<path:image_id>/<region>/<size>/<rotation>/<quality>.<fmt>")
+def image(image_id: str, region: str, size: str, rotation: str, quality: str, fmt: str):
+    _check_id(image_id)
+    parsed = parse(region, size, rotation, quality, fmt)  # malformed requests never reach S3
+    tiff = _locate(image_id)
+    pyramid = _pyramid(tiff)
+    wanted = plan(parsed, pyramid.width, pyramid.height, _limits())
+    canonical = url_for("iiif.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
+    headers = {"Link": f'<{canonical}>;rel="canonical",<{PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
+    etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
+    response = Response(_rendered(tiff, wanted, pyramid), content_type=wanted.media_type, headers=headers)
+    response.set_etag(etag)
+    return response
+
+
+@iiif.errorhandler(RequestError)
+def refuse(error: RequestError):
+    response = Response(error.message + "\n", status=error.status, content_type="text/plain; charset=utf-8")
+    response.headers["Cache-Control"] = "no-store" if error.status >= 500 else "public, max-age=60"
+    return response
+
+
+@iiif.after_request
+def allow_any_origin(response: Response) -> Response:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def info_document(service_id: str, pyramid: rendering.Pyramid, limits: Limits) -> dict[str, Any]:
+    """The level-2 info.json: limits, the pyramid pages as cheap sizes, the TIFF tiles, what goes beyond level 2."""
+    width, height = pyramid.width, pyramid.height
+    sizes = [{"width": w, "height": h} for w, h in reversed(pyramid.pages)
+             if w <= limits.max_width and h <= limits.max_height and w * h <= limits.max_area]
+    return {
+        "@context": CONTEXT,
+        "id": service_id,
+        "type": "ImageService3",
+        "protocol": "http://iiif.io/api/image",
+        "profile": "level2",
+        "width": width,
+        "height": height,
+        "maxWidth": limits.max_width,
+        "maxHeight": limits.max_height,
+        "maxArea": limits.max_area,
+        "sizes": sizes,
+        "tiles": [{"width": TILE_SIZE, "height": TILE_SIZE, "scaleFactors": scale_factors(width, height, TILE_SIZE)}],
+        "extraQualities": EXTRA_QUALITIES,
+        "extraFormats": EXTRA_FORMATS,
+        "extraFeatures": EXTRA_FEATURES,
+    }
+
+
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def _limits() -> Limits:
+    settings = _settings()
+    return Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
+
+
+def _check_id(image_id: str) -> None:
+    if not is_valid_id(image_id):  # traversal-shaped, over-long or odd characters: nothing of ours has that name
+        raise NotFound("no such image")
+
+
+def _locate(image_id: str) -> RemoteTiff:
+    _check_id(image_id)
+    harden_libvips()
+    BLOCKS.capacity = _settings().iiif_block_cache_mb * 1024 * 1024
+    settings = current_app.config["SETTINGS"]
+    return RemoteTiff.locate(_storage(settings.upload_workers), settings.tiles_bucket,
+                             DERIVATIVE_KEY.format(image_id=image_id))
+
+
+@functools.cache
+def _storage(workers: int) -> S3Storage:
+    """One storage per process, on the shared boto3 client."""
+    return S3Storage(workers)
+
+
+def _pyramid(tiff: RemoteTiff) -> rendering.Pyramid:
+    return _pyramid_of(tiff.storage, tiff.ref)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pyramid_of(storage: S3Storage, ref: SourceRef) -> rendering.Pyramid:
+    """Page sizes per TIFF version (ETag): read once per process, then every request skips the headers."""
+    tiff = RemoteTiff(storage, ref)
+    return _guarded(tiff, lambda: rendering.read_pyramid(tiff.open))
+
+
+def _rendered(tiff: RemoteTiff, wanted: Plan, pyramid: rendering.Pyramid) -> bytes:
+    return _guarded(tiff, lambda: rendering.render(wanted, pyramid, tiff.open, _settings().jpeg_quality))
+
+
+def _guarded(tiff: RemoteTiff, work: Callable[[], Any]) -> Any:
+    """Run libvips work on ``tiff``; an S3 failure mid-decode surfaces as a libvips error, so report the real cause."""
+    try:
+        return work()
+    except RequestError:
+        raise
+    except Exception:
+        tiff.raise_read_error()
+        raise
+
+
+def _etag(version: str, *inputs: Any) -> str:
+    """A validator of everything the answer depends on: the TIFF's version and what turned it into this answer."""
+    return hashlib.sha256(repr((version, *inputs)).encode()).hexdigest()[:32]

@@ -1,0 +1,65 @@
+"""The dynamic IIIF endpoint against the embedded S3 endpoint: serving TIFFs made exactly as the pipeline makes them."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+import pyvips
+from werkzeug.serving import make_server
+
+from app.web import create_app
+from config import Settings
+
+
+def serving_tiff(image: pyvips.Image, path) -> bytes:
+    """The pipeline's serving TIFF, made by exactly its call."""
+    image.tiffsave(str(path), tile=True, tile_width=512, tile_height=512, pyramid=True, compression="jpeg", Q=85,
+                   bigtiff=True)
+    return path.read_bytes()
+
+
+def app_for(settings: Settings):
+    return create_app(settings)
+
+
+class Served:
+    """Upload serving TIFFs to the tiles bucket; build the app that serves them."""
+
+    def __init__(self, cloud, tmp_path, monkeypatch) -> None:
+        self.cloud, self.tmp_path, self.monkeypatch = cloud, tmp_path, monkeypatch
+        self.settings = cloud.settings
+
+    def put(self, image_id: str, image: pyvips.Image) -> bytes:
+        body = serving_tiff(image, self.tmp_path / "serving.tif")
+        self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=f"derivatives/{image_id}.tif", Body=body)
+        return body
+
+    def limit(self, **limits: int) -> None:
+        """Lower the advertised limits (iiif_max_width, iiif_max_height, iiif_max_area)."""
+        self.settings = self.settings.with_overrides(**limits)
+
+    def app(self):
+        return app_for(self.settings)
+
+    def client(self):
+        return self.app().test_client()
+
+
+@pytest.fixture
+def served(cloud, tmp_path, monkeypatch) -> Served:
+    return Served(cloud, tmp_path, monkeypatch)
+
+
+@contextlib.contextmanager
+def http_server(app) -> Iterator[str]:
+    """``app`` on 127.0.0.1 (a free port), threaded, for clients that need real HTTP; yields host:port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

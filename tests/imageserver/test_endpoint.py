@@ -1,0 +1,152 @@
+"""The endpoint's HTTP contract (headers, media types, info.json) and its pixels, against TIFFs on the S3 endpoint."""
+import json
+
+import pytest
+import pyvips
+
+from app.errors import TransientError
+from app.storage.s3 import S3Storage
+from config import Settings
+from tests.helpers import photo, solid
+
+QUADRANTS = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]]  # top-left, top-right, bottom-left, bottom-right
+
+
+def _quadrants(width=800, height=600) -> pyvips.Image:
+    top = solid(width // 2, height // 2, QUADRANTS[0]).join(solid(width // 2, height // 2, QUADRANTS[1]), "horizontal")
+    bottom = solid(width // 2, height // 2, QUADRANTS[2]).join(solid(width // 2, height // 2, QUADRANTS[3]),
+                                                                "horizontal")
+    return top.join(bottom, "vertical")
+
+
+def _image(response) -> pyvips.Image:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return pyvips.Image.new_from_buffer(response.data, "")
+
+
+def _near(pixel, colour, tolerance=40):
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+@pytest.fixture
+def client(served):
+    served.put("maps/quadrants", _quadrants())
+    return served.client()
+
+
+def test_info_json_describes_a_level2_service_at_the_requests_own_url(client):
+    response = client.get("/iiif/3/maps/quadrants/info.json", base_url="https://api.example.org/dev")
+    info = response.get_json()
+    assert response.headers["Content-Type"] == "application/json"
+    assert info["id"] == "https://api.example.org/dev/iiif/3/maps/quadrants"  # behind a stage prefix too
+    assert (info["@context"], info["type"], info["protocol"], info["profile"]) == (
+        "http://iiif.io/api/image/3/context.json", "ImageService3", "http://iiif.io/api/image", "level2")
+    assert (info["width"], info["height"]) == (800, 600)
+    settings = Settings()  # the defaults: the test environment sets none of these
+    assert (info["maxWidth"], info["maxHeight"], info["maxArea"]) == (
+        settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
+    assert info["sizes"] == [{"width": 400, "height": 300}, {"width": 800, "height": 600}]
+    assert info["tiles"] == [{"width": 512, "height": 512, "scaleFactors": [1, 2]}]
+    assert set(info["extraFeatures"]) >= {"mirroring", "rotationArbitrary", "sizeUpscaling", "canonicalLinkHeader"}
+    assert info["extraFormats"] == ["tif", "webp"] and info["extraQualities"] == ["color", "gray", "bitonal"]
+    assert list(json.loads(response.data))[0] == "@context"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Cache-Control"] == "public, max-age=300"
+    assert "Accept" in response.headers["Vary"]
+
+
+def test_info_json_is_json_ld_when_asked_and_revalidates_by_etag(client):
+    response = client.get("/iiif/3/maps/quadrants/info.json", headers={"Accept": "application/ld+json"})
+    assert response.headers["Content-Type"] == 'application/ld+json;profile="http://iiif.io/api/image/3/context.json"'
+    again = client.get("/iiif/3/maps/quadrants/info.json", headers={"Accept": "application/ld+json",
+                                                                     "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    plain = client.get("/iiif/3/maps/quadrants/info.json", headers={"If-None-Match": response.headers["ETag"]})
+    assert plain.status_code == 200 and plain.headers["Content-Type"] == "application/json"
+
+
+def test_the_base_uri_redirects_to_info_json(client):
+    response = client.get("/iiif/3/maps/quadrants", base_url="https://api.example.org/dev")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "https://api.example.org/dev/iiif/3/maps/quadrants/info.json"
+
+
+def test_images_carry_media_type_canonical_and_profile_links_cache_and_cors(client):
+    response = client.get("/iiif/3/maps/quadrants/square/^!1000,1000/!90/gray.png")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/png"
+    assert response.headers["Link"] == ('<http://localhost/iiif/3/maps/quadrants/100,0,600,600/%5E1000,1000/!90/'
+                                        'gray.png>;rel="canonical",<http://iiif.io/api/image/3/level2.json>;rel="profile"')
+    assert response.headers["Cache-Control"] == "public, max-age=86400"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    again = client.get("/iiif/3/maps/quadrants/square/^!1000,1000/!90/gray.png",
+                       headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304 and not again.data
+
+
+@pytest.mark.parametrize("fmt,media_type,magic", [
+    ("jpg", "image/jpeg", b"\xff\xd8\xff"), ("png", "image/png", b"\x89PNG"), ("webp", "image/webp", b"RIFF"),
+    ("tif", "image/tiff", b"II*\x00"),
+])
+def test_every_format_has_its_media_type_and_bytes(client, fmt, media_type, magic):
+    response = client.get(f"/iiif/3/maps/quadrants/full/200,/0/default.{fmt}")
+    assert response.headers["Content-Type"] == media_type
+    assert response.data.startswith(magic)
+    assert (_image(response).width, _image(response).height) == (200, 150)
+
+
+def test_region_size_mirror_and_rotation_move_the_right_pixels(client):
+    tile = _image(client.get("/iiif/3/maps/quadrants/400,0,400,300/100,/0/default.png"))
+    assert (tile.width, tile.height) == (100, 75) and _near(tile(50, 37), QUADRANTS[1], 5)
+    turned = _image(client.get("/iiif/3/maps/quadrants/full/400,/90/default.png"))  # clockwise
+    assert (turned.width, turned.height) == (300, 400)
+    assert _near(turned(10, 10), QUADRANTS[2]) and _near(turned(290, 10), QUADRANTS[0])
+    mirrored = _image(client.get("/iiif/3/maps/quadrants/full/400,/!0/default.png"))
+    assert _near(mirrored(10, 10), QUADRANTS[1]) and _near(mirrored(390, 290), QUADRANTS[2])
+    both = _image(client.get("/iiif/3/maps/quadrants/full/400,/!180/default.png"))
+    assert _near(both(10, 10), QUADRANTS[2])
+
+
+def test_arbitrary_angles_leave_transparent_corners_or_white_in_jpeg(client):
+    png = _image(client.get("/iiif/3/maps/quadrants/full/400,/45/default.png"))
+    assert png.bands == 4 and png(0, 0)[3] == 0
+    jpeg = _image(client.get("/iiif/3/maps/quadrants/full/400,/45/default.jpg"))
+    assert jpeg.bands == 3 and _near(jpeg(0, 0), [255, 255, 255], 10)
+    assert png.width == png.height == round((400 + 300) / 2 ** 0.5)
+
+
+def test_gray_and_bitonal_qualities(client):
+    gray = _image(client.get("/iiif/3/maps/quadrants/full/200,/0/gray.png"))
+    assert gray.bands == 1
+    bitonal = _image(client.get("/iiif/3/maps/quadrants/full/200,/0/bitonal.png"))
+    assert bitonal.bands == 1 and ((bitonal > 0) & (bitonal < 255)).max() == 0  # only black and white
+
+
+def test_tiles_are_the_serving_tiffs_pixels_from_the_right_pyramid_page(served):
+    body = served.put("photo", photo(2000, 1500))
+    client = served.client()
+    tile = _image(client.get("/iiif/3/photo/1024,512,512,512/max/0/default.png"))
+    assert (tile - pyvips.Image.tiffload_buffer(body, page=0).crop(1024, 512, 512, 512)).abs().max() == 0
+    scaled = _image(client.get("/iiif/3/photo/0,0,1024,1024/512,/0/default.png"))  # the half-size page, as is
+    assert (scaled - pyvips.Image.tiffload_buffer(body, page=1).crop(0, 0, 512, 512)).abs().max() == 0
+
+
+def test_an_image_without_a_serving_tiff_is_not_found(client):
+    response = client.get("/iiif/3/maps/elsewhere/full/max/0/default.jpg")
+    assert response.status_code == 404
+    assert response.get_data(as_text=True) == "no such image\n"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert client.get("/iiif/3/maps/elsewhere/info.json").status_code == 404
+
+
+def test_storage_failures_are_unavailable_not_errors(client, monkeypatch):
+    def failing(*args, **kwargs):
+        raise TransientError("S3 SlowDown")
+
+    from app.imageserver import s3source
+
+    s3source.BLOCKS.clear()
+    monkeypatch.setattr(S3Storage, "read_range", failing)
+    response = client.get("/iiif/3/maps/quadrants/0,0,10,10/max/0/default.jpg")
+    assert response.status_code == 503 and "S3 SlowDown" in response.get_data(as_text=True)
+    assert response.headers["Cache-Control"] == "no-store"
