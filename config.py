@@ -29,6 +29,7 @@ class Settings:
     flatten_background: tuple[int, ...] = _setting("FLATTEN_BACKGROUND", (255, 255, 255), "R,G,B that transparent pixels are flattened onto for JPEG tiles.")
     public_base_url: str = _setting("PUBLIC_BASE_URL", "http://127.0.0.1:8000", "Public URL of the tiles (bucket or folder); info.json ids and manifests are built on it.")
     serving_tiff: bool = _setting("SERVING_TIFF", True, "Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.")
+    derivatives_file: str = _setting("DERIVATIVES_FILE", "", "JSON file of named IIIF parameter sets made for every image (e.g. derivatives.example.json); needs SERVING_TIFF.")
     exiftool_path: str = _setting("EXIFTOOL_PATH", "exiftool", "The exiftool executable; when missing, metadata falls back to libvips' EXIF fields.")
     # Buckets and routing (S3 event handler)
     source_bucket: str = _setting("SOURCE_BUCKET", "tiler-source", "Bucket whose ObjectCreated events trigger conversion.")
@@ -89,6 +90,8 @@ class Settings:
             raise ValueError("FLATTEN_BACKGROUND must be three numbers 0-255, e.g. 255,255,255")
         if self.iiif_max_size < self.tile_size:
             raise ValueError("IIIF_MAX_SIZE must be at least TILE_SIZE")
+        if self.derivatives_file and not self.serving_tiff:
+            raise ValueError("DERIVATIVES_FILE needs SERVING_TIFF: derivatives are rendered from the serving TIFF")
         if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:
             raise ValueError("IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1")
 

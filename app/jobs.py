@@ -134,6 +134,8 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
                         tile_size=settings.tile_size, objects=objects, metadata_partial=conversion.metadata_partial,
                         thumbnail=_thumbnail(facts, settings), progress={"phase": "done", "done": objects, "total": objects},
                         derivatives=list(conversion.derivatives), palette=list(conversion.palette),
+                        named_derivatives=[{**d, "uri": f"{settings.public_base_url.rstrip('/')}/{d['path']}"}
+                                           if "path" in d else d for d in conversion.named_derivatives],
                         cost={"compute": runtime.usage(timings["total"]),
                               "s3": {**{f"{tier}_requests": n for tier, n in store.requests.items()},
                                      "bytes_stored": stored}})

@@ -47,6 +47,7 @@ class Conversion:
     metadata_partial: str | None = None
     derivatives: tuple[str, ...] = ()  # e.g. the serving TIFF, published with the tiles
     palette: tuple[dict[str, Any], ...] = ()
+    named_derivatives: tuple[dict[str, Any], ...] = ()  # DERIVATIVES_FILE's sets: name, path, width, height
 
 
 @dataclass(frozen=True)

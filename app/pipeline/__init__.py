@@ -16,9 +16,12 @@ from typing import Any
 import pyvips
 
 from app.errors import CorruptImage, TransientError
+from app.imageserver.request import Limits
 from app.model import Conversion, ImageFacts
 from app.pipeline import iiif, manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
+from app.pipeline.derivatives import load as load_derivatives
+from app.pipeline.derivatives import render_all as render_derivatives
 from app.pipeline.inspect import open_image, vips_reason
 from app.pipeline.tiles import (
     Progress,
@@ -54,14 +57,20 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     derivatives = []
     if settings.serving_tiff:  # a second decode: the sequential one above is spent
         again, _ = open_image(src, settings.allowed_formats, settings.max_pixels)
-        path = f"derivatives/{image_id}.tif"
-        _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / path,
+        serving = f"derivatives/{image_id}.tif"
+        _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / serving,
                        settings.jpeg_quality)
-        derivatives.append(path)
+        derivatives.append(serving)
         clock.lap("serving_tiff")
     iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
     sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
                         settings.iiif_max_size, settings.jpeg_quality)
+    named = []
+    if settings.serving_tiff and settings.derivatives_file:
+        limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
+        named = render_derivatives(tiles_root / serving, image_id, load_derivatives(settings.derivatives_file), limits,
+                                   settings.jpeg_quality, tiles_root, set(iiif_tiles) | set(sizes))
+        clock.lap("derivatives")
     service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
     info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
     _write_json(tiles_root / image_id / "info.json", info)
@@ -80,12 +89,14 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         facts=facts,
         tiles_root=str(tiles_root),
         tiles=tuple(dz_tiles + iiif_tiles),
-        descriptors=tuple(sizes + [f"{image_id}/info.json", f"{image_id}.dzi", f"{image_id}/manifest.json"]),
+        descriptors=tuple(sizes + [d["path"] for d in named if d.get("new")]
+                          + [f"{image_id}/info.json", f"{image_id}.dzi", f"{image_id}/manifest.json"]),
         metadata_path=str(metadata_path),
         timings=clock.laps,
         metadata_partial=partial,
         derivatives=tuple(derivatives),
         palette=tuple(document["palette"]),
+        named_derivatives=tuple(named),
     )
 
 

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request, url_for
 
+from app import records
 from app.ids import is_valid_id
 from app.imageserver import render as rendering
 from app.imageserver.request import Limits, NotFound, Plan, RequestError, parse, plan
@@ -78,6 +79,9 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     wanted = plan(parsed, pyramid.width, pyramid.height, _limits())
     canonical = url_for("iiif.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
     headers = {"Link": f'<{canonical}>;rel="canonical",<{PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
+    made = f"{image_id}/{wanted.canonical}"
+    if made in _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag):
+        return redirect(f"{_settings().public_base_url.rstrip('/')}/{made}", 302, Response=_Redirect)
     etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
@@ -150,6 +154,24 @@ def _locate(image_id: str) -> RemoteTiff:
 def _storage(workers: int) -> S3Storage:
     """One storage per process, on the shared boto3 client."""
     return S3Storage(workers)
+
+
+@functools.lru_cache(maxsize=1024)
+def _made_in_advance(storage: S3Storage, metadata_bucket: str, image_id: str, tiff_etag: str) -> frozenset[str]:
+    """Paths of the image's named derivatives (DERIVATIVES_FILE), made at conversion: a request for one is a
+    cache hit, answered by the static object. Read once per TIFF version."""
+    record = records.read_record(storage, metadata_bucket, image_id) or {}
+    return frozenset(d["path"] for d in record.get("named_derivatives", []) if "path" in d)
+
+
+class _Redirect(Response):
+    """A redirect that keeps the endpoint's caching, so browsers and CDNs remember the hit."""
+
+    default_mimetype = "text/plain"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers["Cache-Control"] = TILE_CACHE
 
 
 def _pyramid(tiff: RemoteTiff) -> rendering.Pyramid:
