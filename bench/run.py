@@ -1,10 +1,11 @@
-"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3] [--keep] [--json PATH]``.
+"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif] [--keep] [--json PATH]``.
 
-Answers three questions with numbers: how much slower than bare libvips dzsave
+Answers four questions with numbers: how much slower than bare libvips dzsave
 is our full conversion (target: at most 1.3x), does a 430 MP image convert in
-under 512 MB of memory (i.e. does it really stream), and how long from an
+under 512 MB of memory (i.e. does it really stream), how long from an
 upload to S3 until the image is published (target: within 2x of the
-conversion alone with 25 ms per S3 request)?
+conversion alone with 25 ms per S3 request), and how fast does the dynamic
+IIIF endpoint answer random tile requests, next to the static tiles?
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
@@ -30,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
 
+import iiif_load  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
@@ -45,6 +47,7 @@ IMAGES = {  # key: (width, height, peak-RSS target in MB or None)
 MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
     s3_flow.measure,
+    iiif_load.measure,
 ]
 
 
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--serial-runs must be at least 1")
     if args.s3_latency_ms < 0:
         parser.error("--s3-latency-ms cannot be negative")
+    if args.iiif_requests < 1 or args.iiif_clients < 1:
+        parser.error("--iiif-requests and --iiif-clients must be at least 1")
     started = time.perf_counter()
     report: dict[str, Any] = {"environment": environment(), "options": _options(args)}
     _print_environment(report["environment"])
@@ -65,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         images, report["generation"] = prepare_images(args.only, measurements)
         ctx = Context(repo=REPO, python=sys.executable, work_dir=args.scratch / "bench-runs", images=images,
                       runs=args.runs, keep=args.keep, log=_log,
-                      options={"s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs})
+                      options={"s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs,
+                               "iiif_requests": args.iiif_requests, "iiif_clients": args.iiif_clients})
         _clear_runs(ctx)
         sections = run_measurements(ctx, measurements)
     except RunFailed as error:
@@ -88,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side and image (default 3)")
     parser.add_argument("--only", choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
                         help="benchmark one image only, or run one section only (tiling: both images; "
-                             "s3: upload to done through S3, 48mp)")
+                             "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp)")
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
     parser.add_argument("--scratch", type=Path, default=DATA, metavar="DIR",
                         help="file system for the outputs: they go in DIR/bench-runs, emptied first "
@@ -98,12 +104,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="s3: latency of the fast S3 stand-in, per request (default 25)")
     parser.add_argument("--serial-runs", type=int, metavar="N",
                         help="s3: runs with UPLOAD_WORKERS=1, about 15 s each at 25 ms (default 1)")
+    parser.add_argument("--iiif-requests", type=int, default=iiif_load.DEFAULT_REQUESTS, metavar="N",
+                        help=f"iiif: random tile requests per pass (default {iiif_load.DEFAULT_REQUESTS})")
+    parser.add_argument("--iiif-clients", type=int, default=iiif_load.DEFAULT_CLIENTS, metavar="N",
+                        help=f"iiif: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})")
     return parser
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": args.runs, "only": args.only, "keep": args.keep, "scratch": str(args.scratch.resolve()),
-            "s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs}
+            "s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs,
+            "iiif_requests": args.iiif_requests, "iiif_clients": args.iiif_clients}
 
 
 def section_name(measure: Callable[[Context], Section]) -> str:

@@ -27,7 +27,7 @@ MAX_RATIO = 1.3
 
 REFERENCE_SCRIPT = (
     "import pyvips,sys; pyvips.Image.new_from_file(sys.argv[1], access='sequential')"
-    f".dzsave(sys.argv[2], tile_size={TILE_SIZE}, overlap=0, suffix='.jpg', Q={QUALITY})"
+    f".dzsave(sys.argv[2], tile_size={TILE_SIZE}, overlap=0, suffix='.jpg[Q={QUALITY}]')"
 )
 # The candidate prints "SRC -> ID: WxH fmt, N tiles in S.SSs": its own in-process time.
 _SELF_REPORTED = re.compile(r"tiles in ([0-9.]+)s")

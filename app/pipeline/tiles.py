@@ -28,7 +28,8 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
     if on_progress is not None:
         image.set_progress(True)
         image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
-    image.dzsave(str(base), tile_size=tile_size, overlap=0, suffix=".jpg", Q=quality,
+    # The quality goes in the suffix: dzsave's own Q argument does not reach the tile encoder (libvips 8.18).
+    image.dzsave(str(base), tile_size=tile_size, overlap=0, suffix=f".jpg[Q={quality},keep=none]",
                  keep="none", depth="onepixel")
     (tiles_root / f"{image_id}_files" / "vips-properties.xml").unlink(missing_ok=True)
     files_dir = tiles_root / f"{image_id}_files"

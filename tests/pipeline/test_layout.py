@@ -13,6 +13,7 @@ DZ = "{http://schemas.microsoft.com/deepzoom/2008}"
 
 
 def _convert_photo(tmp_path, settings, width=1300, height=700, image_id="maps/sheet 1"):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     src = tmp_path / "src.jpg"
     photo(width, height).jpegsave(str(src))
     conversion = convert_local(src, tmp_path / "out", settings, image_id)
@@ -80,3 +81,12 @@ def test_reconverting_a_smaller_image_leaves_no_orphan_tiles(tmp_path, settings)
     conversion, tiles = _convert_photo(tmp_path, settings, width=300, height=200, image_id="again")
     published = {str(p.relative_to(tiles)) for p in tiles.rglob("*.jpg")}
     assert published == {p for p in (*conversion.tiles, *conversion.descriptors) if p.endswith(".jpg")}
+
+
+def test_jpeg_quality_reaches_the_tile_encoder(tmp_path, settings):
+    sizes = {}
+    for quality in (40, 95):
+        conversion, tiles = _convert_photo(tmp_path / str(quality), settings.with_overrides(jpeg_quality=quality),
+                                           width=600, height=400, image_id="q")
+        sizes[quality] = (tiles / "q_files" / "10" / "0_0.jpg").stat().st_size
+    assert sizes[95] > 1.5 * sizes[40]
