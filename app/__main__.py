@@ -1,4 +1,4 @@
-"""Command line: ``python -m app convert | settings``.
+"""Command line: ``python -m app convert | demo | settings | provision | doctor | teardown``.
 
 Every subcommand is a thin adapter over the same code the Lambda handler runs.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from app.errors import InputError, TilerError
 from app.ids import image_id_for, is_valid_id
@@ -41,6 +43,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dashboard-port", type=int, default=8000, help="port of the dashboard (default 8000)")
     demo.add_argument("--exit", action="store_true", help="exit once the sample images are done")
     demo.set_defaults(run=_demo)
+
+    provision = commands.add_parser("provision", help="create or update a stage's buckets, Batch, ECR and IAM roles")
+    _stage_arguments(provision)
+    provision.add_argument("--source-bucket", help="bucket name (default: <project>-<stage>-source-<account>)")
+    provision.add_argument("--tiles-bucket", help="bucket name (default: <project>-<stage>-tiles-<account>)")
+    provision.add_argument("--metadata-bucket", help="bucket name (default: <project>-<stage>-metadata-<account>)")
+    provision.add_argument("--public-base-url", help="public URL of the tiles, e.g. a CDN (default: the bucket's)")
+    provision.add_argument("--max-vcpus", type=int, default=16, help="Batch capacity ceiling (default 16)")
+    provision.add_argument("--subnets", help="comma-separated subnets for Batch (default: the default VPC's)")
+    provision.add_argument("--security-groups", help="comma-separated security groups, with --subnets")
+    provision.set_defaults(run=_provision)
+
+    doctor = commands.add_parser("doctor", help="check a deployed stage: one line per check, with the fix")
+    _stage_arguments(doctor)
+    doctor.set_defaults(run=_doctor)
+
+    teardown = commands.add_parser("teardown", help="remove what provisioning created for a stage")
+    _stage_arguments(teardown)
+    teardown.add_argument("--force", action="store_true", help="also delete buckets and images that are not empty")
+    teardown.set_defaults(run=_teardown)
 
     show = commands.add_parser("settings", help="print every setting, its variable and current value")
     show.add_argument("--markdown", action="store_true", help="print the README's table of variables and defaults")
@@ -102,6 +124,51 @@ def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.Arg
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
         print(f"{f.metadata['env']}={shown}\n    {f.metadata['doc']}")
     return 0
+
+
+def _stage_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("stage", help="a stage of zappa_settings.json, e.g. dev")
+    command.add_argument("--settings-file", type=Path, default=Path("zappa_settings.json"),
+                         help="Zappa's settings file (default: ./zappa_settings.json)")
+
+
+def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    from app.deploy.batch import Network
+    from app.deploy.provision import Options, provision
+
+    if bool(args.subnets) != bool(args.security_groups):
+        parser.error("--subnets and --security-groups go together")
+    network = Network(tuple(args.subnets.split(",")), tuple(args.security_groups.split(","))) if args.subnets else None
+    options = Options(args.source_bucket, args.tiles_bucket, args.metadata_bucket, args.public_base_url,
+                      args.max_vcpus, network)
+
+    def run(stage) -> int:
+        provision(stage, options)
+        return 0
+    return _on_stage(args, run)
+
+
+def _doctor(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    from app.deploy.doctor import doctor
+    return _on_stage(args, lambda stage: 0 if all(check.passed for check in doctor(stage)) else 1)
+
+
+def _teardown(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    from app.deploy.teardown import teardown
+    return _on_stage(args, lambda stage: 1 if any(c.action == "kept" for c in teardown(stage, args.force)) else 0)
+
+
+def _on_stage(args: argparse.Namespace, command: Callable[[Any], int]) -> int:
+    """Run a deployment command on the stage; AWS and settings errors end as one line and exit status 1."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from app.deploy.stage import StageError, load_stage
+    from app.deploy.teardown import FunctionStillDeployed
+    try:
+        return command(load_stage(args.stage, args.settings_file))
+    except (StageError, FunctionStillDeployed, ClientError, BotoCoreError, TimeoutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def settings_table() -> str:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iiif_prezi3 import Collection, Manifest, ManifestRef
-
 from app.collection.task import Item, Task, page_label
 from app.pipeline import iiif
-from app.pipeline.manifest import image_canvas, text, thumbnail_of
+from app.pipeline.manifest import image_canvas, prezi, text, thumbnail_of
 
 
 def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str, dict[str, Any]],
@@ -21,7 +19,7 @@ def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str
 
     ``images`` maps image id to its job record (for the facts); ``base_url`` is where the tiles are.
     """
-    manifest = Manifest(id=manifest_url, label=text(item.title or item.identifier))
+    manifest = prezi().Manifest(id=manifest_url, label=text(item.title or item.identifier))
     if item.description:
         manifest.summary = text(item.description)
     for position, (key, image_id) in enumerate(zip(item.image_keys, item.image_ids, strict=True), start=1):
@@ -38,7 +36,7 @@ def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str
 
 def collection(task: Task, collection_url: str, manifests: list[tuple[str, str]]) -> dict[str, Any]:
     """The IIIF Collection listing every item's manifest: ``manifests`` is [(url, label)]."""
-    listing = Collection(id=collection_url, label=text(task.label or task.collection))
+    listing = prezi().Collection(id=collection_url, label=text(task.label or task.collection))
     for url, label in manifests:
-        listing.add_item(ManifestRef(id=url, type="Manifest", label=text(label)))
+        listing.add_item(prezi().ManifestRef(id=url, type="Manifest", label=text(label)))
     return json.loads(listing.jsonld())

@@ -43,6 +43,7 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     clock = _Clock()
     source_name = source_name or src.name
     image, facts = open_image(src, settings.allowed_formats, settings.max_pixels)
+    manifest.warm_up()
     clock.lap("inspect")
     tiles_root = out_dir / "tiles"
     embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling

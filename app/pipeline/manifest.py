@@ -6,12 +6,15 @@ IPTC/XMP/EXIF when present. Nothing is fetched over the network.
 """
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
-
-from iiif_prezi3 import Annotation, AnnotationBody, AnnotationPage, Canvas, KeyValueString, Manifest, ServiceV3
+import threading
+from typing import TYPE_CHECKING, Any
 
 from app.model import ImageFacts
+
+if TYPE_CHECKING:
+    from iiif_prezi3 import AnnotationBody, Canvas, KeyValueString, ServiceV3
 
 # exiftool -G names, first found wins: XMP, then IPTC, then EXIF, as photo tools write them.
 TITLE = ("XMP:Title", "IPTC:ObjectName", "XMP:Headline", "IPTC:Headline")
@@ -30,10 +33,23 @@ RIGHTS_PREFIXES = ("http://creativecommons.org/licenses/", "http://creativecommo
 PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 
 
+@functools.cache
+def prezi():
+    """iiif-prezi3, imported on first use: building its pydantic models takes about 0.4 s of CPU."""
+    import iiif_prezi3
+
+    return iiif_prezi3
+
+
+def warm_up() -> None:
+    """Import iiif-prezi3 in the background, so a conversion hides the cost behind libvips' tiling."""
+    threading.Thread(target=prezi, name="prezi-import", daemon=True).start()
+
+
 def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[str, Any], name: str,
           thumbnail: tuple[int, int]) -> dict[str, Any]:
     """The manifest for one converted image whose IIIF image service is ``service_id``."""
-    manifest = Manifest(id=f"{service_id}/manifest.json", label=text(_first(tags, TITLE) or name))
+    manifest = prezi().Manifest(id=f"{service_id}/manifest.json", label=text(_first(tags, TITLE) or name))
     description = _first(tags, DESCRIPTION)
     if description:
         manifest.summary = text(description)
@@ -50,30 +66,31 @@ def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[s
 def image_canvas(canvas_id: str, label: str, service_id: str, size: tuple[int, int],
                  max_size: tuple[int, int]) -> Canvas:
     """A canvas of the image's size, painted with its full/max and level-0 image service."""
-    canvas = Canvas(id=canvas_id, width=size[0], height=size[1], label=text(label))
-    body = AnnotationBody(id=f"{service_id}/full/max/0/default.jpg", type="Image", format="image/jpeg",
+    iiif = prezi()
+    canvas = iiif.Canvas(id=canvas_id, width=size[0], height=size[1], label=text(label))
+    body = iiif.AnnotationBody(id=f"{service_id}/full/max/0/default.jpg", type="Image", format="image/jpeg",
                           width=max_size[0], height=max_size[1], service=_service(service_id))
-    page = AnnotationPage(id=f"{canvas_id}/page")
-    page.add_item(Annotation(id=f"{canvas_id}/image", motivation="painting", body=body, target=canvas.id))
+    page = iiif.AnnotationPage(id=f"{canvas_id}/page")
+    page.add_item(iiif.Annotation(id=f"{canvas_id}/image", motivation="painting", body=body, target=canvas.id))
     canvas.add_item(page)
     return canvas
 
 
 def thumbnail_of(service_id: str, size: tuple[int, int]) -> AnnotationBody:
     width, height = size
-    return AnnotationBody(id=f"{service_id}/full/{width},{height}/0/default.jpg", type="Image", format="image/jpeg",
+    return prezi().AnnotationBody(id=f"{service_id}/full/{width},{height}/0/default.jpg", type="Image", format="image/jpeg",
                           width=width, height=height, service=_service(service_id))
 
 
 def _service(service_id: str) -> list[ServiceV3]:
-    return [ServiceV3(id=service_id, type="ImageService3", profile="level0")]
+    return [prezi().ServiceV3(id=service_id, type="ImageService3", profile="level0")]
 
 
 def _metadata(tags: dict[str, Any], facts: ImageFacts) -> list[KeyValueString]:
     pairs = [(label, _first(tags, names)) for label, names in FIELDS.items()]
     camera = " ".join(str(tags[n]) for n in ("EXIF:Make", "EXIF:Model") if tags.get(n))
     pairs += [("Camera", camera), ("Dimensions", f"{facts.width} x {facts.height} pixels")]
-    return [KeyValueString(label=text(label), value=text(value)) for label, value in pairs if value]
+    return [prezi().KeyValueString(label=text(label), value=text(value)) for label, value in pairs if value]
 
 
 def _rights_uri(value: Any) -> str | None:

@@ -1,0 +1,146 @@
+"""S3 buckets: create one, or bring an existing one's access, policy, CORS and lifecycle to what it should be.
+
+Every part is read first and written only when it differs. Public access is set
+before the policy (a public policy is refused while BlockPublicPolicy is on);
+lifecycle rules other than ours are kept; tear-down deletes only buckets that
+carry the stage's owner tag, and only empty ones unless forced.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from app.deploy.aws import Aws, error_code
+from app.deploy.changes import Change, updated_or_unchanged
+from app.deploy.documents import ABORT_INCOMPLETE_UPLOADS, LIFECYCLE_RULE_ID, covers
+from app.deploy.stage import OWNER_TAG, StageError
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    role: str  # what it is for, printed when created
+    public_access: dict[str, bool]
+    cors: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+
+
+def ensure_bucket(aws: Aws, spec: BucketSpec, tags: dict[str, str]) -> Change:
+    created = _create(aws, spec.name, tags)
+    parts = [label for label, converge in (("public access", _public_access), ("policy", _policy), ("CORS", _cors),
+                                           ("lifecycle", _lifecycle)) if converge(aws.s3, spec)]
+    if created:
+        return Change("created", "bucket", spec.name, spec.role)
+    return updated_or_unchanged("bucket", spec.name, parts)
+
+
+def delete_bucket(aws: Aws, name: str, owner: str, force: bool) -> Change:
+    if not name:
+        return Change("absent", "bucket", "(not named in the stage)")
+    try:
+        tags = {t["Key"]: t["Value"] for t in aws.s3.get_bucket_tagging(Bucket=name)["TagSet"]}
+    except ClientError as error:
+        if error_code(error) == "NoSuchBucket":
+            return Change("absent", "bucket", name)
+        if error_code(error) != "NoSuchTagSet":
+            raise
+        tags = {}
+    if tags.get(OWNER_TAG) != owner:
+        return Change("kept", "bucket", name, f"not created by provisioning (no {OWNER_TAG}={owner} tag)")
+    if not _is_empty(aws.s3, name):
+        if not force:
+            return Change("kept", "bucket", name, "not empty; --force deletes its objects too")
+        _empty(aws.s3, name)
+    aws.s3.delete_bucket(Bucket=name)
+    return Change("deleted", "bucket", name)
+
+
+def _create(aws: Aws, name: str, tags: dict[str, str]) -> bool:
+    try:
+        aws.s3.head_bucket(Bucket=name)
+        return False
+    except ClientError as error:
+        if error_code(error) in ("403", "AccessDenied"):
+            raise StageError(f"bucket {name} belongs to another account: choose another name") from None
+        if error_code(error) not in ("404", "NoSuchBucket"):
+            raise
+    where = {} if aws.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": aws.region}}
+    aws.s3.create_bucket(Bucket=name, **where)
+    aws.s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+    return True
+
+
+def _public_access(s3: Any, spec: BucketSpec) -> bool:
+    current = _read(lambda: s3.get_public_access_block(Bucket=spec.name)["PublicAccessBlockConfiguration"],
+                    "NoSuchPublicAccessBlockConfiguration")
+    if current == spec.public_access:
+        return False
+    s3.put_public_access_block(Bucket=spec.name, PublicAccessBlockConfiguration=spec.public_access)
+    return True
+
+
+def _policy(s3: Any, spec: BucketSpec) -> bool:
+    if spec.policy is None:
+        return False
+    current = _read(lambda: json.loads(s3.get_bucket_policy(Bucket=spec.name)["Policy"]), "NoSuchBucketPolicy")
+    if current == spec.policy:
+        return False
+    s3.put_bucket_policy(Bucket=spec.name, Policy=json.dumps(spec.policy))
+    return True
+
+
+def _cors(s3: Any, spec: BucketSpec) -> bool:
+    if spec.cors is None:
+        return False
+    current = _read(lambda: {"CORSRules": s3.get_bucket_cors(Bucket=spec.name)["CORSRules"]}, "NoSuchCORSConfiguration")
+    if covers(current, spec.cors):
+        return False
+    s3.put_bucket_cors(Bucket=spec.name, CORSConfiguration=spec.cors)
+    return True
+
+
+def _lifecycle(s3: Any, spec: BucketSpec) -> bool:
+    rules = _read(lambda: s3.get_bucket_lifecycle_configuration(Bucket=spec.name)["Rules"],
+                  "NoSuchLifecycleConfiguration") or []
+    if any(_is_ours_as_wanted(rule) for rule in rules):
+        return False
+    others = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
+    s3.put_bucket_lifecycle_configuration(Bucket=spec.name,
+                                          LifecycleConfiguration={"Rules": [*others, ABORT_INCOMPLETE_UPLOADS]})
+    return True
+
+
+def _is_ours_as_wanted(rule: dict[str, Any]) -> bool:
+    """Our rule, enabled, on the whole bucket (S3 may return an empty prefix as a missing one)."""
+    whole_bucket = not rule.get("Prefix") and set(rule.get("Filter") or {}) <= {"Prefix"} and not (
+        rule.get("Filter") or {}).get("Prefix")
+    aborts = rule.get("AbortIncompleteMultipartUpload") == ABORT_INCOMPLETE_UPLOADS["AbortIncompleteMultipartUpload"]
+    return rule.get("ID") == LIFECYCLE_RULE_ID and rule.get("Status") == "Enabled" and whole_bucket and aborts
+
+
+def _read(get: Any, missing: str) -> Any:
+    """The current configuration, or None when the bucket has none."""
+    try:
+        return get()
+    except ClientError as error:
+        if error_code(error) == missing:
+            return None
+        raise
+
+
+def _is_empty(s3: Any, name: str) -> bool:
+    answer = s3.list_object_versions(Bucket=name, MaxKeys=1)
+    return not answer.get("Versions") and not answer.get("DeleteMarkers")
+
+
+def _empty(s3: Any, name: str) -> None:
+    for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(objects), 1000):
+            s3.delete_objects(Bucket=name, Delete={"Objects": objects[start:start + 1000], "Quiet": True})

@@ -1,0 +1,109 @@
+"""Buckets as browsers and viewers meet them: CORS answered for real, tiles public, metadata private.
+
+A preflight is sent the way a viewer on another site sends it (OPTIONS with
+Origin and Access-Control-Request-Method) to the bucket's own endpoint, and the
+CORS rules are read as well: some S3-compatible endpoints (moto among them)
+answer every preflight permissively when a bucket has no rules at all.
+"""
+from __future__ import annotations
+
+import fnmatch
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from botocore.exceptions import ClientError
+
+from app.deploy.aws import error_code
+from app.deploy.checks import Check, Context, fail, ok
+
+VIEWER_ORIGIN = "https://viewer.example.org"  # any site: viewers embed tiles everywhere
+PROBE_KEY = "tiler-doctor/probe/info.json"     # need not exist: S3 answers preflights from the bucket's rules
+
+
+def tiles_cors(ctx: Context) -> Check:
+    return _cors(ctx, ctx.names.tiles_bucket, "GET")
+
+
+def upload_cors(ctx: Context) -> Check:
+    return _cors(ctx, ctx.names.source_bucket, "POST")
+
+
+def tiles_public(ctx: Context) -> Check:
+    bucket = ctx.names.tiles_bucket
+    try:
+        public = ctx.aws.s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"]
+    except ClientError as error:
+        if error_code(error) != "NoSuchBucketPolicy":
+            raise
+        public = False
+    if not public:
+        return fail(f"s3://{bucket} has no public-read policy: viewers get 403 for every tile",
+                    f"python -m app provision {ctx.stage.name}")
+    return ok(f"s3://{bucket} is readable by anyone (its policy is public)")
+
+
+def metadata_private(ctx: Context) -> Check:
+    bucket = ctx.names.metadata_bucket
+    try:
+        block = ctx.aws.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    except ClientError as error:
+        if error_code(error) != "NoSuchPublicAccessBlockConfiguration":
+            raise
+        block = {}
+    open_settings = [key for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                     "RestrictPublicBuckets") if not block.get(key)]
+    if open_settings:
+        return fail(f"s3://{bucket} does not block public access ({', '.join(open_settings)} off): job records "
+                    "and source keys could be exposed", f"python -m app provision {ctx.stage.name}")
+    return ok(f"s3://{bucket} blocks all public access")
+
+
+def _cors(ctx: Context, bucket: str, method: str) -> Check:
+    try:
+        rules = ctx.aws.s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    except ClientError as error:
+        if error_code(error) != "NoSuchCORSConfiguration":
+            raise
+        rules = []
+    fix = f"python -m app provision {ctx.stage.name} (sets {method} from any origin)"
+    if not any(_allows(rule, VIEWER_ORIGIN, method) for rule in rules):
+        return fail(f"s3://{bucket} has no CORS rule allowing {method} from any origin"
+                    + ("" if rules else " (no CORS rules at all)"), fix)
+    status, headers = preflight(object_url(ctx, bucket, PROBE_KEY), VIEWER_ORIGIN, method)
+    allowed_origin = headers.get("access-control-allow-origin")
+    methods = [m.strip() for m in headers.get("access-control-allow-methods", "").split(",")]
+    if status != 200 or allowed_origin not in ("*", VIEWER_ORIGIN) or method not in methods:
+        return fail(f"a preflight from {VIEWER_ORIGIN} for {method} got {status}, "
+                    f"Access-Control-Allow-Origin {allowed_origin!r}, -Methods {', '.join(methods)!r}", fix)
+    return ok(f"s3://{bucket} answers a preflight from any origin for {method} "
+              f"(Access-Control-Allow-Origin {allowed_origin})")
+
+
+def preflight(url: str, origin: str, method: str) -> tuple[int, dict[str, str]]:
+    """(status, lower-cased headers) of a browser's CORS preflight."""
+    request = urllib.request.Request(url, method="OPTIONS", headers={"Origin": origin,
+                                                                     "Access-Control-Request-Method": method})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
+
+
+def object_url(ctx: Context, bucket: str, key: str) -> str:
+    """The URL a browser uses: virtual-hosted on AWS, path-style on any other S3 endpoint."""
+    endpoint = ctx.aws.s3.meta.endpoint_url
+    if (urlparse(endpoint).hostname or "").endswith("amazonaws.com"):
+        return f"https://{bucket}.s3.{ctx.aws.region}.amazonaws.com/{quote(key)}"
+    return f"{endpoint.rstrip('/')}/{bucket}/{quote(key)}"
+
+
+def _allows(rule: dict[str, Any], origin: str, method: str) -> bool:
+    return method in rule.get("AllowedMethods", []) and any(
+        fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", []))
+
+
+CHECKS = {"tiles CORS": tiles_cors, "tiles public": tiles_public, "upload CORS": upload_cors,
+          "metadata private": metadata_private}

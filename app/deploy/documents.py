@@ -1,0 +1,126 @@
+"""The documents provisioning writes: bucket rules, IAM policies, the Batch job definition. Pure data.
+
+Least privilege, concretely: the Lambda role reads and writes the three
+buckets the way the handler and the dashboard do (presigned uploads and retries
+write the source bucket) and alone may submit to the stage's queue; the Batch
+job role reads the source and writes the outputs, nothing else; the execution
+role only pulls the stage's image and writes its logs.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from app.deploy.stage import Names
+
+JOB_DEFINITION_TEMPLATE = Path(__file__).resolve().parents[2] / "batch_fallback" / "jobdefinition.json"
+BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when no group is named
+LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
+
+TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
+                             "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}
+UPLOAD_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"],
+                              "MaxAgeSeconds": 3600}]}  # the dashboard's presigned POST; the signature guards it
+PRIVATE = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}  # no ACLs, one policy
+# Large outputs (the serving TIFF) go up in parts: aborting a failed multipart upload is part of writing.
+WRITE_OUTPUTS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+ABORT_INCOMPLETE_UPLOADS = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
+                            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+
+
+def trust(service: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+
+
+def public_read(bucket: str) -> dict[str, Any]:
+    """Anyone may read tiles (viewers on any site); nobody may list the bucket."""
+    return {"Version": "2012-10-17", "Statement": [{"Sid": "PublicReadTiles", "Effect": "Allow", "Principal": "*",
+                                                    "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+
+
+def lambda_policy(names: Names) -> dict[str, Any]:
+    log_group = names.arn("logs", f"log-group:/aws/lambda/{names.function}")
+    return _policy(
+        _allow(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{names.source_bucket}/*"),
+        _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
+        _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),
+        _allow(["s3:ListBucket"], [f"arn:aws:s3:::{b}" for b in names.buckets]),  # 404, not 403, for a gone source
+        _allow(["batch:SubmitJob"], [names.arn("batch", f"job-queue/{names.job_queue}"),
+                                     names.arn("batch", f"job-definition/{names.job_definition}"),
+                                     names.arn("batch", f"job-definition/{names.job_definition}:*")]),
+        _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [log_group, f"{log_group}:*"]),
+    )
+
+
+def job_policy(names: Names) -> dict[str, Any]:
+    return _policy(
+        _allow(["s3:GetObject"], f"arn:aws:s3:::{names.source_bucket}/*"),
+        _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
+        _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),
+        _allow(["s3:ListBucket"], [f"arn:aws:s3:::{b}" for b in names.buckets]),
+    )
+
+
+def execution_policy(names: Names) -> dict[str, Any]:
+    log_group = names.arn("logs", f"log-group:{BATCH_LOG_GROUP}")
+    return _policy(
+        _allow(["ecr:GetAuthorizationToken"], "*"),  # the one ECR action that takes no resource
+        _allow(["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+               names.arn("ecr", f"repository/{names.repository}")),
+        _allow(["logs:CreateLogStream", "logs:PutLogEvents"], [log_group, f"{log_group}:*"]),
+    )
+
+
+def repository_lifecycle() -> dict[str, Any]:
+    return {"rules": [{"rulePriority": 1, "description": "keep the last 10 untagged images",
+                       "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 10},
+                       "action": {"type": "expire"}}]}
+
+
+def job_definition(names: Names, tags: dict[str, str], template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, Any]:
+    """batch_fallback/jobdefinition.json with this stage's name, image, roles and buckets filled in.
+
+    The ``tiler:spec`` tag is a digest of everything else: a new revision is
+    registered only when the digest changes, which is what makes re-runs no-ops.
+    """
+    spec = copy.deepcopy(json.loads(template.read_text()))
+    spec["jobDefinitionName"] = names.job_definition
+    container = spec["containerProperties"]
+    container["image"] = f"{names.repository_uri}:latest"
+    container["jobRoleArn"] = names.role_arn(names.job_role)
+    container["executionRoleArn"] = names.role_arn(names.execution_role)
+    values = {"SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
+              "METADATA_BUCKET": names.metadata_bucket, "PUBLIC_BASE_URL": names.public_base_url}
+    container["environment"] = [{"name": v["name"], "value": values.get(v["name"], v["value"])}
+                                for v in container.get("environment", [])]
+    spec["tags"] = {**spec.get("tags", {}), **tags}
+    spec["tags"]["tiler:spec"] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return spec
+
+
+def job_resources(spec: dict[str, Any]) -> dict[str, str]:
+    """BATCH_VCPUS and BATCH_MEMORY_MB for the cost figures, from the job definition itself."""
+    found = {r["type"]: r["value"] for r in spec["containerProperties"].get("resourceRequirements", [])}
+    return {"BATCH_VCPUS": found.get("VCPU", "4"), "BATCH_MEMORY_MB": found.get("MEMORY", "16384")}
+
+
+def covers(actual: Any, desired: Any) -> bool:
+    """True when ``actual`` has everything ``desired`` says (AWS adds defaults of its own to what it returns)."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(k in actual and covers(actual[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(actual, list) and len(actual) == len(desired) and all(map(covers, actual, desired))
+    return actual == desired
+
+
+def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def _allow(actions: list[str], resources: str | list[str]) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}

@@ -1,0 +1,124 @@
+"""A stage to provision, deploy, check and tear down on the embedded moto endpoint, over HTTP.
+
+Each test starts from a reset endpoint and a copy of the repository's own
+zappa_settings.json whose project name is unique, so every resource name is
+too. ``deploy_function`` does what ``zappa deploy`` does to AWS that matters
+here: the function with the stage's limits and role, and the S3 notification
+and permission added by Zappa's own event-source code.
+"""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from zappa.handler import LambdaHandler
+from zappa.utilities import add_event_source
+
+from app.deploy.aws import Aws
+from app.deploy.checks import Check
+from app.deploy.doctor import doctor
+from app.deploy.provision import Options, provision
+from app.deploy.stage import Names, Stage, load_stage, stage_names
+from app.deploy.teardown import teardown
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE = "dev"
+
+
+class Deployment:
+    def __init__(self, settings_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.settings_file = settings_file
+        self.monkeypatch = monkeypatch
+        self.output: list[str] = []
+
+    @property
+    def stage(self) -> Stage:
+        return load_stage(STAGE, self.settings_file)
+
+    @property
+    def aws(self) -> Aws:
+        return Aws(self.stage.region)
+
+    @property
+    def names(self) -> Names:
+        return stage_names(self.stage, self.aws.account)
+
+    def provision(self, **options: Any) -> list:
+        self.output = []
+        return provision(self.stage, Options(**options), out=self.output.append)
+
+    def doctor(self, invoke: Any = "zappa") -> dict[str, Check]:
+        """Every check by name. By default the diagnostic runs here, the way Zappa's handler runs a command."""
+        self.output = []
+        checks = doctor(self.stage, invoke=self.run_as_zappa if invoke == "zappa" else invoke, out=self.output.append)
+        return {check.name: check for check in checks}
+
+    def teardown(self, force: bool = False) -> list:
+        self.output = []
+        return teardown(self.stage, force=force, out=self.output.append)
+
+    def deploy_function(self, **overrides: Any) -> str:
+        stage, names = self.stage, self.names
+        settings = stage.settings
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
+        config = {"MemorySize": settings["memory_size"], "Timeout": settings["timeout_seconds"],
+                  "EphemeralStorage": settings["ephemeral_storage"], **overrides}
+        arn = self.aws.lambda_.create_function(
+            FunctionName=names.function, Runtime=settings["runtime"], Handler="handler.lambda_handler",
+            Role=settings["role_arn"], Code={"ZipFile": code.getvalue()}, **config)["FunctionArn"]
+        session = boto3.Session(region_name=stage.region)
+        for event in settings["events"]:
+            add_event_source(event["event_source"], arn, event["function"], session)
+        return arn
+
+    def push_image(self, tag: str = "latest") -> None:
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                               "digest": "sha256:" + "0" * 64}, "layers": []}
+        self.aws.ecr.put_image(repositoryName=self.names.repository, imageManifest=json.dumps(manifest), imageTag=tag)
+
+    def run_as_zappa(self, function_name: str, payload: dict[str, Any]) -> Any:
+        """What the deployed function answers: Zappa's handler imports the command and runs it, with the
+        stage's environment_variables set as its handler sets them; the answer goes through JSON as Lambda's."""
+        for name, value in self.stage.environment.items():
+            self.monkeypatch.setenv(name, value)
+        command = LambdaHandler.import_module_and_get_function(payload["command"])
+        return json.loads(json.dumps(LambdaHandler.run_function(command, payload, _Context())))
+
+    def s3_notification(self, bucket: str) -> dict[str, Any]:
+        answer = self.aws.s3.get_bucket_notification_configuration(Bucket=bucket)
+        answer.pop("ResponseMetadata", None)
+        return answer
+
+
+class _Context:
+    memory_limit_in_mb = 3008
+    function_name = "test"
+
+
+@pytest.fixture
+def deployment(local_s3, tmp_path, monkeypatch) -> Deployment:
+    local_s3.reset()
+    settings = json.loads((REPO / "zappa_settings.json").read_text())
+    settings[STAGE]["project_name"] = f"t{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "zappa_settings.json"
+    path.write_text(json.dumps(settings, indent=4))
+    return Deployment(path, monkeypatch)
+
+
+@pytest.fixture
+def deployed(deployment) -> Deployment:
+    """A complete, healthy stage: provisioned, the function deployed with Zappa's wiring, the image pushed."""
+    deployment.provision()
+    deployment.deploy_function()
+    deployment.push_image()
+    return deployment
+

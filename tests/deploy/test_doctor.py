@@ -1,0 +1,161 @@
+"""The doctor against moto over HTTP: a healthy stage passes, each kind of breakage is flagged with its fix.
+
+The diagnostic invocation runs the real ``app.diagnostics.report`` the way
+Zappa's handler runs a command (moto cannot run a function without Docker);
+one test lets moto itself answer, and the exiftool check must then not pass.
+"""
+from __future__ import annotations
+
+import json
+
+from app.__main__ import main
+from app.deploy.checks.buckets import preflight
+from app.deploy.checks.function import ephemeral_needed_mb
+from config import Settings
+
+
+def statuses(checks):
+    return {name: check.status for name, check in checks.items()}
+
+
+def failing(checks):
+    return {name for name, check in checks.items() if not check.passed}
+
+
+def test_a_healthy_stage_passes_every_check(deployed):
+    checks = deployed.doctor()
+    assert failing(checks) == set(), "\n".join(deployed.output)
+    assert len(checks) == 17 and deployed.output[-1] == "All 17 checks passed."
+    assert "exiftool" in checks["exiftool in the function"].detail
+    assert "no key filter" in checks["source notification"].detail
+
+
+def test_a_broken_deployment_is_flagged_line_by_line(deployed):
+    aws, names = deployed.aws, deployed.names
+    notification = deployed.s3_notification(names.source_bucket)
+    notification["LambdaFunctionConfigurations"][0]["Filter"] = {
+        "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}
+    aws.s3.put_bucket_notification_configuration(Bucket=names.source_bucket, NotificationConfiguration=notification)
+    aws.s3.delete_bucket_cors(Bucket=names.tiles_bucket)
+    aws.batch.update_job_queue(jobQueue=names.job_queue, state="DISABLED")
+
+    checks = deployed.doctor()
+    assert failing(checks) == {"source notification", "tiles CORS", "batch queue"}
+    assert "filter is prefix 'uploads/', the stage intends no key filter" in checks["source notification"].detail
+    assert "zappa schedule dev" in checks["source notification"].fix
+    assert "no CORS rules at all" in checks["tiles CORS"].detail
+    assert "DISABLED" in checks["batch queue"].detail and "--state ENABLED" in checks["batch queue"].fix
+    lines = [line for line in deployed.output if line.startswith("FAIL")]
+    assert len(lines) == 3 and all("FIX: " in line for line in lines)
+    assert deployed.output[-1] == "14 of 17 checks passed."
+
+
+def test_the_exit_status_is_non_zero_when_a_check_fails(deployed, capsys):
+    deployed.aws.s3.delete_bucket_cors(Bucket=deployed.names.tiles_bucket)
+    assert main(["doctor", "dev", "--settings-file", str(deployed.settings_file)]) == 1
+    assert "FAIL    tiles CORS" in capsys.readouterr().out
+
+
+def test_an_uninvokable_function_leaves_exiftool_unknown_never_ok(deployed):
+    checks = deployed.doctor(invoke=None)  # moto answers the invocation itself: without Docker it cannot run it
+    assert statuses(checks)["exiftool in the function"] == "UNKNOWN"
+    assert statuses(checks)["function settings"] == "UNKNOWN"
+    assert "could not run the diagnostic" in checks["exiftool in the function"].detail
+    assert failing(checks) == {"exiftool in the function", "function settings"}
+
+
+def test_a_function_without_exiftool_fails_with_the_container_fix(deployed):
+    deployed.monkeypatch.setenv("EXIFTOOL_PATH", "/nonexistent/exiftool")  # as in a zip deployment: no Perl
+    checks = deployed.doctor()
+    assert failing(checks) == {"exiftool in the function"}
+    assert "exiftool not found" in checks["exiftool in the function"].detail
+    assert "--docker-image-uri" in checks["exiftool in the function"].fix
+
+
+def test_function_limits_below_the_routing_limits_fail(deployment):
+    deployment.provision()
+    deployment.deploy_function(Timeout=300, MemorySize=1024, EphemeralStorage={"Size": 512})
+    deployment.push_image()
+    checks = deployment.doctor()
+    assert failing(checks) == {"function timeout", "function memory", "function /tmp"}
+    needed = ephemeral_needed_mb(Settings.from_env(deployment.stage.environment))
+    expected = f"512 MB, a source of LAMBDA_MAX_BYTES=1000000000 and its tiles need {needed} MB"
+    assert expected in checks["function /tmp"].detail
+
+
+def test_a_missing_function_fails_and_its_checks_are_unknown(deployment):
+    deployment.provision()
+    deployment.push_image()
+    checks = deployment.doctor()
+    assert checks["function"].status == "FAIL" and checks["function"].fix == "zappa deploy dev"
+    assert {name for name, status in statuses(checks).items() if status == "UNKNOWN"} == {
+        "S3 may invoke", "function timeout", "function /tmp", "function memory", "exiftool in the function",
+        "function settings"}
+    assert checks["source notification"].status == "FAIL"
+
+
+def test_outputs_that_notify_the_function_fail(deployed):
+    arn = deployed.aws.lambda_.get_function(FunctionName=deployed.names.function)["Configuration"]["FunctionArn"]
+    wiring = {"LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
+    deployed.aws.s3.put_bucket_notification_configuration(Bucket=deployed.names.tiles_bucket,
+                                                          NotificationConfiguration=wiring)
+    checks = deployed.doctor()
+    assert failing(checks) == {"no self-trigger"}
+    assert f"s3://{deployed.names.tiles_bucket} notifies" in checks["no self-trigger"].detail
+
+
+def test_a_source_bucket_shared_with_the_outputs_fails(deployed):
+    document = json.loads(deployed.settings_file.read_text())
+    document["dev"]["environment_variables"]["TILES_BUCKET"] = deployed.names.source_bucket
+    deployed.settings_file.write_text(json.dumps(document))
+    checks = deployed.doctor()
+    assert "no self-trigger" in failing(checks)
+    assert "is also an output bucket" in checks["no self-trigger"].detail
+
+
+def test_a_lost_invoke_permission_and_a_missing_image_fail(deployed):
+    names = deployed.names
+    deployed.aws.lambda_.remove_permission(FunctionName=names.function, StatementId=f"s3-{names.source_bucket}")
+    deployed.aws.ecr.batch_delete_image(repositoryName=names.repository, imageIds=[{"imageTag": "latest"}])
+    checks = deployed.doctor()
+    assert failing(checks) == {"S3 may invoke", "batch image"}
+    assert checks["batch image"].fix == "scripts/push_batch_image.sh dev"
+
+
+def test_key_filters_that_zappa_ignores_fail(deployed):
+    document = json.loads(deployed.settings_file.read_text())
+    document["dev"]["events"][0]["event_source"]["key_filters"] = [{"type": "suffix", "value": ".jpg"}]
+    deployed.settings_file.write_text(json.dumps(document))
+    checks = deployed.doctor()
+    assert failing(checks) == {"source notification"}
+    assert "key_filters" in checks["source notification"].detail
+
+
+def test_a_preflight_is_a_real_request_the_bucket_can_refuse(deployed):
+    names, s3 = deployed.names, deployed.aws.s3
+    url = f"{s3.meta.endpoint_url}/{names.tiles_bucket}/any/info.json"
+    status, headers = preflight(url, "https://viewer.example.org", "GET")
+    assert status == 200 and headers["access-control-allow-origin"] in ("*", "https://viewer.example.org")
+    s3.put_bucket_cors(Bucket=names.tiles_bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://only.example.org"], "AllowedMethods": ["GET"]}]})
+    assert preflight(url, "https://viewer.example.org", "GET")[0] == 403
+    assert deployed.doctor()["tiles CORS"].status == "FAIL"
+
+
+def test_a_function_deployed_with_stale_settings_fails(deployed):
+    """As after provisioning renamed buckets but before `zappa update`: the function still sees the old names."""
+    def stale(name, payload):
+        report = deployed.run_as_zappa(name, payload)
+        return {**report, "settings": {**report["settings"], "source_bucket": "tiler-source"}}
+    checks = deployed.doctor(invoke=stale)
+    assert failing(checks) == {"function settings"}
+    assert "source_bucket='tiler-source'" in checks["function settings"].detail
+    assert checks["function settings"].fix == "zappa update dev"
+
+
+def test_an_unprovisioned_stage_is_told_to_provision(deployment):
+    checks = deployment.doctor()
+    assert checks["stage settings"].status == "FAIL"
+    assert checks["stage settings"].fix.startswith("python -m app provision dev")
+    assert checks["tiles CORS"].status == "FAIL" and "does not exist" in checks["tiles CORS"].detail
+    assert not [name for name, check in checks.items() if check.passed and name != "no self-trigger"]
