@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from werkzeug.serving import make_server
 
 from app.web import create_app
 from config import Settings
+from tests.helpers import in_background
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # What a sandboxed root machine with no outside network needs (see the project README).
@@ -42,11 +42,8 @@ def page(browser):
 def dashboard(cloud, monkeypatch):
     """The dashboard app on a free port, reading the test's buckets; yields its base URL."""
     monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
-    server = make_server("127.0.0.1", 0, create_app(Settings.from_env()), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with in_background(make_server("127.0.0.1", 0, create_app(Settings.from_env()), threaded=True)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def screenshot(page, name: str) -> Path:

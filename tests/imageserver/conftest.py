@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ from werkzeug.serving import make_server
 
 from app.web import create_app
 from config import Settings
+from tests.helpers import in_background
 
 
 def serving_tiff(image: pyvips.Image, path) -> bytes:
@@ -55,11 +55,5 @@ def served(cloud, tmp_path, monkeypatch) -> Served:
 @contextlib.contextmanager
 def http_server(app) -> Iterator[str]:
     """``app`` on 127.0.0.1 (a free port), threaded, for clients that need real HTTP; yields host:port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_background(make_server("127.0.0.1", 0, app, threaded=True)) as port:
+        yield f"127.0.0.1:{port}"
