@@ -41,6 +41,7 @@ def photo_like(width: int, height: int) -> pyvips.Image:
 
 def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, say=print) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per dashboard request
     with LocalS3(port) as endpoint, tempfile.TemporaryDirectory(prefix="tiler-demo-") as scratch:
         defaults = Settings()
         os.environ.update(endpoint.environment())  # what Zappa's environment_variables do in a deployment
