@@ -40,7 +40,7 @@ class Settings:
     lambda_max_pixels: int = _setting("LAMBDA_MAX_PIXELS", 150_000_000, "Images with more pixels go to AWS Batch.")
     lambda_max_bytes: int = _setting("LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch.")
     lambda_megapixels_per_second: int = _setting("LAMBDA_MEGAPIXELS_PER_SECOND", 15, "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.")
-    stale_after_seconds: int = _setting("STALE_AFTER_SECONDS", 180, "A running job whose record has not moved for this long is taken over by the next delivery.")
+    stale_after_seconds: int = _setting("STALE_AFTER_SECONDS", 120, "A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries after about 1 and 3 minutes).")
     batch_vcpus: float = _setting("BATCH_VCPUS", 4.0, "vCPUs of the Batch job definition (for the cost figures).")
     batch_memory_mb: int = _setting("BATCH_MEMORY_MB", 16384, "Memory of the Batch job definition in MB (for the cost figures).")
     aws_batch_job_id: str = _setting("AWS_BATCH_JOB_ID", "", "Set by AWS Batch inside the container; names the job's owner in records.")

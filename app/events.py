@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 
 from app import jobs
 from app.collection import runner as collection_runner
+from app.errors import TransientError
 from app.model import SourceRef
 from config import Settings
 
@@ -49,7 +50,10 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
                 record = jobs.handle(ref, settings, runtime)
             statuses.append(record["status"] if record else "duplicate")
         except Exception as error:  # keep going: the other records deserve their turn
-            log.exception("s3://%s/%s will be retried", ref.bucket, ref.key)
+            if isinstance(error, TransientError):
+                log.warning("s3://%s/%s will be retried: %s", ref.bucket, ref.key, error)
+            else:
+                log.exception("s3://%s/%s will be retried", ref.bucket, ref.key)
             failures.append(error)
     if failures:
         raise failures[0]

@@ -19,7 +19,7 @@ from typing import Any
 
 from app import dispatch, records
 from app.collection import runner as collection_runner
-from app.errors import InputError, SourceGone
+from app.errors import InputError, SourceGone, TransientError
 from app.ids import image_id_for
 from app.model import Conversion, ImageFacts, Route, SourceRef, Status
 from app.pipeline import convert, iiif
@@ -34,6 +34,10 @@ PUTS_PER_SECOND = 150  # conservative S3 publishing rate, for deadline estimates
 DOWNLOAD_BYTES_PER_SECOND = 40e6
 SAFETY_SECONDS = 20.0
 SCRATCH_PREFIX = "tiler-"
+
+
+class InProgressElsewhere(TransientError):
+    """A duplicate delivery while the first is still working: retried later, it finds the job done (or stale)."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,12 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     if ref.etag and current.etag != ref.etag:
         log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
         return None
-    if not records.claim(store, settings.metadata_bucket, image_id, current, runtime.owner,
-                         settings.stale_after_seconds, resume_batch=not runtime.may_dispatch):
-        log.info("s3://%s/%s (%s) is done or in progress elsewhere: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
+    claimed = records.claim(store, settings.metadata_bucket, image_id, current, runtime.owner,
+                            settings.stale_after_seconds, resume_batch=not runtime.may_dispatch)
+    if claimed == records.Claim.BUSY:  # fail, so Lambda retries: by then it is done, or its worker died
+        raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}) is being converted by another worker")
+    if claimed == records.Claim.HANDLED:
+        log.info("s3://%s/%s (%s) is already handled: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
         _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current.etag)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)

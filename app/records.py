@@ -53,38 +53,48 @@ def read_record(store: S3Storage, bucket: str, image_id: str) -> dict[str, Any] 
     return found[0] if found else None
 
 
+class Claim:
+    """What ``claim`` found: the job is now ours, already handled elsewhere, or being worked on elsewhere."""
+
+    OURS = "ours"
+    HANDLED = "handled"  # final for this version, or handed to AWS Batch, which owns it now
+    BUSY = "busy"  # another worker is on it and alive: a retry later will find it done, or stale
+
+
 def claim(store: S3Storage, bucket: str, image_id: str, ref: SourceRef, owner: str, stale_after: float,
-          resume_batch: bool = False) -> bool:
-    """Take this source version on. False when another delivery has it (done, or alive and working)."""
+          resume_batch: bool = False) -> str:
+    """Try to take this source version on, with an S3 conditional write; returns a ``Claim`` value."""
     key = claim_key(image_id, ref.etag)
     try:
         store.put_json(bucket, key, {"owner": owner, "at": now_iso()}, create_only=True)
-        return True
+        return Claim.OURS
     except PreconditionFailed:
         pass
     held = store.get_json(bucket, key)
     if held is None:  # released between our two calls: try once more from the start
         return claim(store, bucket, image_id, ref, owner, stale_after, resume_batch)
     holder, claim_etag = held
-    if not _may_take_over(read_record(store, bucket, image_id), holder, ref, stale_after, resume_batch):
-        return False
+    verdict = _verdict(read_record(store, bucket, image_id), holder, ref, stale_after, resume_batch)
+    if verdict != Claim.OURS:
+        return verdict
     try:
         store.put_json(bucket, key, {"owner": owner, "at": now_iso(), "took_over_from": holder.get("owner")},
                        if_match=claim_etag)
     except PreconditionFailed:
-        return False  # another delivery took it over first
+        return Claim.BUSY  # another delivery took it over first
     log.warning("took over %s from %s", key, holder.get("owner"))
-    return True
+    return Claim.OURS
 
 
-def _may_take_over(record: dict | None, holder: dict, ref: SourceRef, stale_after: float, resume_batch: bool) -> bool:
-    if record is None or record.get("source", {}).get("etag") != ref.etag:
-        return age_seconds(holder.get("at")) > stale_after  # claimed but never recorded: the claimer died early
+def _verdict(record: dict | None, holder: dict, ref: SourceRef, stale_after: float, resume_batch: bool) -> str:
+    """Whether a held claim may be taken over (OURS), or why not."""
+    if record is None or record.get("source", {}).get("etag") != ref.etag:  # claimed, not yet recorded
+        return Claim.OURS if age_seconds(holder.get("at")) > stale_after else Claim.BUSY
     if record["status"] in Status.FINAL:
-        return False
-    if resume_batch and record["status"] == Status.QUEUED and record.get("route") == Route.BATCH:
-        return True  # the Batch container picking up what Lambda handed it
-    return age_seconds(record.get("updated_at")) > stale_after
+        return Claim.HANDLED
+    if record["status"] == Status.QUEUED and record.get("route") == Route.BATCH:
+        return Claim.OURS if resume_batch else Claim.HANDLED  # never a second Batch job from a late delivery
+    return Claim.OURS if age_seconds(record.get("updated_at")) > stale_after else Claim.BUSY
 
 
 def release(store: S3Storage, bucket: str, image_id: str, etag: str) -> None:

@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from app.events import UnroutableRecord, handle_s3_event
+from app.jobs import InProgressElsewhere
 from tests.helpers import photo
 
 
@@ -75,15 +76,19 @@ def test_concurrent_duplicates_convert_once(cloud):
 
     def deliver():
         start.wait()
-        results.append(handle_s3_event(event)["statuses"][0])
+        try:
+            results.append(handle_s3_event(event)["statuses"][0])
+        except InProgressElsewhere:  # Lambda retries it later, and then it finds the job done
+            results.append("busy")
 
     threads = [threading.Thread(target=deliver) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == ["done", "duplicate", "duplicate"]
+    assert results.count("done") == 1 and set(results) <= {"done", "busy", "duplicate"}
     assert cloud.record("race")["status"] == "done"
+    assert handle_s3_event(event)["statuses"] == ["duplicate"]  # the retry of a busy delivery
 
 
 def test_a_stale_event_is_skipped_and_the_current_version_wins(cloud):

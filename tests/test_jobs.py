@@ -8,6 +8,7 @@ from botocore.awsrequest import AWSResponse
 
 from app.errors import TransientError
 from app.events import handle_s3_event
+from app.jobs import InProgressElsewhere
 from app.records import claim_key
 from app.storage import s3 as s3_storage
 from tests.helpers import photo
@@ -94,7 +95,9 @@ def test_a_live_claim_is_left_alone(cloud):
     etag = event["Records"][0]["s3"]["object"]["eTag"]
     now = datetime.now(UTC).isoformat()
     cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "busy", "at": now}))
-    assert handle_s3_event(event)["statuses"] == ["duplicate"]
+    with pytest.raises(InProgressElsewhere):  # fails, so Lambda retries once the other worker is done or dead
+        handle_s3_event(event)
+    assert cloud.record("img") is None
 
 
 def test_slowdown_503s_are_survived(cloud):
@@ -225,3 +228,12 @@ def test_a_burst_of_uploads_all_end_done_or_failed(cloud):
         cloud.stack.stop()
     assert {image_id: record["status"] for image_id, record in final.items()} == expected
     assert all(record["error"] for record in final.values() if record["status"] == "failed")
+
+
+def test_a_late_duplicate_never_resubmits_a_queued_batch_job(cloud, monkeypatch):
+    _with_batch(cloud, monkeypatch, LAMBDA_MAX_PIXELS=1000, STALE_AFTER_SECONDS=1)
+    event = _one_event(cloud)
+    assert handle_s3_event(event)["statuses"] == ["queued"]
+    time.sleep(1.5)  # the queued record is now older than STALE_AFTER_SECONDS: Batch owns it all the same
+    assert handle_s3_event(event)["statuses"] == ["duplicate"]
+    assert len(cloud.batch_jobs()) == 1
