@@ -28,24 +28,27 @@ def job_queue(ctx: Context) -> Check:
     return ok(f"{queue} is ENABLED and VALID, on {', '.join(e['computeEnvironmentName'] for e in environments)}")
 
 
-def job_definition(ctx: Context) -> Check:
+def _latest_definition(ctx: Context) -> dict | None:
+    """The newest ACTIVE revision of the stage's job definition, or None."""
     definition = ctx.names.job_definition
     active = ctx.aws.batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")[
         "jobDefinitions"] if definition else []
-    if not active:
-        return fail(f"no ACTIVE revision of {definition or '(BATCH_JOB_DEFINITION unset)'}",
+    return max(active, key=lambda d: d["revision"]) if active else None
+
+
+def job_definition(ctx: Context) -> Check:
+    latest = _latest_definition(ctx)
+    if latest is None:
+        return fail(f"no ACTIVE revision of {ctx.names.job_definition or '(BATCH_JOB_DEFINITION unset)'}",
                     f"python -m app provision {ctx.stage.name}")
-    latest = max(active, key=lambda d: d["revision"])
-    return ok(f"{definition}:{latest['revision']} runs {latest['containerProperties']['image']}")
+    return ok(f"{ctx.names.job_definition}:{latest['revision']} runs {latest['containerProperties']['image']}")
 
 
 def image_pushed(ctx: Context) -> Check:
-    definition = ctx.names.job_definition
-    active = ctx.aws.batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")[
-        "jobDefinitions"] if definition else []
-    if not active:
+    latest = _latest_definition(ctx)
+    if latest is None:
         return unknown("no job definition to read the image from", f"python -m app provision {ctx.stage.name}")
-    image = max(active, key=lambda d: d["revision"])["containerProperties"]["image"]
+    image = latest["containerProperties"]["image"]
     push = f"scripts/push_batch_image.sh {ctx.stage.name}"
     if ".dkr.ecr." not in image:
         return unknown(f"{image} is not in ECR; not checked", push)
