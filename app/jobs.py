@@ -7,12 +7,14 @@ claim is released and the error re-raised so Lambda (or Batch) retries.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 PUTS_PER_SECOND = 150  # conservative S3 publishing rate, for deadline estimates
 DOWNLOAD_BYTES_PER_SECOND = 40e6
 SAFETY_SECONDS = 20.0
-SCRATCH_PREFIX = "tiler-"
+SCRATCH_PREFIX = "tiler-"  # tiler-PID-random: the owning process is known, so only orphans are swept
+_active_scratch: set[str] = set()  # this process's scratch folders in use (the demo runs jobs concurrently)
 
 
 class InProgressElsewhere(TransientError):
@@ -111,9 +114,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
     started = time.perf_counter()
     if runtime.may_dispatch and ref.size > settings.lambda_max_bytes:
         return _hand_to_batch(journal, ref, image_id, settings, f"{ref.size:,} bytes is over LAMBDA_MAX_BYTES")
-    _sweep_scratch(Path(settings.work_dir), settings.stale_after_seconds)
-    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=settings.work_dir) as scratch:
-        work = Path(scratch)
+    with _scratch(settings.work_dir) as work:
         journal.phase("fetch", 0, ref.size)
         fetched = _ByteCount(journal.progress, ref.size)
         source = store.fetch(ref, work / "source", on_bytes=fetched.add)
@@ -218,14 +219,40 @@ def _prune_stale_tiles(store: S3Storage, bucket: str, conversion: Conversion, pr
     store.delete_keys(bucket, (key for key in candidates if ours.match(key) and key not in keep))
 
 
-def _sweep_scratch(work_dir: Path, older_than: float) -> None:
-    """Remove scratch folders a crashed invocation left behind (Lambda reuses /tmp across invocations)."""
-    for folder in work_dir.glob(f"{SCRATCH_PREFIX}*"):
+@contextlib.contextmanager
+def _scratch(work_dir: str) -> Iterator[Path]:
+    """A scratch folder for one job, removed on every way out; orphans of killed jobs are swept first."""
+    _sweep_scratch(Path(work_dir))
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=work_dir) as folder:
+        _active_scratch.add(folder)
         try:
-            if time.time() - folder.stat().st_mtime > older_than:
-                shutil.rmtree(folder, ignore_errors=True)
-        except FileNotFoundError:
-            pass
+            yield Path(folder)
+        finally:
+            _active_scratch.discard(folder)
+
+
+def _sweep_scratch(work_dir: Path) -> None:
+    """Remove scratch folders a killed job left behind (Lambda reuses /tmp across invocations and restarts).
+
+    A folder is an orphan when the process named in it is gone, or is this one but no job here uses it
+    (a restarted runtime can get its old process id back). Other live processes' folders are left alone.
+    """
+    for folder in work_dir.glob(f"{SCRATCH_PREFIX}*"):
+        owner = folder.name.split("-")[1]
+        if str(folder) in _active_scratch or not owner.isdigit():
+            continue
+        if int(owner) == os.getpid() or not _alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _lap(started: float, timings: dict[str, float]) -> float:

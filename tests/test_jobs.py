@@ -237,3 +237,14 @@ def test_a_late_duplicate_never_resubmits_a_queued_batch_job(cloud, monkeypatch)
     time.sleep(1.5)  # the queued record is now older than STALE_AFTER_SECONDS: Batch owns it all the same
     assert handle_s3_event(event)["statuses"] == ["duplicate"]
     assert len(cloud.batch_jobs()) == 1
+
+
+def test_scratch_left_by_killed_jobs_is_swept_and_live_jobs_are_left_alone(cloud):
+    import os
+
+    dead, reused, live = (cloud.work_dir / name for name in
+                          ("tiler-999999-abc", f"tiler-{os.getpid()}-old", "tiler-1-running"))
+    for folder in (dead, reused, live):
+        (folder / "out").mkdir(parents=True)
+    handle_s3_event(_one_event(cloud))
+    assert sorted(p.name for p in cloud.work_dir.iterdir()) == ["tiler-1-running"]  # pid 1 is alive: its job runs on
