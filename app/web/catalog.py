@@ -7,6 +7,7 @@ images cost the same per page as 10; tiles are never listed.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -43,19 +44,20 @@ class Catalog:
 
     def page(self, status: str | None, token: str | None) -> Page:
         prefix = records.index_key(status, "") if status else records.RECORDS_PREFIX
-        keys, next_token = self.store.list_page(self.settings.metadata_bucket, prefix, token, self.settings.page_size)
-        ids = [key[len(prefix):].removesuffix(".json") if not status else key[len(prefix):] for key in keys]
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            found = list(pool.map(self.record, ids))
+        found, next_token = self._listed(prefix, "" if status else ".json", token, self.record)
         # the index may briefly lag a status change: show only what the record itself says
-        return Page([r for r in found if r and (not status or r["status"] == status)], next_token)
+        return Page([r for r in found if not status or r["status"] == status], next_token)
 
     def collections(self, token: str | None) -> Page:
-        prefix = collection_runner.COLLECTIONS_PREFIX
+        return Page(*self._listed(collection_runner.COLLECTIONS_PREFIX, ".json", token, self.collection))
+
+    def _listed(self, prefix: str, suffix: str, token: str | None, read: Callable[[str], dict[str, Any] | None]
+                ) -> tuple[list[dict[str, Any]], str | None]:
+        """One S3 page of keys ``prefix + NAME + suffix``, each NAME read in parallel; nothing found is left out."""
         keys, next_token = self.store.list_page(self.settings.metadata_bucket, prefix, token, self.settings.page_size)
         with ThreadPoolExecutor(max_workers=16) as pool:
-            found = list(pool.map(self.collection, (key[len(prefix):].removesuffix(".json") for key in keys)))
-        return Page([c for c in found if c], next_token)
+            found = pool.map(read, (key[len(prefix):].removesuffix(suffix) for key in keys))
+            return [document for document in found if document], next_token
 
     def collection(self, collection_id: str) -> dict[str, Any] | None:
         found = self.store.get_json(self.settings.metadata_bucket, collection_runner.collection_key(collection_id))
