@@ -90,7 +90,7 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
             started = time.perf_counter()
             try:
                 with storage.staging() as stage:
-                    conversion = convert(src, stage, settings, image_id, on_progress=progress.update)
+                    conversion = convert(src, stage, settings, image_id, on_progress=progress.on_progress)
                     storage.publish(conversion)
             except TilerError as error:
                 failures += 1

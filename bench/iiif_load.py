@@ -267,8 +267,8 @@ def _notes(image: Any, tiff: Path, sequence: list[str], keys: list[str], tiff_up
         "S3 KB/req: bytes fetched by the endpoint's ranged GETs (s3source ReadStats.bytes_fetched; 64 KiB blocks, "
         "block cache IIIF_BLOCK_CACHE_MB=64); S3 req/req counts its HEAD (one per request) and GETs. Static: one "
         "GET of the tile object, its size in 'response KB'",
-        f"cold = first pass on a fresh server process (also pays the first boto3 client, the pyramid headers and the "
-        f"metadata record lookup); warm = the same sequence again",
+        "cold = first pass on a fresh server process (also pays the first boto3 client, the pyramid headers and the "
+        "metadata record lookup); warm = the same sequence again",
         f"uploaded to moto: the TIFF in {tiff_upload_s:.1f} s and only the {len(keys)} sampled static tiles in "
         f"{tiles_upload_s:.1f} s (all {len(every)} IIIF tiles would take ~{tiles_upload_s / len(keys) * len(every):.0f} s)",
         "moto applies requests one at a time (LocalS3's lock), which caps the static side; and for a ranged GET moto "

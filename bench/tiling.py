@@ -54,6 +54,8 @@ def measure(ctx: Context) -> Section:
                 run = _run_reference if side == "reference" else _run_candidate
                 (reference if side == "reference" else candidate).append(
                     _record(ctx, image, side, index, run(ctx, image, index)))
+        if not ctx.keep:  # only now: see _fresh_dir
+            shutil.rmtree(ctx.work_dir / "tiling" / image.key, ignore_errors=True)
         section.runs += reference + candidate
         row, targets = _judge(image, reference, candidate)
         section.rows.append(row)
@@ -100,7 +102,14 @@ def _child_env() -> dict[str, str]:
 
 
 def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:
-    """An empty output folder per run: leftovers would change the work (the candidate prunes stale tiles)."""
+    """An empty output folder per run: leftovers would change the work (the candidate prunes stale tiles).
+
+    Runs are deleted after the image's last run, not between runs: ext4 without a
+    journal (as on this project's VMs) checks every inode freed in the last minute
+    or so, one by one, before reusing it, so a tree deleted just before a run
+    makes that run's file and folder creation several times slower, and bills
+    it to whichever side creates more inodes.
+    """
     out = ctx.work_dir / "tiling" / image.key / f"{side}-{index + 1}"
     shutil.rmtree(out, ignore_errors=True)
     (out / "tiles").mkdir(parents=True)
@@ -109,7 +118,7 @@ def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:
 
 def _record(ctx: Context, image: BenchImage, side: str, index: int,
             result: tuple[ProcessStats, Path]) -> dict[str, Any]:
-    """One run as a JSON-ready dict; outputs are counted, then deleted unless --keep."""
+    """One run as a JSON-ready dict, its outputs counted."""
     stats, tiles = result
     files, unique_bytes = _count_output(tiles)
     record = {
@@ -123,8 +132,6 @@ def _record(ctx: Context, image: BenchImage, side: str, index: int,
     ctx.log(f"  {image.key:>6} {side:<9} run {index + 1}: {stats.seconds:7.2f} s  "
             f"peak RSS {stats.peak_rss_mb:6.0f} MB  {files} jpg, {record['unique_mb']} MB"
             + (f"  (self-reported {record['self_reported_s']:.2f} s)" if "self_reported_s" in record else ""))
-    if not ctx.keep:
-        shutil.rmtree(tiles.parent, ignore_errors=True)
     return record
 
 

@@ -48,29 +48,25 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     tiles_root = out_dir / "tiles"
     embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling
     srgb = to_srgb8(image, facts, settings.flatten_background)
-    with ThreadPoolExecutor(max_workers=1) as folders:  # IIIF folders are made while libvips tiles
-        folders_made = folders.submit(make_iiif_folders, tiles_root, image_id, facts.width, facts.height,
-                                      settings.tile_size)
+    with ThreadPoolExecutor(max_workers=1) as side:  # beside libvips: IIIF folders while it tiles, then the palette
+        folders_made = side.submit(make_iiif_folders, tiles_root, image_id, facts.width, facts.height,
+                                   settings.tile_size)
         dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
                                   settings.jpeg_quality, on_progress)
         folders_made.result()
-    clock.lap("tile")
-    derivatives = []
-    if settings.serving_tiff:  # a second decode: the sequential one above is spent
-        again, _ = open_image(src, settings.allowed_formats, settings.max_pixels)
-        serving = f"derivatives/{image_id}.tif"
-        _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / serving,
-                       settings.jpeg_quality)
-        derivatives.append(serving)
-        clock.lap("serving_tiff")
-    iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
-    sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
-                        settings.iiif_max_size, settings.jpeg_quality)
+        colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
+        clock.lap("tile")
+        derivatives = [_serving_tiff(src, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
+        if derivatives:
+            clock.lap("serving_tiff")
+        iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
+        sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
+                            settings.iiif_max_size, settings.jpeg_quality)
     named = []
     if settings.serving_tiff and settings.derivatives_file:
         limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
-        named = render_derivatives(tiles_root / serving, image_id, load_derivatives(settings.derivatives_file), limits,
-                                   settings.jpeg_quality, tiles_root, set(iiif_tiles) | set(sizes))
+        named = render_derivatives(tiles_root / derivatives[0], image_id, load_derivatives(settings.derivatives_file),
+                                   limits, settings.jpeg_quality, tiles_root, set(iiif_tiles) | set(sizes))
         clock.lap("derivatives")
     service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
     info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
@@ -79,7 +75,7 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     tags, partial = metadata.collect(embedded, settings.exiftool_path)
     metadata_path = out_dir / "metadata" / f"{image_id}.json"
     document = _metadata_document(image_id, source_name, facts, tags, partial, image)
-    document["palette"] = palette.dominant_colours(tiles_root / f"{image_id}_files")
+    document["palette"] = colours.result()
     _write_json(metadata_path, document)
     thumbnail = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
     _write_json(tiles_root / image_id / "manifest.json",
@@ -99,6 +95,15 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         palette=tuple(document["palette"]),
         named_derivatives=tuple(named),
     )
+
+
+def _serving_tiff(src: Path, image_id: str, facts: ImageFacts, settings: Settings, tiles_root: Path) -> str:
+    """Write the dynamic endpoint's pyramidal TIFF; a second decode, as the sequential one is spent."""
+    again, _ = open_image(src, settings.allowed_formats, settings.max_pixels)
+    serving = f"derivatives/{image_id}.tif"
+    _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / serving,
+                   settings.jpeg_quality)
+    return serving
 
 
 def _decode_errors(write, *args):

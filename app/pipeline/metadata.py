@@ -20,6 +20,8 @@ from typing import Any
 import exiftool
 import pyvips
 
+from app.pipeline import background
+
 log = logging.getLogger(__name__)
 
 _ARGS = ["-G", "-struct"]  # family-0 groups, structured XMP; exiftool -j already types numbers
@@ -73,9 +75,10 @@ def _exiftool_thread() -> ThreadPoolExecutor:
     """The one long-lived thread that talks to exiftool.
 
     pyexiftool asks the kernel to end exiftool when the thread that started it
-    exits, so the process must belong to a thread that outlives each call.
+    exits, so the process must belong to a thread that outlives each call. The
+    thread, and so exiftool, runs at idle priority: it overlaps with tiling.
     """
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="exiftool")
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="exiftool", initializer=background.lower_this_thread)
 
 
 def _helper(executable: str) -> exiftool.ExifToolHelper:

@@ -12,16 +12,17 @@ from typing import Any
 import pyvips
 
 SAMPLE_EDGE = 64  # the pyramid level used has its longest side at most this
+BIN = 16  # levels per bin and channel: finer than MERGE_DISTANCE, so merging decides, not binning
 MERGE_DISTANCE = 40.0
 
 
 def dominant_colours(dz_files: Path, count: int = 6) -> list[dict[str, Any]]:
     """[{"hex": "#rrggbb", "share": 0.31}, ...], most dominant first, from a Deep Zoom ``_files`` folder."""
     pixels = _sample(dz_files)
-    bins = Counter(tuple(channel >> 3 for channel in pixel) for pixel in pixels)
+    bins = Counter(tuple(channel // BIN for channel in pixel) for pixel in pixels)
     clusters: list[list[float]] = []  # [r, g, b, weight]
-    for (r, g, b), weight in bins.most_common():
-        colour = (r * 8 + 4, g * 8 + 4, b * 8 + 4)
+    for key, weight in bins.most_common():
+        colour = tuple(level * BIN + BIN // 2 for level in key)
         near = next((c for c in clusters if _distance(c, colour) < MERGE_DISTANCE), None)
         if near is None:
             clusters.append([*colour, weight])
