@@ -124,16 +124,18 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         if reason:
             return _hand_to_batch(journal, ref, image_id, settings, reason)
         journal.phase("convert", 0, 100)
-        conversion = convert(source, work / "out", settings, image_id, source_name=PurePosixPath(ref.key).name,
-                             on_progress=lambda percent: journal.progress(int(percent), 100))
-        timings.update(conversion.timings)
-        objects = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
-        if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
-            return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
-        journal.phase("publish", 0, objects)
-        publish_started = time.perf_counter()
-        _, stored = store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket,
-                                  on_progress=journal.progress)
+        with store.early_tiles(settings.tiles_bucket) as early:  # tiles go up while libvips makes the rest
+            conversion = convert(source, work / "out", settings, image_id, source_name=PurePosixPath(ref.key).name,
+                                 on_progress=lambda percent: journal.progress(int(percent), 100), on_tile=early.add)
+            timings.update(conversion.timings)
+            objects = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
+            if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
+                early.discard()
+                return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
+            journal.phase("publish", 0, objects)
+            publish_started = time.perf_counter()
+            _, stored = store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket,
+                                      on_progress=journal.progress, early=early)
         _prune_stale_tiles(store, settings.tiles_bucket, conversion, previous, settings.tile_size)
         timings["publish"] = round(time.perf_counter() - publish_started, 3)
     timings["total"] = round(time.perf_counter() - started, 3)

@@ -55,7 +55,7 @@ def test_published_objects_carry_types_caching_and_a_complete_record(cloud):
 
 def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud, monkeypatch):
     event = _one_event(cloud)
-    real_upload, calls = s3_storage.S3Storage._upload, []
+    real_upload, calls = s3_storage.S3Storage._put_file, []
 
     def crash_after_five(self, *args):
         calls.append(args)
@@ -63,7 +63,7 @@ def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud
             raise RuntimeError("injected crash")
         return real_upload(self, *args)
 
-    monkeypatch.setattr(s3_storage.S3Storage, "_upload", crash_after_five)
+    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", crash_after_five)
     with pytest.raises(RuntimeError, match="injected crash"):
         handle_s3_event(event)
     published = cloud.tiles()
@@ -71,7 +71,7 @@ def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud
     assert cloud.record("img")["status"] == "retrying" and "injected crash" in cloud.record("img")["error"]
     assert list(cloud.work_dir.iterdir()) == []  # no staging debris
 
-    monkeypatch.setattr(s3_storage.S3Storage, "_upload", real_upload)
+    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", real_upload)
     assert handle_s3_event(event)["statuses"] == ["done"]
     assert {"img/info.json", "img.dzi", "img/full/max/0/default.jpg"} <= cloud.tiles()
 
@@ -248,3 +248,21 @@ def test_scratch_left_by_killed_jobs_is_swept_and_live_jobs_are_left_alone(cloud
         (folder / "out").mkdir(parents=True)
     handle_s3_event(_one_event(cloud))
     assert sorted(p.name for p in cloud.work_dir.iterdir()) == ["tiler-1-running"]  # pid 1 is alive: its job runs on
+
+
+def test_an_image_that_breaks_mid_tiling_leaves_none_of_its_early_tiles_behind(cloud, monkeypatch):
+    """Tiles go up while libvips works; when the decode then fails, the ones that landed are deleted."""
+    real_put, landed = s3_storage.S3Storage._put_file, []
+
+    def counting_put(self, *args):
+        size = real_put(self, *args)
+        landed.append(args[2])
+        return size
+
+    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", counting_put)
+    whole = photo(2600, 2600).write_to_buffer(".jpg", Q=95)
+    assert handle_s3_event(_one_event(cloud, "torn.jpg", whole[: len(whole) * 3 // 4]))["statuses"] == ["failed"]
+    record = cloud.record("torn")
+    assert record["status"] == "failed" and "damaged or truncated" in record["error"]
+    assert any(key.startswith("torn_files/") for key in landed)  # some tiles were up before the decode failed
+    assert cloud.tiles() == set()

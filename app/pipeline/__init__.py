@@ -25,6 +25,8 @@ from app.pipeline.derivatives import render_all as render_derivatives
 from app.pipeline.inspect import open_image, vips_reason
 from app.pipeline.tiles import (
     Progress,
+    TileReady,
+    iiif_names,
     link_iiif_tiles,
     make_iiif_folders,
     write_deep_zoom,
@@ -35,10 +37,13 @@ from config import Settings
 
 
 def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
-            on_progress: Progress | None = None, source_name: str | None = None) -> Conversion:
+            on_progress: Progress | None = None, source_name: str | None = None,
+            on_tile: TileReady | None = None) -> Conversion:
     """Convert ``src`` into ``out_dir``; raise an ``InputError`` for files we will not convert.
 
     ``source_name`` is the name people know the file by (an S3 key's last part), when ``src`` is a download.
+    ``on_tile(path, public_paths)`` hears of each tile as soon as it is final, so publishing can start early;
+    with it, ``out_dir`` holds each tile once, under its Deep Zoom path only.
     """
     clock = _Clock()
     source_name = source_name or src.name
@@ -48,18 +53,23 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     tiles_root = out_dir / "tiles"
     embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling
     srgb = to_srgb8(image, facts, settings.flatten_background)
+    # A caller taking tiles through on_tile gets each IIIF path as a second name of its Deep Zoom file, so
+    # only a caller reading this folder as it is (the CLI) needs the IIIF tree of hard links.
+    linked = on_tile is None
     with ThreadPoolExecutor(max_workers=1) as side:  # beside libvips: IIIF folders while it tiles, then the palette
         folders_made = side.submit(make_iiif_folders, tiles_root, image_id, facts.width, facts.height,
-                                   settings.tile_size)
+                                   settings.tile_size) if linked else None
         dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
-                                  settings.jpeg_quality, on_progress)
-        folders_made.result()
+                                  settings.jpeg_quality, on_progress, on_tile)
+        if folders_made:
+            folders_made.result()
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
         clock.lap("tile")
         derivatives = [_serving_tiff(src, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
         if derivatives:
             clock.lap("serving_tiff")
-        iiif_tiles = link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size)
+        iiif_tiles = (link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size) if linked
+                      else list(iiif_names(image_id, facts.width, facts.height, settings.tile_size).values()))
         sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
                             settings.iiif_max_size, settings.jpeg_quality)
     named = []

@@ -16,24 +16,47 @@ from pathlib import Path
 import pyvips
 
 from app.pipeline import iiif
+from app.pipeline.finished_tiles import FinishedTiles
 
 Progress = Callable[[float], None]
+TileReady = Callable[[Path, tuple[str, ...]], None]  # a finished tile file, and its paths under the tiles root
 
 
 def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_size: int, quality: int,
-                    on_progress: Progress | None = None) -> list[str]:
-    """Run dzsave; return the Deep Zoom tile paths (relative to ``tiles_root``)."""
-    base = tiles_root / image_id
-    base.parent.mkdir(parents=True, exist_ok=True)
+                    on_progress: Progress | None = None, on_tile: TileReady | None = None) -> list[str]:
+    """Run dzsave; return the Deep Zoom tile paths (relative to ``tiles_root``).
+
+    ``on_tile`` hears of each finished tile once, with every path it is
+    published under: while dzsave runs where the platform can tell (see
+    ``finished_tiles``), else right after.
+    """
+    files_dir = tiles_root / f"{image_id}_files"
     if on_progress is not None:
         image.set_progress(True)
         image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
-    # The quality goes in the suffix: dzsave's own Q argument does not reach the tile encoder (libvips 8.18).
-    image.dzsave(str(base), tile_size=tile_size, overlap=0, suffix=f".jpg[Q={quality},keep=none]",
-                 keep="none", depth="onepixel")
-    (tiles_root / f"{image_id}_files" / "vips-properties.xml").unlink(missing_ok=True)
-    files_dir = tiles_root / f"{image_id}_files"
-    return sorted(str(path.relative_to(tiles_root)) for path in files_dir.rglob("*.jpg"))
+    report = _reporter(tiles_root, image_id, image.width, image.height, tile_size, on_tile) if on_tile else None
+    with FinishedTiles(files_dir, iiif.max_dz_level(image.width, image.height) + 1, report) as finished:
+        # The quality goes in the suffix: dzsave's own Q argument does not reach the tile encoder (libvips 8.18).
+        image.dzsave(str(tiles_root / image_id), tile_size=tile_size, overlap=0,
+                     suffix=f".jpg[Q={quality},keep=none]", keep="none", depth="onepixel")
+    (files_dir / "vips-properties.xml").unlink(missing_ok=True)
+    tiles = sorted(files_dir.rglob("*.jpg"))
+    if report is not None:
+        for path in tiles:
+            if path not in finished.reported:
+                report(path)
+    return [str(path.relative_to(tiles_root)) for path in tiles]
+
+
+def _reporter(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int,
+              on_tile: TileReady) -> Callable[[Path], None]:
+    """``on_tile`` for a bare file: adds its Deep Zoom path and, at IIIF levels, its IIIF path."""
+    names = iiif_names(image_id, width, height, tile_size)
+
+    def report(path: Path) -> None:
+        dz_path = str(path.relative_to(tiles_root))
+        on_tile(path, (dz_path, names[dz_path]) if dz_path in names else (dz_path,))
+    return report
 
 
 def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
@@ -57,38 +80,45 @@ def make_iiif_folders(tiles_root: Path, image_id: str, width: int, height: int, 
                 made.add(path)
 
 
+def iiif_names(image_id: str, width: int, height: int, tile_size: int) -> dict[str, str]:
+    """Deep Zoom tile path -> the canonical IIIF path of the same pixels, for every IIIF tile."""
+    return {tile.dz_path(image_id): iiif.image_path(image_id, width, height, tile.region, tile.size)
+            for tile in iiif.tiles(width, height, tile_size)}
+
+
 def link_iiif_tiles(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> list[str]:
     """Give every IIIF tile its canonical path by hard-linking the matching Deep Zoom tile."""
-    paths = []
-    for tile in iiif.tiles(width, height, tile_size):
-        target = iiif.image_path(image_id, width, height, tile.region, tile.size)
-        _link(tiles_root / tile.dz_path(image_id), tiles_root / target)
-        paths.append(target)
-    return paths
+    names = iiif_names(image_id, width, height, tile_size)
+    for dz_path, iiif_path in names.items():
+        _link(tiles_root / dz_path, tiles_root / iiif_path)
+    return list(names.values())
 
 
 def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int,
                 quality: int) -> list[str]:
-    """Write ``full/max`` and ``full/w,h`` for every declared size not already a tile; return the new paths."""
+    """Write ``full/max`` and ``full/w,h`` for every declared size not already a tile; return the new paths.
+
+    Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
+    """
     top = iiif.max_dz_level(width, height)
+    file_of = {name: dz_path for dz_path, name in iiif_names(image_id, width, height, tile_size).items()}
     written, largest = [], None
     for scale, w, h in iiif.declared_sizes(width, height, bound):
         path = f"{image_id}/full/{w},{h}/0/default.jpg"
-        largest = largest or path
+        largest = largest or file_of.get(path, path)
         target = tiles_root / path
-        as_tile = tiles_root / iiif.image_path(image_id, width, height, (0, 0, width, height), (w, h))
-        if as_tile.exists():  # a single-tile level: the tile is this size already
-            if as_tile == target:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _link(as_tile, target)
+        as_tile = iiif.image_path(image_id, width, height, (0, 0, width, height), (w, h))
+        if as_tile == path and as_tile in file_of:  # a single-tile IIIF level: the tile is this size already
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if as_tile in file_of:  # the whole image in one tile at full size (its IIIF path is full/max)
+            _link(tiles_root / file_of[as_tile], target)
         else:
             level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
-            target.parent.mkdir(parents=True, exist_ok=True)
             _stitch(level_dir, w, h, tile_size).jpegsave(str(target), Q=quality, keep="none")
         written.append(path)
     full_max = f"{image_id}/full/max/0/default.jpg"
-    if not (tiles_root / full_max).exists():  # max is the largest declared size
+    if full_max not in file_of:  # max is the largest declared size
         (tiles_root / full_max).parent.mkdir(parents=True, exist_ok=True)
         _link(tiles_root / largest, tiles_root / full_max)
         written.append(full_max)

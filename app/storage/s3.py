@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import mimetypes
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.errors import SourceGone, TransientError
+from app.errors import SourceGone, TilerError, TransientError
 from app.model import Conversion, SourceRef
 
+log = logging.getLogger(__name__)
 TILE_CACHE = "public, max-age=86400"
 DESCRIPTOR_CACHE = "public, max-age=300"  # short: a re-upload republishes them
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -83,40 +85,48 @@ class S3Storage:
         return target
 
     # Publishing ------------------------------------------------------------------------------
+    def early_tiles(self, bucket: str) -> EarlyTiles:
+        """A place to upload tiles while the conversion still runs; hand it to ``publish``."""
+        return EarlyTiles(self, bucket)
+
     def publish(self, conversion: Conversion, tiles_bucket: str, metadata_bucket: str,
-                on_progress: Progress | None = None) -> tuple[int, int]:
+                on_progress: Progress | None = None, early: EarlyTiles | None = None) -> tuple[int, int]:
         """Upload tiles, then descriptors, then the metadata JSON; each phase in parallel.
 
         A phase starts only when the previous one has fully succeeded, so a
         crash at any point never leaves a descriptor pointing at missing tiles.
+        Tiles already sent through ``early`` are waited for, not sent again.
         Returns (objects, bytes) written.
         """
         root = Path(conversion.tiles_root)
         total = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
         counter = _Counter(total, on_progress)
+        sent = early.take() if early else {}
         phases = [
-            [(root / path, tiles_bucket, path, TILE_CACHE) for path in (*conversion.tiles, *conversion.derivatives)],
+            [(root / path, tiles_bucket, path, TILE_CACHE) for path in (*conversion.tiles, *conversion.derivatives)
+             if path not in sent],
             [(root / path, tiles_bucket, path, DESCRIPTOR_CACHE) for path in conversion.descriptors],
             [(Path(conversion.metadata_path), metadata_bucket, f"{conversion.image_id}.json", "no-cache")],
         ]
         pool = upload_pool(self.workers)
         for uploads in phases:
-            futures = [pool.submit(self._upload, *upload, counter) for upload in uploads]
+            futures = [*sent.values(), *(pool.submit(self._put_file, *upload) for upload in uploads)]
+            sent = {}
             try:
-                for future in futures:  # the whole phase lands (or fails) before the next begins
-                    future.result()
+                for future in as_completed(futures):  # the whole phase lands (or fails) before the next begins
+                    counter.add(future.result())
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
         return total, counter.bytes
 
-    def _upload(self, path: Path, bucket: str, key: str, cache_control: str, counter: _Counter) -> None:
+    def _put_file(self, path: Path, bucket: str, key: str, cache_control: str) -> int:
         self._count("write")
         with _classified(), path.open("rb") as body:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
                                CacheControl=cache_control)
-        counter.add(path.stat().st_size)
+        return path.stat().st_size
 
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> None:
         keys = list(keys)
@@ -216,6 +226,57 @@ class S3Storage:
             answer = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}",
                                         **({"IfMatch": etag} if etag else {}))
             return answer["Body"].read()
+
+
+class EarlyTiles:
+    """Tiles uploaded while the conversion is still running (``add`` is a ``convert`` ``on_tile``).
+
+    Until ``publish`` takes them, they are not published: no descriptor points
+    at them yet. If the job fails or is handed to Batch before then, leaving
+    the ``with`` block (or ``discard``) deletes whatever landed, so nothing of
+    an unfinished job stays in the tiles bucket.
+    """
+
+    def __init__(self, storage: S3Storage, bucket: str) -> None:
+        self._storage = storage
+        self._bucket = bucket
+        self._uploads: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def add(self, path: Path, keys: tuple[str, ...]) -> None:
+        pool = upload_pool(self._storage.workers)
+        with self._lock:
+            for key in keys:
+                self._uploads[key] = pool.submit(self._storage._put_file, path, self._bucket, key, TILE_CACHE)
+
+    def take(self) -> dict[str, Future]:
+        """key -> upload, for ``publish``; from now on they are its business."""
+        with self._lock:
+            uploads, self._uploads = self._uploads, {}
+        return uploads
+
+    def discard(self) -> None:
+        """Cancel the uploads not started, wait for the others, and delete what landed (best effort)."""
+        landed = []
+        for key, upload in self.take().items():
+            if upload.cancel():
+                continue
+            try:
+                upload.result()
+                landed.append(key)
+            except Exception:  # noqa: BLE001 - a failed upload left nothing to delete
+                continue
+        try:
+            self._storage.delete_keys(self._bucket, landed)
+        except TilerError as error:
+            log.warning("could not delete %d early tiles of an unfinished job: %s", len(landed), error)
+
+    def __enter__(self) -> EarlyTiles:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is not None:
+            self.discard()
 
 
 def content_type(key: str) -> str:

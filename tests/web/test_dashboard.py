@@ -124,7 +124,7 @@ def test_retry_resubmits_a_failed_job_through_the_event_path(cloud, client, monk
 
     cloud.upload("flaky.jpg", photo(300, 200).write_to_buffer(".jpg"))
     (event,) = cloud.events()
-    monkeypatch.setattr(s3_storage.S3Storage, "_upload", lambda *args: (_ for _ in ()).throw(RuntimeError("S3 hiccup")))
+    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", lambda *args: (_ for _ in ()).throw(RuntimeError("S3 hiccup")))
     with pytest.raises(RuntimeError):
         handle_s3_event(event)
     monkeypatch.undo()
