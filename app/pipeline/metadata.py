@@ -15,12 +15,14 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import exiftool
 import pyvips
 
 from app.pipeline import background
+
+if TYPE_CHECKING:
+    import exiftool
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ def _exiftool_thread() -> ThreadPoolExecutor:
 def _helper(executable: str) -> exiftool.ExifToolHelper:
     helper = _helpers.get(executable)
     if helper is None:
+        import exiftool  # here, on the background thread: the import needs no time on the tiling path
+
         helper = exiftool.ExifToolHelper(executable=executable, common_args=_ARGS)
         _helpers[executable] = helper
         _watch(helper, _stops.setdefault(executable, threading.Event()))
