@@ -31,6 +31,7 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
     ``finished_tiles``), else right after.
     """
     files_dir = tiles_root / f"{image_id}_files"
+    files_dir.parent.mkdir(parents=True, exist_ok=True)  # ids may have folders: "box-3/letter-7"
     if on_progress is not None:
         image.set_progress(True)
         image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
