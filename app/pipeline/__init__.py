@@ -29,6 +29,7 @@ from app.pipeline.tiles import (
     iiif_names,
     link_iiif_tiles,
     make_iiif_folders,
+    with_names,
     write_deep_zoom,
     write_serving_tiff,
     write_sizes,
@@ -56,11 +57,12 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     # A caller taking tiles through on_tile gets each IIIF path as a second name of its Deep Zoom file, so
     # only a caller reading this folder as it is (the CLI) needs the IIIF tree of hard links.
     linked = on_tile is None
+    names = iiif_names(image_id, facts.width, facts.height, settings.tile_size)
     with ThreadPoolExecutor(max_workers=1) as side:  # beside libvips: IIIF folders while it tiles, then the palette
-        folders_made = side.submit(make_iiif_folders, tiles_root, image_id, facts.width, facts.height,
-                                   settings.tile_size) if linked else None
+        folders_made = side.submit(make_iiif_folders, tiles_root, image_id, names) if linked else None
         dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
-                                  settings.jpeg_quality, on_progress, on_tile)
+                                  settings.jpeg_quality, on_progress,
+                                  with_names(tiles_root, names, on_tile) if on_tile else None)
         if folders_made:
             folders_made.result()
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
@@ -68,10 +70,11 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         derivatives = [_serving_tiff(src, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
         if derivatives:
             clock.lap("serving_tiff")
-        iiif_tiles = (link_iiif_tiles(tiles_root, image_id, facts.width, facts.height, settings.tile_size) if linked
-                      else list(iiif_names(image_id, facts.width, facts.height, settings.tile_size).values()))
+        if linked:
+            link_iiif_tiles(tiles_root, names)
+        iiif_tiles = list(names.values())
         sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
-                            settings.iiif_max_size, settings.jpeg_quality)
+                            settings.iiif_max_size, settings.jpeg_quality, names)
     named = []
     if settings.serving_tiff and settings.derivatives_file:
         limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)

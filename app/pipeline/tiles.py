@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pyvips
@@ -20,40 +20,36 @@ from app.pipeline.finished_tiles import FinishedTiles
 
 Progress = Callable[[float], None]
 TileReady = Callable[[Path, tuple[str, ...]], None]  # a finished tile file, and its paths under the tiles root
+IiifNames = Mapping[str, str]  # Deep Zoom tile path -> IIIF tile path of the same pixels (see iiif_names)
 
 
 def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_size: int, quality: int,
-                    on_progress: Progress | None = None, on_tile: TileReady | None = None) -> list[str]:
+                    on_progress: Progress | None = None, on_file: Callable[[Path], None] | None = None) -> list[str]:
     """Run dzsave; return the Deep Zoom tile paths (relative to ``tiles_root``).
 
-    ``on_tile`` hears of each finished tile once, with every path it is
-    published under: while dzsave runs where the platform can tell (see
-    ``finished_tiles``), else right after.
+    ``on_file`` hears of each finished tile file once: while dzsave runs where
+    the platform can tell (see ``finished_tiles``), else right after.
     """
     files_dir = tiles_root / f"{image_id}_files"
     files_dir.parent.mkdir(parents=True, exist_ok=True)  # ids may have folders: "box-3/letter-7"
     if on_progress is not None:
         image.set_progress(True)
         image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
-    report = _reporter(tiles_root, image_id, image.width, image.height, tile_size, on_tile) if on_tile else None
-    with FinishedTiles(files_dir, iiif.max_dz_level(image.width, image.height) + 1, report) as finished:
+    with FinishedTiles(files_dir, iiif.max_dz_level(image.width, image.height) + 1, on_file) as finished:
         # The quality goes in the suffix: dzsave's own Q argument does not reach the tile encoder (libvips 8.18).
         image.dzsave(str(tiles_root / image_id), tile_size=tile_size, overlap=0,
                      suffix=f".jpg[Q={quality},keep=none]", keep="none", depth="onepixel")
     (files_dir / "vips-properties.xml").unlink(missing_ok=True)
     tiles = sorted(files_dir.rglob("*.jpg"))
-    if report is not None:
+    if on_file is not None:
         for path in tiles:
             if path not in finished.reported:
-                report(path)
+                on_file(path)
     return [str(path.relative_to(tiles_root)) for path in tiles]
 
 
-def _reporter(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int,
-              on_tile: TileReady) -> Callable[[Path], None]:
-    """``on_tile`` for a bare file: adds its Deep Zoom path and, at IIIF levels, its IIIF path."""
-    names = iiif_names(image_id, width, height, tile_size)
-
+def with_names(tiles_root: Path, names: IiifNames, on_tile: TileReady) -> Callable[[Path], None]:
+    """``on_tile`` for a bare tile file: adds its Deep Zoom path and, at IIIF levels, its IIIF path."""
     def report(path: Path) -> None:
         dz_path = str(path.relative_to(tiles_root))
         on_tile(path, (dz_path, names[dz_path]) if dz_path in names else (dz_path,))
@@ -67,13 +63,12 @@ def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
                    Q=quality, bigtiff=True, keep="none")
 
 
-def make_iiif_folders(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> None:
+def make_iiif_folders(tiles_root: Path, image_id: str, names: IiifNames) -> None:
     """Create the IIIF tile folders (three per tile). Runs while dzsave works: on slow disks
     thousands of mkdir calls cost as much as the tiling, and they need no pixels."""
     made: set[str] = set()
-    for tile in iiif.tiles(width, height, tile_size):
-        folder = iiif.image_path(image_id, width, height, tile.region, tile.size).rsplit("/", 1)[0]
-        parts = folder.split("/")
+    for iiif_path in names.values():
+        parts = iiif_path.rsplit("/", 1)[0].split("/")
         for depth in range(len(image_id.split("/")), len(parts) + 1):
             path = "/".join(parts[:depth])
             if path not in made:
@@ -87,22 +82,20 @@ def iiif_names(image_id: str, width: int, height: int, tile_size: int) -> dict[s
             for tile in iiif.tiles(width, height, tile_size)}
 
 
-def link_iiif_tiles(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int) -> list[str]:
+def link_iiif_tiles(tiles_root: Path, names: IiifNames) -> None:
     """Give every IIIF tile its canonical path by hard-linking the matching Deep Zoom tile."""
-    names = iiif_names(image_id, width, height, tile_size)
     for dz_path, iiif_path in names.items():
         _link(tiles_root / dz_path, tiles_root / iiif_path)
-    return list(names.values())
 
 
 def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int,
-                quality: int) -> list[str]:
+                quality: int, names: IiifNames) -> list[str]:
     """Write ``full/max`` and ``full/w,h`` for every declared size not already a tile; return the new paths.
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
     """
     top = iiif.max_dz_level(width, height)
-    file_of = {name: dz_path for dz_path, name in iiif_names(image_id, width, height, tile_size).items()}
+    file_of = {iiif_path: dz_path for dz_path, iiif_path in names.items()}
     written, largest = [], None
     for scale, w, h in iiif.declared_sizes(width, height, bound):
         path = f"{image_id}/full/{w},{h}/0/default.jpg"
