@@ -109,9 +109,10 @@ class S3Storage:
             [(Path(conversion.metadata_path), metadata_bucket, f"{conversion.image_id}.json", "no-cache")],
         ]
         pool = upload_pool(self.workers)
+        already = list(sent.values())  # the early tiles join the tiles phase
         for uploads in phases:
-            futures = [*sent.values(), *(pool.submit(self._put_file, *upload) for upload in uploads)]
-            sent = {}
+            futures = already + [pool.submit(self._put_file, *upload) for upload in uploads]
+            already = []
             try:
                 for future in as_completed(futures):  # the whole phase lands (or fails) before the next begins
                     counter.add(future.result())
