@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import requests
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -17,20 +17,18 @@ from werkzeug.serving import make_server
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-class _QuietHandler(MotoRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
+class LocalServer:
+    """An HTTP server on 127.0.0.1, served from a daemon thread for the length of a ``with`` block.
 
+    What the embedded S3 endpoints share: this moto server and the benchmark's stand-in.
+    """
 
-class LocalS3:
-    def __init__(self, port: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", port, self._serialised(DomainDispatcherApplication(create_backend_app)),
-                                   threaded=True, request_handler=_QuietHandler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-s3", daemon=True)
+    def __init__(self, server: Any, thread_name: str) -> None:
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        self._thread = threading.Thread(target=server.serve_forever, name=thread_name, daemon=True)
 
-    def __enter__(self) -> LocalS3:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -41,6 +39,18 @@ class LocalS3:
     def environment(self) -> dict[str, str]:
         """What boto3 needs to talk to this endpoint instead of AWS."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+
+
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LocalS3(LocalServer):
+    def __init__(self, port: int = 0) -> None:
+        self._lock = threading.Lock()
+        app = self._serialised(DomainDispatcherApplication(create_backend_app))
+        super().__init__(make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler), "local-s3")
 
     def reset(self) -> None:
         """Forget every bucket, queue and job (between tests)."""

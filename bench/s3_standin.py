@@ -23,18 +23,24 @@ import argparse
 import base64
 import hashlib
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+_REPOSITORY = str(Path(__file__).resolve().parent.parent)
+if _REPOSITORY not in sys.path:  # run alone: app/ is in the repository above bench/
+    sys.path.insert(0, _REPOSITORY)
+from app.local_s3 import LocalServer  # noqa: E402
+
 _XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _KEPT_HEADERS = ("content-type", "cache-control", "content-encoding", "content-disposition")
 
@@ -283,28 +289,15 @@ class _Server(ThreadingHTTPServer):
     latency: float
 
 
-class StandInS3:
+class StandInS3(LocalServer):
     """The stand-in on 127.0.0.1, served from a background thread: ``with StandInS3(0.025) as s3: s3.url``."""
 
     def __init__(self, latency_seconds: float = 0.025, port: int = 0) -> None:
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.store = _Store()
-        self._server.latency = latency_seconds
+        server = _Server(("127.0.0.1", port), _Handler)
+        server.store = _Store()
+        server.latency = latency_seconds
         self.latency = latency_seconds
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="s3-standin", daemon=True)
-
-    def __enter__(self) -> StandInS3:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def environment(self) -> dict[str, str]:
-        """What boto3 needs to talk to this endpoint instead of AWS."""
-        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
+        super().__init__(server, "s3-standin")
 
 
 if __name__ == "__main__":
