@@ -102,7 +102,7 @@ class Names:
 
     @property
     def function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function}"
+        return self.arn("lambda", f"function:{self.function}")
 
     @property
     def public_base_url(self) -> str:
