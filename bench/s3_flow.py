@@ -32,9 +32,7 @@ import os
 import shutil
 import statistics
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -122,8 +120,8 @@ def measure(ctx: Context) -> Section:
         "upload->done: wall time from the start of the boto3 upload to the source bucket until "
         "app.events.handle_s3_event returns, the event taken from moto's SQS queue or built in S3's shape "
         "(stand-in); the job record jobs/bench.json is checked to say done",
-        "S3 requests: every HTTP request the handler's client sent (botocore before-send, retries included) "
-        "plus the upload; convert s: the conversion inside the handler (the record's inspect+tile+describe+"
+        "S3 requests: the requests the job made, as its record counts them (retries not included), plus the "
+        "upload; convert s: the conversion inside the handler (the record's inspect+tile+describe+"
         "metadata), during which tiles are already being uploaded as libvips finishes them; publish s: what is "
         "left after it (the last tiles, descriptors, metadata); objects/s: objects / (convert s + publish s)",
         f"conversion alone: app.pipeline.convert(src, workdir, settings, 'bench'), TILE_SIZE={TILE_SIZE}, "
@@ -136,8 +134,8 @@ def measure(ctx: Context) -> Section:
         section.notes.append(f"UPLOAD_WORKERS=1 rows: {serial_runs} run(s) each (--serial-runs), "
                              f"the others {ctx.runs} (--runs)")
     section.notes.append("the endpoints run in threads of the benchmark process, sharing the cores with the handler; "
-                         "over plain HTTP botocore also hashes every body (SHA-256 payload signing), as it would "
-                         "not over HTTPS")
+                         "the published files go up through the AWS Common Runtime's native client "
+                         "(app/storage/native_uploads.py), the records and the fetch through boto3")
     return section
 
 
@@ -230,26 +228,22 @@ def _child_convert(args: argparse.Namespace) -> dict[str, Any]:
 def _child_flow(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
 
-    from app.storage import s3 as storage
     from config import Settings
 
     settings = Settings.from_env()
-    requests = _RequestCounter()
-    storage.client(settings.upload_workers).meta.events.register("before-send.s3.*", requests)
     uploader = boto3.client("s3")  # the user's upload: a client of its own
     sqs = boto3.client("sqs") if args.kind == "moto" else None
-    _upload_to_done(args.kind, settings, uploader, sqs, requests, _warmup_image(args.work), WARMUP_KEY, WARMUP_ID)
-    return {"runs": [_upload_to_done(args.kind, settings, uploader, sqs, requests, args.image, SOURCE_KEY, IMAGE_ID)
+    _upload_to_done(args.kind, settings, uploader, sqs, _warmup_image(args.work), WARMUP_KEY, WARMUP_ID)
+    return {"runs": [_upload_to_done(args.kind, settings, uploader, sqs, args.image, SOURCE_KEY, IMAGE_ID)
                      for _ in range(args.runs)]}
 
 
-def _upload_to_done(kind: str, settings: Any, uploader: Any, sqs: Any, requests: _RequestCounter, image: Path,
-                    key: str, image_id: str) -> dict[str, Any]:
+def _upload_to_done(kind: str, settings: Any, uploader: Any, sqs: Any, image: Path, key: str,
+                    image_id: str) -> dict[str, Any]:
     """Empty buckets, then upload ``image``, take its event, run the handler; timed from upload start to return."""
     from app import events
 
     queue_url = _fresh_buckets(kind, settings, uploader, sqs)
-    requests.reset()
     started = time.perf_counter()
     with image.open("rb") as body:
         etag = uploader.put_object(Bucket=settings.source_bucket, Key=key, Body=body, ContentType="image/jpeg")["ETag"]
@@ -267,7 +261,7 @@ def _upload_to_done(kind: str, settings: Any, uploader: Any, sqs: Any, requests:
         "seconds": round(finished - started, 3), "upload_s": round(uploaded - started, 3),
         "event_s": round(delivered - uploaded, 3), "handler_s": round(finished - delivered, 3),
         "convert_s": convert_s,
-        "s3_requests": requests.total + 1, "s3_requests_by_method": {**requests.by_method(), "upload PUT": 1},
+        "s3_requests": sum(record["cost"]["s3"][f"{tier}_requests"] for tier in ("read", "write")) + 1,
         "objects": record["objects"], "publish_s": publish_s,
         "objects_per_s": round(record["objects"] / (convert_s + publish_s), 1),
         "timings": timings, "record_cost_s3": record.get("cost", {}).get("s3"),
@@ -329,31 +323,6 @@ def _delivered(sqs: Any, queue_url: str) -> dict[str, Any]:
             if "Records" in body:
                 return body
     raise SystemExit("no S3 event arrived on the queue within 30 s")
-
-
-class _RequestCounter:
-    """A botocore ``before-send`` hook: counts every HTTP request (each retry too), by method."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-
-    def __call__(self, request: Any, **_kwargs: Any) -> None:
-        with self._lock:
-            self._counts[request.method] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
-
-    def by_method(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 def _child_main(argv: list[str]) -> int:

@@ -1,7 +1,9 @@
 """A deployment's AWS side on the embedded S3 endpoint, with the handles tests need."""
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,8 @@ from config import Settings
 
 
 class Cloud:
-    def __init__(self, settings: Settings, url: str, work_dir: Path) -> None:
-        self.settings, self.url, self.work_dir = settings, url, work_dir
+    def __init__(self, settings: Settings, endpoint: Any, work_dir: Path) -> None:
+        self.settings, self.endpoint, self.url, self.work_dir = settings, endpoint, endpoint.url, work_dir
         self.stack = LocalStack(settings)
         self.stack.provision()
         self.s3 = boto3.client("s3")
@@ -73,3 +75,25 @@ class Cloud:
         ids = [job["jobId"] for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
                for job in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]]
         return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+
+    @contextlib.contextmanager
+    def slow_down(self, count: int, bucket: str) -> Iterator[list[str]]:
+        """The endpoint answers the next ``count`` PUTs to ``bucket`` with 503 SlowDown, as S3 does under load;
+        yields the paths it refused."""
+        server = self.endpoint._server  # the werkzeug server of app.local_s3.LocalS3
+        served, refused = server.app, []
+
+        def refusing(environ: dict[str, Any], start_response: Any) -> Any:
+            if (environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].startswith(f"/{bucket}/")
+                    and len(refused) < count):
+                refused.append(environ["PATH_INFO"])
+                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                start_response("503 Slow Down", [("Content-Type", "application/xml")])
+                return [b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"]
+            return served(environ, start_response)
+
+        server.app = refusing
+        try:
+            yield refused
+        finally:
+            server.app = served

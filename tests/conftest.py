@@ -43,4 +43,4 @@ def cloud(local_s3, tmp_path, monkeypatch):
     for name, value in {"PUBLIC_BASE_URL": f"{local_s3.url}/tiler-tiles", "WORK_DIR": str(work),
                         "UPLOAD_WORKERS": "8", "BATCH_JOB_QUEUE": "", "BATCH_JOB_DEFINITION": ""}.items():
         monkeypatch.setenv(name, value)
-    return Cloud(Settings.from_env(), local_s3.url, work)
+    return Cloud(Settings.from_env(), local_s3, work)

@@ -1,10 +1,10 @@
 """Jobs against the S3 endpoint: crashes, throttling, deadlines, AWS Batch, bursts."""
 import json
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from app.errors import TransientError
 from app.events import handle_s3_event
@@ -60,7 +60,9 @@ def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud
     def crash_after_five(self, *args):
         calls.append(args)
         if len(calls) > 5:
-            raise RuntimeError("injected crash")
+            crashed = Future()
+            crashed.set_exception(RuntimeError("injected crash"))
+            return crashed
         return real_upload(self, *args)
 
     monkeypatch.setattr(s3_storage.S3Storage, "_put_file", crash_after_five)
@@ -101,32 +103,15 @@ def test_a_live_claim_is_left_alone(cloud):
 
 
 def test_slowdown_503s_are_survived(cloud):
+    """Real 503 answers from the endpoint: to tile uploads (the native uploader) and to job records (boto3)."""
     event = _one_event(cloud)
-    injected = []
-
-    def slow_down(request, **kwargs):
-        if len(injected) < 6 and request.method == "PUT" and "/tiler-tiles/" in request.url:
-            injected.append(request.url)
-            return AWSResponse(request.url, 503, {}, _Raw(b"<Error><Code>SlowDown</Code><Message>Reduce your request rate."
-                                                           b"</Message></Error>"))
-        return None
-
-    events = s3_storage.client(cloud.settings.upload_workers).meta.events
-    events.register("before-send.s3.PutObject", slow_down)
-    try:
+    with cloud.slow_down(6, "tiler-tiles") as refused_tiles, cloud.slow_down(2, "tiler-metadata") as refused_records:
         assert handle_s3_event(event)["statuses"] == ["done"]
-    finally:
-        events.unregister("before-send.s3.PutObject", slow_down)
-    assert len(injected) == 6
+    assert len(refused_tiles) == 6 and len(refused_records) == 2
     assert {"img/info.json", "img.dzi"} <= cloud.tiles()
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **kwargs):
-        yield self.body
+    for path in refused_tiles:  # each refused object landed on a retry, whole
+        bucket, key = path.lstrip("/").split("/", 1)
+        assert cloud.read(bucket, key)[:2] == b"\xff\xd8" or key.endswith((".json", ".dzi"))
 
 
 def _with_batch(cloud, monkeypatch, **env):
@@ -255,9 +240,9 @@ def test_an_image_that_breaks_mid_tiling_leaves_none_of_its_early_tiles_behind(c
     real_put, landed = s3_storage.S3Storage._put_file, []
 
     def counting_put(self, *args):
-        size = real_put(self, *args)
-        landed.append(args[2])
-        return size
+        upload = real_put(self, *args)
+        upload.add_done_callback(lambda done: done.exception() or landed.append(args[2]))
+        return upload
 
     monkeypatch.setattr(s3_storage.S3Storage, "_put_file", counting_put)
     whole = photo(2600, 2600).write_to_buffer(".jpg", Q=95)

@@ -2,8 +2,10 @@
 
 One boto3 client per process, built lazily and reused across warm
 invocations, with botocore's adaptive retry mode (so 503 SlowDown and
-throttling are retried with backoff) and a connection pool as large as the
-upload thread pool. ``AWS_ENDPOINT_URL`` is honoured by boto3 itself, so any
+throttling are retried with backoff). The published files go up through the
+AWS Common Runtime's native client instead (``native_uploads``: a fraction of
+botocore's CPU per request, with the standard retry mode), at most
+``UPLOAD_WORKERS`` at a time. ``AWS_ENDPOINT_URL`` is honoured by both, so any
 S3-compatible endpoint (the local demo's, MinIO ...) works unchanged.
 """
 from __future__ import annotations
@@ -12,18 +14,22 @@ import functools
 import json
 import logging
 import mimetypes
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
 import boto3
+from awscrt.exceptions import AwsCrtError
+from awscrt.s3 import S3ResponseError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import SourceGone, TilerError, TransientError
 from app.model import Conversion, SourceRef
+from app.storage.native_uploads import NativeUploader, Upload
 
 log = logging.getLogger(__name__)
 TILE_CACHE = "public, max-age=86400"
@@ -38,17 +44,28 @@ class PreconditionFailed(Exception):
 
 
 @functools.cache
-def client(workers: int):
-    """One client per process; its pool holds every upload thread plus a few for records and fetches."""
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=workers + 8,
-                    connect_timeout=10, read_timeout=60)
-    return boto3.client("s3", config=config)
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
 
 
 @functools.cache
-def upload_pool(workers: int) -> ThreadPoolExecutor:
-    """One bounded upload pool per process, shared by concurrent jobs, so connections never outnumber the pool."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload")
+def client(workers: int):
+    """One client per process; its pool holds every thread of ``thread_pool`` plus a few for records and fetches."""
+    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=workers + 8,
+                    connect_timeout=10, read_timeout=60)
+    return _session().client("s3", config=config)
+
+
+@functools.cache
+def uploader(workers: int) -> NativeUploader:
+    """One native uploader per process, shared by concurrent jobs: at most ``workers`` PUTs in flight."""
+    return NativeUploader(client(workers), _session().get_credentials(), workers)
+
+
+@functools.cache
+def thread_pool(workers: int) -> ThreadPoolExecutor:
+    """For many boto3 calls at once (``touch_many``); bounded, so connections never outnumber the client's pool."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3")
 
 
 class S3Storage:
@@ -108,26 +125,25 @@ class S3Storage:
             [(root / path, tiles_bucket, path, DESCRIPTOR_CACHE) for path in conversion.descriptors],
             [(Path(conversion.metadata_path), metadata_bucket, f"{conversion.image_id}.json", "no-cache")],
         ]
-        pool = upload_pool(self.workers)
         already = list(sent.values())  # the early tiles join the tiles phase
         for uploads in phases:
-            futures = already + [pool.submit(self._put_file, *upload) for upload in uploads]
+            futures = already + [self._put_file(*upload) for upload in uploads]
             already = []
             try:
                 for future in as_completed(futures):  # the whole phase lands (or fails) before the next begins
-                    counter.add(future.result())
+                    with _classified():
+                        counter.add(future.result())
             except BaseException:
                 for future in futures:
                     future.cancel()
                 raise
         return total, counter.bytes
 
-    def _put_file(self, path: Path, bucket: str, key: str, cache_control: str) -> int:
+    def _put_file(self, path: Path, bucket: str, key: str, cache_control: str) -> Upload:
+        """Start uploading ``path``; the upload's result is its size in bytes."""
         self._count("write")
-        with _classified(), path.open("rb") as body:
-            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
-                               CacheControl=cache_control)
-        return path.stat().st_size
+        return uploader(self.workers).put_file(path, bucket, key, {"Content-Type": content_type(key),
+                                                                   "Cache-Control": cache_control})
 
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> None:
         keys = list(keys)
@@ -167,8 +183,8 @@ class S3Storage:
         return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
 
     def touch_many(self, bucket: str, keys: Iterable[str]) -> None:
-        """``touch`` many objects in parallel, on the upload pool."""
-        futures = [upload_pool(self.workers).submit(self.touch, bucket, key) for key in keys]
+        """``touch`` many objects in parallel."""
+        futures = [thread_pool(self.workers).submit(self.touch, bucket, key) for key in keys]
         for future in futures:
             future.result()
 
@@ -241,36 +257,33 @@ class EarlyTiles:
     def __init__(self, storage: S3Storage, bucket: str) -> None:
         self._storage = storage
         self._bucket = bucket
-        self._uploads: dict[str, Future] = {}
+        self._uploads: dict[str, Upload] = {}
         self._lock = threading.Lock()
 
     def add(self, path: Path, keys: tuple[str, ...]) -> None:
-        pool = upload_pool(self._storage.workers)
         with self._lock:
             for key in keys:
-                self._uploads[key] = pool.submit(self._storage._put_file, path, self._bucket, key, TILE_CACHE)
+                self._uploads[key] = self._storage._put_file(path, self._bucket, key, TILE_CACHE)
 
-    def take(self) -> dict[str, Future]:
+    def take(self) -> dict[str, Upload]:
         """key -> upload, for ``publish``; from now on they are its business."""
         with self._lock:
             uploads, self._uploads = self._uploads, {}
         return uploads
 
     def discard(self) -> None:
-        """Cancel the uploads not started, wait for the others, and delete what landed (best effort)."""
-        landed = []
-        for key, upload in self.take().items():
-            if upload.cancel():
-                continue
-            try:
-                upload.result()
-                landed.append(key)
-            except Exception:  # noqa: BLE001 - a failed upload left nothing to delete
-                continue
+        """Stop the uploads, let them settle, and delete every key they were for (best effort).
+
+        All of them: a PUT stopped or failed on our side may still have landed on S3's.
+        """
+        uploads = self.take()
+        for upload in uploads.values():
+            upload.cancel()
+        wait(uploads.values())
         try:
-            self._storage.delete_keys(self._bucket, landed)
+            self._storage.delete_keys(self._bucket, uploads)
         except TilerError as error:
-            log.warning("could not delete %d early tiles of an unfinished job: %s", len(landed), error)
+            log.warning("could not delete %d early tiles of an unfinished job: %s", len(uploads), error)
 
     def __enter__(self) -> EarlyTiles:
         return self
@@ -292,7 +305,7 @@ def content_type(key: str) -> str:
 
 
 class _classified:
-    """Turn botocore failures into this project's errors: gone, lost race, or transient."""
+    """Turn botocore's and the native uploader's failures into this project's errors: gone, lost race, or transient."""
 
     def __init__(self, ref: SourceRef | None = None) -> None:
         self.ref = ref
@@ -302,17 +315,27 @@ class _classified:
 
     def __exit__(self, kind, error, _tb) -> bool:
         if isinstance(error, ClientError):
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code in _NOT_FOUND or status == "404":
-                where = f"s3://{self.ref.bucket}/{self.ref.key}" if self.ref else "object"
-                raise SourceGone(f"{where} does not exist (deleted?)") from None
-            if code in _PRECONDITION or status == "412":
-                raise PreconditionFailed(code) from None
-            raise TransientError(f"S3 {code or status}: {error}") from error
-        if isinstance(error, BotoCoreError):
+            self._answered(str(error.response.get("Error", {}).get("Code", "")),
+                           str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")), error)
+        if isinstance(error, S3ResponseError):
+            self._answered(_error_code(error.body), str(error.status_code), error)
+        if isinstance(error, (BotoCoreError, AwsCrtError)):
             raise TransientError(f"S3 unreachable: {error}") from error
         return False
+
+    def _answered(self, code: str, status: str, error: Exception) -> None:
+        if code in _NOT_FOUND or status == "404":
+            where = f"s3://{self.ref.bucket}/{self.ref.key}" if self.ref else "object"
+            raise SourceGone(f"{where} does not exist (deleted?)") from None
+        if code in _PRECONDITION or status == "412":
+            raise PreconditionFailed(code) from None
+        raise TransientError(f"S3 {code or status}: {error}") from error
+
+
+def _error_code(body: bytes | None) -> str:
+    """The ``<Code>`` of an S3 error document ("" when there is none)."""
+    match = re.search(rb"<Code>([^<]*)</Code>", body or b"")
+    return match.group(1).decode(errors="replace") if match else ""
 
 
 class _Counter:
