@@ -44,7 +44,7 @@ class Settings:
     batch_vcpus: float = _setting("BATCH_VCPUS", 4.0, "vCPUs of the Batch job definition (for the cost figures).")
     batch_memory_mb: int = _setting("BATCH_MEMORY_MB", 16384, "Memory of the Batch job definition in MB (for the cost figures).")
     aws_batch_job_id: str = _setting("AWS_BATCH_JOB_ID", "", "Set by AWS Batch inside the container; names the job's owner in records.")
-    upload_workers: int = _setting("UPLOAD_WORKERS", 32, "Parallel uploads when publishing to S3 (the connection pool is sized to match).")
+    upload_workers: int = _setting("UPLOAD_WORKERS", 32, "Uploads in flight at once when publishing to S3 (also the threads and connections for other parallel S3 calls).")
     work_dir: str = _setting("WORK_DIR", tempfile.gettempdir(), "Local scratch space for downloads and staging (Lambda: /tmp).")
     # Dynamic IIIF endpoint (/iiif/3/...)
     iiif_max_width: int = _setting("IIIF_MAX_WIDTH", 4096, "Widest image the dynamic IIIF endpoint renders, advertised as maxWidth (wider: 403; ^max upscales up to it).")

@@ -15,7 +15,7 @@ bucket until the event handler has published every object and written the
 Each is run with the default ``UPLOAD_WORKERS=32`` and with one upload at a
 time (the way the original LambdaZoom handler publishes). Every timed run
 is a child process of its own (``python bench/s3_flow.py flow|convert ...``),
-since ``app.storage.s3.client`` and the upload pool are built once per
+since ``app.storage.s3.client`` and the native uploader are built once per
 process. The child first does the same thing untimed on a small JPEG (a warm
 Lambda: imports, clients, connections, exiftool), then empties the buckets,
 uploads with boto3, takes the event, calls ``app.events.handle_s3_event``
