@@ -16,12 +16,9 @@ from typing import Any
 import pyvips
 
 from app.errors import CorruptImage, TransientError
-from app.imageserver.request import Limits
 from app.model import Conversion, ImageFacts
 from app.pipeline import iiif, manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
-from app.pipeline.derivatives import load as load_derivatives
-from app.pipeline.derivatives import render_all as render_derivatives
 from app.pipeline.inspect import open_image, vips_reason
 from app.pipeline.tiles import (
     Progress,
@@ -77,9 +74,7 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
                             settings.iiif_max_size, settings.jpeg_quality, names)
     named = []
     if settings.serving_tiff and settings.derivatives_file:
-        limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
-        named = render_derivatives(tiles_root / derivatives[0], image_id, load_derivatives(settings.derivatives_file),
-                                   limits, settings.jpeg_quality, tiles_root, set(iiif_tiles) | set(sizes))
+        named = _named_derivatives(tiles_root, derivatives[0], image_id, settings, set(iiif_tiles) | set(sizes))
         clock.lap("derivatives")
     service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
     info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
@@ -108,6 +103,17 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         palette=tuple(document["palette"]),
         named_derivatives=tuple(named),
     )
+
+
+def _named_derivatives(tiles_root: Path, serving_tiff: str, image_id: str, settings: Settings,
+                       published: set[str]) -> list[dict[str, Any]]:
+    """Render the configured named derivatives from the serving TIFF (imported here: most conversions have none)."""
+    from app.imageserver.request import Limits
+    from app.pipeline.derivatives import load, render_all
+
+    limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
+    return render_all(tiles_root / serving_tiff, image_id, load(settings.derivatives_file), limits,
+                      settings.jpeg_quality, tiles_root, published)
 
 
 def _serving_tiff(src: Path, image_id: str, facts: ImageFacts, settings: Settings, tiles_root: Path) -> str:

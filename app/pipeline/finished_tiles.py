@@ -12,13 +12,9 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
-
-try:
-    from inotify_simple import INotify, flags
-except (ImportError, OSError):  # not Linux
-    INotify = None
 
 
 class FinishedTiles:
@@ -42,9 +38,10 @@ class FinishedTiles:
             return self
         for folder in self._folders:
             folder.mkdir(parents=True, exist_ok=True)
-        notify = _inotify()
-        if notify is not None:
-            by_watch = {notify.add_watch(folder, flags.CLOSE_WRITE): folder for folder in self._folders}
+        watching = _inotify()
+        if watching is not None:
+            notify, close_write = watching
+            by_watch = {notify.add_watch(folder, close_write): folder for folder in self._folders}
             self._thread = threading.Thread(target=self._run, args=(notify, by_watch), name="finished-tiles",
                                             daemon=True)
             self._thread.start()
@@ -75,11 +72,18 @@ class FinishedTiles:
             self._error = error
 
 
-def _inotify():
-    if INotify is None:
+def _inotify() -> tuple[Any, int] | None:
+    """An inotify instance and the flag for "closed after writing", or None where there is no inotify.
+
+    Imported here, not at the top: only callers that publish early need it, and the CLI starts faster without.
+    """
+    try:
+        from inotify_simple import INotify, flags
+    except (ImportError, OSError):  # not Linux
         return None
     try:
-        return INotify()
+        notify = INotify()
     except OSError as error:  # out of inotify instances, or forbidden
         log.info("no inotify (%s): tiles are published after tiling", error)
         return None
+    return notify, flags.CLOSE_WRITE
