@@ -8,13 +8,13 @@ CPU each, with the standard retry mode (exponential backoff with full jitter:
 boto3's own CRT transfers and the AWS CLI use.
 
 boto3 still makes every other call, and tells this client all it needs: where
-a bucket is (virtual-hosted or path style, ``AWS_ENDPOINT_URL``), the region,
-the credentials, and whether to send checksums.
+a bucket is (its endpoint rules, ``AWS_ENDPOINT_URL``), the region, the
+credentials, and whether to send checksums.
 """
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from awscrt.s3 import (
     S3RetryConfig,
     S3RetryMode,
 )
+from botocore.awsrequest import AWSResponse
 from s3transfer.crt import BotocoreCRTCredentialsWrapper
 
 
@@ -56,18 +57,22 @@ class Upload(Future):
 class NativeUploader:
     """``put_file`` returns at once; at most ``connections`` requests are in flight, the rest wait their turn."""
 
-    def __init__(self, s3: Any, credentials: Any, connections: int) -> None:
-        self._s3 = s3
-        https = urlsplit(s3.meta.endpoint_url).scheme == "https"
+    def __init__(self, session: Any, config: Any, connections: int) -> None:
+        """``session`` and ``config`` are those of the process's boto3 client, so both resolve alike."""
+        self._probe = session.client("s3", config=config)  # never sends anything: see _where
+        self._probe.meta.events.register("before-send.s3.PutObject", self._not_sent)
+        self._probed: list[str] = []
+        meta = self._probe.meta
         self._client = S3Client(
-            region=s3.meta.region_name,
-            tls_mode=S3RequestTlsMode.ENABLED if https else S3RequestTlsMode.DISABLED,
-            credential_provider=BotocoreCRTCredentialsWrapper(credentials).to_crt_credentials_provider(),
+            region=meta.region_name,
+            tls_mode=S3RequestTlsMode.ENABLED if urlsplit(meta.endpoint_url).scheme == "https"
+            else S3RequestTlsMode.DISABLED,
+            credential_provider=BotocoreCRTCredentialsWrapper(session.get_credentials()).to_crt_credentials_provider(),
             max_active_connections_override=connections,
             retry_config=S3RetryConfig(retry_mode=S3RetryMode.STANDARD),
         )
         # As botocore does by default (AWS_REQUEST_CHECKSUM_CALCULATION=when_required turns both off).
-        when_required = getattr(s3.meta.config, "request_checksum_calculation", None) == "when_required"
+        when_required = getattr(meta.config, "request_checksum_calculation", None) == "when_required"
         self._checksum = None if when_required else S3ChecksumConfig(algorithm=S3ChecksumAlgorithm.CRC32,
                                                                     location=S3ChecksumLocation.HEADER)
         self._buckets: dict[str, tuple[str, str]] = {}
@@ -99,13 +104,22 @@ class NativeUploader:
         return upload
 
     def _where(self, bucket: str) -> tuple[str, str]:
-        """(Host header, path prefix) of a bucket's objects, as botocore's endpoint rules resolve them."""
+        """(Host header, path prefix) of a bucket's objects: where botocore's endpoint rules send a PutObject
+        (regional host or not, virtual-hosted or path style, ``AWS_ENDPOINT_URL``). Presigned URLs would not
+        do: they name the global endpoint."""
         with self._lock:
-            known = self._buckets.get(bucket)
-        if known is None:
-            url = urlsplit(self._s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "k"},
-                                                           ExpiresIn=60))
-            known = (url.netloc, url.path[:-1])  # the path ends with the key: "/k" or "/bucket/k"
-            with self._lock:
-                self._buckets[bucket] = known
-        return known
+            if bucket not in self._buckets:
+                self._probe.put_object(Bucket=bucket, Key="k", Body=b"")  # _not_sent notes its URL
+                url = urlsplit(self._probed.pop())
+                self._buckets[bucket] = (url.netloc, url.path[:-1])  # the path ends with the key: "/k", "/bucket/k"
+            return self._buckets[bucket]
+
+    def _not_sent(self, request: Any, **_: Any) -> AWSResponse:
+        """The probe client's answer to its own requests, instead of sending them."""
+        self._probed.append(request.url)
+        return AWSResponse(request.url, 200, {}, _NoBody())
+
+
+class _NoBody:
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield b""

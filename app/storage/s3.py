@@ -48,18 +48,22 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+def _config(workers: int) -> Config:
+    """The client's pool holds every thread of ``thread_pool`` plus a few for records and fetches."""
+    return Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=workers + 8,
+                  connect_timeout=10, read_timeout=60)
+
+
 @functools.cache
 def client(workers: int):
-    """One client per process; its pool holds every thread of ``thread_pool`` plus a few for records and fetches."""
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=workers + 8,
-                    connect_timeout=10, read_timeout=60)
-    return _session().client("s3", config=config)
+    """One client per process."""
+    return _session().client("s3", config=_config(workers))
 
 
 @functools.cache
 def uploader(workers: int) -> NativeUploader:
     """One native uploader per process, shared by concurrent jobs: at most ``workers`` PUTs in flight."""
-    return NativeUploader(client(workers), _session().get_credentials(), workers)
+    return NativeUploader(_session(), _config(workers), workers)
 
 
 @functools.cache

@@ -41,3 +41,18 @@ def test_cancel_stops_an_upload_and_it_fails_instead_of_counting_as_cancelled(cl
     with pytest.raises(Exception, match="(?i)cancel"):
         upload.result(timeout=60)
     assert not upload.cancelled()
+
+
+def test_objects_go_where_botocore_would_send_them(monkeypatch):
+    """The regional virtual-hosted endpoint (a presigned URL would name the global one), path style where the
+    bucket name cannot be a TLS host name; nothing is sent to find out."""
+    import boto3
+    from botocore.config import Config
+
+    from app.storage.native_uploads import NativeUploader
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    uploader = NativeUploader(boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b",
+                                                    region_name="eu-west-1"), Config(), 4)
+    assert uploader._where("tiler-tiles") == ("tiler-tiles.s3.eu-west-1.amazonaws.com", "/")
+    assert uploader._where("my.tiles") == ("s3.eu-west-1.amazonaws.com", "/my.tiles/")
