@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,7 +104,12 @@ def release(store: S3Storage, bucket: str, image_id: str, etag: str) -> None:
 
 
 class Journal:
-    """Writes one job's record as it moves. Only the claim holder has a Journal."""
+    """Writes one job's record as it moves. Only the claim holder has a Journal.
+
+    Progress (phases, heartbeats) is written in the background: a job never waits
+    a round trip for it. ``save`` writes at once, after whatever is still on its
+    way, so the record's writes land in order and the last one says how it ended.
+    """
 
     HEARTBEAT_SECONDS = 5.0
 
@@ -119,14 +125,51 @@ class Journal:
         self._writing = threading.Lock()  # keeps writes in order
         self._last_write = 0.0
         self._indexed_as = indexed_as  # the status the index lists this id under (an earlier run's)
+        self._behind: Future | None = None  # the last background write
 
     def save(self, **changes: Any) -> dict[str, Any]:
+        """Apply ``changes`` and write the record now; returns what was written."""
+        behind = self._behind
+        if behind is not None:
+            behind.result()  # never raises: see _write_quietly
+        with self._state:
+            self.record.update(changes)
+            if changes.get("status") in Status.FINAL:
+                self.record["finished_at"] = now_iso()
+        return self._write()
+
+    def phase(self, name: str, done: int = 0, total: int = 0) -> None:
+        """The job enters a phase: recorded in the background."""
+        self._write_soon(progress={"phase": name, "done": done, "total": total})
+
+    def progress(self, done: int, total: int) -> None:
+        """Record progress at most every few seconds, in the background (it is also the heartbeat that keeps the
+        claim alive). The end of a phase is not written here: the next phase, or the final save, says it anyway.
+        """
+        with self._state:
+            self.record["progress"] = {**self.record["progress"], "done": done, "total": total}
+            due = time.monotonic() - self._last_write >= self.HEARTBEAT_SECONDS
+            if due:
+                self._last_write = time.monotonic()  # one heartbeat, whichever thread noticed first
+        if due:
+            self._write_soon()
+
+    def _write_soon(self, **changes: Any) -> None:
+        with self._state:
+            self.record.update(changes)  # now, so a later change is never undone by this write landing late
+            self._behind = _background_writes.submit(self._write_quietly)
+
+    def _write_quietly(self) -> None:
+        try:
+            self._write()
+        except Exception as error:  # noqa: BLE001 - progress is advisory; the job's own save reports S3 trouble
+            log.warning("could not record the progress of %s: %s", self.record["id"], error)
+
+    def _write(self) -> dict[str, Any]:
+        """Write the record as it is now (and move its index entry when its status changed)."""
         with self._writing:
             with self._state:
-                self.record.update(changes)
                 self.record["updated_at"] = now_iso()
-                if changes.get("status") in Status.FINAL:
-                    self.record["finished_at"] = self.record["updated_at"]
                 self._last_write = time.monotonic()
                 snapshot = json.loads(json.dumps(self.record, default=str))
             self.store.put_json(self.bucket, record_key(snapshot["id"]), snapshot)
@@ -141,18 +184,5 @@ class Journal:
             self.store.delete(self.bucket, index_key(self._indexed_as, image_id))
         self._indexed_as = status
 
-    def phase(self, name: str, done: int = 0, total: int = 0) -> None:
-        self.save(progress={"phase": name, "done": done, "total": total})
 
-    def progress(self, done: int, total: int) -> None:
-        """Record progress at most every few seconds (it is also the heartbeat that keeps the claim alive).
-
-        The end of a phase is not written here: the next phase, or the final save, says it anyway.
-        """
-        with self._state:
-            self.record["progress"] = {**self.record["progress"], "done": done, "total": total}
-            due = time.monotonic() - self._last_write >= self.HEARTBEAT_SECONDS
-            if due:
-                self._last_write = time.monotonic()  # one heartbeat, whichever thread noticed first
-        if due:
-            self.save()
+_background_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")  # in order, for every job
