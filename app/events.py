@@ -77,6 +77,9 @@ def sources_in(event: dict[str, Any], settings: Settings) -> tuple[list[SourceRe
         elif _OUTPUT_KEY.search(key) or key.endswith("/"):
             log.warning("ignored s3://%s/%s: an output or folder key, never a source", bucket, key)
             ignored += 1
+        elif key.lower().endswith(".csv"):
+            log.info("ignored s3://%s/%s: a collection's item list, not an image", bucket, key)
+            ignored += 1
         elif bucket != settings.source_bucket:
             raise UnroutableRecord(f"s3://{bucket}/{key}: events must come from SOURCE_BUCKET {settings.source_bucket!r}")
         else:

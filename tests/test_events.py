@@ -114,6 +114,14 @@ def test_a_deleted_object_ends_as_gone_without_retry(cloud):
     assert record["status"] == "gone" and "does not exist" in record["error"]
 
 
+def test_a_collections_csv_item_list_is_left_alone(cloud):
+    """Collections keep their CSV in the source bucket: it is no image, and no failed record of one."""
+    cloud.s3.put_object(Bucket="tiler-source", Key="Ms2016_012/Items.CSV", Body=b"file,title\nscan_001.jpg,Letter\n")
+    (event,) = cloud.events()
+    assert handle_s3_event(event) == {"handled": 0, "ignored": 1, "statuses": []}
+    assert cloud.record("Ms2016_012/Items") is None and cloud.keys("tiler-metadata") == set()
+
+
 def test_bad_input_is_failed_with_its_reason_and_not_retried(cloud):
     cloud.upload("notes.jpg", b"this is not an image")
     (event,) = cloud.events()
