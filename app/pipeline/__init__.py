@@ -55,23 +55,26 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     # only a caller reading this folder as it is (the CLI) needs the IIIF tree of hard links.
     linked = on_tile is None
     names = iiif_names(image_id, facts.width, facts.height, settings.tile_size)
-    with ThreadPoolExecutor(max_workers=1) as side:  # beside libvips: IIIF folders while it tiles, then the palette
+    # Beside libvips, in order: the IIIF folders while it tiles, then the hard links while it writes the sizes,
+    # then the palette.
+    with ThreadPoolExecutor(max_workers=1) as side:
         folders_made = side.submit(make_iiif_folders, tiles_root, image_id, names) if linked else None
         dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
                                   settings.jpeg_quality, on_progress,
                                   with_names(tiles_root, names, on_tile) if on_tile else None)
         if folders_made:
             folders_made.result()
+        links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
         clock.lap("tile")
         derivatives = [_serving_tiff(src, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
         if derivatives:
             clock.lap("serving_tiff")
-        if linked:
-            link_iiif_tiles(tiles_root, names)
         iiif_tiles = list(names.values())
         sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
                             settings.iiif_max_size, settings.jpeg_quality, names)
+        if links_made:
+            links_made.result()
     named = []
     if settings.serving_tiff and settings.derivatives_file:
         named = _named_derivatives(tiles_root, derivatives[0], image_id, settings, set(iiif_tiles) | set(sizes))

@@ -2,7 +2,8 @@
 
 A conversion is staged in a hidden folder inside the tiles folder (same file
 system), then published by renaming whole folders: the Deep Zoom tile
-folder, then each IIIF region folder, then the descriptors, then the metadata.
+folder, then the IIIF folder (region by region when an earlier conversion of
+the id is there), then the descriptors, then the metadata.
 Renames make publishing cheap and leave no orphans from an earlier, larger
 conversion of the same id. The staging folder is removed whatever happens.
 """
@@ -44,17 +45,24 @@ class LocalStorage:
         for derivative in conversion.derivatives:
             _move_file(root / derivative, self.tiles_dir / derivative)
         staged, target = root / image_id, self.tiles_dir / image_id
-        target.mkdir(parents=True, exist_ok=True)
-        regions = {entry.name for entry in staged.iterdir() if entry.is_dir()}
-        for name in sorted(regions):
-            _replace(staged / name, target / name, trash)
-        for old in target.iterdir():  # regions an earlier conversion of this id had and this one has not
-            if old.is_dir() and _IIIF_REGION.match(old.name) and old.name not in regions:
-                _replace(None, old, trash)
-        for descriptor in conversion.descriptors:  # info.json and the .dzi; sizes moved with their region
+        if target.exists():
+            _replace_regions(staged, target, trash)
+        else:  # a first conversion of this id: the whole IIIF folder, descriptors and all, in one rename
+            _replace(staged, target, trash)
+        for descriptor in conversion.descriptors:  # what is still staged: the .dzi, or info.json and the manifest
             if (root / descriptor).exists():
                 _move_file(root / descriptor, self.tiles_dir / descriptor)
         _move_file(Path(conversion.metadata_path), self.metadata_dir / f"{image_id}.json")
+
+
+def _replace_regions(staged: Path, target: Path, trash: Path) -> None:
+    """Replace an earlier conversion's IIIF folder region by region: ids nest ("box-3" holds "box-3/letter-7")."""
+    regions = {entry.name for entry in staged.iterdir() if entry.is_dir()}
+    for name in sorted(regions):
+        _replace(staged / name, target / name, trash)
+    for old in target.iterdir():  # regions an earlier conversion of this id had and this one has not
+        if old.is_dir() and _IIIF_REGION.match(old.name) and old.name not in regions:
+            _replace(None, old, trash)
 
 
 def _replace(source: Path | None, target: Path, trash: Path) -> None:

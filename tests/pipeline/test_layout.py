@@ -83,6 +83,22 @@ def test_reconverting_a_smaller_image_leaves_no_orphan_tiles(tmp_path, settings)
     assert published == {p for p in (*conversion.tiles, *conversion.descriptors) if p.endswith(".jpg")}
 
 
+def test_nested_ids_publish_side_by_side_in_either_order(tmp_path, settings):
+    """An id may be another's folder ("box-3" and "box-3/letter-7"): neither publish may remove the other."""
+    sources = {"box-3": photo(900, 600), "box-3/letter-7": photo(700, 500)}
+    for run, order in enumerate((list(sources), list(reversed(sources)))):
+        root = tmp_path / str(run)
+        root.mkdir()
+        expected = set()
+        for image_id in order:
+            src = root / f"{image_id.replace('/', '-')}.jpg"
+            sources[image_id].jpegsave(str(src))
+            conversion = convert_local(src, root / "out", settings, image_id)
+            expected |= {*conversion.tiles, *conversion.descriptors, *conversion.derivatives}
+        tiles = root / "out" / "tiles"
+        assert {str(p.relative_to(tiles)) for p in tiles.rglob("*") if p.is_file()} == expected
+
+
 def test_jpeg_quality_reaches_the_tile_encoder(tmp_path, settings):
     sizes = {}
     for quality in (40, 95):
