@@ -1,9 +1,13 @@
 """Regenerate the README's settings table from config.py (a test fails when they differ)."""
+import sys
 from pathlib import Path
 
-from app.__main__ import settings_table
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere, as the README test's message says
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from app.__main__ import settings_table  # noqa: E402
+
+README = ROOT / "README.md"
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 
 text = README.read_text()

@@ -46,7 +46,8 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     clock = _Clock()
     source_name = source_name or src.name
     image, facts = open_image(src, settings.allowed_formats, settings.max_pixels)
-    manifest.warm_up()
+    if settings.iiif_manifests:
+        manifest.warm_up()
     clock.lap("inspect")
     tiles_root = out_dir / "tiles"
     embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling
@@ -88,9 +89,12 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     document = _metadata_document(image_id, source_name, facts, tags, partial, image)
     document["palette"] = colours.result()
     _write_json(metadata_path, document)
-    thumbnail = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
-    _write_json(tiles_root / image_id / "manifest.json",
-                manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail))
+    manifest_path = None
+    if settings.iiif_manifests:
+        manifest_path = f"{image_id}/manifest.json"
+        thumbnail = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
+        _write_json(tiles_root / manifest_path,
+                    manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail))
     clock.lap("metadata")
     return Conversion(
         image_id=image_id,
@@ -98,13 +102,14 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         tiles_root=str(tiles_root),
         tiles=tuple(dz_tiles + iiif_tiles),
         descriptors=tuple(sizes + [d["path"] for d in named if d.get("new")]
-                          + [f"{image_id}/info.json", f"{image_id}.dzi", f"{image_id}/manifest.json"]),
+                          + [f"{image_id}/info.json", f"{image_id}.dzi"] + ([manifest_path] if manifest_path else [])),
         metadata_path=str(metadata_path),
         timings=clock.laps,
         metadata_partial=partial,
         derivatives=tuple(derivatives),
         palette=tuple(document["palette"]),
         named_derivatives=tuple(named),
+        manifest=manifest_path,
     )
 
 

@@ -10,8 +10,9 @@ from config import Settings
 
 def urls(record: dict[str, Any], settings: Settings) -> dict[str, str]:
     base, image_id = settings.public_base_url.rstrip("/"), record["id"]
-    found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json",
-             "manifest": f"{base}/{image_id}/manifest.json"}
+    found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json"}
+    if record.get("manifest", True):  # False: converted with IIIF_MANIFESTS off
+        found["manifest"] = f"{base}/{image_id}/manifest.json"
     if record.get("thumbnail"):
         found["thumbnail"] = f"{base}/{image_id}/{record['thumbnail']}"
     return found

@@ -1,5 +1,9 @@
 """IIIF Presentation 3 manifests: valid against the official schema, labelled from the embedded metadata."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -7,6 +11,7 @@ import pytest
 from tests.helpers import SHARED, convert_local, exiftool_write, photo
 
 SCHEMA = SHARED / "iiif-presentation-schema" / "iiif_3_0.json"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +70,21 @@ def test_a_licence_that_is_not_a_rights_uri_stays_out_of_rights(tmp_path, settin
     manifest = _manifest(tmp_path, settings, "-XMP-xmpRights:UsageTerms=Ask the archive first")
     _assert_valid(validator, manifest)
     assert "rights" not in manifest
+
+
+def test_manifests_off_writes_no_manifest_and_never_imports_iiif_prezi3(tmp_path):
+    """IIIF_MANIFESTS=false: the layouts and metadata as always, no manifest, and none of iiif-prezi3's import cost."""
+    src = tmp_path / "harbour.jpg"
+    photo(1500, 1000).jpegsave(str(src))
+    script = ("import sys; from pathlib import Path; from app.pipeline import convert; from config import Settings; "
+              "conversion = convert(Path(sys.argv[1]), Path(sys.argv[2]), Settings.from_env(), 'harbour'); "
+              "print(conversion.manifest, 'iiif_prezi3' in sys.modules, *conversion.descriptors)")
+    done = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "out")], cwd=ROOT, check=True,
+                          env={**os.environ, "IIIF_MANIFESTS": "false", "SERVING_TIFF": "false"},
+                          capture_output=True, text=True, timeout=120)
+    manifest, imported, *descriptors = done.stdout.split()
+    assert (manifest, imported) == ("None", "False")
+    assert "harbour/info.json" in descriptors and not any(d.endswith("manifest.json") for d in descriptors)
+    assert not (tmp_path / "out" / "tiles" / "harbour" / "manifest.json").exists()
+    assert (tmp_path / "out" / "tiles" / "harbour" / "info.json").exists()
+    assert (tmp_path / "out" / "metadata" / "harbour.json").exists()

@@ -72,9 +72,18 @@ def test_image_page_has_viewer_urls_metadata_and_embed_snippet(cloud, client, tm
     assert "TestCam" in page and "&lt;script&gt;alert(" in page and "<script>alert(" not in page
     assert page.count('class="swatch"') >= 1  # the dominant colours
     assert "OpenSeadragon({ id: &#34;zoom&#34;" in page  # the snippet is shown, not run
+    assert f"{cloud.url}/tiler-tiles/tagged/manifest.json" in page and "Open in Mirador" in page
     download = client.get("/images/tagged/metadata.json")
     assert download.headers["Content-Disposition"].startswith("attachment")
     assert download.get_json()["exiftool"]["EXIF:Make"] == "TestCam"
+
+
+def test_image_page_offers_no_manifest_for_an_image_converted_without_one(cloud, client, monkeypatch):
+    monkeypatch.setenv("IIIF_MANIFESTS", "false")
+    _convert(cloud, "plain.jpg")
+    page = client.get("/images/plain").get_data(as_text=True)
+    assert 'data-dzi="' in page and "manifest.json" not in page and "Open in Mirador" not in page
+    assert "manifest" not in client.get("/api/images/plain").get_json()["urls"]
 
 
 def test_api_reports_records_with_urls_and_costs(cloud, client):
