@@ -1,7 +1,8 @@
 """Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif] [--keep] [--json PATH]``.
 
 Answers four questions with numbers: how much slower than bare libvips dzsave
-is our full conversion (target: at most 1.3x), does a 430 MP image convert in
+is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
+with the per-image manifest), does a 430 MP image convert in
 under 512 MB of memory (i.e. does it really stream), how long from an
 upload to S3 until the image is published (target: within 2x of the
 conversion alone with 25 ms per S3 request), and how fast does the dynamic
