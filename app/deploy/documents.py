@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from app.deploy.stage import Names
 JOB_DEFINITION_TEMPLATE = Path(__file__).resolve().parents[2] / "batch_fallback" / "jobdefinition.json"
 BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when no group is named
 LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
+# The settings that shape what a conversion writes: a Batch job must convert exactly as the function does, so
+# those the stage sets are copied into the job definition (the rest have the same defaults on both sides).
+CONVERSION_SETTINGS = ("PUBLIC_BASE_URL", "TILE_SIZE", "JPEG_QUALITY", "MAX_PIXELS", "IIIF_MAX_SIZE",
+                       "ALLOWED_FORMATS", "FLATTEN_BACKGROUND", "SERVING_TIFF", "IIIF_MANIFESTS", "DERIVATIVES_FILE")
 
 TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
                              "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}
@@ -82,8 +87,9 @@ def repository_lifecycle() -> dict[str, Any]:
                        "action": {"type": "expire"}}]}
 
 
-def job_definition(names: Names, tags: dict[str, str], template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, Any]:
-    """batch_fallback/jobdefinition.json with this stage's name, image, roles and buckets filled in.
+def job_definition(names: Names, tags: dict[str, str], stage_environment: Mapping[str, str],
+                   template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, Any]:
+    """batch_fallback/jobdefinition.json with this stage's name, image, roles, buckets and conversion settings.
 
     The ``tiler:spec`` tag is a digest of everything else: a new revision is
     registered only when the digest changes, which is what makes re-runs no-ops.
@@ -95,12 +101,20 @@ def job_definition(names: Names, tags: dict[str, str], template: Path = JOB_DEFI
     container["jobRoleArn"] = names.role_arn(names.job_role)
     container["executionRoleArn"] = names.role_arn(names.execution_role)
     values = {"SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
-              "METADATA_BUCKET": names.metadata_bucket, "PUBLIC_BASE_URL": names.public_base_url}
+              "METADATA_BUCKET": names.metadata_bucket, "PUBLIC_BASE_URL": names.public_base_url,
+              **conversion_settings(stage_environment)}
+    listed = [v["name"] for v in container.get("environment", [])]
     container["environment"] = [{"name": v["name"], "value": values.get(v["name"], v["value"])}
                                 for v in container.get("environment", [])]
+    container["environment"] += [{"name": name, "value": values[name]} for name in values if name not in listed]
     spec["tags"] = {**spec.get("tags", {}), **tags}
     spec["tags"]["tiler:spec"] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return spec
+
+
+def conversion_settings(environment: Mapping[str, str]) -> dict[str, str]:
+    """The CONVERSION_SETTINGS that ``environment`` sets."""
+    return {name: environment[name] for name in CONVERSION_SETTINGS if name in environment}
 
 
 def job_resources(spec: dict[str, Any]) -> dict[str, str]:

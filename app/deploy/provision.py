@@ -60,10 +60,10 @@ def provision(stage: Stage, options: Options, aws: Aws | None = None,
         aws, names.compute_environment, ensure_batch_service_role(aws), options.max_vcpus, options.network, tags)
     step(environment)
     step(ensure_job_queue(aws, names.job_queue, environment_arn, tags))
-    spec = documents.job_definition(names, tags)
+    public_url = options.public_base_url or kept.get("PUBLIC_BASE_URL") or names.public_base_url
+    spec = documents.job_definition(names, tags, {**stage.environment, "PUBLIC_BASE_URL": public_url})
     step(ensure_job_definition(aws, spec))
 
-    public_url = options.public_base_url or kept.get("PUBLIC_BASE_URL") or names.public_base_url
     values = stage_values(stage, names, spec, public_url)
     wrote = write_stage(stage, values, drop=("extra_permissions",))
     out(f"{'updated' if wrote else 'unchanged':<9} stage {stage.name} in {stage.path}: "

@@ -25,7 +25,7 @@ def failing(checks):
 def test_a_healthy_stage_passes_every_check(deployed):
     checks = deployed.doctor()
     assert failing(checks) == set(), "\n".join(deployed.output)
-    assert len(checks) == 17 and deployed.output[-1] == "All 17 checks passed."
+    assert len(checks) == 18 and deployed.output[-1] == "All 18 checks passed."
     assert "exiftool" in checks["exiftool in the function"].detail
     assert "no key filter" in checks["source notification"].detail
 
@@ -47,7 +47,7 @@ def test_a_broken_deployment_is_flagged_line_by_line(deployed):
     assert "DISABLED" in checks["batch queue"].detail and "--state ENABLED" in checks["batch queue"].fix
     lines = [line for line in deployed.output if line.startswith("FAIL")]
     assert len(lines) == 3 and all("FIX: " in line for line in lines)
-    assert deployed.output[-1] == "14 of 17 checks passed."
+    assert deployed.output[-1] == "15 of 18 checks passed."
 
 
 def test_the_exit_status_is_non_zero_when_a_check_fails(deployed, capsys):
@@ -159,3 +159,16 @@ def test_an_unprovisioned_stage_is_told_to_provision(deployment):
     assert checks["stage settings"].fix.startswith("python -m app provision dev")
     assert checks["tiles CORS"].status == "FAIL" and "does not exist" in checks["tiles CORS"].detail
     assert not [name for name, check in checks.items() if check.passed and name != "no self-trigger"]
+
+
+def test_a_job_definition_behind_the_stage_settings_fails(deployed):
+    """As after changing TILE_SIZE in the stage and `zappa update` without provisioning: Batch would tile differently."""
+    settings = json.loads(deployed.settings_file.read_text())
+    settings["dev"]["environment_variables"]["TILE_SIZE"] = "256"
+    deployed.settings_file.write_text(json.dumps(settings))
+    checks = deployed.doctor()
+    assert "batch settings" in failing(checks)
+    assert "TILE_SIZE=256 in the stage, (default) in the job" in checks["batch settings"].detail
+    assert checks["batch settings"].fix == "python -m app provision dev"
+    deployed.provision()
+    assert deployed.doctor()["batch settings"].passed

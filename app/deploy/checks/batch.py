@@ -5,6 +5,7 @@ from botocore.exceptions import ClientError
 
 from app.deploy.aws import error_code
 from app.deploy.checks import Check, Context, fail, ok, unknown
+from app.deploy.documents import CONVERSION_SETTINGS, conversion_settings
 
 
 def job_queue(ctx: Context) -> Check:
@@ -44,6 +45,22 @@ def job_definition(ctx: Context) -> Check:
     return ok(f"{ctx.names.job_definition}:{latest['revision']} runs {latest['containerProperties']['image']}")
 
 
+def job_settings(ctx: Context) -> Check:
+    """Big images convert as the function converts the rest: same tile size, quality, outputs."""
+    latest = _latest_definition(ctx)
+    if latest is None:
+        return unknown("no job definition to compare", f"python -m app provision {ctx.stage.name}")
+    job = {e["name"]: e["value"] for e in latest["containerProperties"].get("environment", [])}
+    stage = conversion_settings(ctx.stage.environment)
+    differing = [f"{name}={stage.get(name, '(default)')} in the stage, {job.get(name, '(default)')} in the job"
+                 for name in CONVERSION_SETTINGS if stage.get(name) != job.get(name)]
+    if differing:
+        return fail("Batch would convert big images differently: " + "; ".join(differing),
+                    f"python -m app provision {ctx.stage.name}")
+    return ok("the job converts with the stage's settings"
+              + (f" ({', '.join(f'{k}={v}' for k, v in stage.items())})" if stage else " (all defaults)"))
+
+
 def image_pushed(ctx: Context) -> Check:
     latest = _latest_definition(ctx)
     if latest is None:
@@ -62,4 +79,5 @@ def image_pushed(ctx: Context) -> Check:
     return ok(f"{image} is in ECR")
 
 
-CHECKS = {"batch queue": job_queue, "batch job definition": job_definition, "batch image": image_pushed}
+CHECKS = {"batch queue": job_queue, "batch job definition": job_definition, "batch settings": job_settings,
+          "batch image": image_pushed}
