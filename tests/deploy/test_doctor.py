@@ -162,7 +162,7 @@ def test_an_unprovisioned_stage_is_told_to_provision(deployment):
 
 
 def test_a_job_definition_behind_the_stage_settings_fails(deployed):
-    """As after changing TILE_SIZE in the stage and `zappa update` without provisioning: Batch would tile differently."""
+    """As after changing TILE_SIZE in the stage and `zappa update` without provisioning again."""
     settings = json.loads(deployed.settings_file.read_text())
     settings["dev"]["environment_variables"]["TILE_SIZE"] = "256"
     deployed.settings_file.write_text(json.dumps(settings))
