@@ -142,7 +142,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
     facts = conversion.facts
     return journal.save(status=Status.DONE, error=None, timings=timings, facts=facts.to_dict(),
                         tile_size=settings.tile_size, objects=objects, metadata_partial=conversion.metadata_partial,
-                        thumbnail=_thumbnail(facts, settings), manifest=conversion.manifest is not None,
+                        thumbnail=_thumbnail(facts, settings), manifest=settings.iiif_manifests,
                         progress={"phase": "done", "done": objects, "total": objects},
                         derivatives=list(conversion.derivatives), palette=list(conversion.palette),
                         named_derivatives=[{**d, "uri": f"{settings.public_base_url.rstrip('/')}/{d['path']}"}

@@ -48,7 +48,6 @@ class Conversion:
     derivatives: tuple[str, ...] = ()  # e.g. the serving TIFF, published with the tiles
     palette: tuple[dict[str, Any], ...] = ()
     named_derivatives: tuple[dict[str, Any], ...] = ()  # DERIVATIVES_FILE's sets: name, path, width, height
-    manifest: str | None = None  # ID/manifest.json (also among the descriptors), unless IIIF_MANIFESTS is off
 
 
 @dataclass(frozen=True)

@@ -103,10 +103,8 @@ def job_definition(names: Names, tags: dict[str, str], stage_environment: Mappin
     values = {"SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
               "METADATA_BUCKET": names.metadata_bucket, "PUBLIC_BASE_URL": names.public_base_url,
               **conversion_settings(stage_environment)}
-    listed = [v["name"] for v in container.get("environment", [])]
-    container["environment"] = [{"name": v["name"], "value": values.get(v["name"], v["value"])}
-                                for v in container.get("environment", [])]
-    container["environment"] += [{"name": name, "value": values[name]} for name in values if name not in listed]
+    template_values = {v["name"]: v["value"] for v in container.get("environment", [])}
+    container["environment"] = [{"name": name, "value": value} for name, value in {**template_values, **values}.items()]
     spec["tags"] = {**spec.get("tags", {}), **tags}
     spec["tags"]["tiler:spec"] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return spec

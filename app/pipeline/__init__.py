@@ -109,7 +109,6 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         derivatives=tuple(derivatives),
         palette=tuple(document["palette"]),
         named_derivatives=tuple(named),
-        manifest=manifest_path,
     )
 
 

@@ -56,7 +56,8 @@ def unknown(detail: str, fix: str = "") -> Check:
 
 @dataclass
 class Context:
-    """What every check may look at; the function and its diagnostic report are fetched once, when first needed."""
+    """What every check may look at; the function, the job definition and the diagnostic report are fetched
+    once, when first needed."""
     stage: Stage
     names: Names
     aws: Aws
@@ -74,6 +75,14 @@ class Context:
             if error_code(error) == "ResourceNotFoundException":
                 return None
             raise
+
+    @functools.cached_property
+    def job_definition(self) -> dict[str, Any] | None:
+        """The newest ACTIVE revision of the stage's Batch job definition, or None."""
+        name = self.names.job_definition
+        active = self.aws.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
+            "jobDefinitions"] if name else []
+        return max(active, key=lambda d: d["revision"]) if active else None
 
     @functools.cached_property
     def report(self) -> tuple[dict[str, Any] | None, str]:

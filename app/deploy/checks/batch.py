@@ -29,16 +29,8 @@ def job_queue(ctx: Context) -> Check:
     return ok(f"{queue} is ENABLED and VALID, on {', '.join(e['computeEnvironmentName'] for e in environments)}")
 
 
-def _latest_definition(ctx: Context) -> dict | None:
-    """The newest ACTIVE revision of the stage's job definition, or None."""
-    definition = ctx.names.job_definition
-    active = ctx.aws.batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")[
-        "jobDefinitions"] if definition else []
-    return max(active, key=lambda d: d["revision"]) if active else None
-
-
 def job_definition(ctx: Context) -> Check:
-    latest = _latest_definition(ctx)
+    latest = ctx.job_definition
     if latest is None:
         return fail(f"no ACTIVE revision of {ctx.names.job_definition or '(BATCH_JOB_DEFINITION unset)'}",
                     f"python -m app provision {ctx.stage.name}")
@@ -47,7 +39,7 @@ def job_definition(ctx: Context) -> Check:
 
 def job_settings(ctx: Context) -> Check:
     """Big images convert as the function converts the rest: same tile size, quality, outputs."""
-    latest = _latest_definition(ctx)
+    latest = ctx.job_definition
     if latest is None:
         return unknown("no job definition to compare", f"python -m app provision {ctx.stage.name}")
     job = {e["name"]: e["value"] for e in latest["containerProperties"].get("environment", [])}
@@ -62,7 +54,7 @@ def job_settings(ctx: Context) -> Check:
 
 
 def image_pushed(ctx: Context) -> Check:
-    latest = _latest_definition(ctx)
+    latest = ctx.job_definition
     if latest is None:
         return unknown("no job definition to read the image from", f"python -m app provision {ctx.stage.name}")
     image = latest["containerProperties"]["image"]
