@@ -37,9 +37,15 @@ ABORT_INCOMPLETE_UPLOADS = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filte
                             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
 
 
-def trust(service: str) -> dict[str, Any]:
+# The function's role is assumed by Lambda to run it and by API Gateway to invoke it: Zappa's REST API
+# (``apigateway_version`` v1, its default) gives every AWS_PROXY integration the function's role as ``Credentials``.
+LAMBDA_TRUSTED = ("lambda.amazonaws.com", "apigateway.amazonaws.com")
+
+
+def trust(*services: str) -> dict[str, Any]:
+    principal = services[0] if len(services) == 1 else list(services)
     return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+        {"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}
 
 
 def public_read(bucket: str) -> dict[str, Any]:
@@ -51,6 +57,8 @@ def public_read(bucket: str) -> dict[str, Any]:
 def lambda_policy(names: Names) -> dict[str, Any]:
     log_group = names.arn("logs", f"log-group:/aws/lambda/{names.function}")
     return _policy(
+        # API Gateway, holding this role, invokes the function (and any alias or version Zappa points it at).
+        _allow(["lambda:InvokeFunction"], [names.function_arn, f"{names.function_arn}:*"]),
         _allow(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{names.source_bucket}/*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),

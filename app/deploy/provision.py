@@ -53,9 +53,9 @@ def provision(stage: Stage, options: Options, aws: Aws | None = None,
     for spec in bucket_specs(names):
         step(ensure_bucket(aws, spec, tags))
     step(ensure_repository(aws, names.repository, tags))
-    step(ensure_role(aws, names.lambda_role, "lambda.amazonaws.com", documents.lambda_policy(names), tags))
-    step(ensure_role(aws, names.job_role, "ecs-tasks.amazonaws.com", documents.job_policy(names), tags))
-    step(ensure_role(aws, names.execution_role, "ecs-tasks.amazonaws.com", documents.execution_policy(names), tags))
+    step(ensure_role(aws, names.lambda_role, documents.LAMBDA_TRUSTED, documents.lambda_policy(names), tags))
+    step(ensure_role(aws, names.job_role, ("ecs-tasks.amazonaws.com",), documents.job_policy(names), tags))
+    step(ensure_role(aws, names.execution_role, ("ecs-tasks.amazonaws.com",), documents.execution_policy(names), tags))
     environment, environment_arn = ensure_compute_environment(
         aws, names.compute_environment, ensure_batch_service_role(aws), options.max_vcpus, options.network, tags)
     step(environment)

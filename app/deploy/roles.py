@@ -14,27 +14,28 @@ from botocore.exceptions import ClientError
 from app.deploy.aws import Aws, error_code
 from app.deploy.changes import Change, updated_or_unchanged
 from app.deploy.documents import trust
+from app.deploy.iam import document
 from app.deploy.stage import OWNER_TAG
 
 POLICY_NAME = "tiler"
 
 
-def ensure_role(aws: Aws, name: str, service: str, policy: dict[str, Any], tags: dict[str, str]) -> Change:
-    role = _get(aws, name)
+def ensure_role(aws: Aws, name: str, services: tuple[str, ...], policy: dict[str, Any], tags: dict[str, str]) -> Change:
+    role, trusted = _get(aws, name), trust(*services)
     parts = []
     if role is None:
-        aws.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust(service)),
-                            Description=f"tiler: assumed by {service}",
+        aws.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trusted),
+                            Description=f"tiler: assumed by {' and '.join(services)}",
                             Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-    elif _document(role["AssumeRolePolicyDocument"]) != trust(service):
-        aws.iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust(service)))
+    elif document(role["AssumeRolePolicyDocument"]) != trusted:
+        aws.iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trusted))
         parts.append("trust")
     if _inline(aws, name, POLICY_NAME) != policy:
         aws.iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
         parts.append("policy")
     parts += _remove_extra_policies(aws, name)
     if role is None:
-        return Change("created", "role", name, f"assumed by {service}")
+        return Change("created", "role", name, f"assumed by {' and '.join(services)}")
     return updated_or_unchanged("role", name, parts)
 
 
@@ -84,13 +85,9 @@ def _get(aws: Aws, name: str) -> dict[str, Any] | None:
 
 def _inline(aws: Aws, role: str, policy: str) -> dict[str, Any] | None:
     try:
-        return _document(aws.iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"])
+        return document(aws.iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"])
     except ClientError as error:
         if error_code(error) == "NoSuchEntity":
             return None
         raise
 
-
-def _document(value: str | dict[str, Any]) -> dict[str, Any]:
-    """botocore decodes IAM's URL-encoded policy documents; accept a string too."""
-    return json.loads(value) if isinstance(value, str) else value

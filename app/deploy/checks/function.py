@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from app.deploy import iam
 from app.deploy.checks import Check, Context, fail, ok, unknown
 from config import Settings
 
@@ -38,6 +39,26 @@ def deployed(ctx: Context) -> Check:
         return fail(f"{names.function} runs as {role}, not the least-privilege {names.lambda_role}",
                     f"python -m app provision {ctx.stage.name} (sets role_arn), then zappa update {ctx.stage.name}")
     return ok(f"{names.function} is deployed and runs as {names.lambda_role}")
+
+
+def api_may_invoke(ctx: Context) -> Check:
+    """Zappa's REST API calls the function with the function's own role (the integration's ``Credentials``):
+    without trust for API Gateway and ``lambda:InvokeFunction``, every dashboard request answers 500."""
+    if ctx.function is None:
+        return _not_deployed(ctx)
+    role, function = ctx.function["Role"], ctx.names.function_arn
+    fix = f"python -m app provision {ctx.stage.name} (the role trusts API Gateway and may invoke only this function)"
+    found = iam.role_documents(ctx.aws, role)
+    if found is None:
+        return fail(f"{role} does not exist", fix)
+    trust_policy, policies = found
+    problems = [problem for problem, found in (
+        ("does not trust apigateway.amazonaws.com", iam.trusts(trust_policy, "apigateway.amazonaws.com")),
+        (f"may not invoke {function}", iam.allows(policies, "lambda:InvokeFunction", function))) if not found]
+    if problems:
+        return fail(f"API Gateway invokes the function as {role}, which " + " and ".join(problems)
+                    + ": every dashboard and /iiif request would answer 500", fix)
+    return ok(f"API Gateway may invoke {ctx.names.function} as {role.rsplit('/', 1)[-1]}")
 
 
 def timeout(ctx: Context) -> Check:
@@ -107,5 +128,5 @@ def _not_deployed(ctx: Context) -> Check:
     return unknown(f"function {ctx.names.function} is not deployed", f"zappa deploy {ctx.stage.name}")
 
 
-CHECKS = {"function": deployed, "function timeout": timeout, "function /tmp": ephemeral_storage,
+CHECKS = {"function": deployed, "API may invoke": api_may_invoke, "function timeout": timeout, "function /tmp": ephemeral_storage,
           "function memory": memory, "exiftool in the function": exiftool, "function settings": settings_seen}
