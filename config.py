@@ -50,7 +50,7 @@ class Settings:
     # Dynamic IIIF endpoint (/iiif/3/...)
     iiif_max_width: int = _setting("IIIF_MAX_WIDTH", 4096, "Widest image the dynamic IIIF endpoint renders, advertised as maxWidth (wider: 403; ^max upscales up to it).")
     iiif_max_height: int = _setting("IIIF_MAX_HEIGHT", 4096, "Tallest image the dynamic IIIF endpoint renders, advertised as maxHeight.")
-    iiif_max_area: int = _setting("IIIF_MAX_AREA", 4_194_304, "Most pixels (width x height) the dynamic IIIF endpoint renders, advertised as maxArea (API Gateway caps a response at 6 MB).")
+    iiif_max_area: int = _setting("IIIF_MAX_AREA", 4_194_304, "Most pixels (width x height) the dynamic IIIF endpoint renders, advertised as maxArea. Answers too big for a Lambda response (over 4.5 MB: PNG or TIFF of a photo from about 2 MP) are stored once in the tiles bucket under cache/iiif/3/ and answered with a redirect there.")
     iiif_block_cache_mb: int = _setting("IIIF_BLOCK_CACHE_MB", 64, "Memory per process for blocks of serving TIFFs read from S3 with ranged GETs, reused across warm invocations.")
     # Dashboard
     dashboard_password: str = _setting("DASHBOARD_PASSWORD", "", "Password for uploads and retries; without one the dashboard is read-only.")

@@ -178,6 +178,12 @@ class S3Storage:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
                                CacheControl=cache_control)
 
+    def put_media(self, bucket: str, key: str, body: bytes, media_type: str, cache_control: str) -> None:
+        """``put_bytes`` with the media type given, as ``mimetypes`` may not know one (``.webp`` before Python 3.13)."""
+        self._count("write")
+        with _classified():
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=media_type, CacheControl=cache_control)
+
     def list_page(self, bucket: str, prefix: str, token: str | None, size: int) -> tuple[list[str], str | None]:
         """One page of keys under ``prefix`` and the continuation token of the next (None at the end)."""
         self._count("write")

@@ -7,6 +7,12 @@ URL is built with ``url_for(..., _external=True)``, so ``id`` and the canonical
 ``Link`` are right under an API Gateway stage prefix too. Errors are a short
 text with their IIIF status (400, 403, 404, 501, 503), with CORS like every
 other answer, so viewers on other sites can read them.
+
+An answer too big for a Lambda response (``oversize.MAX_INLINE_BYTES``: a
+full-size PNG or TIFF of a photo reaches it well within maxArea) is written
+once to ``cache/iiif/3/ETAG/ID/...`` in the tiles bucket, ETAG being the
+serving TIFF's, and answered with a redirect there; a request that could be
+that big looks for the stored answer (one HEAD) before rendering.
 """
 from __future__ import annotations
 
@@ -20,9 +26,11 @@ from urllib.parse import quote
 from flask import Blueprint, Flask, Response, current_app, redirect, request, url_for
 
 from app import records
+from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
+from app.imageserver import oversize
 from app.imageserver import render as rendering
-from app.imageserver.request import Limits, NotFound, Plan, RequestError, parse, plan
+from app.imageserver.request import Limits, NotFound, Plan, RequestError, Unavailable, parse, plan
 from app.imageserver.s3source import BLOCKS, RemoteTiff
 from app.model import SourceRef
 from app.pipeline.iiif import CONTEXT, scale_factors
@@ -85,7 +93,14 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
-    response = Response(_rendered(tiff, wanted, pyramid), content_type=wanted.media_type, headers=headers)
+    cached = oversize.cache_key(tiff.ref.etag, image_id, wanted.canonical)
+    if oversize.may_exceed(wanted) and _exists(tiff.storage, cached):
+        return _redirect_to_cached(cached, headers)
+    body = _rendered(tiff, wanted, pyramid)
+    if len(body) > oversize.MAX_INLINE_BYTES:
+        _put_cached(tiff.storage, cached, body, wanted.media_type)
+        return _redirect_to_cached(cached, headers)
+    response = Response(body, content_type=wanted.media_type, headers=headers)
     response.set_etag(etag)
     return response
 
@@ -172,6 +187,32 @@ class _Redirect(Response):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.headers["Cache-Control"] = TILE_CACHE
+
+
+def _exists(storage: S3Storage, key: str) -> bool:
+    """Whether a large answer is already stored (one HEAD in the tiles bucket)."""
+    try:
+        storage.head(SourceRef(_settings().tiles_bucket, key))
+    except SourceGone:
+        return False
+    except TilerError as error:
+        raise Unavailable(f"storage unavailable: {error}") from None
+    return True
+
+
+def _put_cached(storage: S3Storage, key: str, body: bytes, media_type: str) -> None:
+    try:
+        storage.put_media(_settings().tiles_bucket, key, body, media_type, TILE_CACHE)
+    except TilerError as error:
+        raise Unavailable(f"storage unavailable: {error}") from None
+
+
+def _redirect_to_cached(key: str, headers: dict[str, str]) -> Response:
+    """To the stored answer, with the Link and caching the answer itself would have had."""
+    response = redirect(f"{_settings().public_base_url.rstrip('/')}/{quote(key, safe='/,:!')}", 302,
+                        Response=_Redirect)
+    response.headers.update(headers)
+    return response
 
 
 def _pyramid(tiff: RemoteTiff) -> rendering.Pyramid:

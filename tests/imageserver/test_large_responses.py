@@ -1,0 +1,195 @@
+"""Answers too big for a Lambda response are stored once in the tiles bucket and redirected to, never a 502."""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import types
+import urllib.request
+from urllib.parse import quote
+
+import pytest
+import pyvips
+from zappa.handler import LambdaHandler
+
+from app.imageserver import oversize, render
+from app.imageserver.request import MEDIA_TYPES, Limits, parse, plan
+from app.storage.s3 import TILE_CACHE, S3Storage
+from bench.synth import photo_like
+from tests.imageserver.conftest import serving_tiff
+
+ID = "photos/large"
+PHOTO = (2600, 1700)  # 4.4 MP, above the default maxArea: full/max is cut to it
+direct_render = render.render  # the real one, for references, whatever the tests wrap
+
+
+@pytest.fixture(scope="module")
+def photo_tiff(tmp_path_factory):
+    """A noisy photo-like serving TIFF, made once: PNG and TIFF answers of it compress as poorly as a photo's."""
+    path = tmp_path_factory.mktemp("photo") / "serving.tif"
+    serving_tiff(photo_like(*PHOTO), path)
+    return path
+
+
+@pytest.fixture
+def renders(monkeypatch) -> list[str]:
+    """The canonical path of every render the endpoint starts."""
+    calls: list[str] = []
+
+    def counted(wanted, *args):
+        calls.append(wanted.canonical)
+        return direct_render(wanted, *args)
+
+    monkeypatch.setattr(render, "render", counted)
+    return calls
+
+
+@pytest.fixture
+def cache_heads(monkeypatch) -> list[str]:
+    """The keys under cache/ the endpoint looks up."""
+    keys: list[str] = []
+    real = S3Storage.head
+
+    def counted(storage, ref):
+        if ref.key.startswith(oversize.CACHE_PREFIX):
+            keys.append(ref.key)
+        return real(storage, ref)
+
+    monkeypatch.setattr(S3Storage, "head", counted)
+    return keys
+
+
+def _put(served, body: bytes) -> str:
+    """Upload a serving TIFF as ID; its ETag."""
+    answer = served.cloud.s3.put_object(Bucket=served.settings.tiles_bucket, Key=f"derivatives/{ID}.tif", Body=body)
+    return answer["ETag"].strip('"')
+
+
+def _direct(served, path, params: str) -> tuple[str, pyvips.Image]:
+    """(canonical path, pixels) of ``params`` rendered straight from the local serving TIFF, no endpoint involved."""
+    settings = served.settings
+
+    def open_page(page):
+        return pyvips.Image.tiffload(str(path), page=page)
+
+    pyramid = render.read_pyramid(open_page)
+    limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
+    wanted = plan(parse(*params.replace(".", "/").split("/")), pyramid.width, pyramid.height, limits)
+    return wanted.canonical, pyvips.Image.new_from_buffer(direct_render(wanted, pyramid, open_page,
+                                                                        settings.jpeg_quality), "")
+
+
+def _fetch(url: str) -> tuple[bytes, str, str]:
+    """(body, Content-Type, Cache-Control) of ``url``, over HTTP from the S3 endpoint."""
+    with urllib.request.urlopen(url) as answer:
+        return answer.read(), answer.headers["Content-Type"], answer.headers["Cache-Control"]
+
+
+def _same_pixels(a: pyvips.Image, b: pyvips.Image) -> bool:
+    return (a.width, a.height, a.bands) == (b.width, b.height, b.bands) and \
+        (a.cast("int") - b.cast("int")).abs().max() == 0
+
+
+@pytest.mark.parametrize("fmt", ["png", "tif"])
+@pytest.mark.parametrize("size", ["max", "2048,"])  # the advertised maxArea; the issue's 2048-wide photo
+def test_large_answers_are_stored_once_and_redirected_to(served, photo_tiff, renders, fmt, size):
+    """All four are 5.9 to 11 MB: a body that large would be a 502 behind API Gateway."""
+    etag = _put(served, photo_tiff.read_bytes())
+    params = f"full/{size}/0/default.{fmt}"
+    canonical, expected = _direct(served, photo_tiff, params)
+    if size == "max":
+        area = served.settings.iiif_max_area
+        assert area - max(PHOTO) < expected.width * expected.height <= area
+
+    first = served.client().get(f"/iiif/3/{ID}/{params}")
+
+    assert first.status_code == 302, first.get_data(as_text=True)
+    key = f"cache/iiif/3/{etag}/{ID}/{canonical}"
+    assert first.headers["Location"] == f"{served.settings.public_base_url}/{key}"
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
+    assert first.headers["Link"].startswith(f'<http://localhost/iiif/3/{ID}/{canonical}>;rel="canonical"')
+    assert first.headers["Cache-Control"] == TILE_CACHE
+    body, content_type, cache_control = _fetch(first.headers["Location"])
+    assert len(body) > oversize.MAX_INLINE_BYTES
+    assert (content_type, cache_control) == (MEDIA_TYPES[fmt], TILE_CACHE)
+    assert _same_pixels(pyvips.Image.new_from_buffer(body, ""), expected)
+    assert renders == [canonical]
+
+    again = served.client().get(f"/iiif/3/{ID}/{params}")  # a new app: the stored object answers, not memory
+    assert (again.status_code, again.headers["Location"]) == (302, first.headers["Location"])
+    assert renders == [canonical]  # answered from the stored object, not rendered again
+    assert served.cloud.tiles("cache/") == {key}
+
+
+@pytest.mark.parametrize("size, looked_up", [("400,", False), ("max", True)])
+def test_jpeg_answers_stay_inline(served, photo_tiff, cache_heads, size, looked_up):
+    """A small answer is not even looked up in the cache; one that could be large is, and still fits inline."""
+    _put(served, photo_tiff.read_bytes())
+    params = f"full/{size}/0/default.jpg"
+    _, expected = _direct(served, photo_tiff, params)
+
+    response = served.client().get(f"/iiif/3/{ID}/{params}")
+
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/jpeg"
+    assert len(response.data) <= oversize.MAX_INLINE_BYTES
+    image = pyvips.Image.new_from_buffer(response.data, "")
+    assert (image.width, image.height) == (expected.width, expected.height)
+    assert bool(cache_heads) == looked_up
+    assert served.cloud.tiles("cache/") == set()
+
+
+def test_a_replaced_image_is_rendered_anew_under_its_new_version(served, renders, monkeypatch):
+    monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)  # small photos pass it, to keep the test quick
+    path = f"/iiif/3/{ID}/full/max/0/default.png"
+    old = _put(served, serving_tiff(photo_like(400, 300, seed=1), served.tmp_path / "old.tif"))
+    first = served.client().get(path)
+    new = _put(served, serving_tiff(photo_like(400, 300, seed=2), served.tmp_path / "new.tif"))
+    second = served.client().get(path)
+
+    assert old != new
+    assert first.status_code == second.status_code == 302
+    assert f"/cache/iiif/3/{old}/" in first.headers["Location"]
+    assert f"/cache/iiif/3/{new}/" in second.headers["Location"]
+    assert len(renders) == 2
+    _, expected = _direct(served, served.tmp_path / "new.tif", "full/max/0/default.png")
+    assert _same_pixels(pyvips.Image.new_from_buffer(_fetch(second.headers["Location"])[0], ""), expected)
+
+
+def test_the_redirect_target_is_a_url_even_for_upscaled_canonical_paths(served, monkeypatch):
+    """``^`` is not a URL character: the Location escapes it, and S3 finds the key."""
+    monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)
+    served.put(ID, photo_like(300, 200))
+    response = served.client().get(f"/iiif/3/{ID}/full/^450,300/!0/gray.png")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(quote(f"/{ID}/full/^450,300/!0/gray.png", safe="/,!"))
+    image = pyvips.Image.new_from_buffer(_fetch(response.headers["Location"])[0], "")
+    assert (image.width, image.height, image.bands) == (450, 300, 1)
+
+
+def test_an_answer_of_the_limit_fits_a_lambda_response_after_zappas_base64(served, monkeypatch):
+    """The endpoint's answer of exactly MAX_INLINE_BYTES through Zappa's own handler as deployed (REST API event,
+    binary_support), then JSON as Lambda sends it: under 6,291,456 bytes, headers (twice) and envelope included."""
+    long_id = "/".join(["a" * 100] * 5)  # near MAX_ID_LENGTH: the longest Link header
+    served.put(long_id, photo_like(300, 200))
+    monkeypatch.setattr(render, "render", lambda *args: bytes(oversize.MAX_INLINE_BYTES))
+    settings = types.ModuleType("zappa_settings_of_the_limit_test")
+    settings.__dict__.update(
+        API_STAGE="dev", PROJECT_NAME="tiler", APP_MODULE=settings.__name__, APP_FUNCTION="app", app=served.app(),
+        BINARY_SUPPORT=True, DEBUG=False, LOG_LEVEL=None, DJANGO_SETTINGS=None, DOMAIN=None, ENVIRONMENT_VARIABLES={},
+        CONTEXT_HEADER_MAPPINGS={}, EXCEPTION_HANDLER=None)
+    monkeypatch.setitem(sys.modules, settings.__name__, settings)
+    monkeypatch.setattr(LambdaHandler, "_LambdaHandler__instance", None)  # a singleton: ours, for this test only
+    for name in ("SERVERTYPE", "FRAMEWORK", "PROJECT", "STAGE"):
+        monkeypatch.setenv(name, "")  # the handler sets them; restored afterwards
+    headers = {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "Accept": "image/png"}
+    event = {"httpMethod": "GET", "path": f"/iiif/3/{long_id}/full/max/0/default.png", "headers": headers,
+             "multiValueHeaders": {name: [value] for name, value in headers.items()}, "queryStringParameters": None,
+             "multiValueQueryStringParameters": None, "requestContext": {"stage": "dev"}, "body": None,
+             "isBase64Encoded": False}
+
+    answer = LambdaHandler(settings.__name__).handler(event, None)
+
+    assert (answer["statusCode"], answer["isBase64Encoded"]) == (200, True), answer.get("body", "")[:200]
+    assert len(base64.b64decode(answer["body"])) == oversize.MAX_INLINE_BYTES
+    assert long_id in answer["headers"]["Link"] and answer["multiValueHeaders"]["Link"] == [answer["headers"]["Link"]]
+    assert len(json.dumps(answer).encode()) < oversize.LAMBDA_RESPONSE_LIMIT
