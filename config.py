@@ -56,6 +56,10 @@ class Settings:
     dashboard_password: str = _setting("DASHBOARD_PASSWORD", "", "Password for uploads and retries; without one the dashboard is read-only.")
     secret_key: str = _setting("SECRET_KEY", "", "Signs the dashboard's session cookie (default: derived from DASHBOARD_PASSWORD).")
     page_size: int = _setting("PAGE_SIZE", 50, "Images per dashboard page.")
+    upload_prefix: str = _setting("UPLOAD_PREFIX", "uploads/", "Folder of the source bucket that dashboard uploads go to, each under a fresh key (the file name and a random suffix); never tasks/.")
+    upload_max_bytes: int = _setting("UPLOAD_MAX_BYTES", 5 * 1024 ** 3, "Largest dashboard upload in bytes; the default, 5 GiB, is the most S3 takes in one POST, room for multi-GB TIFF masters (they go to Batch).")
+    upload_content_types: tuple[str, ...] = _setting("UPLOAD_CONTENT_TYPES", ("image/jpeg", "image/png", "image/tiff", "image/webp", "image/gif", "image/heic", "image/heif", "image/jp2", "application/pdf"), "Comma-separated media types a dashboard upload may have; each form is signed for the file's own, and S3 refuses any other.")
+    upload_form_minutes: int = _setting("UPLOAD_FORM_MINUTES", 10, "Minutes a signed upload form can be used; S3 refuses a POST that starts later.")
     # Unit prices for cost estimates (USD; us-east-1 list prices, change to your region's)
     price_lambda_gb_second: float = _setting("PRICE_LAMBDA_GB_SECOND", 0.0000166667, "Lambda price per GB-second (x86).")
     price_batch_vcpu_hour: float = _setting("PRICE_BATCH_VCPU_HOUR", 0.04048, "Fargate price per vCPU-hour.")
@@ -95,6 +99,13 @@ class Settings:
             raise ValueError("DERIVATIVES_FILE needs SERVING_TIFF: derivatives are rendered from the serving TIFF")
         if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:
             raise ValueError("IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1")
+        if not self.upload_prefix.endswith("/") or self.upload_prefix.startswith(("/", "tasks/")):
+            raise ValueError("UPLOAD_PREFIX must be a folder such as uploads/ (ending in /), not under tasks/, "
+                             "where collection task files start runs")
+        if not 1 <= self.upload_max_bytes <= 5 * 1024 ** 3:
+            raise ValueError("UPLOAD_MAX_BYTES must be between 1 and 5368709120 (5 GiB, the most S3 takes in one POST)")
+        if not 1 <= self.upload_form_minutes <= 60:
+            raise ValueError("UPLOAD_FORM_MINUTES must be between 1 and 60")
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

@@ -61,6 +61,24 @@ def client(workers: int):
 
 
 @functools.cache
+def form_signer(region: str, endpoint: str):
+    """The client that signs browser upload forms: SigV4, which every bucket accepts (new ones refuse SigV2).
+
+    On AWS it posts to the bucket's regional virtual-hosted endpoint: the
+    global one answers a new bucket outside us-east-1 with redirects, which
+    break the browser's CORS preflight. Any other endpoint the store's client
+    was given (``AWS_ENDPOINT_URL``: the local demo's, MinIO) is kept, path-style.
+    """
+    aws = _session().client("s3", region_name=region, config=Config(ignore_configured_endpoint_urls=True))
+    if endpoint == aws.meta.endpoint_url:
+        return _session().client("s3", region_name=region, config=Config(
+            signature_version="s3v4", ignore_configured_endpoint_urls=True,
+            s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}))
+    return _session().client("s3", region_name=region, endpoint_url=endpoint,
+                             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+@functools.cache
 def uploader(workers: int) -> NativeUploader:
     """One native uploader per process, shared by concurrent jobs: at most ``workers`` PUTs in flight."""
     return NativeUploader(_session(), _config(workers), workers)
@@ -205,10 +223,15 @@ class S3Storage:
             self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
                                 MetadataDirective="REPLACE", Metadata={"tiler-retry": "1"})
 
-    def presigned_upload(self, bucket: str, key: str, max_bytes: int, seconds: int = 3600) -> dict[str, Any]:
-        """A presigned POST: the browser sends the file straight to S3, however large."""
-        return self.s3.generate_presigned_post(bucket, key, Conditions=[["content-length-range", 1, max_bytes]],
-                                               ExpiresIn=seconds)
+    def presigned_upload(self, bucket: str, key: str, media_type: str, max_bytes: int, seconds: int) -> dict[str, Any]:
+        """A presigned POST: the browser sends the file straight to S3, however large.
+
+        S3 itself refuses any other key, a size outside 1..``max_bytes``, any
+        other ``Content-Type`` field and a POST begun after ``seconds``.
+        """
+        signer = form_signer(self.s3.meta.region_name, self.s3.meta.endpoint_url)
+        return signer.generate_presigned_post(bucket, key, Fields={"Content-Type": media_type}, Conditions=[
+            {"Content-Type": media_type}, ["content-length-range", 1, max_bytes]], ExpiresIn=seconds)
 
     # JSON records ----------------------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:

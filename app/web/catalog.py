@@ -7,6 +7,9 @@ images cost the same per page as 10; tiles are never listed.
 from __future__ import annotations
 
 import functools
+import mimetypes
+import secrets
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,13 +18,19 @@ from typing import Any
 
 from app import records
 from app.collection import runner as collection_runner
+from app.errors import SourceGone, TransientError
 from app.ids import image_id_for
 from app.model import SourceRef, Status
 from app.storage.s3 import S3Storage
 from config import Settings
 
 STATUSES = (Status.RUNNING, Status.QUEUED, Status.RETRYING, Status.DONE, Status.FAILED, Status.GONE)
-MAX_UPLOAD_BYTES = 5 * 1024 ** 3  # the largest single POST S3 accepts
+MAX_NAME_BYTES = 255  # what file systems allow
+MAX_KEY_BYTES = 1024  # what S3 allows
+KEY_ATTEMPTS = 3  # random suffixes tried; a taken one is a 1 in 4 billion chance
+# Unicode categories refused in upload names: controls (NUL, tab ...), format characters (U+200E/F, U+202A-E,
+# U+2066-9 ...), surrogates, and the line and paragraph separators.
+HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 class CannotRetry(Exception):
@@ -84,10 +93,61 @@ class Catalog:
             self.store.delete(self.settings.metadata_bucket, records.claim_key(image_id, source.etag))
         self.store.touch(source.bucket, source.key)
 
-    def upload_form(self, filename: str) -> dict[str, Any]:
-        """Where and how the browser posts one file: the source bucket, under the file's own name."""
-        name = PurePosixPath(filename.replace("\\", "/")).name.strip()
-        if not name or name.startswith("."):
-            raise ValueError("a file name is needed")
-        post = self.store.presigned_upload(self.settings.source_bucket, name, MAX_UPLOAD_BYTES)
-        return {**post, "key": name, "id": image_id_for(name)}
+    def upload_form(self, filename: str, media_type: str = "", size: int | None = None) -> dict[str, Any]:
+        """Where and how the browser posts one file: a presigned POST for a fresh key under UPLOAD_PREFIX.
+
+        ValueError (a 400) for a name, media type or size the form would not
+        be signed for; ``size`` is only checked early, S3 enforces the limit.
+        """
+        name = upload_name(filename)
+        media_type = (media_type.strip() or mimetypes.guess_type(name)[0] or "").lower()
+        if media_type not in self.settings.upload_content_types:
+            raise ValueError(f"{name}: {media_type or 'an unknown media type'} is not accepted (accepted: "
+                             f"{', '.join(self.settings.upload_content_types)})")
+        if size is not None and not 1 <= size <= self.settings.upload_max_bytes:
+            raise ValueError(f"{name}: {size} bytes; uploads must be 1 to {self.settings.upload_max_bytes} bytes")
+        key = self._fresh_key(name)
+        post = self.store.presigned_upload(self.settings.source_bucket, key, media_type,
+                                           self.settings.upload_max_bytes, self.settings.upload_form_minutes * 60)
+        return {**post, "key": key, "id": image_id_for(key)}
+
+    def _fresh_key(self, name: str) -> str:
+        """UPLOAD_PREFIX, the name and a random suffix, checked free with a HEAD.
+
+        Every form gets a key of its own, so two files of the same name dropped
+        at once both land, and never an existing one, so no form can overwrite.
+        """
+        path = PurePosixPath(name)
+        for _ in range(KEY_ATTEMPTS):
+            key = f"{self.settings.upload_prefix}{path.stem}-{secrets.token_hex(4)}{path.suffix}"
+            if len(key.encode()) > MAX_KEY_BYTES:
+                raise ValueError(f"{name}: the key {key!r} would be over S3's {MAX_KEY_BYTES} bytes")
+            try:
+                self.store.head(SourceRef(self.settings.source_bucket, key))
+            except SourceGone:
+                return key
+        raise TransientError(f"no free key for {name} after {KEY_ATTEMPTS} tries")
+
+
+def upload_name(filename: str) -> str:
+    """The file name as it will be stored (NFC, no surrounding space), or ValueError.
+
+    Names are shown to people and become keys and URLs, so nothing that hides
+    or reorders characters (controls, bidi and other format characters), leaves
+    the upload folder or names a hidden file gets through.
+    """
+    name = unicodedata.normalize("NFC", filename).strip()
+    if not name:
+        raise ValueError("a file name is needed")
+    hidden = next((char for char in name if unicodedata.category(char) in HIDDEN_CATEGORIES), None)
+    if hidden is not None:
+        raise ValueError(f"the file name contains U+{ord(hidden):04X}, a control or invisible formatting character")
+    if "/" in name or "\\" in name:
+        raise ValueError("the file name must not contain / or \\")
+    if name.startswith("."):
+        raise ValueError("the file name must not start with a dot")
+    if "${filename}" in name:  # S3 would replace it with the name the browser sends
+        raise ValueError("the file name must not contain ${filename}")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ValueError(f"the file name is {len(name.encode())} bytes long; at most {MAX_NAME_BYTES} are allowed")
+    return name

@@ -137,9 +137,12 @@ def api_image(image_id: str):
 @pages.post("/api/uploads")
 @auth.require_sign_in
 def api_upload():
+    """A presigned POST for one file: ``{"filename", "content_type", "size"}`` in; ``url, fields, key, id`` out."""
     body = request.get_json(silent=True) or {}
+    size = body.get("size")
     try:
-        return _catalog().upload_form(str(body.get("filename", "")))
+        return _catalog().upload_form(str(body.get("filename", "")), str(body.get("content_type", "")),
+                                      size if type(size) is int else None)
     except ValueError as error:
         abort(400, str(error))
 

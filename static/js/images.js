@@ -48,9 +48,11 @@
     try {
       const answer = await fetch(window.TILER.uploadUrl, {
         method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": window.TILER.csrf},
-        body: JSON.stringify({filename: file.name})});
+        body: JSON.stringify({filename: file.name, content_type: file.type, size: file.size})});
       if (!answer.ok) throw new Error((await answer.json()).error || answer.statusText);
       const form = await answer.json();
+      // The signed fields, Content-Type among them (the file's type, as the form was signed for), then the file:
+      // S3 reads no field after it.
       const body = new FormData();
       Object.entries(form.fields).forEach(([key, value]) => body.append(key, value));
       body.append("file", file);
@@ -61,7 +63,11 @@
           if (event.lengthComputable) view.bar.value = 100 * event.loaded / event.total;
           view.state.textContent = "uploading";
         };
-        request.onload = function () { request.status < 300 ? resolve() : reject(new Error("S3 said " + request.status)); };
+        request.onload = function () {
+          const refusal = /<Message>([^<]*)<\/Message>/.exec(request.responseText || "");  // S3's reason
+          if (request.status < 300) resolve();
+          else reject(new Error("S3 said " + request.status + (refusal ? ": " + refusal[1] : "")));
+        };
         request.onerror = function () { reject(new Error("network error")); };
         request.send(body);
       });

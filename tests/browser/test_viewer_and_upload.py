@@ -1,8 +1,11 @@
 """A person's view: OpenSeadragon draws real tiles from both sources; an upload through the page reaches done."""
+import io
+import re
 
 import pytest
 
 from app.events import handle_s3_event
+from app.ids import image_id_for
 from tests.browser.conftest import screenshot
 from tests.helpers import photo
 
@@ -38,9 +41,25 @@ def test_openseadragon_draws_deep_zoom_and_iiif_tiles(cloud, dashboard, page):
     screenshot(page, "viewer-iiif")
 
 
-def test_an_upload_through_the_page_reaches_done(cloud, dashboard, page, tmp_path):
+def _record_posts(cloud, monkeypatch):
+    """The bodies of the form POSTs the endpoint receives, as sent (the browser does not show a file's upload body)."""
+    server, posts = cloud.endpoint._server, []  # the werkzeug server of app.local_s3.LocalS3
+    served = server.app
+
+    def recording(environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST" and environ.get("CONTENT_TYPE", "").startswith("multipart/form-data"):
+            posts.append(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+            environ["wsgi.input"] = io.BytesIO(posts[-1])
+        return served(environ, start_response)
+
+    monkeypatch.setattr(server, "app", recording)
+    return posts
+
+
+def test_an_upload_through_the_page_reaches_done(cloud, dashboard, page, tmp_path, monkeypatch):
     src = tmp_path / "dropped scan.jpg"
     photo(900, 600).jpegsave(str(src))
+    posts = _record_posts(cloud, monkeypatch)
     cloud.stack.start()  # S3 events now flow to the handler, as in a deployment
     try:
         page.goto(f"{dashboard}/login")
@@ -50,7 +69,17 @@ def test_an_upload_through_the_page_reaches_done(cloud, dashboard, page, tmp_pat
         page.wait_for_selector("#upload-list li:has-text('uploaded')", timeout=30_000)
         page.wait_for_selector("tr[data-status=done] >> text=dropped_scan", timeout=60_000)
         page.wait_for_selector("#upload-list li:has-text('converted')", timeout=10_000)
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not an image")
+        page.set_input_files("#files", str(notes))  # the server signs no form for it, and the page says why
+        page.wait_for_selector("#upload-list li:has-text('failed: notes.txt: text/plain is not accepted')",
+                               timeout=10_000)
     finally:
         cloud.stack.stop()
     screenshot(page, "uploaded")
-    assert cloud.record("dropped_scan")["source"]["key"] == "dropped scan.jpg"
+    (key,) = cloud.keys(cloud.settings.source_bucket)  # under a fresh key of its own, in the uploads folder
+    assert re.fullmatch(r"uploads/dropped scan-[0-9a-f]{8}\.jpg", key)
+    assert cloud.s3.head_object(Bucket=cloud.settings.source_bucket, Key=key)["ContentType"] == "image/jpeg"
+    assert cloud.record(image_id_for(key))["source"]["key"] == key
+    (body,) = posts  # S3 reads no form field after the file: the signed Content-Type goes before it
+    assert body.index(b'name="Content-Type"\r\n\r\nimage/jpeg\r\n') < body.index(b'name="file"')

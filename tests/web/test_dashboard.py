@@ -4,7 +4,9 @@ import re
 
 import pytest
 
+from app.errors import TransientError
 from app.events import handle_s3_event
+from app.ids import image_id_for
 from app.web import create_app
 from config import Settings
 from tests.helpers import exiftool_write, photo
@@ -123,9 +125,69 @@ def test_uploads_need_sign_in_and_csrf(cloud, client):
     assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 401
     csrf = _sign_in(client)
     assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 400  # no CSRF token
-    form = client.post("/api/uploads", json={"filename": "C:\\photos\\new scan.tif"}, headers={"X-CSRF-Token": csrf}).get_json()
-    assert form["key"] == "new scan.tif" and form["id"] == "new_scan"
-    assert form["url"].endswith("/tiler-source") and form["fields"]["key"] == "new scan.tif"
+    form = client.post("/api/uploads", json={"filename": "new scan.tif", "content_type": "image/tiff"},
+                       headers={"X-CSRF-Token": csrf}).get_json()
+    assert re.fullmatch(r"uploads/new scan-[0-9a-f]{8}\.tif", form["key"]) and form["id"] == image_id_for(form["key"])
+    assert form["id"].startswith("uploads/new_scan-")
+    assert form["url"] == f"{cloud.url}/tiler-source"
+    assert form["fields"]["key"] == form["key"] and form["fields"]["Content-Type"] == "image/tiff"
+
+
+@pytest.mark.parametrize("filename", ["x\x00.jpg", "\u202egpj.exe", "a\u200eb.jpg", "a\u200fb.jpg",
+                                      "a\u2066b\u2069.jpg", "tab\t.jpg", "../x.jpg", "tasks/x.json",
+                                      "C:\\photos\\scan.tif", ".hidden.jpg", "a" * 300 + ".jpg", "\u00e9" * 128, "",
+                                      "   ", "x${filename}.jpg"])
+def test_upload_names_that_could_hide_or_escape_answer_400(cloud, client, filename):
+    csrf = _sign_in(client)
+    answer = client.post("/api/uploads", json={"filename": filename, "content_type": "image/jpeg"},
+                         headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 400 and answer.get_json()["error"]
+    assert cloud.keys("tiler-source") == set()
+
+
+def test_upload_forms_are_for_accepted_media_types_and_sizes_only(cloud, client, monkeypatch):
+    monkeypatch.setenv("UPLOAD_MAX_BYTES", "1000")
+    limited = create_app(Settings.from_env()).test_client()
+    csrf = _sign_in(limited)
+
+    def ask(**body):
+        return limited.post("/api/uploads", json={"filename": "scan.jpg", **body}, headers={"X-CSRF-Token": csrf})
+
+    assert "text/html is not accepted" in ask(content_type="text/html").get_json()["error"]
+    assert "1001 bytes" in ask(content_type="image/jpeg", size=1001).get_json()["error"]
+    assert ask(content_type="image/jpeg", size=0).status_code == 400
+    assert ask(content_type="image/jpeg", size=1000).status_code == 200
+    assert ask(content_type="application/pdf", filename="master.pdf").status_code == 200
+    guessed = ask(filename="Photo.JPG").get_json()  # a browser that knows no type: the name's, signed as such
+    assert guessed["fields"]["Content-Type"] == "image/jpeg"
+    assert ask(filename="notes.txt").status_code == 400
+    composed = ask(filename="  Cafe\u0301.jpg ", content_type="image/jpeg").get_json()
+    assert re.fullmatch("uploads/Caf\u00e9-[0-9a-f]{8}\\.jpg", composed["key"])  # NFC, stripped
+
+
+def test_an_upload_form_never_names_an_existing_key(cloud, client, monkeypatch):
+    from app.web import catalog
+
+    csrf = _sign_in(client)
+
+    def ask():
+        return client.post("/api/uploads", json={"filename": "scan.jpg", "content_type": "image/jpeg"},
+                           headers={"X-CSRF-Token": csrf}).get_json()
+
+    first, second = ask(), ask()
+    assert first["key"] != second["key"] and first["id"] != second["id"]  # two drops of one name both land
+
+    tokens = iter(["0badc0de", "0badc0de", "600dc0de"])
+    monkeypatch.setattr(catalog.secrets, "token_hex", lambda size: next(tokens))
+    taken = ask()
+    cloud.s3.put_object(Bucket="tiler-source", Key=taken["key"], Body=b"first")
+    fresh = ask()  # the same suffix comes up again: the HEAD finds the key taken, and the next one is used
+    assert (taken["key"], fresh["key"]) == ("uploads/scan-0badc0de.jpg", "uploads/scan-600dc0de.jpg")
+    assert cloud.read("tiler-source", taken["key"]) == b"first"
+
+    monkeypatch.setattr(catalog.secrets, "token_hex", lambda size: "0badc0de")
+    with pytest.raises(TransientError, match="no free key"):
+        catalog.Catalog(Settings.from_env()).upload_form("scan.jpg", "image/jpeg")
 
 
 def test_retry_resubmits_a_failed_job_through_the_event_path(cloud, client, monkeypatch):
