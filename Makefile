@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench setup clean package
 
 setup:
 	@scripts/bootstrap.sh
@@ -18,4 +18,10 @@ bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache bench/data
+	rm -rf $(VENV) .venv-deploy dist demo-output .pytest_cache bench/data
+
+# The Lambda zip of a stage from the runtime dependencies only (zappa package from .venv would pack the test tools).
+STAGE ?= dev
+OUT ?= dist/tiler-$(STAGE).zip
+package:
+	python3 scripts/package.py $(STAGE) $(OUT)

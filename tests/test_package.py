@@ -1,9 +1,8 @@
 """The Lambda deploy package: ``zappa package dev`` from a runtime-only virtualenv, then run the way Lambda runs it.
 
-The virtualenv holds requirements.txt only (no moto, pytest or validators) and
-uses the interpreter of the stage's ``runtime``; it is cached in .venv-deploy/
-under a hash of requirements.txt and that interpreter, so only the first run
-pays for it. ``zappa package`` needs no AWS account: it never builds a boto
+Built by ``make package`` (scripts/package.py): a virtualenv of requirements.txt
+only (no moto, pytest or validators) on the interpreter of the stage's
+``runtime``, cached in .venv-deploy/, so only the first run pays for it. ``zappa package`` needs no AWS account: it never builds a boto
 session for this command, and ``use_precompiled_packages`` is off, so it makes
 no lookups either. The zip is then unpacked into a clean folder and Zappa's
 own ``handler.lambda_handler`` (the function Lambda calls) is given a real S3
@@ -13,12 +12,10 @@ zip runtime has no Perl).
 """
 from __future__ import annotations
 
-import glob
-import hashlib
+import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import zipfile
@@ -69,33 +66,16 @@ def stage() -> dict:
 
 
 @pytest.fixture(scope="module")
-def deploy_venv(stage) -> Path:
-    python = _interpreter(stage["runtime"])
-    version = subprocess.run([python, "-VV"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256((REPO / "requirements.txt").read_bytes() + version.encode()).hexdigest()[:12]
-    venv = REPO / ".venv-deploy" / f"{stage['runtime']}-{key}"
-    if not (venv / ".complete").exists():
-        for old in venv.parent.glob("python*"):  # earlier requirements: not needed any more
-            shutil.rmtree(old)
-        subprocess.run([python, "-m", "venv", str(venv)], check=True)
-        pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              "-r", str(REPO / "requirements.txt")], capture_output=True, text=True)
-        assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
-        (venv / ".complete").touch()
-    return venv
-
-
-@pytest.fixture(scope="module")
-def package(deploy_venv, tmp_path_factory) -> Path:
+def package(tmp_path_factory) -> Path:
+    """What `make package STAGE=dev OUT=...` builds, from a clean environment with no AWS account."""
     output = tmp_path_factory.mktemp("zappa") / "pkg.zip"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON")) and k != "VIRTUAL_ENV"}
-    env.update(VIRTUAL_ENV=str(deploy_venv), PATH=f"{deploy_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-               AWS_ACCESS_KEY_ID="package-test", AWS_SECRET_ACCESS_KEY="package-test", AWS_DEFAULT_REGION="eu-west-1")
     started = time.perf_counter()
-    built = subprocess.run([str(deploy_venv / "bin" / "zappa"), "package", STAGE, "-o", str(output)], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stdout + built.stderr
-    print(f"zappa package {STAGE}: {time.perf_counter() - started:.1f}s")
+    built = subprocess.run(["make", "--no-print-directory", "package", f"STAGE={STAGE}", f"OUT={output}"], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert f"Next: zappa deploy {STAGE} --zip {output}" in built.stdout
+    print(f"make package STAGE={STAGE}: {time.perf_counter() - started:.1f}s")
     return output
 
 
@@ -168,18 +148,11 @@ def test_an_s3_event_is_converted_by_the_package(unpacked, stage, tmp_path):
 
 # Helpers ----------------------------------------------------------------------------------------------------
 def _interpreter(runtime: str) -> str:
-    """An interpreter of the runtime's Python version (the deploy venv's base, and the 'plain python' of the checks)."""
-    version = runtime.removeprefix("python")
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    pyenv_builds = sorted(glob.glob(f"{pyenv}/{version}*/bin/python{version}"), reverse=True)
-    candidates = [shutil.which(f"python{version}"), *pyenv_builds, f"/usr/bin/python{version}",
-                  f"/usr/local/bin/python{version}"]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True)
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return candidate
-    pytest.fail(f"no Python {version} interpreter (zappa_settings.json runtime {runtime}) on this machine")
+    """The runtime's Python, found as scripts/package.py finds it (the 'plain python' of the checks)."""
+    spec = importlib.util.spec_from_file_location("package_script", REPO / "scripts" / "package.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.interpreter(runtime)
 
 
 def _lambda_env(task_root: Path) -> dict[str, str]:

@@ -1,0 +1,91 @@
+"""Build a stage's Lambda zip from the runtime dependencies only:  make package STAGE=dev OUT=dist/tiler-dev.zip
+
+``zappa package`` packs the virtualenv it runs from, so run from the README's
+.venv it would pack the test tools too (over 500 MB unzipped, twice Lambda's
+250 MB). This builds a virtualenv of requirements.txt alone, on the Python
+version of the stage's ``runtime`` (the native wheels must match it), cached in
+.venv-deploy/ under a hash of both, and runs ``zappa package`` from it. Deploy
+the result with ``zappa deploy STAGE --zip OUT`` (later ``zappa update STAGE --zip OUT``).
+Standard library only: it runs before any virtualenv exists.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("stage")
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--settings-file", type=Path, default=REPO / "zappa_settings.json")
+    args = parser.parse_args(argv)
+    runtime = runtime_of(args.settings_file, args.stage)
+    venv = runtime_venv(runtime)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # zappa package makes no AWS call, but builds a session
+    built = subprocess.run([str(venv / "bin" / "zappa"), "package", args.stage, "-o", str(args.output.resolve())],
+                           cwd=REPO, env=env)
+    if built.returncode == 0:
+        print(f"Next: zappa deploy {args.stage} --zip {args.output}  (later: zappa update {args.stage} --zip "
+              f"{args.output})")
+    return built.returncode
+
+
+def runtime_of(settings_file: Path, stage: str) -> str:
+    """The stage's ``runtime``, following ``extends`` as Zappa does."""
+    document = json.loads(settings_file.read_text())
+    while stage:
+        section = document[stage]
+        if "runtime" in section:
+            return section["runtime"]
+        stage = section.get("extends")
+    sys.exit(f"error: the stage sets no runtime in {settings_file}")
+
+
+def runtime_venv(runtime: str) -> Path:
+    """A virtualenv of requirements.txt on the runtime's Python, built once per requirements and interpreter."""
+    python = interpreter(runtime)
+    version = subprocess.run([python, "-VV"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256((REPO / "requirements.txt").read_bytes() + version.encode()).hexdigest()[:12]
+    venv = REPO / ".venv-deploy" / f"{runtime}-{key}"
+    if not (venv / ".complete").exists():
+        for old in venv.parent.glob("python*"):  # earlier requirements: not needed any more
+            shutil.rmtree(old)
+        print(f"Building {venv.relative_to(REPO)} (requirements.txt on {python}) ...", file=sys.stderr)
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "-r", str(REPO / "requirements.txt")], check=True)
+        (venv / ".complete").touch()
+    return venv
+
+
+def interpreter(runtime: str) -> str:
+    """An interpreter of the runtime's Python version: on the PATH, from pyenv, or the system's."""
+    version = runtime.removeprefix("python")
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(f"python{version}"), *sorted(glob.glob(f"{pyenv}/{version}*/bin/python{version}"),
+                                                           reverse=True),
+                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for candidate in (c for c in candidates if c and os.path.exists(c)):
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    sys.exit(f"error: no Python {version} interpreter for the runtime {runtime}: install python{version} "
+             "(or pyenv install " + version + ")")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
