@@ -6,6 +6,7 @@ import functools
 import http.server
 import shutil
 import subprocess
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,34 @@ def in_background(server) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def jpeg2000(image: pyvips.Image, path: Path, **options) -> Path:
+    """Write ``image`` as JPEG 2000 with Pillow's OpenJPEG encoder (the decoder the pipeline uses)."""
+    from PIL import Image
+
+    modes = {(1, "uchar"): "L", (2, "uchar"): "LA", (3, "uchar"): "RGB", (4, "uchar"): "RGBA", (1, "ushort"): "I;16"}
+    Image.frombytes(modes[image.bands, image.format], (image.width, image.height),
+                    image.write_to_memory()).save(path, "JPEG2000", **options)
+    return path
+
+
+def with_colour_box(jp2: bytes, body: bytes) -> bytes:
+    """``jp2`` with the contents of its colr box replaced by ``body`` (method, precedence, approximation, ...)."""
+    start = jp2.index(b"jp2h") - 4
+    (length,) = struct.unpack(">I", jp2[start:start + 4])
+    header, position, boxes = jp2[start + 8:start + length], 0, b""
+    while position < len(header):
+        (size,) = struct.unpack(">I", header[position:position + 4])
+        kind = header[position + 4:position + 8]
+        boxes += struct.pack(">I4s", 8 + len(body), b"colr") + body if kind == b"colr" else header[position:position + size]
+        position += size
+    return jp2[:start] + struct.pack(">I4s", 8 + len(boxes), b"jp2h") + boxes + jp2[start + length:]
+
+
+def reference_decode(path: Path, target: Path) -> pyvips.Image:
+    """OpenJPEG's own command-line decoder (Debian's libopenjp2-tools): the pixels a JPEG 2000 file holds."""
+    if shutil.which("opj_decompress") is None:
+        pytest.fail("opj_decompress is not installed: run scripts/bootstrap.sh --browser (make test installs it)")
+    subprocess.run(["opj_decompress", "-quiet", "-i", str(path), "-o", str(target)], check=True)
+    return pyvips.Image.new_from_file(str(target))
