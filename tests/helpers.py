@@ -116,3 +116,22 @@ def reference_decode(path: Path, target: Path) -> pyvips.Image:
         pytest.fail("opj_decompress is not installed: run scripts/bootstrap.sh --browser (make test installs it)")
     subprocess.run(["opj_decompress", "-quiet", "-i", str(path), "-o", str(target)], check=True)
     return pyvips.Image.new_from_file(str(target))
+
+
+def handmade_pdf(catalog: str = "", trailer: str = "", extra_objects: tuple[str, ...] = ()) -> bytes:
+    """A one-page PDF written by hand, for what PDFium cannot write: document scripts, encryption."""
+    objects = [f"<< /Type /Catalog /Pages 2 0 R{catalog} >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 300] >>", *extra_objects]
+    out, offsets = b"%PDF-1.7\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
+    table = f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n" + "".join(f"{o:010} 00000 n \n" for o in offsets)
+    return out + (table + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R{trailer} >>\n"
+                  f"startxref\n{len(out)}\n%%EOF\n").encode()
+
+
+SCRIPTED_PDF = {"catalog": " /Names << /JavaScript << /Names [(hello) 4 0 R] >> >>",
+                "extra_objects": ("<< /S /JavaScript /JS (app.alert\\(1\\);) >>",)}
+ENCRYPTED_PDF = {"trailer": f" /Encrypt 4 0 R /ID [<{'ab' * 16}> <{'ab' * 16}>]",
+                 "extra_objects": (f"<< /Filter /Standard /V 1 /R 2 /O <{'01' * 32}> /U <{'02' * 32}> /P -4 >>",)}

@@ -63,7 +63,7 @@ def inspect_document(path: Path, fmt: str, settings: Settings) -> Document | Non
 
 
 def split(path: Path, document: Document, folder: Path) -> list[Path]:
-    """One source file per page, in page order: one-page PDFs (nothing rendered yet), or lossless tiled TIFFs."""
+    """One source file per page, in page order: one-page PDFs (nothing rendered yet), or lossless TIFFs."""
     folder.mkdir(parents=True, exist_ok=True)
     targets = [folder / f"p{page.number:04}.{'pdf' if document.format == 'pdf' else 'tif'}" for page in document.pages]
     if document.format == "pdf":
@@ -74,8 +74,7 @@ def split(path: Path, document: Document, folder: Path) -> list[Path]:
     for page, target in zip(document.pages, targets, strict=True):
         try:
             image = pyvips.Image.new_from_file(str(path), page=page.index, access="sequential", fail_on=FAIL_ON)
-            image.tiffsave(str(target), compression="deflate", level=1, predictor="horizontal", tile=True,
-                           tile_width=512, tile_height=512, bigtiff=True)
+            image.tiffsave(str(target), compression="deflate", level=1, predictor="horizontal", bigtiff=True)
         except pyvips.Error as error:
             raise CorruptImage(f"page {page.number} cannot be read: {vips_reason(error)}") from None
     return targets

@@ -1,0 +1,99 @@
+"""Documents through S3 and the event path: one item, one job per page, the manifest when the last page is done."""
+import json
+import time
+
+import jsonschema
+import pytest
+
+from app.errors import CorruptImage
+from tests.helpers import ENCRYPTED_PDF, SHARED, handmade_pdf
+from tests.pipeline.test_documents import multipage_tiff, three_page_pdf
+
+
+@pytest.fixture
+def flowing(cloud):
+    cloud.stack.start()
+    yield cloud
+    cloud.stack.stop()
+
+
+def _final(cloud, image_id, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = cloud.record(image_id)
+        if record and record["status"] in ("done", "failed", "gone"):
+            return record
+        time.sleep(0.3)
+    raise AssertionError(f"{image_id} did not finish in {timeout}s: {cloud.record(image_id)}")
+
+
+def _validator():
+    schema_path = SHARED / "iiif-presentation-schema" / "iiif_3_0.json"
+    if not schema_path.exists():
+        pytest.skip(f"the IIIF Presentation 3 schema is not at {schema_path} (../shared is absent)")
+    schema = json.loads(schema_path.read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+@pytest.mark.parametrize("name,make", [("ledger.pdf", three_page_pdf),
+                                       ("scan.tif", lambda path: multipage_tiff(path, [(300, 200)] * 3))])
+def test_a_document_becomes_an_item_whose_pages_convert_as_images(flowing, tmp_path, name, make):
+    cloud = flowing
+    item_id = f"archive/{name.rsplit('.', 1)[0]}"
+    cloud.upload(f"archive/{name}", make(tmp_path / name).read_bytes())
+    item = _final(cloud, item_id)
+    assert item["status"] == "done" and item["kind"] == "item", item.get("error")
+    assert [page["id"] for page in item["pages"]] == [f"{item_id}/p0001", f"{item_id}/p0002", f"{item_id}/p0003"]
+    assert item["progress"] == {"phase": "done", "done": 3, "total": 3}
+    manifest = json.loads(cloud.read("tiler-tiles", f"{item_id}/manifest.json"))
+    assert list(_validator().iter_errors(manifest)) == []
+    assert [canvas["label"]["none"][0] for canvas in manifest["items"]] == ["p. 1", "p. 2", "p. 3"]
+    services = [canvas["items"][0]["items"][0]["body"]["service"][0]["id"] for canvas in manifest["items"]]
+    assert services == [f"{cloud.url}/tiler-tiles/{item_id}/p{n:04}" for n in (1, 2, 3)]
+    assert manifest["thumbnail"][0]["id"].startswith(f"{cloud.url}/tiler-tiles/{item_id}/p0001/full/")
+    for page in item["pages"]:
+        assert cloud.record(page["id"])["status"] == "done"
+        assert {f"{page['id']}/info.json", f"{page['id']}.dzi"} <= cloud.tiles(page["id"])
+    assert f"index/done/{item_id}" in cloud.keys("tiler-metadata", "index/done/")
+    assert not cloud.keys("tiler-metadata", "index/pages/")
+
+
+def test_a_failed_page_fails_the_item_and_publishes_no_manifest(flowing, tmp_path, monkeypatch):
+    from app import jobs
+
+    real_convert = jobs.convert
+
+    def second_page_damaged(src, out_dir, settings, image_id, **options):
+        if image_id.endswith("/p0002"):
+            raise CorruptImage("the pixel data is damaged or truncated: injected")
+        return real_convert(src, out_dir, settings, image_id, **options)
+
+    monkeypatch.setattr(jobs, "convert", second_page_damaged)
+    flowing.upload("book.pdf", three_page_pdf(tmp_path / "book.pdf").read_bytes())
+    item = _final(flowing, "book")
+    assert item["status"] == "failed" and "1 of 3 pages failed" in item["error"] and "injected" in item["error"]
+    assert [page["status"] for page in item["pages"]] == ["done", "failed", "done"]
+    assert "book/manifest.json" not in flowing.tiles("book/")
+
+
+@pytest.mark.parametrize("body,reason", [
+    (handmade_pdf(**ENCRYPTED_PDF), "encrypted"),
+    (None, "has 10,000 pages, over the limit of 1,000 (MAX_PAGES)"),
+])
+def test_a_hostile_document_fails_clearly_and_nothing_is_published(cloud, tmp_path, body, reason):
+    from app.events import handle_s3_event
+    from app.pipeline import pdf
+
+    if body is None:
+        document = pdf._pdfium().PdfDocument.new()
+        for _ in range(10_000):
+            document.new_page(100, 100)
+        document.save(str(tmp_path / "many.pdf"))
+        body = (tmp_path / "many.pdf").read_bytes()
+    cloud.upload("hostile.pdf", body)
+    for event in cloud.events():
+        handle_s3_event(event)
+    record = cloud.record("hostile")
+    assert record["status"] == "failed" and reason in record["error"]
+    assert not cloud.tiles() and not cloud.keys("tiler-source", "pages/")
+    assert cloud.events() == []  # no page was sent on
