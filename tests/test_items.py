@@ -97,3 +97,24 @@ def test_a_hostile_document_fails_clearly_and_nothing_is_published(cloud, tmp_pa
     assert record["status"] == "failed" and reason in record["error"]
     assert not cloud.tiles() and not cloud.keys("tiler-source", "pages/")
     assert cloud.events() == []  # no page was sent on
+
+
+def test_the_dashboard_shows_an_item_with_its_pages_and_opens_it_in_mirador(cloud, tmp_path, monkeypatch):
+    from app.events import handle_s3_event
+    from app.web import create_app
+    from config import Settings
+
+    cloud.upload("box/ledger.pdf", three_page_pdf(tmp_path / "ledger.pdf").read_bytes())
+    while events := cloud.events():  # the document, then its pages, as S3 delivers them
+        for event in events:
+            handle_s3_event(event)
+    client = create_app(Settings.from_env()).test_client()
+    listing = client.get("/").get_data(as_text=True)
+    assert "PDF, 3 pages" in listing and f'src="{cloud.url}/tiler-tiles/box/ledger/p0001/full/' in listing
+    page = client.get("/images/box/ledger").get_data(as_text=True)
+    assert "ledger.pdf: 3 pages" in page and page.count('class="badge done"') == 4
+    assert f'href="/mirador?manifest={cloud.url}/tiler-tiles/box/ledger/manifest.json"' in page
+    assert 'href="/images/box/ledger/p0002"' in page
+    api = client.get("/api/images/box/ledger").get_json()
+    assert api["kind"] == "item" and api["urls"] == {"manifest": f"{cloud.url}/tiler-tiles/box/ledger/manifest.json",
+                                                     "thumbnail": api["urls"]["thumbnail"]}
