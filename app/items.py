@@ -39,7 +39,8 @@ def start(journal: Journal, store: S3Storage, ref: SourceRef, source: Path, docu
     files = split(source, document, work / "pages")
     keys = [page_key(item_id, page.number, version, file.suffix) for page, file in zip(document.pages, files,
                                                                                       strict=True)]
-    stale = [key for key in store.list_keys(settings.source_bucket, f"{PAGES_PREFIX}{item_id}/") if key not in keys]
+    stale = [key for key in store.list_keys(settings.source_bucket, f"{PAGES_PREFIX}{item_id}/")
+             if key not in keys and (page_of(key) or ("",))[0] == item_id]  # not a nested item's pages
     store.delete_keys(settings.source_bucket, stale)  # an earlier version's pages: their jobs end as gone
     record = journal.save(
         status=Status.PAGES, kind="item", version=version, error=None,
@@ -54,7 +55,11 @@ def start(journal: Journal, store: S3Storage, ref: SourceRef, source: Path, docu
 
 
 def page_finished(record: dict[str, Any], settings: Settings) -> None:
-    """Tick a finished page off its item; the page that completes the item publishes it."""
+    """Tick a finished page off its item; the page that completes the item publishes it.
+
+    A failed item still hears from its pages: when a failed page is retried (the dashboard's retry) and
+    converts, the item is completed and published then.
+    """
     found = page_of(record["source"]["key"])
     if not found or record["status"] not in Status.FINAL:
         return
@@ -62,9 +67,10 @@ def page_finished(record: dict[str, Any], settings: Settings) -> None:
     store = S3Storage(settings.upload_workers)
     for _ in range(50):
         held = store.get_json(settings.metadata_bucket, records.record_key(item_id))
-        if held is None or held[0].get("status") != Status.PAGES or held[0].get("version") != version:
-            return  # finished already, or a newer version of the document is on its way
+        if held is None or held[0].get("status") not in (Status.PAGES, Status.FAILED) or held[0].get("version") != version:
+            return  # published already, or a newer version of the document is on its way
         item, etag = held
+        was = item["status"]
         item["pages"][number - 1].update(status=record["status"], error=record.get("error"))
         pages = item["pages"]
         done = sum(page["status"] == Status.DONE for page in pages)
@@ -77,7 +83,7 @@ def page_finished(record: dict[str, Any], settings: Settings) -> None:
         except PreconditionFailed:
             continue  # another page finished at the same moment: read again
         if complete:
-            records.move_index(store, settings.metadata_bucket, item_id, Status.PAGES, item["status"])
+            records.move_index(store, settings.metadata_bucket, item_id, was, item["status"])
         return
     raise RuntimeError(f"item {item_id}: too many concurrent updates")
 

@@ -23,7 +23,8 @@ LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
 # The settings that shape what a conversion writes: a Batch job must convert exactly as the function does, so
 # those the stage sets are copied into the job definition (the rest have the same defaults on both sides).
 CONVERSION_SETTINGS = ("PUBLIC_BASE_URL", "TILE_SIZE", "JPEG_QUALITY", "MAX_PIXELS", "IIIF_MAX_SIZE",
-                       "ALLOWED_FORMATS", "FLATTEN_BACKGROUND", "SERVING_TIFF", "IIIF_MANIFESTS", "DERIVATIVES_FILE")
+                       "ALLOWED_FORMATS", "FLATTEN_BACKGROUND", "SERVING_TIFF", "IIIF_MANIFESTS", "DERIVATIVES_FILE",
+                       "PDF_DPI", "MAX_PAGES")
 
 TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
                              "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}

@@ -69,7 +69,8 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
         clock.lap("tile")
-        derivatives = [_serving_tiff(src, image, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
+        derivatives = ([_serving_tiff(src, image, image_id, facts, settings, tiles_root)]
+                       if settings.serving_tiff else [])
         if derivatives:
             clock.lap("serving_tiff")
         iiif_tiles = list(names.values())

@@ -67,7 +67,7 @@ def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int, *,
     if fmt == "jp2k":
         header = jp2.read_header(path, lambda width, height: _check_pixels(width, height, max_pixels))
         facts = _jp2_facts(path, header)
-        return (jp2.decode(path, header) if decode else None), facts
+        return (jp2.decode(path) if decode else None), facts
     if fmt == "pdf":  # a document's pages are split first (``pages``); this is its first page
         width, height = pdf.first_page_size(path, pdf_dpi, max_pages, max_pixels)
         facts = ImageFacts("pdf", width, height, 3, 8, "srgb", 1, False, None, path.stat().st_size)

@@ -86,7 +86,8 @@ def pages_manifest(manifest_url: str, label: str, pages: list[tuple[str, str, tu
     if summary:
         manifest.summary = text(summary)
     if metadata:
-        manifest.metadata = [prezi().KeyValueString(label=text(key), value=text(value)) for key, value in metadata.items()]
+        manifest.metadata = [prezi().KeyValueString(label=text(key), value=text(value))
+                             for key, value in metadata.items()]
     base = manifest_url.removesuffix("/manifest.json")
     for position, (service_id, page_label, size, max_size) in enumerate(pages, start=1):
         manifest.add_item(image_canvas(f"{base}/canvas/{position}", page_label, service_id, size, max_size))

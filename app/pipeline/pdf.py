@@ -109,7 +109,7 @@ def render_first_page(path: Path, dpi: int, max_pages: int, max_pixels: int) -> 
         _, width, height = pages(document, dpi, max_pixels)[0]
         page = document[0]
         try:
-            bitmap = page.render(scale=dpi / POINTS_PER_INCH, prefer_bgrx=True, rev_byteorder=True,
+            bitmap = page.render(scale=_scale(dpi), prefer_bgrx=True, rev_byteorder=True,
                                  may_draw_forms=False)
             rgbx = pyvips.Image.new_from_memory(bytes(bitmap.buffer), bitmap.width, bitmap.height, 4, "uchar")
         finally:
@@ -119,5 +119,9 @@ def render_first_page(path: Path, dpi: int, max_pages: int, max_pixels: int) -> 
     return rgbx.extract_band(0, n=3).copy(interpretation="srgb")
 
 
+def _scale(dpi: int) -> float:
+    return dpi / POINTS_PER_INCH
+
+
 def _pixels(points: tuple[float, float], dpi: int) -> tuple[int, int]:
-    return tuple(max(1, math.ceil(side * dpi / POINTS_PER_INCH)) for side in points)  # as PDFium sizes a render
+    return tuple(max(1, math.ceil(side * _scale(dpi))) for side in points)  # exactly as pypdfium2 sizes a render
