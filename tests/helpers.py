@@ -105,7 +105,8 @@ def with_colour_box(jp2: bytes, body: bytes) -> bytes:
     while position < len(header):
         (size,) = struct.unpack(">I", header[position:position + 4])
         kind = header[position + 4:position + 8]
-        boxes += struct.pack(">I4s", 8 + len(body), b"colr") + body if kind == b"colr" else header[position:position + size]
+        boxes += (struct.pack(">I4s", 8 + len(body), b"colr") + body if kind == b"colr"
+                  else header[position:position + size])
         position += size
     return jp2[:start] + struct.pack(">I4s", 8 + len(boxes), b"jp2h") + boxes + jp2[start + length:]
 

@@ -58,8 +58,9 @@ def test_a_document_becomes_an_item_whose_pages_convert_as_images(flowing, tmp_p
     assert not cloud.keys("tiler-metadata", "index/pages/")
 
 
-def test_a_failed_page_fails_the_item_and_publishes_no_manifest(flowing, tmp_path, monkeypatch):
+def test_a_failed_page_fails_the_item_unpublished_until_the_page_is_retried(flowing, tmp_path, monkeypatch):
     from app import jobs
+    from app.web.catalog import Catalog
 
     real_convert = jobs.convert
 
@@ -74,6 +75,13 @@ def test_a_failed_page_fails_the_item_and_publishes_no_manifest(flowing, tmp_pat
     assert item["status"] == "failed" and "1 of 3 pages failed" in item["error"] and "injected" in item["error"]
     assert [page["status"] for page in item["pages"]] == ["done", "failed", "done"]
     assert "book/manifest.json" not in flowing.tiles("book/")
+
+    monkeypatch.setattr(jobs, "convert", real_convert)  # the page is fixed (say, a transient fault): retry it
+    Catalog(flowing.settings).retry("book/p0002")
+    deadline = time.monotonic() + 120
+    while flowing.record("book")["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert flowing.record("book")["status"] == "done" and "book/manifest.json" in flowing.tiles("book/")
 
 
 @pytest.mark.parametrize("body,reason", [
