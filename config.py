@@ -41,7 +41,7 @@ class Settings:
     batch_job_queue: str = _setting("BATCH_JOB_QUEUE", "", "AWS Batch queue for images too big for Lambda (empty: such images fail with a clear reason).")
     batch_job_definition: str = _setting("BATCH_JOB_DEFINITION", "", "AWS Batch job definition running batch_fallback.")
     lambda_max_pixels: int = _setting("LAMBDA_MAX_PIXELS", 150_000_000, "Images with more pixels go to AWS Batch.")
-    lambda_max_jp2_pixels: int = _setting("LAMBDA_MAX_JP2_PIXELS", 120_000_000, "JPEG 2000 images with more pixels go to AWS Batch: decoding one peaks at about 20 MB per megapixel (untiled 8-bit RGB), so 120 MP fit a 3,008 MB Lambda. Batch refuses those that would not fit BATCH_MEMORY_MB.")
+    lambda_max_jp2_pixels: int = _setting("LAMBDA_MAX_JP2_PIXELS", 120_000_000, "JPEG 2000 images with more pixels go to AWS Batch: a decode is held in memory whole, about 18 MB per megapixel measured (20 assumed), so 120 MP fit a 3,008 MB Lambda. One that would not fit BATCH_MEMORY_MB is refused.")
     lambda_max_bytes: int = _setting("LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch.")
     lambda_megapixels_per_second: int = _setting("LAMBDA_MEGAPIXELS_PER_SECOND", 15, "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.")
     stale_after_seconds: int = _setting("STALE_AFTER_SECONDS", 120, "A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries after about 1 and 3 minutes).")
