@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,8 +34,12 @@ log = logging.getLogger(__name__)
 
 
 def start(journal: Journal, store: S3Storage, ref: SourceRef, source: Path, document: Document, item_id: str,
-          settings: Settings, work: Path) -> dict[str, Any]:
-    """Split the document, record the item, then send its pages on their way; returns the item's record."""
+          settings: Settings, work: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Split the document, record the item, then send its pages on their way; returns the item's record.
+
+    What an earlier version published and this one will not (pages past the new last one, or the image the
+    source was before it had pages) is noted in ``retire`` and deleted once the new manifest is published.
+    """
     version = version_of(ref.etag)
     files = split(source, document, work / "pages")
     keys = [page_key(item_id, page.number, version, file.suffix) for page, file in zip(document.pages, files,
@@ -48,26 +53,27 @@ def start(journal: Journal, store: S3Storage, ref: SourceRef, source: Path, docu
                   "creator": document.creator, "name": PurePosixPath(ref.key).name},
         pages=[{"id": page_id(item_id, page.number), "label": page.label, "key": key, "status": Status.QUEUED,
                 "error": None} for page, key in zip(document.pages, keys, strict=True)],
-        progress={"phase": "pages", "done": 0, "total": len(keys)})
+        progress={"phase": "pages", "done": 0, "total": len(keys)}, retire=_retired(previous, len(keys)))
     store.put_sources(settings.source_bucket, zip(files, keys, strict=True))
     log.info("%s: %d pages sent for conversion", item_id, len(keys))
     return record
 
 
-def page_finished(record: dict[str, Any], settings: Settings) -> None:
+def page_finished(record: dict[str, Any], settings: Settings, key: str) -> None:
     """Tick a finished page off its item; the page that completes the item publishes it.
 
     A failed item still hears from its pages: when a failed page is retried (the dashboard's retry) and
-    converts, the item is completed and published then.
+    converts, the item is completed and published then. ``key`` is the page source the job was for: a page
+    identical to one of an earlier version is not converted again, and its record names the earlier key.
     """
-    found = page_of(record["source"]["key"])
+    found = page_of(key)
     if not found or record["status"] not in Status.FINAL:
         return
     item_id, number, version = found
     store = S3Storage(settings.upload_workers)
     for _ in range(50):
         held = store.get_json(settings.metadata_bucket, records.record_key(item_id))
-        if held is None or held[0].get("status") not in (Status.PAGES, Status.FAILED) or held[0].get("version") != version:
+        if not held or held[0].get("status") not in (Status.PAGES, Status.FAILED) or held[0].get("version") != version:
             return  # published already, or a newer version of the document is on its way
         item, etag = held
         was = item["status"]
@@ -110,4 +116,35 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
     width, height = iiif.thumbnail_size(first["width"], first["height"], settings.iiif_max_size)
     item.update(status=Status.DONE, error=None, manifest=True,
                 thumbnail=f"{PurePosixPath(item['pages'][0]['id']).name}/full/{width},{height}/0/default.jpg")
+    _retire(store, settings, item_id, item.pop("retire", None) or {})
 
+
+def _retired(previous: dict[str, Any] | None, pages: int) -> dict[str, Any]:
+    """What an earlier version of the source published that this one replaces without overwriting."""
+    if not previous:
+        return {}
+    if previous.get("kind") != "item":
+        return {"image": bool(previous.get("facts"))}
+    earlier = previous.get("retire") or {}
+    ids = set(earlier.get("pages", [])) | {page["id"] for page in previous.get("pages", [])}
+    return {"image": earlier.get("image", False), "pages": sorted(i for i in ids if _number(i) > pages)}
+
+
+def _number(page: str) -> int:
+    return int(page.rsplit("/p", 1)[1])
+
+
+def _retire(store: S3Storage, settings: Settings, item_id: str, retire: dict[str, Any]) -> None:
+    """Delete the stale outputs ``_retired`` listed, now that the new manifest no longer points at them."""
+    outputs = [(item_id, r"\.dzi|_files/.*|/info\.json|/[^/]+/[^/]+/0/default\.jpg")] if retire.get("image") else []
+    outputs += [(page, r"\.dzi|_files/.*|/.*") for page in retire.get("pages", [])]
+    doomed = []
+    for image_id, suffixes in outputs:
+        ours = re.compile(rf"^{re.escape(image_id)}({suffixes})$")  # never a nested item's or page's keys
+        doomed += [key for key in store.list_keys(settings.tiles_bucket, image_id) if ours.match(key)]
+        doomed.append(f"derivatives/{image_id}.tif")
+    store.delete_keys(settings.tiles_bucket, doomed)
+    for page in retire.get("pages", []):
+        old = records.read_record(store, settings.metadata_bucket, page)
+        store.delete_keys(settings.metadata_bucket, [records.record_key(page), f"{page}.json"]
+                          + ([records.index_key(old["status"], page)] if old else []))

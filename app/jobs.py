@@ -71,6 +71,9 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     try:
         current = store.head(ref)
     except SourceGone as gone:
+        if page_of(ref.key):  # a page of a document's earlier version, deleted when the new one was split
+            log.info("skipped s3://%s/%s: superseded by a newer version of its document", ref.bucket, ref.key)
+            return None
         return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings)
     if ref.etag and current.etag != ref.etag:
         log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
@@ -81,7 +84,7 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
         raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}) is being converted by another worker")
     if claimed == records.Claim.HANDLED:
         log.info("s3://%s/%s (%s) is already handled: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
-        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current.etag)
+        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
     route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
@@ -101,12 +104,15 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     return _finished(record, settings)
 
 
-def _finished(record: dict[str, Any] | None, settings: Settings, etag: str | None = None) -> dict[str, Any] | None:
-    """Tell the collections this image belongs to that it is final (also on a duplicate delivery: the
-    collection may have sent it again after its first job ended)."""
+def _finished(record: dict[str, Any] | None, settings: Settings, delivered: SourceRef | None = None
+              ) -> dict[str, Any] | None:
+    """Tell the collections this image belongs to, or the item it is a page of, that it is final (also on a
+    duplicate delivery: the collection may have sent it again after its first job ended, and a new version of a
+    document may hold a page identical to one already converted, under its new key)."""
+    etag = delivered.etag if delivered else None
     if record and record["status"] in Status.FINAL and (etag is None or record["source"].get("etag") == etag):
         collection_runner.image_finished(record, settings)
-        items.page_finished(record, settings)
+        items.page_finished(record, settings, delivered.key if delivered else record["source"]["key"])
     return record
 
 
@@ -127,7 +133,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
             reason = _why_not_split_here(document, settings, runtime)
             if reason:
                 return _hand_to_batch(journal, ref, image_id, settings, reason)
-            return items.start(journal, store, ref, source, document, image_id, settings, work)
+            return items.start(journal, store, ref, source, document, image_id, settings, work, previous)
         _, facts = open_image(source, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi,
                               max_pages=settings.max_pages, decode=False)  # header only
         _check_decodable(facts, settings)

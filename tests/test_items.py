@@ -17,11 +17,12 @@ def flowing(cloud):
     cloud.stack.stop()
 
 
-def _final(cloud, image_id, timeout=180):
+def _final(cloud, image_id, etag=None, timeout=180):
+    """The record of ``image_id`` once final (for the source version ``etag``, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = cloud.record(image_id)
-        if record and record["status"] in ("done", "failed", "gone"):
+        if record and record["status"] in ("done", "failed", "gone") and etag in (None, record["source"]["etag"]):
             return record
         time.sleep(0.3)
     raise AssertionError(f"{image_id} did not finish in {timeout}s: {cloud.record(image_id)}")
@@ -79,7 +80,7 @@ def test_a_failed_page_fails_the_item_unpublished_until_the_page_is_retried(flow
     monkeypatch.setattr(jobs, "convert", real_convert)  # the page is fixed (say, a transient fault): retry it
     Catalog(flowing.settings).retry("book/p0002")
     deadline = time.monotonic() + 120
-    while flowing.record("book")["status"] != "done" and time.monotonic() < deadline:
+    while flowing.record("book")["status"] != "done" and time.monotonic() < deadline:  # the retry, through S3
         time.sleep(0.3)
     assert flowing.record("book")["status"] == "done" and "book/manifest.json" in flowing.tiles("book/")
 
@@ -126,3 +127,25 @@ def test_the_dashboard_shows_an_item_with_its_pages_and_opens_it_in_mirador(clou
     api = client.get("/api/images/box/ledger").get_json()
     assert api["kind"] == "item" and api["urls"] == {"manifest": f"{cloud.url}/tiler-tiles/box/ledger/manifest.json",
                                                      "thumbnail": api["urls"]["thumbnail"]}
+
+
+def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_not(flowing, tmp_path):
+    from tests.helpers import photo
+
+    cloud = flowing
+    cloud.upload("scan.tif", photo(300, 200), ".tif")  # first an image ...
+    assert _final(cloud, "scan")["status"] == "done" and "scan.dzi" in cloud.tiles("scan")
+    etag = cloud.upload("scan.tif", multipage_tiff(tmp_path / "three.tif", [(300, 200)] * 3).read_bytes())  # pages
+    assert _final(cloud, "scan", etag)["status"] == "done"
+    published = cloud.tiles("scan")
+    assert "scan/manifest.json" in published
+    assert not {"scan.dzi", "scan/info.json", "scan/full/max/0/default.jpg"} & published
+    assert not [key for key in published if key.startswith("scan_files/")] and "scan/p0003.dzi" in published
+
+    etag = cloud.upload("scan.tif", multipage_tiff(tmp_path / "two.tif", [(300, 200)] * 2).read_bytes())
+    assert _final(cloud, "scan", etag)["status"] == "done"  # its pages are the first two, unchanged: not re-tiled
+    assert len(json.loads(cloud.read("tiler-tiles", "scan/manifest.json"))["items"]) == 2
+    assert not [key for key in cloud.tiles("scan/p0003") if key.startswith(("scan/p0003/", "scan/p0003.dzi"))]
+    assert cloud.record("scan/p0003") is None and "scan/p0002.dzi" in cloud.tiles("scan/p0002")
+    assert cloud.keys("tiler-source", "pages/scan/") == {key for key in cloud.keys("tiler-source", "pages/scan/")
+                                                         if "@" + cloud.record("scan")["version"] in key}
