@@ -77,7 +77,8 @@ def page_finished(record: dict[str, Any], settings: Settings, key: str) -> None:
             return  # published already, or a newer version of the document is on its way
         item, etag = held
         was = item["status"]
-        item["pages"][number - 1].update(status=record["status"], error=record.get("error"))
+        item["pages"][number - 1].update(status=record["status"], error=record.get("error"),
+                                         thumbnail=record.get("thumbnail"))
         pages = item["pages"]
         done = sum(page["status"] == Status.DONE for page in pages)
         complete = all(page["status"] in Status.FINAL for page in pages)

@@ -124,6 +124,7 @@ def test_the_dashboard_shows_an_item_with_its_pages_and_opens_it_in_mirador(clou
     assert "ledger.pdf: 3 pages" in page and page.count('class="badge done"') == 4
     assert f'href="/mirador?manifest={cloud.url}/tiler-tiles/box/ledger/manifest.json"' in page
     assert 'href="/images/box/ledger/p0002"' in page
+    assert f'<img src="{cloud.url}/tiler-tiles/box/ledger/p0003/full/' in page  # each page's thumbnail
     api = client.get("/api/images/box/ledger").get_json()
     assert api["kind"] == "item" and api["urls"] == {"manifest": f"{cloud.url}/tiler-tiles/box/ledger/manifest.json",
                                                      "thumbnail": api["urls"]["thumbnail"]}

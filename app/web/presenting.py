@@ -45,8 +45,13 @@ def cost(record: dict[str, Any], settings: Settings) -> dict[str, float] | None:
 def present(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The record plus its URLs, cost and embed snippet, as the API returns it and the templates use it."""
     found = urls(record, settings)
-    return {**record, "urls": found, "cost_usd": cost(record, settings),
-            "embed": embed_snippet(found["info"]) if "info" in found else None}
+    presented = {**record, "urls": found, "cost_usd": cost(record, settings),
+                 "embed": embed_snippet(found["info"]) if "info" in found else None}
+    if record.get("kind") == "item":
+        base = settings.public_base_url.rstrip("/")
+        presented["page_thumbnails"] = {page["id"]: f"{base}/{page['id']}/{page['thumbnail']}"
+                                        for page in record["pages"] if page["status"] == "done" and page.get("thumbnail")}
+    return presented
 
 
 def embed_snippet(info_url: str) -> str:

@@ -20,10 +20,22 @@ def multipage_tiff(path, sizes):
     return path
 
 
+PAGE_COLOURS = ([200, 40, 40], [40, 160, 60], [40, 60, 200])
+
+
 def three_page_pdf(path):
-    document = pdf._pdfium().PdfDocument.new()
-    for width in (200, 250, 300):
-        document.new_page(width, 300)
+    """Pages 200, 250 and 300 points wide, each a scan (a JPEG filling the page) of its own colour."""
+    pdfium = pdf._pdfium()
+    document = pdfium.PdfDocument.new()
+    for width, colour in zip((200, 250, 300), PAGE_COLOURS, strict=True):
+        scan = path.with_name(f"scan-{width}.jpg")
+        solid(width, 300, colour).jpegsave(str(scan), Q=95)
+        page = document.new_page(width, 300)
+        image = pdfium.PdfImage.new(document)
+        image.load_jpeg(str(scan))
+        image.set_matrix(pdfium.PdfMatrix().scale(width, 300))
+        page.insert_obj(image)
+        page.gen_content()
     document.save(str(path))
     return path
 
@@ -93,6 +105,7 @@ def test_the_cli_converts_a_document_into_an_item_of_pages_with_a_valid_manifest
     assert [(c["label"]["none"][0], c["width"]) for c in manifest["items"]] == [
         ("p. 1", 834), ("p. 2", 1042), ("p. 3", 1250)]  # 300 dpi, in page order
     assert manifest["thumbnail"][0]["service"][0]["id"] == "http://tiles.example.org/ledger/p0001"
-    for page in ("p0001", "p0002", "p0003"):
+    for page, colour in zip(("p0001", "p0002", "p0003"), PAGE_COLOURS, strict=True):
         assert (tmp_path / "t" / "ledger" / page / "info.json").exists()
-        assert (tmp_path / "t" / f"ledger/{page}.dzi").exists()
+        small = pyvips.Image.new_from_file(str(tmp_path / "t" / f"ledger/{page}_files/8/0_0.jpg"))
+        assert all(abs(a - b) <= 8 for a, b in zip(small(100, 100), colour, strict=True))  # the page's own scan
