@@ -172,3 +172,17 @@ def test_a_job_definition_behind_the_stage_settings_fails(deployed):
     assert checks["batch settings"].fix == "python -m app provision dev"
     deployed.provision()
     assert deployed.doctor()["batch settings"].passed
+
+
+def test_a_function_too_small_for_its_largest_jpeg_2000_fails_with_the_bound_that_fits(deployment):
+    settings = json.loads(deployment.settings_file.read_text())
+    settings["dev"].setdefault("environment_variables", {})["LAMBDA_MAX_JP2_PIXELS"] = "200000000"
+    deployment.settings_file.write_text(json.dumps(settings, indent=4))
+    deployment.provision()
+    deployment.deploy_function()
+    deployment.push_image()
+    checks = deployment.doctor()
+    assert failing(checks) == {"function memory"}
+    assert "cannot decode a JPEG 2000 of LAMBDA_MAX_JP2_PIXELS=200,000,000 (about 4,000 MB)" in checks[
+        "function memory"].detail
+    assert "set LAMBDA_MAX_JP2_PIXELS to at most 150000000" in checks["function memory"].fix
