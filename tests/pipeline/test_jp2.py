@@ -112,3 +112,19 @@ def test_reduced_resolutions_are_counted_from_the_header(tmp_path):
     src = jpeg2000(photo(256, 256), tmp_path / "levels.jp2", num_resolutions=4)
     header = jp2.read_header(src, lambda width, height: None)
     assert (header.levels, header.tiles, header.components, header.bit_depth) == (3, 1, 3, 8)
+
+
+def test_a_jpeg_conversion_never_imports_the_archive_decoders(tmp_path):
+    """JPEG, PNG and TIFF keep their speed: imagecodecs, numpy and PDFium load only for the formats needing them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = tmp_path / "photo.jpg"
+    photo(600, 400).jpegsave(str(src))
+    script = ("import sys; from pathlib import Path; from app.__main__ import main; "
+              "main(['convert', sys.argv[1], '--tiles-dir', sys.argv[2], '--metadata-dir', sys.argv[2]]); "
+              "print(sorted({'imagecodecs', 'numpy', 'pypdfium2'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "out")], check=True, text=True,
+                          capture_output=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
