@@ -12,11 +12,15 @@ import io
 import json
 import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from moto.cloudfront import models as cloudfront_models
+from moto.iam.access_control import PermissionResult
+from moto.s3 import models as s3_models
 from zappa.handler import LambdaHandler
 from zappa.utilities import add_event_source
 
@@ -26,6 +30,7 @@ from app.deploy.doctor import doctor
 from app.deploy.provision import Options, provision
 from app.deploy.stage import Names, Stage, load_stage, stage_names
 from app.deploy.teardown import teardown
+from tests.deploy import standins
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE = "dev"
@@ -36,6 +41,7 @@ class Deployment:
         self.settings_file = settings_file
         self.monkeypatch = monkeypatch
         self.output: list[str] = []
+        self.edge_url = self.api_url = ""  # the stand-ins' (see the fixture)
 
     @property
     def stage(self) -> Stage:
@@ -53,10 +59,19 @@ class Deployment:
         self.output = []
         return provision(self.stage, Options(**options), out=self.output.append)
 
-    def doctor(self, invoke: Any = "zappa") -> dict[str, Check]:
-        """Every check by name. By default the diagnostic runs here, the way Zappa's handler runs a command."""
+    def provision_and_push(self, **options: Any) -> list:
+        """Provision, then push the image the Batch job definition names: scripts/push_batch_image.sh."""
+        changes = self.provision(**options)
+        self.push_image()
+        return changes
+
+    def doctor(self, invoke: Any = "zappa", **urls: str) -> dict[str, Check]:
+        """Every check by name. By default the diagnostic runs here, the way Zappa's handler runs a command, and
+        the public side is reached through the stand-ins for CloudFront (or S3) and API Gateway."""
         self.output = []
-        checks = doctor(self.stage, invoke=self.run_as_zappa if invoke == "zappa" else invoke, out=self.output.append)
+        urls = {"public_base_url": self.edge_url, "dashboard_url": self.api_url, **urls}
+        checks = doctor(self.stage, invoke=self.run_as_zappa if invoke == "zappa" else invoke, out=self.output.append,
+                        **urls)
         return {check.name: check for check in checks}
 
     def teardown(self, force: bool = False) -> list:
@@ -105,13 +120,35 @@ class _Context:
 
 
 @pytest.fixture
-def deployment(local_s3, tmp_path, monkeypatch) -> Deployment:
+def deployment(local_s3, tmp_path, monkeypatch) -> Iterator[Deployment]:
     local_s3.reset()
+    _moto_as_aws(monkeypatch)
     settings = json.loads((REPO / "zappa_settings.json").read_text())
     settings[STAGE]["project_name"] = f"t{uuid.uuid4().hex[:8]}"
     path = tmp_path / "zappa_settings.json"
     path.write_text(json.dumps(settings, indent=4))
-    return Deployment(path, monkeypatch)
+    deployment = Deployment(path, monkeypatch)
+    stage = deployment.stage
+    edge = standins.Edge(lambda: deployment.stage.environment, stage.region)
+    api = standins.ApiGateway(STAGE, stage.function_name, stage.environment, stage.region)
+    with standins.serve(edge, "edge") as edge_server, standins.serve(api, "api-gateway") as api_server:
+        deployment.edge_url, deployment.api_url = edge_server.url, f"{api_server.url}/{STAGE}"
+        yield deployment
+
+
+def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two things moto does not do as AWS does, set right for the length of a test (its server runs in this
+    process): a distribution's origin keeps its Origin Access Control, and bucket policies are not evaluated
+    on GetObject (moto ignores service principals and the request context, so it would refuse the stage's own
+    signed reads; standins.Edge evaluates the policies where viewers meet them)."""
+    keep = cloudfront_models.Origin.__init__
+
+    def origin(self: Any, origin: dict[str, Any]) -> None:
+        keep(self, origin)
+        self.origin_access_control_id = origin.get("OriginAccessControlId", "")
+        self.s3_origin_config = origin.get("S3OriginConfig")
+    monkeypatch.setattr(cloudfront_models.Origin, "__init__", origin)
+    monkeypatch.setattr(s3_models.FakeBucket, "get_permission", lambda *_: PermissionResult.NEUTRAL)
 
 
 @pytest.fixture

@@ -10,13 +10,15 @@ from app.deploy.stage import OWNER_TAG
 def test_creates_every_resource_and_writes_the_stage(deployment):
     changes = deployment.provision()
     assert {c.action for c in changes} == {"created"}
-    assert [c.kind for c in changes] == ["bucket"] * 4 + ["repository"] + ["role"] * 3 + [
+    assert [c.kind for c in changes] == ["bucket"] * 4 + ["origin access control", "distribution", "bucket policy",
+                                                          "repository"] + ["role"] * 3 + [
         "compute environment", "job queue", "job definition"]
     stage, names = deployment.stage, deployment.names
     function = stage.function_name
     env = stage.environment
     assert env["SOURCE_BUCKET"] == f"{function}-source-123456789012"
-    assert env["PUBLIC_BASE_URL"] == f"https://{names.tiles_bucket}.s3.eu-west-1.amazonaws.com"
+    distribution = deployment.aws.client("cloudfront").get_distribution(Id=env["CDN_DISTRIBUTION_ID"])
+    assert env["PUBLIC_BASE_URL"] == f"https://{distribution['Distribution']['DomainName']}"
     assert (env["BATCH_JOB_QUEUE"], env["BATCH_JOB_DEFINITION"]) == (function, f"{function}-batch")
     assert env["LAMBDA_MAX_PIXELS"] == "50000000", "settings provisioning does not own are kept"
     assert stage.settings["events"] == [{"function": "app.events.handle_s3_event", "event_source": {
@@ -34,8 +36,7 @@ def test_buckets_have_their_access_cors_and_lifecycle(deployment):
     tiles_cors = s3.get_bucket_cors(Bucket=names.tiles_bucket)["CORSRules"]
     assert tiles_cors[0]["AllowedOrigins"] == ["*"] and tiles_cors[0]["AllowedMethods"] == ["GET", "HEAD"]
     assert s3.get_bucket_cors(Bucket=names.source_bucket)["CORSRules"][0]["AllowedMethods"] == ["POST"]
-    assert s3.get_bucket_policy_status(Bucket=names.tiles_bucket)["PolicyStatus"]["IsPublic"]
-    for private in (names.source_bucket, names.metadata_bucket, names.deploy_bucket):
+    for private in (names.source_bucket, names.tiles_bucket, names.metadata_bucket, names.deploy_bucket):
         block = s3.get_public_access_block(Bucket=private)["PublicAccessBlockConfiguration"]
         assert all(block.values()) and len(block) == 4
     for bucket in (*names.buckets, names.deploy_bucket):
@@ -129,7 +130,7 @@ def test_the_job_converts_with_the_stage_settings(deployment):
     settings = json.loads(deployment.settings_file.read_text())
     settings["dev"]["environment_variables"].update(TILE_SIZE="256", IIIF_MANIFESTS="false", DASHBOARD_PASSWORD="x")
     deployment.settings_file.write_text(json.dumps(settings))
-    deployment.provision(public_base_url="https://tiles.example.org")
+    deployment.provision(public_bucket=True, public_base_url="https://tiles.example.org")
     batch, name = deployment.aws.batch, deployment.names.job_definition
     container = batch.describe_job_definitions(jobDefinitionName=name)["jobDefinitions"][0]["containerProperties"]
     environment = {e["name"]: e["value"] for e in container["environment"]}

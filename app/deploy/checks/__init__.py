@@ -62,10 +62,13 @@ class Context:
     names: Names
     aws: Aws
     invoke: Invoke | None = None
+    public_base_url: str = ""  # where viewers read the tiles (default: the stage's PUBLIC_BASE_URL)
+    dashboard_url: str = ""  # the dashboard's base URL (default: the stage's REST API in API Gateway)
     limits: Settings = field(init=False)
 
     def __post_init__(self) -> None:
         self.limits = Settings.from_env(self.stage.environment)  # what the function will be configured with
+        self.public_base_url = (self.public_base_url or self.stage.environment.get("PUBLIC_BASE_URL", "")).rstrip("/")
 
     @functools.cached_property
     def function(self) -> dict[str, Any] | None:
