@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument("--max-vcpus", type=int, default=16, help="Batch capacity ceiling (default 16)")
     provision.add_argument("--subnets", help="comma-separated subnets for Batch (default: the default VPC's)")
     provision.add_argument("--security-groups", help="comma-separated security groups, with --subnets")
+    provision.add_argument("--image", help="the pushed image Batch runs, REPO:git-COMMIT or REPO@sha256:... "
+                           "(scripts/push_batch_image.sh passes it; default: the job definition's current image)")
     provision.set_defaults(run=_provision)
 
     doctor = commands.add_parser("doctor", help="check a deployed stage: one line per check, with the fix")
@@ -150,9 +152,10 @@ def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
     if bool(args.subnets) != bool(args.security_groups):
         parser.error("--subnets and --security-groups go together")
     network = Network(tuple(args.subnets.split(",")), tuple(args.security_groups.split(","))) if args.subnets else None
-    options = Options(args.source_bucket, args.tiles_bucket, args.metadata_bucket, args.public_base_url,
-                      args.max_vcpus, network, public_bucket=args.public_bucket, domain=args.domain,
-                      certificate_arn=args.certificate_arn)
+    options = Options(source_bucket=args.source_bucket, tiles_bucket=args.tiles_bucket,
+                      metadata_bucket=args.metadata_bucket, public_base_url=args.public_base_url,
+                      max_vcpus=args.max_vcpus, network=network, image=args.image, public_bucket=args.public_bucket,
+                      domain=args.domain, certificate_arn=args.certificate_arn)
 
     def run(stage) -> int:
         provision(stage, options)

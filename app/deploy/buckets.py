@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from app.deploy.aws import Aws, error_code
 from app.deploy.changes import Change, updated_or_unchanged
-from app.deploy.documents import ABORT_INCOMPLETE_UPLOADS, LIFECYCLE_RULE_ID, covers
+from app.deploy.documents import ABORT_INCOMPLETE_UPLOADS, LIFECYCLE_RULE_PREFIX, covers
 from app.deploy.stage import OWNER_TAG, StageError
 
 POLICY_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)  # seconds between attempts to put a bucket policy
@@ -31,6 +31,7 @@ class BucketSpec:
     role: str  # what it is for, printed when created
     public_access: dict[str, bool]
     cors: dict[str, Any] | None = None
+    lifecycle: tuple[dict[str, Any], ...] = (ABORT_INCOMPLETE_UPLOADS,)
 
 
 def ensure_bucket(aws: Aws, spec: BucketSpec, tags: dict[str, str]) -> Change:
@@ -144,20 +145,21 @@ def _cors(s3: Any, spec: BucketSpec) -> bool:
 def _lifecycle(s3: Any, spec: BucketSpec) -> bool:
     rules = _read(lambda: s3.get_bucket_lifecycle_configuration(Bucket=spec.name)["Rules"],
                   "NoSuchLifecycleConfiguration") or []
-    if any(_is_ours_as_wanted(rule) for rule in rules):
+    ours = {r["ID"]: _comparable(r) for r in rules if r.get("ID", "").startswith(LIFECYCLE_RULE_PREFIX)}
+    if ours == {r["ID"]: _comparable(r) for r in spec.lifecycle}:
         return False
-    others = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
-    s3.put_bucket_lifecycle_configuration(Bucket=spec.name,
-                                          LifecycleConfiguration={"Rules": [*others, ABORT_INCOMPLETE_UPLOADS]})
+    others = [rule for rule in rules if not rule.get("ID", "").startswith(LIFECYCLE_RULE_PREFIX)]
+    s3.put_bucket_lifecycle_configuration(Bucket=spec.name, LifecycleConfiguration={"Rules": [*others,
+                                                                                              *spec.lifecycle]})
     return True
 
 
-def _is_ours_as_wanted(rule: dict[str, Any]) -> bool:
-    """Our rule, enabled, on the whole bucket (S3 may return an empty prefix as a missing one)."""
-    whole_bucket = not rule.get("Prefix") and set(rule.get("Filter") or {}) <= {"Prefix"} and not (
-        rule.get("Filter") or {}).get("Prefix")
-    aborts = rule.get("AbortIncompleteMultipartUpload") == ABORT_INCOMPLETE_UPLOADS["AbortIncompleteMultipartUpload"]
-    return rule.get("ID") == LIFECYCLE_RULE_ID and rule.get("Status") == "Enabled" and whole_bucket and aborts
+def _comparable(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule as it matters: S3 may answer an empty prefix as a missing one, a filter's prefix as a plain one."""
+    prefix = rule.get("Prefix") or (rule.get("Filter") or {}).get("Prefix") or ""
+    others = set(rule.get("Filter") or {}) - {"Prefix"}
+    return {**{k: v for k, v in rule.items() if k not in ("Prefix", "Filter")}, "prefix": prefix,
+            "other filters": sorted(others)}
 
 
 def _read(get: Any, missing: str) -> Any:

@@ -19,6 +19,7 @@ from app.deploy.stage import Names
 
 JOB_DEFINITION_TEMPLATE = Path(__file__).resolve().parents[2] / "batch_fallback" / "jobdefinition.json"
 BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when no group is named
+LIFECYCLE_RULE_PREFIX = "tiler-"  # lifecycle rules whose ID starts so are provisioning's; others are kept
 LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
 # The settings that shape what a conversion writes and publishes: a Batch job must convert exactly as the function
 # does (and invalidate a replaced image's CDN paths as it does), so those the stage sets are copied into the job
@@ -37,6 +38,10 @@ PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuck
 WRITE_OUTPUTS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 ABORT_INCOMPLETE_UPLOADS = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
                             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+# The dynamic endpoint's stored large answers (app/imageserver/oversize.py): named by the image's version, so
+# replaced images leave theirs behind; a month later nobody asks for them.
+EXPIRE_CACHED_ANSWERS = {"ID": "tiler-expire-cached-answers", "Status": "Enabled", "Filter": {"Prefix": "cache/"},
+                         "Expiration": {"Days": 30}}
 SERVING_PREFIX = "derivatives/"  # the serving TIFFs in the tiles bucket: full resolution, never public
 
 
@@ -129,9 +134,9 @@ def repository_lifecycle() -> dict[str, Any]:
                        "action": {"type": "expire"}}]}
 
 
-def job_definition(names: Names, tags: dict[str, str], stage_environment: Mapping[str, str],
+def job_definition(names: Names, tags: dict[str, str], stage_environment: Mapping[str, str], image: str,
                    template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, Any]:
-    """batch_fallback/jobdefinition.json with this stage's name, image, roles, buckets and conversion settings.
+    """batch_fallback/jobdefinition.json with this stage's name, pinned image, roles, buckets and conversion settings.
 
     The ``tiler:spec`` tag is a digest of everything else: a new revision is
     registered only when the digest changes, which is what makes re-runs no-ops.
@@ -139,7 +144,7 @@ def job_definition(names: Names, tags: dict[str, str], stage_environment: Mappin
     spec = copy.deepcopy(json.loads(template.read_text()))
     spec["jobDefinitionName"] = names.job_definition
     container = spec["containerProperties"]
-    container["image"] = f"{names.repository_uri}:latest"
+    container["image"] = image
     container["jobRoleArn"] = names.role_arn(names.job_role)
     container["executionRoleArn"] = names.role_arn(names.execution_role)
     values = {"SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
@@ -157,8 +162,9 @@ def conversion_settings(environment: Mapping[str, str]) -> dict[str, str]:
     return {name: environment[name] for name in CONVERSION_SETTINGS if name in environment}
 
 
-def job_resources(spec: dict[str, Any]) -> dict[str, str]:
-    """BATCH_VCPUS and BATCH_MEMORY_MB for the cost figures, from the job definition itself."""
+def job_resources(template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, str]:
+    """BATCH_VCPUS and BATCH_MEMORY_MB for the cost figures, from the job definition's own template."""
+    spec = json.loads(template.read_text())
     found = {r["type"]: r["value"] for r in spec["containerProperties"].get("resourceRequirements", [])}
     return {"BATCH_VCPUS": found.get("VCPU", "4"), "BATCH_MEMORY_MB": found.get("MEMORY", "16384")}
 

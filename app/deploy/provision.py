@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.deploy import cdn, documents
+from app.deploy import cdn, documents, images
 from app.deploy.aws import Aws
-from app.deploy.batch import Network, ensure_compute_environment, ensure_job_definition, ensure_job_queue
+from app.deploy.batch import (Network, ensure_compute_environment, ensure_job_definition, ensure_job_queue,
+                              newest_job_definition)
 from app.deploy.buckets import BucketSpec, account_blocks, account_blocks_fix, ensure_bucket, ensure_policy
 from app.deploy.changes import Change
 from app.deploy.registry import ensure_repository
@@ -36,6 +37,7 @@ class Options:
     public_base_url: str | None = None  # with a public bucket: e.g. a CDN of one's own in front of it
     max_vcpus: int = 16
     network: Network | None = None  # default: the default VPC's subnets and security group
+    image: str | None = None  # REPO:git-COMMIT or REPO@sha256:..., as pushed; default: the job definition's current one
     public_bucket: bool | None = None  # None: as the stage was (a new stage: CloudFront, the bucket private)
     domain: str | None = None  # the distribution's custom domain (None: keep what it has)
     certificate_arn: str | None = None  # ACM certificate in us-east-1 covering ``domain``
@@ -80,6 +82,7 @@ def provision(stage: Stage, options: Options, aws: Aws | None = None,
         policy = documents.cloudfront_read(names.tiles_bucket, distribution.arn, aws.account)
         detail = f"read only by distribution {distribution.id}, derivatives/ private"
     step(ensure_policy(aws, names.tiles_bucket, policy, detail))
+    values = stage_values(stage, names, public_url)
     step(ensure_repository(aws, names.repository, tags))
     step(ensure_role(aws, names.lambda_role, documents.LAMBDA_TRUSTED, documents.lambda_policy(names), tags))
     step(ensure_role(aws, names.job_role, ("ecs-tasks.amazonaws.com",), documents.job_policy(names), tags))
@@ -88,16 +91,23 @@ def provision(stage: Stage, options: Options, aws: Aws | None = None,
         aws, names.compute_environment, ensure_batch_service_role(aws), options.max_vcpus, options.network, tags)
     step(environment)
     step(ensure_job_queue(aws, names.job_queue, environment_arn, tags))
-    spec = documents.job_definition(names, tags, stage_environment(stage, names, public_url))
-    step(ensure_job_definition(aws, spec))
+    image = options.image or current_image(aws, names)
+    if image:
+        checked = str(images.checked_image(aws, names, image, stage.name))
+        step(ensure_job_definition(aws, documents.job_definition(
+            names, tags, values["environment_variables"], checked)))
+    else:
+        step(Change("skipped", "job definition", names.job_definition,
+                    f"no image yet: scripts/push_batch_image.sh {stage.name} pushes one and registers it"))
 
-    values = stage_values(stage, names, spec, public_url)
     wrote = write_stage(stage, values, drop=("extra_permissions",))
     out(f"{'updated' if wrote else 'unchanged':<9} stage {stage.name} in {stage.path}: "
         + ", ".join(f"{k}={v}" for k, v in values["environment_variables"].items() if k in _WRITTEN_ENV)
         + f", role_arn={values['role_arn']}, manage_roles=false, s3_bucket={names.deploy_bucket}")
-    out(f"Next: scripts/push_batch_image.sh {stage.name}, then zappa deploy {stage.name} --docker-image-uri URI "
-        f"(the URI it prints), then python -m app doctor {stage.name}")
+    deploy = f"zappa deploy {stage.name} --docker-image-uri " + (
+        f"{options.image} (or zappa update)" if options.image else "URI (the URI it prints; later zappa update)")
+    out("Next: " + ("" if options.image else f"scripts/push_batch_image.sh {stage.name} (builds, pushes, registers "
+                    "the image with Batch), then ") + f"{deploy}, then python -m app doctor {stage.name}")
     return changes
 
 
@@ -111,27 +121,23 @@ def bucket_specs(names: Names, public: bool) -> list[BucketSpec]:
         BucketSpec(names.source_bucket, f"source, private, CORS POST for the dashboard's uploads, {aborts}",
                    documents.PRIVATE, cors=documents.UPLOAD_CORS),
         BucketSpec(names.tiles_bucket, f"tiles, {'public-read' if public else 'private, read through CloudFront'}, "
-                   f"CORS GET/HEAD from any origin, {aborts}", documents.PUBLIC_POLICY_ONLY if public else
-                   documents.PRIVATE, cors=documents.TILES_CORS),
+                   f"CORS GET/HEAD from any origin, {aborts}, cache/ expired after 30 days",
+                   documents.PUBLIC_POLICY_ONLY if public else
+                   documents.PRIVATE, cors=documents.TILES_CORS,
+                   lifecycle=(documents.ABORT_INCOMPLETE_UPLOADS, documents.EXPIRE_CACHED_ANSWERS)),
         BucketSpec(names.metadata_bucket, f"metadata, private, {aborts}", documents.PRIVATE),
         BucketSpec(names.deploy_bucket, f"Zappa's deployment packages, private, {aborts}", documents.PRIVATE),
     ]
 
 
-def stage_environment(stage: Stage, names: Names, public_url: str) -> dict[str, str]:
-    """The stage's environment with the names provisioning chose: what the function and the Batch job see."""
+def stage_values(stage: Stage, names: Names, public_url: str) -> dict[str, Any]:
+    """What the stage must say for ``zappa deploy``: the names, the S3 event's bucket, the role."""
     environment = {**stage.environment, "SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
                    "METADATA_BUCKET": names.metadata_bucket, "PUBLIC_BASE_URL": public_url,
                    "CDN_DISTRIBUTION_ID": names.distribution_id, "BATCH_JOB_QUEUE": names.job_queue,
-                   "BATCH_JOB_DEFINITION": names.job_definition}
+                   "BATCH_JOB_DEFINITION": names.job_definition, **documents.job_resources()}
     if not names.distribution_id:  # a public bucket: no CDN paths to invalidate
         del environment["CDN_DISTRIBUTION_ID"]
-    return environment
-
-
-def stage_values(stage: Stage, names: Names, spec: dict[str, Any], public_url: str) -> dict[str, Any]:
-    """What the stage must say for ``zappa deploy``: the names, the S3 event's bucket, the role."""
-    environment = {**stage_environment(stage, names, public_url), **documents.job_resources(spec)}
     source_arn = f"arn:aws:s3:::{names.source_bucket}"
     events = [dict(event) for event in stage.settings.get("events") or []]
     ours = [event for event in events if event.get("function") == S3_EVENT_FUNCTION]
@@ -142,6 +148,13 @@ def stage_values(stage: Stage, names: Names, spec: dict[str, Any], public_url: s
                        "event_source": {"arn": source_arn, "events": ["s3:ObjectCreated:*"]}})
     return {"environment_variables": environment, "events": events, "role_arn": names.role_arn(names.lambda_role),
             "manage_roles": False, "s3_bucket": names.deploy_bucket}
+
+
+def current_image(aws: Aws, names: Names) -> str | None:
+    """The image the stage's newest job definition runs, unless it is the unpinned kind of earlier versions."""
+    latest = newest_job_definition(aws, names.job_definition)
+    image = latest["containerProperties"]["image"] if latest else None
+    return None if image is None or images.ImageName.parse(image).tag in images.MUTABLE_TAGS else image
 
 
 def _public_bucket(options: Options, kept: dict[str, str]) -> bool:

@@ -18,7 +18,9 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.awslambda import models as lambda_models
 from moto.cloudfront import models as cloudfront_models
+from moto.ecr import models as ecr_models
 from moto.iam.access_control import PermissionResult
 from moto.s3 import models as s3_models
 from zappa.handler import LambdaHandler
@@ -60,10 +62,9 @@ class Deployment:
         return provision(self.stage, Options(**options), out=self.output.append)
 
     def provision_and_push(self, **options: Any) -> list:
-        """Provision, then push the image the Batch job definition names: scripts/push_batch_image.sh."""
-        changes = self.provision(**options)
-        self.push_image()
-        return changes
+        """A first provision, the image pushed, then provision pointing Batch at it: scripts/push_batch_image.sh."""
+        self.provision(**options)
+        return self.provision(image=self.push_image(), **options)
 
     def doctor(self, invoke: Any = "zappa", **urls: str) -> dict[str, Check]:
         """Every check by name. By default the diagnostic runs here, the way Zappa's handler runs a command, and
@@ -78,27 +79,36 @@ class Deployment:
         self.output = []
         return teardown(self.stage, force=force, out=self.output.append)
 
-    def deploy_function(self, **overrides: Any) -> str:
+    def deploy_function(self, image: str | None = None, **overrides: Any) -> str:
+        """A zip package, or with ``image`` what ``zappa deploy --docker-image-uri image`` creates."""
         stage, names = self.stage, self.names
         settings = stage.settings
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
         config = {"MemorySize": settings["memory_size"], "Timeout": settings["timeout_seconds"],
                   "EphemeralStorage": settings["ephemeral_storage"], **overrides}
-        arn = self.aws.lambda_.create_function(
-            FunctionName=names.function, Runtime=settings["runtime"], Handler="handler.lambda_handler",
-            Role=settings["role_arn"], Code={"ZipFile": code.getvalue()}, **config)["FunctionArn"]
+        if image:
+            package = {"PackageType": "Image", "Code": {"ImageUri": image}}
+        else:
+            code = io.BytesIO()
+            with zipfile.ZipFile(code, "w") as archive:
+                archive.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
+            package = {"Runtime": settings["runtime"], "Handler": "handler.lambda_handler",
+                       "Code": {"ZipFile": code.getvalue()}}
+        arn = self.aws.lambda_.create_function(FunctionName=names.function, Role=settings["role_arn"], **package,
+                                               **config)["FunctionArn"]
         session = boto3.Session(region_name=stage.region)
         for event in settings["events"]:
             add_event_source(event["event_source"], arn, event["function"], session)
         return arn
 
-    def push_image(self, tag: str = "latest") -> None:
+    def push_image(self, tag: str = "git-0123456789ab", content: str = "0") -> str:
+        """What scripts/push_batch_image.sh pushes (a manifest standing in for the build); its URI."""
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                     "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
-                               "digest": "sha256:" + "0" * 64}, "layers": []}
+                               "digest": "sha256:" + content * 64},
+                    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
+                                "digest": "sha256:" + content * 64}]}  # moto's digest is made of the layers
         self.aws.ecr.put_image(repositoryName=self.names.repository, imageManifest=json.dumps(manifest), imageTag=tag)
+        return f"{self.names.repository_uri}:{tag}"
 
     def run_as_zappa(self, function_name: str, payload: dict[str, Any]) -> Any:
         """What the deployed function answers: Zappa's handler imports the command and runs it, with the
@@ -137,8 +147,9 @@ def deployment(local_s3, tmp_path, monkeypatch) -> Iterator[Deployment]:
 
 
 def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two things moto does not do as AWS does, set right for the length of a test (its server runs in this
-    process): a distribution's origin keeps its Origin Access Control, and bucket policies are not evaluated
+    """Three things moto does not do as AWS does, set right for the length of a test (its server runs in this
+    process): a function's image resolves to ECR's digest, a distribution's origin keeps its Origin Access Control,
+    and bucket policies are not evaluated
     on GetObject (moto ignores service principals and the request context, so it would refuse the stage's own
     signed reads; standins.Edge evaluates the policies where viewers meet them)."""
     keep = cloudfront_models.Origin.__init__
@@ -149,13 +160,25 @@ def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         self.s3_origin_config = origin.get("S3OriginConfig")
     monkeypatch.setattr(cloudfront_models.Origin, "__init__", origin)
     monkeypatch.setattr(s3_models.FakeBucket, "get_permission", lambda *_: PermissionResult.NEUTRAL)
+    keep_code = lambda_models.LambdaFunction.get_code
+
+    def get_code(self: Any) -> dict[str, Any]:
+        """AWS resolves an image's tag to the digest ECR holds for it; moto makes one of its own."""
+        answer = keep_code(self)
+        code = answer.get("Code", {})
+        if "ImageUri" in code:
+            repository, _, tag = code["ImageUri"].split("/", 1)[1].partition(":")
+            image = ecr_models.ecr_backends[self.account_id][self.region].repositories[repository]._get_image(tag,
+                                                                                                             None)
+            code["ResolvedImageUri"] = f"{code['ImageUri'].rsplit(':', 1)[0]}@{image.get_image_digest()}"
+        return answer
+    monkeypatch.setattr(lambda_models.LambdaFunction, "get_code", get_code)
 
 
 @pytest.fixture
 def deployed(deployment) -> Deployment:
     """A complete, healthy stage: provisioned, the function deployed with Zappa's wiring, the image pushed."""
-    deployment.provision()
+    deployment.provision_and_push()
     deployment.deploy_function()
-    deployment.push_image()
     return deployment
 

@@ -73,9 +73,8 @@ def test_a_function_without_exiftool_fails_with_the_container_fix(deployed):
 
 
 def test_function_limits_below_the_routing_limits_fail(deployment):
-    deployment.provision()
+    deployment.provision_and_push()
     deployment.deploy_function(Timeout=300, MemorySize=1024, EphemeralStorage={"Size": 512})
-    deployment.push_image()
     checks = deployment.doctor()
     assert failing(checks) == {"function timeout", "function memory", "function /tmp"}
     needed = ephemeral_needed_mb(Settings.from_env(deployment.stage.environment))
@@ -84,13 +83,12 @@ def test_function_limits_below_the_routing_limits_fail(deployment):
 
 
 def test_a_missing_function_fails_and_its_checks_are_unknown(deployment):
-    deployment.provision()
-    deployment.push_image()
+    deployment.provision_and_push()
     checks = deployment.doctor()
     assert checks["function"].status == "FAIL" and checks["function"].fix == "zappa deploy dev"
     assert {name for name, status in statuses(checks).items() if status == "UNKNOWN"} == {
         "S3 may invoke", "function timeout", "function /tmp", "function memory", "exiftool in the function",
-        "function settings", "dashboard"}
+        "function settings", "dashboard", "API may invoke", "one image"}
     assert checks["source notification"].status == "FAIL"
 
 
@@ -116,7 +114,7 @@ def test_a_source_bucket_shared_with_the_outputs_fails(deployed):
 def test_a_lost_invoke_permission_and_a_missing_image_fail(deployed):
     names = deployed.names
     deployed.aws.lambda_.remove_permission(FunctionName=names.function, StatementId=f"s3-{names.source_bucket}")
-    deployed.aws.ecr.batch_delete_image(repositoryName=names.repository, imageIds=[{"imageTag": "latest"}])
+    deployed.aws.ecr.batch_delete_image(repositoryName=names.repository, imageIds=[{"imageTag": "git-0123456789ab"}])
     checks = deployed.doctor()
     assert failing(checks) == {"S3 may invoke", "batch image"}
     assert checks["batch image"].fix == "scripts/push_batch_image.sh dev"
@@ -173,3 +171,17 @@ def test_a_job_definition_behind_the_stage_settings_fails(deployed):
     assert checks["batch settings"].fix == "python -m app provision dev"
     deployed.provision()
     assert deployed.doctor()["batch settings"].passed
+
+
+def test_lambda_and_batch_must_run_the_same_image(deployment):
+    """`zappa update` with an older image, or a push without one: Lambda and Batch would convert differently."""
+    deployment.provision_and_push()
+    names = deployment.names
+    older = deployment.push_image("git-0000000000aa", content="a")
+    deployment.deploy_function(image=older)
+    check = deployment.doctor()["one image"]
+    assert check.status == "FAIL" and older in check.detail and f"{names.repository_uri}:git-0123456789ab" in check.detail
+    assert check.fix == f"zappa update dev --docker-image-uri {names.repository_uri}:git-0123456789ab"
+    deployment.aws.lambda_.update_function_code(FunctionName=names.function,
+                                                ImageUri=f"{names.repository_uri}:git-0123456789ab")
+    assert deployment.doctor()["one image"].passed
