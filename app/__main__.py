@@ -49,14 +49,27 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument("--source-bucket", help="bucket name (default: <project>-<stage>-source-<account>)")
     provision.add_argument("--tiles-bucket", help="bucket name (default: <project>-<stage>-tiles-<account>)")
     provision.add_argument("--metadata-bucket", help="bucket name (default: <project>-<stage>-metadata-<account>)")
-    provision.add_argument("--public-base-url", help="public URL of the tiles, e.g. a CDN (default: the bucket's)")
+    provision.add_argument("--public-base-url", help="with --public-bucket: public URL of the tiles, e.g. a CDN of "
+                           "your own (default: the bucket's)")
+    served = provision.add_mutually_exclusive_group()
+    served.add_argument("--public-bucket", dest="public_bucket", action="store_true", default=None,
+                        help="serve the tiles from a public bucket instead of CloudFront (refused when the account "
+                        "blocks public bucket policies)")
+    served.add_argument("--cloudfront", dest="public_bucket", action="store_false",
+                        help="serve the tiles through CloudFront from a private bucket (the default for a new stage)")
+    provision.add_argument("--domain", help="a custom domain for the CloudFront distribution, e.g. tiles.example.org")
+    provision.add_argument("--certificate-arn", help="with --domain: an ACM certificate in us-east-1 covering it")
     provision.add_argument("--max-vcpus", type=int, default=16, help="Batch capacity ceiling (default 16)")
     provision.add_argument("--subnets", help="comma-separated subnets for Batch (default: the default VPC's)")
     provision.add_argument("--security-groups", help="comma-separated security groups, with --subnets")
+    provision.add_argument("--image", help="the pushed image Batch runs, REPO:git-COMMIT or REPO@sha256:... "
+                           "(scripts/push_batch_image.sh passes it; default: the job definition's current image)")
     provision.set_defaults(run=_provision)
 
     doctor = commands.add_parser("doctor", help="check a deployed stage: one line per check, with the fix")
     _stage_arguments(doctor)
+    doctor.add_argument("--dashboard-url", help="the dashboard's base URL, e.g. a custom domain in front of the API "
+                        "(default: the stage's URL in API Gateway)")
     doctor.set_defaults(run=_doctor)
 
     teardown = commands.add_parser("teardown", help="remove what provisioning created for a stage")
@@ -176,8 +189,10 @@ def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
     if bool(args.subnets) != bool(args.security_groups):
         parser.error("--subnets and --security-groups go together")
     network = Network(tuple(args.subnets.split(",")), tuple(args.security_groups.split(","))) if args.subnets else None
-    options = Options(args.source_bucket, args.tiles_bucket, args.metadata_bucket, args.public_base_url,
-                      args.max_vcpus, network)
+    options = Options(source_bucket=args.source_bucket, tiles_bucket=args.tiles_bucket,
+                      metadata_bucket=args.metadata_bucket, public_base_url=args.public_base_url,
+                      max_vcpus=args.max_vcpus, network=network, image=args.image, public_bucket=args.public_bucket,
+                      domain=args.domain, certificate_arn=args.certificate_arn)
 
     def run(stage) -> int:
         provision(stage, options)
@@ -187,7 +202,8 @@ def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
 
 def _doctor(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from app.deploy.doctor import doctor
-    return _on_stage(args, lambda stage: 0 if all(check.passed for check in doctor(stage)) else 1)
+    return _on_stage(args, lambda stage: 0 if all(
+        check.passed for check in doctor(stage, dashboard_url=args.dashboard_url or "")) else 1)
 
 
 def _teardown(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app import dispatch, items, records
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app import cdn, dispatch, items, records
 from app.collection import runner as collection_runner
 from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
 from app.ids import image_id_for, page_of
@@ -89,7 +91,7 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     previous = records.read_record(store, settings.metadata_bucket, image_id)
     route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
     journal = Journal(store, settings.metadata_bucket, image_id, current, route, runtime.owner,
-                      indexed_as=previous and previous.get("status"))
+                      indexed_as=previous and previous.get("status"), replaces=_published_version(previous))
     try:
         record = _run(journal, store, current, image_id, settings, runtime, previous)
     except InputError as error:
@@ -154,6 +156,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
             _, stored = store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket,
                                       on_progress=journal.progress, early=early)
         _prune_stale_tiles(store, settings.tiles_bucket, conversion, previous, settings.tile_size)
+        _invalidate_replaced(settings, image_id, ref.etag, previous)
         timings["publish"] = round(time.perf_counter() - publish_started, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
     facts = conversion.facts
@@ -240,7 +243,7 @@ def _record_gone(store: S3Storage, settings: Settings, image_id: str, ref: Sourc
     log.warning("%s", reason)
     previous = records.read_record(store, settings.metadata_bucket, image_id)
     journal = Journal(store, settings.metadata_bucket, image_id, ref, Route.LAMBDA, runtime.owner,
-                      indexed_as=previous and previous.get("status"))
+                      indexed_as=previous and previous.get("status"), replaces=_published_version(previous))
     return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
 
 
@@ -268,6 +271,30 @@ def _prune_stale_tiles(store: S3Storage, bucket: str, conversion: Conversion, pr
     keep = set(conversion.tiles) | set(conversion.descriptors)
     candidates = [*store.list_keys(bucket, f"{conversion.image_id}_files/"), *store.list_keys(bucket, f"{conversion.image_id}/")]
     store.delete_keys(bucket, (key for key in candidates if ours.match(key) and key not in keep))
+
+
+def _published_version(previous: dict[str, Any] | None) -> str | None:
+    """The source ETag of the version whose outputs are published now: the previous record's own when it is
+    done, else the one it was replacing (a job retried, failed or handed to AWS Batch between the two)."""
+    if not previous:
+        return None
+    return previous["source"].get("etag") if previous.get("status") == Status.DONE else previous.get("replaces")
+
+
+def _invalidate_replaced(settings: Settings, image_id: str, etag: str, previous: dict[str, Any] | None) -> None:
+    """A replaced image's old tiles and descriptors may be cached at the CDN: drop them. Best effort: the new
+    version is published either way, and its descriptors would expire within minutes."""
+    if not settings.cdn_distribution_id or not _published_version(previous):
+        return
+    try:
+        invalidation = cdn.invalidate(settings.cdn_distribution_id, image_id, etag)
+    except (BotoCoreError, ClientError) as error:
+        log.warning("could not invalidate the replaced %s in CloudFront (%s); its tiles may be served stale for a "
+                    "day: aws cloudfront create-invalidation --distribution-id %s --paths %s", image_id, error,
+                    settings.cdn_distribution_id, " ".join(cdn.paths(image_id)))
+        return
+    log.info("invalidated the replaced %s in CloudFront distribution %s: %s", image_id,
+             settings.cdn_distribution_id, invalidation)
 
 
 @contextlib.contextmanager

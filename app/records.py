@@ -123,12 +123,13 @@ class Journal:
     HEARTBEAT_SECONDS = 5.0
 
     def __init__(self, store: S3Storage, bucket: str, image_id: str, ref: SourceRef, route: str, owner: str,
-                 indexed_as: str | None = None) -> None:
+                 indexed_as: str | None = None, replaces: str | None = None) -> None:
         self.store, self.bucket = store, bucket
         self.record: dict[str, Any] = {
             "id": image_id, "source": ref.to_dict(), "route": route, "status": Status.RUNNING,
             "progress": {"phase": "claimed", "done": 0, "total": 0}, "timings": {}, "error": None,
             "batch_job_id": None, "owner": owner, "created_at": now_iso(), "updated_at": None, "finished_at": None,
+            "replaces": replaces,  # the source ETag of the version published before, whose tiles this job replaces
         }
         self._state = threading.Lock()  # guards the record; held briefly, never across a request
         self._writing = threading.Lock()  # keeps writes in order

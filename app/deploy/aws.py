@@ -9,6 +9,7 @@ import functools
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import boto3
 from botocore.exceptions import ClientError
@@ -27,7 +28,11 @@ class Aws:
     def client(self, service: str) -> Any:
         """One client per service for the life of this object."""
         if service not in self._clients:
-            self._clients[service] = self.session.client(service)
+            client = self.session.client(service)
+            if service == "s3control" and not (urlparse(client.meta.endpoint_url).hostname or "").endswith(
+                    "amazonaws.com"):  # S3 Control's endpoint rules put ACCOUNT. in front of a local host name too
+                client.meta.events.register("before-sign.s3-control", _without_account_host)
+            self._clients[service] = client
         return self._clients[service]
 
     @property
@@ -49,6 +54,11 @@ class Aws:
     @property
     def lambda_(self) -> Any:
         return self.client("lambda")
+
+
+def _without_account_host(request: Any, **_: Any) -> None:
+    parts = urlsplit(request.url)
+    request.url = urlunsplit(parts._replace(netloc=parts.netloc.split(".", 1)[1]))
 
 
 def error_code(error: ClientError) -> str:

@@ -81,10 +81,15 @@ def ensure_job_queue(aws: Aws, name: str, environment_arn: str, tags: dict[str, 
     return updated_or_unchanged("job queue", name, parts)
 
 
+def newest_job_definition(aws: Aws, name: str) -> dict[str, Any] | None:
+    """The newest ACTIVE revision of job definition ``name``, or None."""
+    active = aws.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"] if name else []
+    return max(active, key=lambda d: d["revision"], default=None)
+
+
 def ensure_job_definition(aws: Aws, spec: dict[str, Any]) -> Change:
     name, digest = spec["jobDefinitionName"], spec["tags"]["tiler:spec"]
-    active = aws.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
-    latest = max(active, key=lambda d: d["revision"], default=None)
+    latest = newest_job_definition(aws, name)
     if latest and (latest.get("tags") or {}).get("tiler:spec") == digest:
         return Change("unchanged", "job definition", f"{name}:{latest['revision']}")
     revision = aws.batch.register_job_definition(**spec)["revision"]

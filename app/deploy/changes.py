@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Change:
-    action: str  # created | updated | unchanged | deleted | kept | absent
+    action: str  # created | updated | unchanged | skipped | deleted | kept | absent
     kind: str    # bucket, role, repository, compute environment, ...
     name: str
     detail: str = ""

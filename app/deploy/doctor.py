@@ -18,16 +18,19 @@ from app.deploy.checks import Check, Context, Invoke, fail, unknown
 from app.deploy.checks import batch as batch_checks
 from app.deploy.checks import buckets as bucket_checks
 from app.deploy.checks import function as function_checks
+from app.deploy.checks import public as public_checks
 from app.deploy.checks import wiring as wiring_checks
 from app.deploy.stage import Stage, stage_names
 
-CHECKS = {**wiring_checks.CHECKS, **function_checks.CHECKS, **bucket_checks.CHECKS, **batch_checks.CHECKS}
+CHECKS = {**wiring_checks.CHECKS, **function_checks.CHECKS, **bucket_checks.CHECKS, **public_checks.CHECKS,
+          **batch_checks.CHECKS}
 
 
-def doctor(stage: Stage, aws: Aws | None = None, invoke: Invoke | None = None,
-           out: Callable[[str], None] = print) -> list[Check]:
+def doctor(stage: Stage, aws: Aws | None = None, invoke: Invoke | None = None, out: Callable[[str], None] = print,
+           public_base_url: str = "", dashboard_url: str = "") -> list[Check]:
+    """``public_base_url`` and ``dashboard_url`` replace the stage's tiles URL and the API's URL."""
     aws = aws or Aws(stage.region)
-    context = Context(stage, stage_names(stage, aws.account), aws, invoke)
+    context = Context(stage, stage_names(stage, aws.account), aws, invoke, public_base_url, dashboard_url)
     out(f"Checking stage {stage.name} (function {context.names.function}) in {aws.region}, account {aws.account}")
     results = []
     for name, check in CHECKS.items():

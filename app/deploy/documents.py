@@ -19,12 +19,14 @@ from app.deploy.stage import Names
 
 JOB_DEFINITION_TEMPLATE = Path(__file__).resolve().parents[2] / "batch_fallback" / "jobdefinition.json"
 BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when no group is named
+LIFECYCLE_RULE_PREFIX = "tiler-"  # lifecycle rules whose ID starts so are provisioning's; others are kept
 LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
-# The settings that shape what a conversion writes: a Batch job must convert exactly as the function does, so
-# those the stage sets are copied into the job definition (the rest have the same defaults on both sides).
+# The settings that shape what a conversion writes and publishes: a Batch job must convert exactly as the function
+# does (and invalidate a replaced image's CDN paths as it does), so those the stage sets are copied into the job
+# definition (the rest have the same defaults on both sides).
 CONVERSION_SETTINGS = ("PUBLIC_BASE_URL", "TILE_SIZE", "JPEG_QUALITY", "MAX_PIXELS", "IIIF_MAX_SIZE",
                        "ALLOWED_FORMATS", "FLATTEN_BACKGROUND", "SERVING_TIFF", "IIIF_MANIFESTS", "DERIVATIVES_FILE",
-                       "PDF_DPI", "MAX_PAGES")
+                       "CDN_DISTRIBUTION_ID", "PDF_DPI", "MAX_PAGES")
 
 TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
                              "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}
@@ -36,6 +38,11 @@ PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuck
 WRITE_OUTPUTS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 ABORT_INCOMPLETE_UPLOADS = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
                             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+# The dynamic endpoint's stored large answers (app/imageserver/oversize.py): named by the image's version, so
+# replaced images leave theirs behind; a month later nobody asks for them.
+EXPIRE_CACHED_ANSWERS = {"ID": "tiler-expire-cached-answers", "Status": "Enabled", "Filter": {"Prefix": "cache/"},
+                         "Expiration": {"Days": 30}}
+SERVING_PREFIX = "derivatives/"  # the serving TIFFs in the tiles bucket: full resolution, never public
 
 
 # The function's role is assumed by Lambda to run it and by API Gateway to invoke it: Zappa's REST API
@@ -49,10 +56,34 @@ def trust(*services: str) -> dict[str, Any]:
         {"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}
 
 
-def public_read(bucket: str) -> dict[str, Any]:
-    """Anyone may read tiles (viewers on any site); nobody may list the bucket."""
-    return {"Version": "2012-10-17", "Statement": [{"Sid": "PublicReadTiles", "Effect": "Allow", "Principal": "*",
-                                                    "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+def cloudfront_read(bucket: str, distribution_arn: str, account: str) -> dict[str, Any]:
+    """Only the stage's CloudFront distribution may read tiles (signed by its Origin Access Control); nobody
+    may list the bucket, and the serving TIFFs stay private."""
+    return _policy({"Sid": "CloudFrontReadsTiles", "Effect": "Allow",
+                    "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                    "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}}},
+                   _serving_tiffs_private(bucket, account))
+
+
+def public_read(bucket: str, account: str) -> dict[str, Any]:
+    """Anyone may read tiles (viewers on any site); nobody may list the bucket, and the serving TIFFs stay private."""
+    return _policy({"Sid": "PublicReadTiles", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/*"},
+                   _serving_tiffs_private(bucket, account))
+
+
+def _serving_tiffs_private(bucket: str, account: str) -> dict[str, Any]:
+    """derivatives/ (the full-resolution serving TIFFs) is read only by the account's own roles (the function's
+    dynamic endpoint, the Batch job): anonymous and service-principal requests carry no aws:PrincipalAccount,
+    and a negated operator (StringNotEquals) on a key missing from the request is true, so they are denied; a
+    principal of another account or service has a different value and is denied too. The IAM User Guide,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html:
+    "If the policy condition requires that the key is not matched, such as StringNotLike or ArnNotLike, and the
+    right key is not present, the condition is true"."""
+    return {"Sid": "ServingTiffsStayPrivate", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/{SERVING_PREFIX}*",
+            "Condition": {"StringNotEquals": {"aws:PrincipalAccount": account}}}
 
 
 def lambda_policy(names: Names) -> dict[str, Any]:
@@ -68,6 +99,7 @@ def lambda_policy(names: Names) -> dict[str, Any]:
                                      names.arn("batch", f"job-definition/{names.job_definition}"),
                                      names.arn("batch", f"job-definition/{names.job_definition}:*")]),
         _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [log_group, f"{log_group}:*"]),
+        *_invalidations(names),
     )
 
 
@@ -77,7 +109,13 @@ def job_policy(names: Names) -> dict[str, Any]:
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),
         _allow(["s3:ListBucket"], [f"arn:aws:s3:::{b}" for b in names.buckets]),
+        *_invalidations(names),
     )
+
+
+def _invalidations(names: Names) -> list[dict[str, Any]]:
+    """A job that replaced an image invalidates its paths in the stage's distribution, and in no other."""
+    return [_allow(["cloudfront:CreateInvalidation"], names.distribution_arn)] if names.distribution_id else []
 
 
 def execution_policy(names: Names) -> dict[str, Any]:
@@ -96,9 +134,9 @@ def repository_lifecycle() -> dict[str, Any]:
                        "action": {"type": "expire"}}]}
 
 
-def job_definition(names: Names, tags: dict[str, str], stage_environment: Mapping[str, str],
+def job_definition(names: Names, tags: dict[str, str], stage_environment: Mapping[str, str], image: str,
                    template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, Any]:
-    """batch_fallback/jobdefinition.json with this stage's name, image, roles, buckets and conversion settings.
+    """batch_fallback/jobdefinition.json with this stage's name, pinned image, roles, buckets and conversion settings.
 
     The ``tiler:spec`` tag is a digest of everything else: a new revision is
     registered only when the digest changes, which is what makes re-runs no-ops.
@@ -106,7 +144,7 @@ def job_definition(names: Names, tags: dict[str, str], stage_environment: Mappin
     spec = copy.deepcopy(json.loads(template.read_text()))
     spec["jobDefinitionName"] = names.job_definition
     container = spec["containerProperties"]
-    container["image"] = f"{names.repository_uri}:latest"
+    container["image"] = image
     container["jobRoleArn"] = names.role_arn(names.job_role)
     container["executionRoleArn"] = names.role_arn(names.execution_role)
     values = {"SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
@@ -124,8 +162,9 @@ def conversion_settings(environment: Mapping[str, str]) -> dict[str, str]:
     return {name: environment[name] for name in CONVERSION_SETTINGS if name in environment}
 
 
-def job_resources(spec: dict[str, Any]) -> dict[str, str]:
-    """BATCH_VCPUS and BATCH_MEMORY_MB for the cost figures, from the job definition itself."""
+def job_resources(template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, str]:
+    """BATCH_VCPUS and BATCH_MEMORY_MB for the cost figures, from the job definition's own template."""
+    spec = json.loads(template.read_text())
     found = {r["type"]: r["value"] for r in spec["containerProperties"].get("resourceRequirements", [])}
     return {"BATCH_VCPUS": found.get("VCPU", "4"), "BATCH_MEMORY_MB": found.get("MEMORY", "16384")}
 

@@ -1,4 +1,8 @@
-"""The ECR repository the Batch image is pushed to (scripts/push_batch_image.sh): created, converged, deleted."""
+"""The ECR repository the stage's image is pushed to (scripts/push_batch_image.sh): created, converged, deleted.
+
+Tags are immutable: a ``git-COMMIT`` tag names the same bytes forever, which is what lets the job definition and
+the function be compared by name and digest.
+"""
 from __future__ import annotations
 
 import json
@@ -15,15 +19,18 @@ from app.deploy.stage import OWNER_TAG
 def ensure_repository(aws: Aws, name: str, tags: dict[str, str]) -> Change:
     found = _repository(aws, name)
     if found is None:
-        aws.ecr.create_repository(repositoryName=name, imageTagMutability="MUTABLE",
+        aws.ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE",
                                   imageScanningConfiguration={"scanOnPush": True},
                                   tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     parts = []
+    if found is not None and found.get("imageTagMutability") != "IMMUTABLE":
+        aws.ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")
+        parts.append("tags immutable")
     if _lifecycle(aws, name) != repository_lifecycle():
         aws.ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps(repository_lifecycle()))
         parts.append("lifecycle")
     if found is None:
-        return Change("created", "repository", name, "scan on push, keeps the last 10 untagged images")
+        return Change("created", "repository", name, "immutable tags, scan on push, keeps the last 10 untagged images")
     return updated_or_unchanged("repository", name, parts)
 
 

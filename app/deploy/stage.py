@@ -71,6 +71,7 @@ class Names:
     deploy_bucket: str
     job_queue: str
     job_definition: str
+    distribution_id: str = ""  # the CloudFront distribution in front of the tiles; none with a public bucket
 
     @property
     def buckets(self) -> tuple[str, str, str]:
@@ -105,8 +106,17 @@ class Names:
         return self.arn("lambda", f"function:{self.function}")
 
     @property
+    def tiles_domain(self) -> str:
+        """The tiles bucket's regional endpoint: CloudFront's origin, and the public URL of a public bucket."""
+        return f"{self.tiles_bucket}.s3.{self.region}.amazonaws.com"
+
+    @property
     def public_base_url(self) -> str:
-        return f"https://{self.tiles_bucket}.s3.{self.region}.amazonaws.com"
+        return f"https://{self.tiles_domain}"
+
+    @property
+    def distribution_arn(self) -> str:
+        return f"arn:aws:cloudfront::{self.account}:distribution/{self.distribution_id}"
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -147,7 +157,8 @@ def stage_names(stage: Stage, account: str) -> Names:
     names = derived_names(stage, account)
     return replace(names, source_bucket=env.get("SOURCE_BUCKET", ""), tiles_bucket=env.get("TILES_BUCKET", ""),
                    metadata_bucket=env.get("METADATA_BUCKET", ""), deploy_bucket=stage.settings.get("s3_bucket", ""),
-                   job_queue=env.get("BATCH_JOB_QUEUE", ""), job_definition=env.get("BATCH_JOB_DEFINITION", ""))
+                   job_queue=env.get("BATCH_JOB_QUEUE", ""), job_definition=env.get("BATCH_JOB_DEFINITION", ""),
+                   distribution_id=env.get("CDN_DISTRIBUTION_ID", ""))
 
 
 def write_stage(stage: Stage, values: dict[str, Any], drop: tuple[str, ...] = ()) -> bool:

@@ -2,7 +2,8 @@
 
 Only resources tagged ``tiler:stage=<function>`` (set when provisioning created
 them) are touched; buckets and the image repository only when empty, unless
-``--force``. While the stage's function is still deployed nothing is removed:
+``--force``; the CloudFront distribution once it is disabled and deployed (a
+second run, some 15 minutes after the first disabled it). While the stage's function is still deployed nothing is removed:
 deleting its role and buckets under it would leave a function that fails on
 every event, so ``zappa undeploy STAGE`` comes first.
 """
@@ -15,6 +16,7 @@ from botocore.exceptions import ClientError
 from app.deploy.aws import Aws, error_code
 from app.deploy.batch import delete_batch
 from app.deploy.buckets import delete_bucket
+from app.deploy.cdn import delete_cdn
 from app.deploy.changes import Change
 from app.deploy.registry import delete_repository
 from app.deploy.roles import delete_role
@@ -35,7 +37,7 @@ def teardown(stage: Stage, force: bool = False, aws: Aws | None = None,
     owner = names.function
     out(f"Tearing down stage {stage.name} (function {owner}) in {aws.region}, account {aws.account}")
     changes: list[Change] = []
-    for change in delete_batch(aws, names, owner):
+    for change in [*delete_batch(aws, names, owner), *delete_cdn(aws, names.function, owner)]:
         changes.append(change)
         out(change.line())
     removals: list[Callable[[], Change]] = [

@@ -3,20 +3,26 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from app.deploy.documents import LIFECYCLE_RULE_ID
-from app.deploy.stage import OWNER_TAG
+from app.deploy.stage import OWNER_TAG, StageError
 
 
 def test_creates_every_resource_and_writes_the_stage(deployment):
     changes = deployment.provision()
-    assert {c.action for c in changes} == {"created"}
-    assert [c.kind for c in changes] == ["bucket"] * 4 + ["repository"] + ["role"] * 3 + [
+    assert {c.action for c in changes[:-1]} == {"created"}
+    assert [c.kind for c in changes] == ["bucket"] * 4 + ["origin access control", "distribution", "bucket policy",
+                                                          "repository"] + ["role"] * 3 + [
         "compute environment", "job queue", "job definition"]
+    assert changes[-1].action == "skipped" and "scripts/push_batch_image.sh dev" in changes[-1].detail, \
+        "no job definition before an image is pushed: it would name an image that does not exist"
     stage, names = deployment.stage, deployment.names
     function = stage.function_name
     env = stage.environment
     assert env["SOURCE_BUCKET"] == f"{function}-source-123456789012"
-    assert env["PUBLIC_BASE_URL"] == f"https://{names.tiles_bucket}.s3.eu-west-1.amazonaws.com"
+    distribution = deployment.aws.client("cloudfront").get_distribution(Id=env["CDN_DISTRIBUTION_ID"])
+    assert env["PUBLIC_BASE_URL"] == f"https://{distribution['Distribution']['DomainName']}"
     assert (env["BATCH_JOB_QUEUE"], env["BATCH_JOB_DEFINITION"]) == (function, f"{function}-batch")
     assert env["LAMBDA_MAX_PIXELS"] == "50000000", "settings provisioning does not own are kept"
     assert stage.settings["events"] == [{"function": "app.events.handle_s3_event", "event_source": {
@@ -25,7 +31,8 @@ def test_creates_every_resource_and_writes_the_stage(deployment):
     assert stage.settings["manage_roles"] is False, "Zappa uses the least-privilege role, makes none of its own"
     assert stage.settings["s3_bucket"] == f"{function}-deploys-123456789012"
     assert "extra_permissions" not in json.loads(deployment.settings_file.read_text())["dev"]
-    assert deployment.output[-1].startswith("Next: scripts/push_batch_image.sh dev, then zappa deploy dev")
+    assert deployment.output[-1].startswith("Next: scripts/push_batch_image.sh dev (builds, pushes, registers the image "
+                                             "with Batch), then zappa deploy dev --docker-image-uri URI")
 
 
 def test_buckets_have_their_access_cors_and_lifecycle(deployment):
@@ -34,8 +41,7 @@ def test_buckets_have_their_access_cors_and_lifecycle(deployment):
     tiles_cors = s3.get_bucket_cors(Bucket=names.tiles_bucket)["CORSRules"]
     assert tiles_cors[0]["AllowedOrigins"] == ["*"] and tiles_cors[0]["AllowedMethods"] == ["GET", "HEAD"]
     assert s3.get_bucket_cors(Bucket=names.source_bucket)["CORSRules"][0]["AllowedMethods"] == ["POST"]
-    assert s3.get_bucket_policy_status(Bucket=names.tiles_bucket)["PolicyStatus"]["IsPublic"]
-    for private in (names.source_bucket, names.metadata_bucket, names.deploy_bucket):
+    for private in (names.source_bucket, names.tiles_bucket, names.metadata_bucket, names.deploy_bucket):
         block = s3.get_public_access_block(Bucket=private)["PublicAccessBlockConfiguration"]
         assert all(block.values()) and len(block) == 4
     for bucket in (*names.buckets, names.deploy_bucket):
@@ -44,6 +50,9 @@ def test_buckets_have_their_access_cors_and_lifecycle(deployment):
             {"DaysAfterInitiation": 1}]
         tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
         assert tags[OWNER_TAG] == names.function
+        expiring = [(r.get("Filter", {}).get("Prefix"), r["Expiration"]) for r in rules if "Expiration" in r]
+        assert expiring == ([("cache/", {"Days": 30})] if bucket == names.tiles_bucket else []), \
+            "only the dynamic endpoint's stored answers expire; nothing else is ever deleted by age"
 
 
 def test_roles_are_least_privilege(deployment):
@@ -67,11 +76,11 @@ def test_roles_are_least_privilege(deployment):
               if f"arn:aws:s3:::{names.source_bucket}/*" in str(s["Resource"])}
     assert job_s3 == {"s3:GetObject"}, "the Batch job only reads the source bucket"
     trust = iam.get_role(RoleName=names.lambda_role)["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert trust["Statement"][0]["Principal"] == {"Service": ["lambda.amazonaws.com", "apigateway.amazonaws.com"]}
 
 
 def test_batch_runs_the_stage_image_on_fargate_from_zero(deployment):
-    deployment.provision()
+    deployment.provision_and_push()
     batch, names = deployment.aws.batch, deployment.names
     environment = batch.describe_compute_environments(computeEnvironments=[names.compute_environment])[
         "computeEnvironments"][0]
@@ -81,7 +90,7 @@ def test_batch_runs_the_stage_image_on_fargate_from_zero(deployment):
     assert (queue["state"], queue["status"]) == ("ENABLED", "VALID")
     definition = batch.describe_job_definitions(jobDefinitionName=names.job_definition)["jobDefinitions"][0]
     container = definition["containerProperties"]
-    assert container["image"] == f"{names.repository_uri}:latest"
+    assert container["image"] == f"{names.repository_uri}:git-0123456789ab", "the pushed commit's tag, never :latest"
     assert container["jobRoleArn"].endswith(f"role/{names.job_role}")
     assert {e["name"]: e["value"] for e in container["environment"]}["TILES_BUCKET"] == names.tiles_bucket
     assert container["command"][:3] == ["python", "-m", "batch_fallback"]
@@ -89,7 +98,7 @@ def test_batch_runs_the_stage_image_on_fargate_from_zero(deployment):
 
 
 def test_a_second_run_changes_nothing(deployment):
-    deployment.provision()
+    deployment.provision_and_push()
     settings_before = deployment.settings_file.read_bytes()
     again = deployment.provision()
     assert {c.line() for c in again if c.action != "unchanged"} == set()
@@ -114,13 +123,13 @@ def test_a_rerun_repairs_drift(deployment):
                        names.job_role: "removed inline policy by-hand", names.source_bucket: "lifecycle"}
     rules = aws.s3.get_bucket_lifecycle_configuration(Bucket=names.source_bucket)["Rules"]
     assert {r["ID"] for r in rules} == {"expire-old", LIFECYCLE_RULE_ID}, "other lifecycle rules are kept"
-    assert {c.action for c in deployment.provision()} == {"unchanged"}
+    assert {c.action for c in deployment.provision()} <= {"unchanged", "skipped"}  # skipped: no image pushed
 
 
 def test_chosen_bucket_names_are_kept_on_later_runs(deployment):
     deployment.provision(source_bucket="my-museum-uploads")
     assert deployment.stage.environment["SOURCE_BUCKET"] == "my-museum-uploads"
-    assert {c.action for c in deployment.provision()} == {"unchanged"}
+    assert {c.action for c in deployment.provision()} <= {"unchanged", "skipped"}  # skipped: no image pushed
     assert deployment.stage.environment["SOURCE_BUCKET"] == "my-museum-uploads"
 
 
@@ -129,7 +138,7 @@ def test_the_job_converts_with_the_stage_settings(deployment):
     settings = json.loads(deployment.settings_file.read_text())
     settings["dev"]["environment_variables"].update(TILE_SIZE="256", IIIF_MANIFESTS="false", DASHBOARD_PASSWORD="x")
     deployment.settings_file.write_text(json.dumps(settings))
-    deployment.provision(public_base_url="https://tiles.example.org")
+    deployment.provision_and_push(public_bucket=True, public_base_url="https://tiles.example.org")
     batch, name = deployment.aws.batch, deployment.names.job_definition
     container = batch.describe_job_definitions(jobDefinitionName=name)["jobDefinitions"][0]["containerProperties"]
     environment = {e["name"]: e["value"] for e in container["environment"]}
@@ -137,3 +146,20 @@ def test_the_job_converts_with_the_stage_settings(deployment):
     assert environment["PUBLIC_BASE_URL"] == "https://tiles.example.org"  # a CDN's ids in big images' info.json too
     assert "DASHBOARD_PASSWORD" not in environment and "JPEG_QUALITY" not in environment  # unset: same default
     assert environment["UPLOAD_WORKERS"] == "64"  # the template's own values stay
+
+
+def test_images_are_pinned_pushed_and_kept(deployment):
+    """Batch runs exactly the pushed commit: a moving tag or an image not in ECR is refused; later runs keep it."""
+    deployment.provision()
+    names, uri = deployment.names, deployment.push_image("git-feedfacecafe")
+    repository = deployment.aws.ecr.describe_repositories(repositoryNames=[names.repository])["repositories"][0]
+    assert repository["imageTagMutability"] == "IMMUTABLE", "a commit tag can never be moved to other bytes"
+    for refused, reason in ((f"{names.repository_uri}:latest", "moving tag"), (names.repository_uri, "moving tag"),
+                            (f"{names.repository_uri}:git-000000000000", "is not in ECR"),
+                            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:git-feedfacecafe", "not in the stage")):
+        with pytest.raises(StageError, match=reason):
+            deployment.provision(image=refused)
+    deployment.provision(image=uri)
+    deployment.provision()
+    definitions = deployment.aws.batch.describe_job_definitions(jobDefinitionName=names.job_definition)
+    assert [d["containerProperties"]["image"] for d in definitions["jobDefinitions"]] == [uri]

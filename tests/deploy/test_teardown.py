@@ -14,8 +14,8 @@ def test_refuses_while_the_function_is_deployed(deployed):
 
 
 def test_removes_everything_provisioning_created(deployment):
-    deployment.provision()
-    changes = deployment.teardown()
+    deployment.provision_and_push()
+    changes = deployment.teardown(force=True)
     assert {c.action for c in changes} == {"deleted"}, "\n".join(deployment.output)
     aws, names = deployment.aws, deployment.names
     assert not [b for b in aws.s3.list_buckets()["Buckets"] if b["Name"].startswith(names.function)]

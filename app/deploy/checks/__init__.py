@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from app.deploy.aws import Aws, error_code
+from app.deploy.batch import newest_job_definition
 from app.deploy.stage import Names, Stage
 from app.diagnostics import MARKER
 from config import Settings
@@ -62,10 +63,13 @@ class Context:
     names: Names
     aws: Aws
     invoke: Invoke | None = None
+    public_base_url: str = ""  # where viewers read the tiles (default: the stage's PUBLIC_BASE_URL)
+    dashboard_url: str = ""  # the dashboard's base URL (default: the stage's REST API in API Gateway)
     limits: Settings = field(init=False)
 
     def __post_init__(self) -> None:
         self.limits = Settings.from_env(self.stage.environment)  # what the function will be configured with
+        self.public_base_url = (self.public_base_url or self.stage.environment.get("PUBLIC_BASE_URL", "")).rstrip("/")
 
     @functools.cached_property
     def function(self) -> dict[str, Any] | None:
@@ -77,12 +81,14 @@ class Context:
             raise
 
     @functools.cached_property
+    def code(self) -> dict[str, Any]:
+        """Where the function's code comes from: ``ImageUri`` and ``ResolvedImageUri`` for an image."""
+        return self.aws.lambda_.get_function(FunctionName=self.names.function)["Code"]
+
+    @functools.cached_property
     def job_definition(self) -> dict[str, Any] | None:
         """The newest ACTIVE revision of the stage's Batch job definition, or None."""
-        name = self.names.job_definition
-        active = self.aws.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
-            "jobDefinitions"] if name else []
-        return max(active, key=lambda d: d["revision"]) if active else None
+        return newest_job_definition(self.aws, self.names.job_definition)
 
     @functools.cached_property
     def report(self) -> tuple[dict[str, Any] | None, str]:

@@ -1,9 +1,7 @@
 """AWS Batch: the queue big images go to accepts jobs, its definition exists, and its image has been pushed."""
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
-from app.deploy.aws import error_code
+from app.deploy import images
 from app.deploy.checks import Check, Context, fail, ok, unknown
 from app.deploy.documents import CONVERSION_SETTINGS, conversion_settings
 
@@ -57,19 +55,36 @@ def image_pushed(ctx: Context) -> Check:
     latest = ctx.job_definition
     if latest is None:
         return unknown("no job definition to read the image from", f"python -m app provision {ctx.stage.name}")
-    image = latest["containerProperties"]["image"]
-    push = f"scripts/push_batch_image.sh {ctx.stage.name}"
-    if ".dkr.ecr." not in image:
-        return unknown(f"{image} is not in ECR; not checked", push)
-    repository, _, tag = image.split("/", 1)[1].partition(":")
-    try:
-        ctx.aws.ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag or "latest"}])
-    except ClientError as error:
-        if error_code(error) not in ("ImageNotFoundException", "RepositoryNotFoundException"):
-            raise
-        return fail(f"{image} has not been pushed: Batch jobs cannot start", push)
-    return ok(f"{image} is in ECR")
+    uri, push = latest["containerProperties"]["image"], f"scripts/push_batch_image.sh {ctx.stage.name}"
+    if ".dkr.ecr." not in uri:
+        return unknown(f"{uri} is not in ECR; not checked", push)
+    image = images.ImageName.parse(uri)
+    if image.tag in images.MUTABLE_TAGS:
+        return fail(f"the job definition runs {uri}, a moving tag: every push changes Batch at once, Lambda only on "
+                    "zappa update", push)
+    if images.digest_of(ctx.aws, image) is None:
+        return fail(f"{uri} has not been pushed: Batch jobs cannot start", push)
+    return ok(f"{uri} is in ECR")
+
+
+def one_image(ctx: Context) -> Check:
+    """Lambda and Batch run the same bytes: the function's resolved image digest is the job definition's."""
+    latest, function = ctx.job_definition, ctx.function
+    if latest is None or function is None:
+        return unknown("needs both the function and the job definition", f"python -m app provision {ctx.stage.name}"
+                       f" and zappa deploy {ctx.stage.name} --docker-image-uri URI")
+    batch_uri, lambda_uri = latest["containerProperties"]["image"], images.function_image(ctx.code)
+    if lambda_uri is None:
+        return ok(f"the function is a zip package (its metadata without exiftool); Batch runs {batch_uri}")
+    batch_digest = images.digest_of(ctx.aws, images.ImageName.parse(batch_uri)) if ".dkr.ecr." in batch_uri else None
+    lambda_image = images.ImageName.parse(lambda_uri)
+    lambda_digest = lambda_image.digest or images.digest_of(ctx.aws, lambda_image)
+    if batch_digest is None or lambda_digest != batch_digest:
+        return fail(f"Lambda runs {ctx.code.get('ImageUri', lambda_uri)} ({lambda_digest}), Batch runs {batch_uri} "
+                    f"({batch_digest or 'not in ECR'}): big images would convert with other code",
+                    f"zappa update {ctx.stage.name} --docker-image-uri {batch_uri}")
+    return ok(f"Lambda and Batch both run {batch_uri} ({batch_digest[:19]})")
 
 
 CHECKS = {"batch queue": job_queue, "batch job definition": job_definition, "batch settings": job_settings,
-          "batch image": image_pushed}
+          "batch image": image_pushed, "one image": one_image}

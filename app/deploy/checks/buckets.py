@@ -1,9 +1,11 @@
-"""Buckets as browsers and viewers meet them: CORS answered for real, tiles public, metadata private.
+"""Buckets as browsers meet them: CORS rules, the dashboard's upload preflight answered for real, metadata private.
 
-A preflight is sent the way a viewer on another site sends it (OPTIONS with
+A preflight is sent the way a browser on another site sends it (OPTIONS with
 Origin and Access-Control-Request-Method) to the bucket's own endpoint, and the
 CORS rules are read as well: some S3-compatible endpoints (moto among them)
-answer every preflight permissively when a bucket has no rules at all.
+answer every preflight permissively when a bucket has no rules at all. The
+tiles' public side (anonymous reads and a viewer's preflight through
+PUBLIC_BASE_URL) is checked from outside in checks/public.py.
 """
 from __future__ import annotations
 
@@ -23,25 +25,29 @@ PROBE_KEY = "tiler-doctor/probe/info.json"     # need not exist: S3 answers pref
 
 
 def tiles_cors(ctx: Context) -> Check:
-    return _cors(ctx, ctx.names.tiles_bucket, "GET")
+    """S3 answers a viewer's preflight from these rules, forwarded by CloudFront or sent to a public bucket."""
+    bucket = ctx.names.tiles_bucket
+    return _missing_rule(ctx, bucket, "GET") or ok(f"s3://{bucket} has a CORS rule allowing GET from any origin")
 
 
 def upload_cors(ctx: Context) -> Check:
-    return _cors(ctx, ctx.names.source_bucket, "POST")
+    bucket = ctx.names.source_bucket
+    return _missing_rule(ctx, bucket, "POST") or answered_preflight(object_url(ctx, bucket, PROBE_KEY), "POST",
+                                                                     _cors_fix(ctx, "POST"))
 
 
-def tiles_public(ctx: Context) -> Check:
-    bucket = ctx.names.tiles_bucket
+def answered_preflight(url: str, method: str, fix: str) -> Check:
+    """A preflight from another site for ``method``, answered with what a browser needs to go on."""
     try:
-        public = ctx.aws.s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"]
-    except ClientError as error:
-        if error_code(error) != "NoSuchBucketPolicy":
-            raise
-        public = False
-    if not public:
-        return fail(f"s3://{bucket} has no public-read policy: viewers get 403 for every tile",
-                    f"python -m app provision {ctx.stage.name}")
-    return ok(f"s3://{bucket} is readable by anyone (its policy is public)")
+        status, headers = preflight(url, VIEWER_ORIGIN, method)
+    except OSError as error:  # urllib's URLError: no answer at all
+        return fail(f"a preflight to {url} got no answer ({getattr(error, 'reason', error)})", fix)
+    allowed_origin = headers.get("access-control-allow-origin")
+    methods = [m.strip() for m in headers.get("access-control-allow-methods", "").split(",")]
+    if status != 200 or allowed_origin not in ("*", VIEWER_ORIGIN) or method not in methods:
+        return fail(f"a preflight from {VIEWER_ORIGIN} for {method} to {url} got {status}, "
+                    f"Access-Control-Allow-Origin {allowed_origin!r}, -Methods {', '.join(methods)!r}", fix)
+    return ok(f"{url} answers a preflight from any origin for {method} (Access-Control-Allow-Origin {allowed_origin})")
 
 
 def metadata_private(ctx: Context) -> Check:
@@ -60,25 +66,22 @@ def metadata_private(ctx: Context) -> Check:
     return ok(f"s3://{bucket} blocks all public access")
 
 
-def _cors(ctx: Context, bucket: str, method: str) -> Check:
+def _missing_rule(ctx: Context, bucket: str, method: str) -> Check | None:
+    """A FAIL when the bucket's CORS rules do not allow ``method`` from any origin, else None."""
     try:
         rules = ctx.aws.s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
     except ClientError as error:
         if error_code(error) != "NoSuchCORSConfiguration":
             raise
         rules = []
-    fix = f"python -m app provision {ctx.stage.name} (sets {method} from any origin)"
-    if not any(_allows(rule, VIEWER_ORIGIN, method) for rule in rules):
-        return fail(f"s3://{bucket} has no CORS rule allowing {method} from any origin"
-                    + ("" if rules else " (no CORS rules at all)"), fix)
-    status, headers = preflight(object_url(ctx, bucket, PROBE_KEY), VIEWER_ORIGIN, method)
-    allowed_origin = headers.get("access-control-allow-origin")
-    methods = [m.strip() for m in headers.get("access-control-allow-methods", "").split(",")]
-    if status != 200 or allowed_origin not in ("*", VIEWER_ORIGIN) or method not in methods:
-        return fail(f"a preflight from {VIEWER_ORIGIN} for {method} got {status}, "
-                    f"Access-Control-Allow-Origin {allowed_origin!r}, -Methods {', '.join(methods)!r}", fix)
-    return ok(f"s3://{bucket} answers a preflight from any origin for {method} "
-              f"(Access-Control-Allow-Origin {allowed_origin})")
+    if any(_allows(rule, VIEWER_ORIGIN, method) for rule in rules):
+        return None
+    return fail(f"s3://{bucket} has no CORS rule allowing {method} from any origin"
+                + ("" if rules else " (no CORS rules at all)"), _cors_fix(ctx, method))
+
+
+def _cors_fix(ctx: Context, method: str) -> str:
+    return f"python -m app provision {ctx.stage.name} (sets {method} from any origin)"
 
 
 def preflight(url: str, origin: str, method: str) -> tuple[int, dict[str, str]]:
@@ -105,5 +108,4 @@ def _allows(rule: dict[str, Any], origin: str, method: str) -> bool:
         fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", []))
 
 
-CHECKS = {"tiles CORS": tiles_cors, "tiles public": tiles_public, "upload CORS": upload_cors,
-          "metadata private": metadata_private}
+CHECKS = {"tiles CORS": tiles_cors, "upload CORS": upload_cors, "metadata private": metadata_private}
