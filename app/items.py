@@ -20,7 +20,9 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app import records
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app import cdn, records
 from app.ids import PAGES_PREFIX, page_id, page_key, page_of, version_of
 from app.model import SourceRef, Status
 from app.pipeline import iiif
@@ -118,6 +120,18 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
     item.update(status=Status.DONE, error=None, manifest=True,
                 thumbnail=f"{PurePosixPath(item['pages'][0]['id']).name}/full/{width},{height}/0/default.jpg")
     _retire(store, settings, item_id, item.pop("retire", None) or {})
+    if item.get("replaces") and settings.cdn_distribution_id:
+        _invalidate(settings.cdn_distribution_id, item_id, item["source"]["etag"])
+
+
+def _invalidate(distribution_id: str, item_id: str, etag: str) -> None:
+    """The edge may hold the replaced manifest and what was retired (all under ITEM/): drop them, best effort."""
+    try:
+        cdn.invalidate(distribution_id, item_id, etag)
+    except (BotoCoreError, ClientError) as error:
+        log.warning("could not invalidate the replaced item %s in CloudFront (%s): aws cloudfront "
+                    "create-invalidation --distribution-id %s --paths %s", item_id, error, distribution_id,
+                    " ".join(cdn.paths(item_id)))
 
 
 def _retired(previous: dict[str, Any] | None, pages: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import pytest
 
 from app.errors import CorruptImage
 from tests.helpers import ENCRYPTED_PDF, SHARED, handmade_pdf
+from tests.test_cdn_invalidation import distribution  # noqa: F401 - a fixture
 from tests.pipeline.test_documents import multipage_tiff, three_page_pdf
 
 
@@ -130,8 +131,9 @@ def test_the_dashboard_shows_an_item_with_its_pages_and_opens_it_in_mirador(clou
                                                      "thumbnail": api["urls"]["thumbnail"]}
 
 
-def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_not(flowing, tmp_path):
+def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_not(flowing, tmp_path, distribution):
     from tests.helpers import photo
+    from tests.test_cdn_invalidation import invalidations
 
     cloud = flowing
     cloud.upload("scan.tif", photo(300, 200), ".tif")  # first an image ...
@@ -150,3 +152,5 @@ def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_n
     assert cloud.record("scan/p0003") is None and "scan/p0002.dzi" in cloud.tiles("scan/p0002")
     assert cloud.keys("tiler-source", "pages/scan/") == {key for key in cloud.keys("tiler-source", "pages/scan/")
                                                          if "@" + cloud.record("scan")["version"] in key}
+    assert sum(batch["Paths"]["Items"] == ["/scan.dzi", "/scan_files/*", "/scan/*"]
+               for batch in invalidations(distribution)) == 2  # image -> three pages, three pages -> two
