@@ -62,7 +62,7 @@ class Settings:
     page_size: int = _setting("PAGE_SIZE", 50, "Images per dashboard page.")
     upload_prefix: str = _setting("UPLOAD_PREFIX", "uploads/", "Folder of the source bucket that dashboard uploads go to, each under a fresh key (the file name and a random suffix); never tasks/.")
     upload_max_bytes: int = _setting("UPLOAD_MAX_BYTES", 5 * 1024 ** 3, "Largest dashboard upload in bytes; the default, 5 GiB, is the most S3 takes in one POST, room for multi-GB TIFF masters (they go to Batch).")
-    upload_content_types: tuple[str, ...] = _setting("UPLOAD_CONTENT_TYPES", ("image/jpeg", "image/png", "image/tiff", "image/webp", "image/gif", "image/heic", "image/heif", "image/jp2", "application/pdf"), "Comma-separated media types a dashboard upload may have; each form is signed for the file's own, and S3 refuses any other.")
+    upload_content_types: tuple[str, ...] = _setting("UPLOAD_CONTENT_TYPES", ("image/jpeg", "image/png", "image/tiff", "image/webp", "image/gif", "image/heic", "image/heif", "image/jp2", "image/jpx", "application/pdf"), "Comma-separated media types a dashboard upload may have; each form is signed for the file's own, and S3 refuses any other.")
     upload_form_minutes: int = _setting("UPLOAD_FORM_MINUTES", 10, "Minutes a signed upload form can be used; S3 refuses a POST that starts later.")
     # Unit prices for cost estimates (USD; us-east-1 list prices, change to your region's)
     price_lambda_gb_second: float = _setting("PRICE_LAMBDA_GB_SECOND", 0.0000166667, "Lambda price per GB-second (x86).")
