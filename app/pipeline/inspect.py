@@ -60,8 +60,8 @@ def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int, *,
     """Check ``path`` from its header and return the image, oriented as a viewer shows it.
 
     JPEG 2000 and PDF (the first page, at ``pdf_dpi``) are decoded into memory here, unless ``decode`` is
-    off (then the image is None: the facts come from the header alone). Raises an ``InputError`` subclass
-    with a one-line reason for anything we will not convert.
+    off (then their image is None, and the facts come from the header alone; other formats load lazily
+    anyway). Raises an ``InputError`` subclass with a one-line reason for anything we will not convert.
     """
     fmt = checked_format(path, allowed_formats)
     if fmt == "jp2k":

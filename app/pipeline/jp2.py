@@ -34,7 +34,7 @@ JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 CODESTREAM_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: a raw .j2k codestream
 DECODE_MB_PER_MEGAPIXEL = 20  # peak RSS of an untiled 8-bit RGB decode, measured (README, "Formats")
 DECODE_MEGAPIXELS_PER_SECOND = 2  # a lossless decode on 2 vCPUs, measured; lossy ones are about 3 times faster
-_SOT, _EOC, _SIZ, _COD = 0xFF90, 0xFFD9, 0xFF51, 0xFF52
+_SOT, _EOC = 0xFF90, 0xFFD9
 _FORMATS = {"u1": "uchar", "i1": "char", "u2": "ushort", "i2": "short", "u4": "uint", "i4": "int"}
 
 
@@ -46,8 +46,6 @@ class Header:
     height: int
     components: int
     bit_depth: int
-    tiles: int
-    levels: int  # wavelet decomposition levels: the reduced resolutions available
     icc_profile: bytes | None
     enumerated_space: int | None
 
@@ -164,22 +162,18 @@ def _codestream(reader: _Reader, start: int, end: int, icc: bytes | None, space:
         raise CorruptImage("the JPEG 2000 size header (SIZ) is damaged")
     check_size(x - x0, y - y0)
     depth = max((siz[36 + 3 * c] & 0x7F) + 1 for c in range(components))
-    tiles = -(-(x - tile_x0) // tile_w) * -(-(y - tile_y0) // tile_h)
-    levels = _walk(reader, start + 6 + length - 2, end, tiles)
-    return Header(x - x0, y - y0, components, depth, tiles, levels, icc, space)
+    _walk(reader, start + 6 + length - 2, end, -(-(x - tile_x0) // tile_w) * -(-(y - tile_y0) // tile_h))
+    return Header(x - x0, y - y0, components, depth, icc, space)
 
 
-def _walk(reader: _Reader, position: int, end: int, tiles: int) -> int:
-    """Check the main header's markers and every tile-part up to EOC; return the decomposition levels."""
-    levels = 0
+def _walk(reader: _Reader, position: int, end: int, tiles: int) -> None:
+    """Check the main header's markers and that every one of ``tiles`` has its tile-parts, up to EOC."""
     while True:
         marker, length = struct.unpack(">HH", reader.read(4, at=position))
         if marker == _SOT:
             break
         if marker < 0xFF30:
             raise CorruptImage(f"the JPEG 2000 main header is damaged (marker {marker:#06x})")
-        if marker == _COD:
-            levels = reader.read(1, at=position + 9)[0]
         position += 2 + length
     seen: set[int] = set()
     while True:
@@ -197,7 +191,6 @@ def _walk(reader: _Reader, position: int, end: int, tiles: int) -> int:
         position += part_length
     if len(seen) != tiles:
         raise CorruptImage(f"the JPEG 2000 codestream is truncated: {tiles - len(seen)} of {tiles} tiles are missing")
-    return levels
 
 
 class _Reader:

@@ -108,10 +108,15 @@ def test_hostile_codestreams_are_refused_before_decoding_and_leave_nothing(tmp_p
     assert not any((tmp_path / "out" / "tiles").iterdir())
 
 
-def test_reduced_resolutions_are_counted_from_the_header(tmp_path):
-    src = jpeg2000(photo(256, 256), tmp_path / "levels.jp2", num_resolutions=4)
-    header = jp2.read_header(src, lambda width, height: None)
-    assert (header.levels, header.tiles, header.components, header.bit_depth) == (3, 1, 3, 8)
+def test_a_tiled_codestream_is_walked_tile_part_by_tile_part(tmp_path):
+    whole = jpeg2000(photo(700, 500), tmp_path / "tiled.jp2", tile_size=(256, 256)).read_bytes()  # 3 x 2 tiles
+    header = jp2.read_header(tmp_path / "tiled.jp2", lambda width, height: None)
+    assert (header.width, header.height, header.components, header.bit_depth) == (700, 500, 3, 8)
+    box = whole.index(b"jp2c") - 4  # the codestream's box, the file's last: its last tile-part gone, EOC kept
+    stream = whole[box + 8:whole.rindex(b"\xff\x90")] + b"\xff\xd9"
+    (tmp_path / "short.jp2").write_bytes(whole[:box] + struct.pack(">I4s", 8 + len(stream), b"jp2c") + stream)
+    with pytest.raises(CorruptImage, match="1 of 6 tiles are missing"):
+        jp2.read_header(tmp_path / "short.jp2", lambda width, height: None)
 
 
 def test_a_jpeg_conversion_never_imports_the_archive_decoders(tmp_path):
