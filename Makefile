@@ -14,7 +14,8 @@ test:
 	@scripts/bootstrap.sh --browser
 	$(PY) -m pytest
 
-bench: setup
+bench:
+	@scripts/bootstrap.sh --bench
 	$(PY) bench/run.py
 
 clean:

@@ -25,7 +25,9 @@ class Settings:
     jpeg_quality: int = _setting("JPEG_QUALITY", 85, "JPEG quality of tiles and derivatives (1-100).")
     max_pixels: int = _setting("MAX_PIXELS", 2_000_000_000, "Largest width x height accepted at all, checked from the header before decoding.")
     iiif_max_size: int = _setting("IIIF_MAX_SIZE", 2048, "Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare maxWidth/maxHeight.")
-    allowed_formats: tuple[str, ...] = _setting("ALLOWED_FORMATS", ("jpeg", "png", "tiff", "webp"), "Comma-separated formats accepted, decided from the file's content (also possible: gif, heif).")
+    allowed_formats: tuple[str, ...] = _setting("ALLOWED_FORMATS", ("jpeg", "png", "tiff", "webp", "jp2k", "pdf"), "Comma-separated formats accepted, decided from the file's content (also possible: gif, heif). jp2k is JPEG 2000 (.jp2, .j2k, single-codestream .jpx); a PDF, like a TIFF of several pages, becomes an item of one image per page.")
+    pdf_dpi: int = _setting("PDF_DPI", 300, "Resolution PDF pages are rendered at (an A4 page at 300 dpi is 2481x3508, 8.7 MP).")
+    max_pages: int = _setting("MAX_PAGES", 1000, "Most pages a PDF or multi-page TIFF may have; each page is converted as an image of its own. More is refused.")
     flatten_background: tuple[int, ...] = _setting("FLATTEN_BACKGROUND", (255, 255, 255), "R,G,B that transparent pixels are flattened onto for JPEG tiles.")
     public_base_url: str = _setting("PUBLIC_BASE_URL", "http://127.0.0.1:8000", "Public URL of the tiles (bucket or folder); info.json ids and manifests are built on it.")
     serving_tiff: bool = _setting("SERVING_TIFF", True, "Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.")
@@ -40,6 +42,7 @@ class Settings:
     batch_job_queue: str = _setting("BATCH_JOB_QUEUE", "", "AWS Batch queue for images too big for Lambda (empty: such images fail with a clear reason).")
     batch_job_definition: str = _setting("BATCH_JOB_DEFINITION", "", "AWS Batch job definition running batch_fallback.")
     lambda_max_pixels: int = _setting("LAMBDA_MAX_PIXELS", 150_000_000, "Images with more pixels go to AWS Batch.")
+    lambda_max_jp2_pixels: int = _setting("LAMBDA_MAX_JP2_PIXELS", 120_000_000, "JPEG 2000 images with more pixels go to AWS Batch: a decode is held in memory whole, about 18 MB per megapixel measured (20 assumed), so 120 MP fit a 3,008 MB Lambda. One that would not fit BATCH_MEMORY_MB is refused.")
     lambda_max_bytes: int = _setting("LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch.")
     lambda_megapixels_per_second: int = _setting("LAMBDA_MEGAPIXELS_PER_SECOND", 15, "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.")
     stale_after_seconds: int = _setting("STALE_AFTER_SECONDS", 120, "A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries after about 1 and 3 minutes).")
@@ -59,7 +62,7 @@ class Settings:
     page_size: int = _setting("PAGE_SIZE", 50, "Images per dashboard page.")
     upload_prefix: str = _setting("UPLOAD_PREFIX", "uploads/", "Folder of the source bucket that dashboard uploads go to, each under a fresh key (the file name and a random suffix); never tasks/.")
     upload_max_bytes: int = _setting("UPLOAD_MAX_BYTES", 5 * 1024 ** 3, "Largest dashboard upload in bytes; the default, 5 GiB, is the most S3 takes in one POST, room for multi-GB TIFF masters (they go to Batch).")
-    upload_content_types: tuple[str, ...] = _setting("UPLOAD_CONTENT_TYPES", ("image/jpeg", "image/png", "image/tiff", "image/webp", "image/gif", "image/heic", "image/heif", "image/jp2", "application/pdf"), "Comma-separated media types a dashboard upload may have; each form is signed for the file's own, and S3 refuses any other.")
+    upload_content_types: tuple[str, ...] = _setting("UPLOAD_CONTENT_TYPES", ("image/jpeg", "image/png", "image/tiff", "image/webp", "image/gif", "image/heic", "image/heif", "image/jp2", "image/jpx", "application/pdf"), "Comma-separated media types a dashboard upload may have; each form is signed for the file's own, and S3 refuses any other.")
     upload_form_minutes: int = _setting("UPLOAD_FORM_MINUTES", 10, "Minutes a signed upload form can be used; S3 refuses a POST that starts later.")
     # Unit prices for cost estimates (USD; us-east-1 list prices, change to your region's)
     price_lambda_gb_second: float = _setting("PRICE_LAMBDA_GB_SECOND", 0.0000166667, "Lambda price per GB-second (x86).")
@@ -100,9 +103,13 @@ class Settings:
             raise ValueError("DERIVATIVES_FILE needs SERVING_TIFF: derivatives are rendered from the serving TIFF")
         if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:
             raise ValueError("IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1")
-        if not self.upload_prefix.endswith("/") or self.upload_prefix.startswith(("/", "tasks/")):
+        if not self.upload_prefix.endswith("/") or self.upload_prefix.startswith(("/", "tasks/", "pages/")):
             raise ValueError("UPLOAD_PREFIX must be a folder such as uploads/ (ending in /), not under tasks/, "
-                             "where collection task files start runs")
+                             "where collection task files start runs, nor pages/, where documents' pages go")
+        if not 36 <= self.pdf_dpi <= 1200:
+            raise ValueError("PDF_DPI must be between 36 and 1200")
+        if self.max_pages < 1:
+            raise ValueError("MAX_PAGES must be at least 1")
         if not 1 <= self.upload_max_bytes <= 5 * 1024 ** 3:
             raise ValueError("UPLOAD_MAX_BYTES must be between 1 and 5368709120 (5 GiB, the most S3 takes in one POST)")
         if not 1 <= self.upload_form_minutes <= 60:

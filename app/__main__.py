@@ -103,6 +103,10 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
             started = time.perf_counter()
             try:
                 with storage.staging() as stage:
+                    document = _document(src, settings)
+                    if document:
+                        _convert_document(src, document, stage, storage, settings, image_id, progress)
+                        continue
                     conversion = convert(src, stage, settings, image_id, on_progress=progress.on_progress)
                     storage.publish(conversion)
             except TilerError as error:
@@ -120,6 +124,39 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
         print(f"View: python -m http.server --directory {args.tiles_dir} 8000, then open "
               f"{settings.public_base_url.rstrip('/')}/ID/info.json in any IIIF viewer, or ID.dzi in OpenSeadragon.")
     return 1 if failures else 0
+
+
+def _document(src: Path, settings: Settings):
+    """The document ``src`` holds (a PDF, a multi-page TIFF), or None for an image."""
+    from app.pipeline.inspect import checked_format
+    from app.pipeline.pages import inspect_document
+
+    return inspect_document(src, checked_format(src, settings.allowed_formats), settings)
+
+
+def _convert_document(src: Path, document, stage: Path, storage, settings: Settings, item_id: str, progress) -> None:
+    """Each page as an image (ITEM/p0001 ...), then the item's manifest, written last and only if every page
+    converted."""
+    import json
+
+    from app.ids import page_id
+    from app.pipeline import convert
+    from app.pipeline.manifest import document_manifest
+    from app.pipeline.pages import split
+
+    started, pages = time.perf_counter(), []
+    for page, file in zip(document.pages, split(src, document, stage / "pages"), strict=True):
+        conversion = convert(file, stage / f"page-{page.number}", settings, page_id(item_id, page.number),
+                             on_progress=progress.on_progress, source_name=f"{src.stem} p{page.number}")
+        storage.publish(conversion)
+        pages.append((conversion.image_id, page.label, conversion.facts.width, conversion.facts.height))
+    manifest = document_manifest(settings.public_base_url.rstrip("/"), item_id, document.title or src.stem, pages,
+                                 settings.iiif_max_size, document.summary, document.creator)
+    staged = stage / "manifest.json"
+    staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+    storage.publish_file(staged, f"{item_id}/manifest.json")
+    progress.write(f"{src} -> {item_id}: {len(pages)} pages ({document.format}), each an image ({item_id}/p0001 ...), "
+                   f"and {item_id}/manifest.json in {time.perf_counter() - started:.2f}s")
 
 
 def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

@@ -1,9 +1,10 @@
 """``python -m app demo``: the whole flow on one machine, no AWS account.
 
 Starts the embedded S3 endpoint, creates the buckets and event wiring of a
-deployment, uploads sample images to the source bucket and shows each job
-move through the same event handler Lambda runs, then keeps running so more
-images can be uploaded with any S3 client.
+deployment, uploads sample images (a JPEG 2000 master and a scanned PDF among
+them) to the source bucket and shows each job move through the same event
+handler Lambda runs, then keeps running so more images can be uploaded with
+any S3 client.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, sa
         say(f"Dashboard:         http://127.0.0.1:{dashboard.server_port}/  (password for uploads: "
             f"{settings.dashboard_password})\n")
         keys = _upload_samples(settings, Path(scratch))
-        ok = _follow(settings, keys, say)
+        ok = _follow(settings, keys, say, dashboard.server_port)
         ok = _sample_collection(settings, Path(scratch), dashboard.server_port, say) and ok
         say(f"\nUpload more:  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint.url} "
             f"s3 cp photo.jpg s3://{settings.source_bucket}/")
@@ -80,9 +81,37 @@ def _upload_samples(settings: Settings, scratch: Path) -> list[str]:
     photo = scratch / "harbour.jpg"
     photo_like(6000, 4000).jpegsave(str(photo), Q=90)
     samples.append((photo, "photos/harbour at dawn.jpg"))
+    samples.append((_jpeg2000_master(scratch / "map.jp2"), "masters/map.jp2"))
+    samples.append((_scanned_pdf(scratch / "letter.pdf", pages=3), "scans/letter.pdf"))
     for path, key in samples:
         s3.upload_file(str(path), settings.source_bucket, key)
     return [key for _, key in samples]
+
+
+def _jpeg2000_master(path: Path) -> Path:
+    """A lossless JPEG 2000 master, as archives keep them."""
+    import imagecodecs
+
+    path.write_bytes(imagecodecs.jpeg2k_encode(photo_like(3000, 2000).numpy(), reversible=True))
+    return path
+
+
+def _scanned_pdf(path: Path, pages: int) -> Path:
+    """A PDF as scanners write them: each letter page one 150 dpi JPEG; it becomes an item of one image per page."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument.new()
+    for number in range(pages):
+        scan = path.with_name(f"scan-{number}.jpg")
+        photo_like(1275, 1650).jpegsave(str(scan), Q=85)
+        page = document.new_page(612, 792)
+        image = pypdfium2.PdfImage.new(document)
+        image.load_jpeg(str(scan))
+        image.set_matrix(pypdfium2.PdfMatrix().scale(612, 792))
+        page.insert_obj(image)
+        page.gen_content()
+    document.save(str(path))
+    return path
 
 
 def _sample_collection(settings: Settings, scratch: Path, dashboard_port: int, say, timeout: float = 300) -> bool:
@@ -112,7 +141,7 @@ def _sample_collection(settings: Settings, scratch: Path, dashboard_port: int, s
     return False
 
 
-def _follow(settings: Settings, keys: list[str], say, timeout: float = 600) -> bool:
+def _follow(settings: Settings, keys: list[str], say, dashboard_port: int, timeout: float = 600) -> bool:
     """Print each job's progress until every one is final."""
     store = S3Storage(settings.upload_workers)
     pending, shown, deadline = {image_id_for(k): k for k in keys}, {}, time.monotonic() + timeout
@@ -132,7 +161,11 @@ def _follow(settings: Settings, keys: list[str], say, timeout: float = 600) -> b
         time.sleep(0.3)
     base = settings.public_base_url.rstrip("/")
     for image_id, record in results.items():
-        if record["status"] == Status.DONE:
+        if record["status"] == Status.DONE and record.get("kind") == "item":
+            say(f"\n{image_id}: {len(record['pages'])} pages ({record['document']['format']}), each an image "
+                f"({image_id}/p0001 ...)\n  Manifest:   {base}/{image_id}/manifest.json"
+                f"\n  Dashboard:  http://127.0.0.1:{dashboard_port}/images/{image_id}  (pages, Mirador)")
+        elif record["status"] == Status.DONE:
             facts = record["facts"]
             say(f"\n{image_id}: {facts['width']}x{facts['height']}, {record['objects']} objects in {record['timings']['total']}s"
                 f"\n  Deep Zoom:  {base}/{image_id}.dzi\n  IIIF:       {base}/{image_id}/info.json")

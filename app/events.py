@@ -17,6 +17,7 @@ from urllib.parse import unquote_plus
 from app import jobs
 from app.collection import runner as collection_runner
 from app.errors import TransientError
+from app.ids import PAGES_PREFIX, page_of
 from app.model import SourceRef
 from config import Settings
 
@@ -76,6 +77,9 @@ def sources_in(event: dict[str, Any], settings: Settings) -> tuple[list[SourceRe
             ignored += 1
         elif _OUTPUT_KEY.search(key) or key.endswith("/"):
             log.warning("ignored s3://%s/%s: an output or folder key, never a source", bucket, key)
+            ignored += 1
+        elif key.startswith(PAGES_PREFIX) and not page_of(key):
+            log.warning("ignored s3://%s/%s: pages/ holds documents' pages only", bucket, key)
             ignored += 1
         elif key.lower().endswith(".csv"):
             log.info("ignored s3://%s/%s: a collection's item list, not an image", bucket, key)

@@ -21,13 +21,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app import cdn, dispatch, records
+from app import cdn, dispatch, items, records
 from app.collection import runner as collection_runner
-from app.errors import InputError, SourceGone, TransientError
-from app.ids import image_id_for
+from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
+from app.ids import image_id_for, page_of
 from app.model import Conversion, ImageFacts, Route, SourceRef, Status
-from app.pipeline import convert, iiif
-from app.pipeline.inspect import open_image
+from app.pipeline import convert, iiif, jp2
+from app.pipeline.inspect import checked_format, open_image
+from app.pipeline.pages import Document, inspect_document
 from app.records import Journal
 from app.storage.s3 import S3Storage
 from config import Settings
@@ -72,6 +73,9 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     try:
         current = store.head(ref)
     except SourceGone as gone:
+        if page_of(ref.key):  # a page of a document's earlier version, deleted when the new one was split
+            log.info("skipped s3://%s/%s: superseded by a newer version of its document", ref.bucket, ref.key)
+            return None
         return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings)
     if ref.etag and current.etag != ref.etag:
         log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
@@ -82,7 +86,7 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
         raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}) is being converted by another worker")
     if claimed == records.Claim.HANDLED:
         log.info("s3://%s/%s (%s) is already handled: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
-        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current.etag)
+        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
     route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
@@ -102,11 +106,15 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     return _finished(record, settings)
 
 
-def _finished(record: dict[str, Any] | None, settings: Settings, etag: str | None = None) -> dict[str, Any] | None:
-    """Tell the collections this image belongs to that it is final (also on a duplicate delivery: the
-    collection may have sent it again after its first job ended)."""
+def _finished(record: dict[str, Any] | None, settings: Settings, delivered: SourceRef | None = None
+              ) -> dict[str, Any] | None:
+    """Tell the collections this image belongs to, or the item it is a page of, that it is final (also on a
+    duplicate delivery: the collection may have sent it again after its first job ended, and a new version of a
+    document may hold a page identical to one already converted, under its new key)."""
+    etag = delivered.etag if delivered else None
     if record and record["status"] in Status.FINAL and (etag is None or record["source"].get("etag") == etag):
         collection_runner.image_finished(record, settings)
+        items.page_finished(record, settings, delivered.key if delivered else record["source"]["key"])
     return record
 
 
@@ -121,13 +129,22 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         fetched = _ByteCount(journal.progress, ref.size)
         source = store.fetch(ref, work / "source", on_bytes=fetched.add)
         timings["fetch"] = _lap(started, timings)
-        _, facts = open_image(source, settings.allowed_formats, settings.max_pixels)  # header only
+        fmt = checked_format(source, settings.allowed_formats)
+        document = None if page_of(ref.key) else inspect_document(source, fmt, settings)  # a page is an image
+        if document:
+            reason = _why_not_split_here(document, settings, runtime)
+            if reason:
+                return _hand_to_batch(journal, ref, image_id, settings, reason)
+            return items.start(journal, store, ref, source, document, image_id, settings, work, previous)
+        _, facts = open_image(source, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi,
+                              max_pages=settings.max_pages, decode=False)  # header only
+        _check_decodable(facts, settings)
         reason = _why_not_here(facts, ref, settings, runtime)
         if reason:
             return _hand_to_batch(journal, ref, image_id, settings, reason)
         journal.phase("convert", 0, 100)
         with store.early_tiles(settings.tiles_bucket) as early:  # tiles go up while libvips makes the rest
-            conversion = convert(source, work / "out", settings, image_id, source_name=PurePosixPath(ref.key).name,
+            conversion = convert(source, work / "out", settings, image_id, source_name=_source_name(ref.key),
                                  on_progress=lambda percent: journal.progress(int(percent), 100), on_tile=early.add)
             timings.update(conversion.timings)
             objects = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
@@ -161,12 +178,42 @@ def _thumbnail(facts: ImageFacts, settings: Settings) -> str:
     return f"full/{width},{height}/0/default.jpg"
 
 
+def _source_name(key: str) -> str:
+    """The name people know a source by: its file name, or for a document's page "NAME p7"."""
+    page = page_of(key)
+    return f"{PurePosixPath(page[0]).name} p{page[1]}" if page else PurePosixPath(key).name
+
+
+def _check_decodable(facts: ImageFacts, settings: Settings) -> None:
+    """A JPEG 2000 decode is held in memory whole: refuse one that even AWS Batch could not hold."""
+    if facts.format != "jp2k":
+        return
+    needed = facts.pixels / 1e6 * jp2.DECODE_MB_PER_MEGAPIXEL
+    if needed > settings.batch_memory_mb:
+        raise ImageTooLarge(f"decoding this {facts.width}x{facts.height} JPEG 2000 needs about {needed:,.0f} MB, "
+                            f"more than the {settings.batch_memory_mb:,} MB of an AWS Batch job (BATCH_MEMORY_MB)")
+
+
+def _why_not_split_here(document: Document, settings: Settings, runtime: Runtime) -> str | None:
+    """Splitting a TIFF decodes and re-encodes every page (a PDF is only copied page by page): Batch if too slow."""
+    if not runtime.may_dispatch or document.format == "pdf":
+        return None
+    pixels = sum(page.width * page.height for page in document.pages)
+    needed = pixels / 1e6 / settings.lambda_megapixels_per_second + SAFETY_SECONDS
+    if _seconds_left(runtime) < needed:
+        return f"splitting {len(document.pages)} pages needs about {needed:.0f}s, more than Lambda has left"
+    return None
+
+
 def _why_not_here(facts: ImageFacts, ref: SourceRef, settings: Settings, runtime: Runtime) -> str | None:
     """Why this job should go to Batch instead (None: convert here)."""
     if not runtime.may_dispatch:
         return None
     if facts.pixels > settings.lambda_max_pixels:
         return f"{facts.width}x{facts.height} is over LAMBDA_MAX_PIXELS ({settings.lambda_max_pixels:,})"
+    if facts.format == "jp2k" and facts.pixels > settings.lambda_max_jp2_pixels:
+        return (f"decoding a {facts.width}x{facts.height} JPEG 2000 needs more memory than LAMBDA_MAX_JP2_PIXELS "
+                f"({settings.lambda_max_jp2_pixels:,}) allows")
     needed = _seconds_needed(facts, ref, settings)
     if _seconds_left(runtime) < needed:
         return f"needs about {needed:.0f}s, more than the {_seconds_left(runtime):.0f}s Lambda has left"
@@ -175,7 +222,8 @@ def _why_not_here(facts: ImageFacts, ref: SourceRef, settings: Settings, runtime
 
 def _seconds_needed(facts: ImageFacts, ref: SourceRef, settings: Settings) -> float:
     tiles = 2.7 * facts.pixels / settings.tile_size ** 2  # Deep Zoom + IIIF names, every level
-    return (facts.pixels / 1e6 / settings.lambda_megapixels_per_second + tiles / PUTS_PER_SECOND
+    decode = facts.pixels / 1e6 / jp2.DECODE_MEGAPIXELS_PER_SECOND if facts.format == "jp2k" else 0
+    return (decode + facts.pixels / 1e6 / settings.lambda_megapixels_per_second + tiles / PUTS_PER_SECOND
             + (ref.size or 0) / DOWNLOAD_BYTES_PER_SECOND + SAFETY_SECONDS)
 
 

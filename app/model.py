@@ -75,5 +75,6 @@ class Status:
     DONE = "done"
     FAILED = "failed"  # the input's fault: not retried
     GONE = "gone"  # the source object was deleted before it could be converted
+    PAGES = "pages"  # a document split into pages, which are converting; final when the last page is
 
     FINAL = frozenset({DONE, FAILED, GONE})

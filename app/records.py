@@ -35,6 +35,15 @@ def index_key(status: str, image_id: str) -> str:
     return f"{INDEX_PREFIX}{status}/{image_id}"
 
 
+def move_index(store: S3Storage, bucket: str, image_id: str, old: str | None, new: str) -> None:
+    """List ``image_id`` under its new status (and no longer under its old one)."""
+    if old == new:
+        return
+    store.put_json(bucket, index_key(new, image_id), {})
+    if old:
+        store.delete(bucket, index_key(old, image_id))
+
+
 def claim_key(image_id: str, etag: str) -> str:
     return f"{CLAIMS_PREFIX}{image_id}/{etag}.json"
 
@@ -91,7 +100,7 @@ def _verdict(record: dict | None, holder: dict, ref: SourceRef, stale_after: flo
     """Whether a held claim may be taken over (OURS), or why not."""
     if record is None or record.get("source", {}).get("etag") != ref.etag:  # claimed, not yet recorded
         return Claim.OURS if age_seconds(holder.get("at")) > stale_after else Claim.BUSY
-    if record["status"] in Status.FINAL:
+    if record["status"] in Status.FINAL or record["status"] == Status.PAGES:  # the pages own the job now
         return Claim.HANDLED
     if record["status"] == Status.QUEUED and record.get("route") == Route.BATCH:
         return Claim.OURS if resume_batch else Claim.HANDLED  # never a second Batch job from a late delivery
@@ -178,11 +187,7 @@ class Journal:
             return snapshot
 
     def _reindex(self, status: str, image_id: str) -> None:
-        if status == self._indexed_as:
-            return
-        self.store.put_json(self.bucket, index_key(status, image_id), {})
-        if self._indexed_as:
-            self.store.delete(self.bucket, index_key(self._indexed_as, image_id))
+        move_index(self.store, self.bucket, image_id, self._indexed_as, status)
         self._indexed_as = status
 
 

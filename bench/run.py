@@ -1,4 +1,4 @@
-"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif] [--keep] [--json PATH]``.
+"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
 
 Answers four questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
@@ -6,7 +6,10 @@ with the per-image manifest), does a 430 MP image convert in
 under 512 MB of memory (i.e. does it really stream), how long from an
 upload to S3 until the image is published (target: within 2x of the
 conversion alone with 25 ms per S3 request), and how fast does the dynamic
-IIIF endpoint answer random tile requests, next to the static tiles?
+IIIF endpoint answer random tile requests, next to the static tiles? And for
+archive masters: how close is a 100 MP JPEG 2000 to OpenJPEG's own decoder
+plus dzsave (target: at most 1.3x), in how much memory, and how many pages
+of a scanned PDF per second?
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
@@ -32,6 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
 
+import archive  # noqa: E402
 import iiif_load  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
@@ -49,6 +53,7 @@ MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
     s3_flow.measure,
     iiif_load.measure,
+    archive.measure,
 ]
 
 
@@ -95,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side and image (default 3)")
     parser.add_argument("--only", choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
                         help="benchmark one image only, or run one section only (tiling: both images; "
-                             "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp)")
+                             "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
+                             "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)")
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
     parser.add_argument("--scratch", type=Path, default=DATA, metavar="DIR",
                         help="file system for the outputs: they go in DIR/bench-runs, emptied first "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the demo, tests and benchmark need, idempotently:
-#   scripts/bootstrap.sh [--browser]
-# Installs Debian packages that pip cannot provide (exiftool; Chromium with --browser),
+#   scripts/bootstrap.sh [--browser | --bench]
+# Installs Debian packages that pip cannot provide (exiftool; Chromium with --browser; OpenJPEG's
+# opj_decompress, the tests' and the benchmark's reference JPEG 2000 decoder, with --browser or --bench),
 # creates the virtualenv and installs the pinned requirements when they change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ packages=()
 command -v exiftool >/dev/null 2>&1 || packages+=(libimage-exiftool-perl)
 if [[ "${1:-}" == "--browser" ]]; then
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+fi
+if [[ "${1:-}" == "--browser" || "${1:-}" == "--bench" ]]; then
+  command -v opj_decompress >/dev/null 2>&1 || packages+=(libopenjp2-tools)
 fi
 
 if ((${#packages[@]})); then

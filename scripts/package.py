@@ -6,7 +6,9 @@
 version of the stage's ``runtime`` (the native wheels must match it), cached in
 .venv-deploy/ under a hash of both, and runs ``zappa package`` from it. Deploy
 the result with ``zappa deploy STAGE --zip OUT`` (later ``zappa update STAGE --zip OUT``).
-Standard library only: it runs before any virtualenv exists.
+The virtualenv keeps only the imagecodecs codec the pipeline uses (JPEG 2000),
+so the zip stays under Lambda's 250 MB. Standard library only: it runs before
+any virtualenv exists.
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# imagecodecs ships some eighty codecs (about 80 MB with their libraries); the pipeline uses JPEG 2000 alone (its
+# codecs load on first use), so the Lambda zip keeps only these, and stays under Lambda's 250 MB.
+IMAGECODECS_KEEP = ("__init__.py", "imagecodecs.py", "py.typed", "licenses", "_jpeg2k.", "_shared.", "_shared_cython.",
+                    "libopenjp2-", "liblcms2-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +64,8 @@ def runtime_venv(runtime: str) -> Path:
     """A virtualenv of requirements.txt on the runtime's Python, built once per requirements and interpreter."""
     python = interpreter(runtime)
     version = subprocess.run([python, "-VV"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256((REPO / "requirements.txt").read_bytes() + version.encode()).hexdigest()[:12]
+    key = hashlib.sha256((REPO / "requirements.txt").read_bytes() + version.encode()
+                         + Path(__file__).read_bytes()).hexdigest()[:12]
     venv = REPO / ".venv-deploy" / f"{runtime}-{key}"
     if not (venv / ".complete").exists():
         for old in venv.parent.glob("python*"):  # earlier requirements: not needed any more
@@ -67,8 +74,18 @@ def runtime_venv(runtime: str) -> Path:
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                         "-r", str(REPO / "requirements.txt")], check=True)
+        trim(venv)
         (venv / ".complete").touch()
     return venv
+
+
+def trim(venv: Path) -> None:
+    """Remove the imagecodecs codecs the pipeline never loads (see IMAGECODECS_KEEP)."""
+    for folder in venv.glob("lib/python*/site-packages/imagecodecs*"):
+        if folder.is_dir() and not folder.name.endswith(".dist-info"):
+            for entry in folder.iterdir():
+                if not entry.name.startswith(IMAGECODECS_KEEP):
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def interpreter(runtime: str) -> str:

@@ -39,10 +39,10 @@ def test_bad_task_files_are_refused_with_a_reason(document, reason):
 
 def test_items_are_folders_in_file_name_order_and_csv_gives_titles():
     task = parse_task({"collection": "c", "source_prefix": "c/"})
-    items = group_items(task, ["c/Box1/Access/Box1_010.tif", "c/Box1/Access/Box1_002.tif", "c/Box2/p_1.jpg",
+    items = group_items(task, ["c/Box1/Access/Box1_010.tif", "c/Box1/Access/Box1_002.jp2", "c/Box2/p_1.jpg",
                                "c/items.csv", "c/Box2/notes.txt"])
     assert [(i.identifier, i.image_keys) for i in items] == [
-        ("Box1", ("c/Box1/Access/Box1_002.tif", "c/Box1/Access/Box1_010.tif")), ("Box2", ("c/Box2/p_1.jpg",))]
+        ("Box1", ("c/Box1/Access/Box1_002.jp2", "c/Box1/Access/Box1_010.tif")), ("Box2", ("c/Box2/p_1.jpg",))]
     titled = apply_csv(items, "\ufeffIdentifier,Title,Description\nBox1,Letters,\"Correspondence, 1970s\"\n\n")
     assert (titled[0].title, titled[0].description, titled[1].title) == ("Letters", "Correspondence, 1970s", None)
     assert [page_label(k, n) for n, k in enumerate(titled[0].image_keys, 1)] == ["Page 2", "Page 10"]

@@ -15,6 +15,9 @@ def test_the_demo_runs_the_whole_flow_and_exits_cleanly():
     assert re.search(r"Dashboard: +http://127\.0\.0\.1:\d+/", out)
     assert re.search(r"photos/harbour_at_dawn: 6000x4000, \d+ objects", out)
     assert "collection archive: done, 6 of 6 images" in out
+    assert re.search(r"masters/map: 3000x2000, \d+ objects", out)
+    assert re.search(r"scans/letter: 3 pages \(pdf\), each an image .*\n"
+                     r"  Manifest: +http://127\.0\.0\.1:\d+/tiler-tiles/scans/letter/manifest\.json", out)
     assert re.search(r"IIIF: +http://127\.0\.0\.1:\d+/tiler-tiles/photos/harbour_at_dawn/info\.json", out)
     # The photo goes up in parts: moto's extra ObjectCreated:Put for it must not show as a duplicate delivery.
     assert "will be redelivered" not in out + result.stderr

@@ -251,3 +251,18 @@ def test_an_image_that_breaks_mid_tiling_leaves_none_of_its_early_tiles_behind(c
     assert record["status"] == "failed" and "damaged or truncated" in record["error"]
     assert any(key.startswith("torn_files/") for key in landed)  # some tiles were up before the decode failed
     assert cloud.tiles() == set()
+
+
+def test_a_jpeg_2000_over_its_memory_bound_goes_to_batch_and_one_batch_could_not_hold_fails(cloud, monkeypatch,
+                                                                                           tmp_path):
+    from tests.helpers import jpeg2000
+
+    master = jpeg2000(photo(500, 400), tmp_path / "master.jp2").read_bytes()
+    _with_batch(cloud, monkeypatch, LAMBDA_MAX_JP2_PIXELS=100_000)  # a JPEG of this size would stay in Lambda
+    assert handle_s3_event(_one_event(cloud, "master.jp2", master))["statuses"] == ["queued"]
+    assert "LAMBDA_MAX_JP2_PIXELS" in cloud.record("master")["routed_because"]
+    monkeypatch.setenv("BATCH_MEMORY_MB", "3")  # 0.2 MP at 20 MB per MP: 4 MB, more than the Batch job has
+    assert handle_s3_event(_one_event(cloud, "huge.jp2", master))["statuses"] == ["failed"]
+    error = cloud.record("huge")["error"]
+    assert "needs about 4 MB, more than the 3 MB of an AWS Batch job (BATCH_MEMORY_MB)" in error
+    assert cloud.tiles() == set() and len(cloud.batch_jobs()) == 1

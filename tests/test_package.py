@@ -187,3 +187,24 @@ def _delivered_event(stack: LocalStack) -> dict:
 
 def _read_json(bucket: str, key: str) -> dict:
     return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_jpeg_2000_and_pdf_decode_in_the_package(unpacked, stage, tmp_path):
+    """The trimmed imagecodecs (JPEG 2000 only) and PDFium load and decode under the runtime's Python."""
+    import imagecodecs
+
+    x = pyvips.Image.xyz(96, 64)[0]
+    pixels = (x * 2).bandjoin([x, x * 0 + 30]).cast("uchar").numpy()
+    (tmp_path / "master.jp2").write_bytes(imagecodecs.jpeg2k_encode(pixels, reversible=True))
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n"
+                                        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page "
+                                        b"/Parent 2 0 R /MediaBox [0 0 72 36] >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n")
+    script = ("import sys; from pathlib import Path; from app.pipeline.inspect import open_image\n"
+              "for name in sys.argv[1:]:\n"
+              "    image, facts = open_image(Path(name), ('jp2k', 'pdf'), 10**9, pdf_dpi=144)\n"
+              "    print(facts.format, image.width, image.height, [int(v) for v in image(40, 20)])")
+    run = subprocess.run([_interpreter(stage["runtime"]), "-S", "-c", script, str(tmp_path / "master.jp2"),
+                          str(tmp_path / "scan.pdf")], env=_lambda_env(unpacked), cwd=unpacked, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split("\n")[:2] == ["jp2k 96 64 [80, 40, 30]", "pdf 144 72 [255, 255, 255]"]

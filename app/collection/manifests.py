@@ -10,7 +10,7 @@ from typing import Any
 
 from app.collection.task import Item, Task, page_label
 from app.pipeline import iiif
-from app.pipeline.manifest import image_canvas, prezi, text, thumbnail_of
+from app.pipeline.manifest import pages_manifest, prezi, text
 
 
 def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str, dict[str, Any]],
@@ -19,19 +19,15 @@ def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str
 
     ``images`` maps image id to its job record (for the facts); ``base_url`` is where the tiles are.
     """
-    manifest = prezi().Manifest(id=manifest_url, label=text(item.title or item.identifier))
-    if item.description:
-        manifest.summary = text(item.description)
+    pages = []
     for position, (key, image_id) in enumerate(zip(item.image_keys, item.image_ids, strict=True), start=1):
         facts = images[image_id]["facts"]
         width, height = facts["width"], facts["height"]
-        service_id = f"{base_url}/{image_id}"
         _, max_w, max_h = iiif.max_size(width, height, bound)
-        manifest.add_item(image_canvas(f"{manifest_url.removesuffix('/manifest.json')}/canvas/{position}",
-                                       page_label(key, position), service_id, (width, height), (max_w, max_h)))
-        if position == 1:
-            manifest.thumbnail = [thumbnail_of(service_id, iiif.thumbnail_size(width, height, bound))]
-    return json.loads(manifest.jsonld())  # plain JSON types (jsonld_dict keeps pydantic URL objects)
+        pages.append((f"{base_url}/{image_id}", page_label(key, position), (width, height), (max_w, max_h)))
+    first = images[item.image_ids[0]]["facts"]
+    return pages_manifest(manifest_url, item.title or item.identifier, pages,
+                          iiif.thumbnail_size(first["width"], first["height"], bound), item.description)
 
 
 def collection(task: Task, collection_url: str, manifests: list[tuple[str, str]]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from pathlib import PurePosixPath
 from app.errors import InputError
 from app.ids import image_id_for
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".gif", ".heic", ".heif", ".avif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".gif", ".heic", ".heif", ".avif",
+                  ".jp2", ".j2k", ".jpx", ".jpf")  # not .pdf: a PDF is an item of its own, not one canvas
 
 
 class TaskError(InputError):

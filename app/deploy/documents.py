@@ -26,7 +26,7 @@ LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
 # definition (the rest have the same defaults on both sides).
 CONVERSION_SETTINGS = ("PUBLIC_BASE_URL", "TILE_SIZE", "JPEG_QUALITY", "MAX_PIXELS", "IIIF_MAX_SIZE",
                        "ALLOWED_FORMATS", "FLATTEN_BACKGROUND", "SERVING_TIFF", "IIIF_MANIFESTS", "DERIVATIVES_FILE",
-                       "CDN_DISTRIBUTION_ID")
+                       "CDN_DISTRIBUTION_ID", "PDF_DPI", "MAX_PAGES")
 
 TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
                              "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}

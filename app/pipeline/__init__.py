@@ -19,7 +19,7 @@ from app.errors import CorruptImage, TransientError
 from app.model import Conversion, ImageFacts
 from app.pipeline import iiif, manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
-from app.pipeline.inspect import open_image, vips_reason
+from app.pipeline.inspect import DECODED_HERE, open_image, vips_reason
 from app.pipeline.tiles import (
     Progress,
     TileReady,
@@ -45,7 +45,8 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     """
     clock = _Clock()
     source_name = source_name or src.name
-    image, facts = open_image(src, settings.allowed_formats, settings.max_pixels)
+    image, facts = open_image(src, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi,
+                              max_pages=settings.max_pages)
     if settings.iiif_manifests:
         manifest.warm_up()
     clock.lap("inspect")
@@ -68,7 +69,8 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
         clock.lap("tile")
-        derivatives = [_serving_tiff(src, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
+        derivatives = ([_serving_tiff(src, image, image_id, facts, settings, tiles_root)]
+                       if settings.serving_tiff else [])
         if derivatives:
             clock.lap("serving_tiff")
         iiif_tiles = list(names.values())
@@ -123,9 +125,12 @@ def _named_derivatives(tiles_root: Path, serving_tiff: str, image_id: str, setti
                       settings.jpeg_quality, tiles_root, published)
 
 
-def _serving_tiff(src: Path, image_id: str, facts: ImageFacts, settings: Settings, tiles_root: Path) -> str:
-    """Write the dynamic endpoint's pyramidal TIFF; a second decode, as the sequential one is spent."""
-    again, _ = open_image(src, settings.allowed_formats, settings.max_pixels)
+def _serving_tiff(src: Path, image: pyvips.Image, image_id: str, facts: ImageFacts, settings: Settings,
+                  tiles_root: Path) -> str:
+    """Write the dynamic endpoint's pyramidal TIFF: a second decode, as the sequential one is spent, except for
+    the formats decoded into memory (JPEG 2000, PDF), whose pixels are read again where they are."""
+    again = image if facts.format in DECODED_HERE else open_image(src, settings.allowed_formats,
+                                                                  settings.max_pixels)[0]
     serving = f"derivatives/{image_id}.tif"
     _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / serving,
                    settings.jpeg_quality)

@@ -27,7 +27,7 @@ def to_srgb8(image: pyvips.Image, facts: ImageFacts, background: tuple[int, ...]
 def _needs_icc_transform(image: pyvips.Image, facts: ImageFacts) -> bool:
     if image.interpretation == "cmyk":
         return True
-    if facts.icc_description is None:
+    if facts.icc_description is None or image.get_typeof("icc-profile-data") == 0:  # a decoder may have applied it
         return False
     # An sRGB-tagged source is already what we want; skipping the no-op transform saves a pass.
     return "srgb" not in facts.icc_description.lower()

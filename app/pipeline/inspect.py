@@ -15,6 +15,7 @@ import pyvips
 
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from app.model import ImageFacts
+from app.pipeline import jp2, pdf
 
 _LOADER_NAME = re.compile(r"^VipsForeignLoad([A-Za-z0-9]+?)(File|Source|Buffer)?$")
 _FORMAT_OF_LOADER = {"jpeg": "jpeg", "png": "png", "spng": "png", "tiff": "tiff", "webp": "webp",
@@ -22,6 +23,7 @@ _FORMAT_OF_LOADER = {"jpeg": "jpeg", "png": "png", "spng": "png", "tiff": "tiff"
 _BITS = {"uchar": 8, "char": 8, "ushort": 16, "short": 16, "uint": 32, "int": 32,
          "float": 32, "complex": 64, "double": 64, "dpcomplex": 128}
 FAIL_ON = "error"  # truncated or damaged data raises instead of yielding grey tiles
+DECODED_HERE = ("jp2k", "pdf")  # formats the libvips wheel cannot load: decoded into memory by our own modules
 
 
 @functools.cache
@@ -36,7 +38,13 @@ def harden_libvips() -> None:
 
 
 def sniff_format(path: Path) -> str | None:
-    """The format libvips would load ``path`` as, judged from its bytes; None if not an image."""
+    """The format ``path`` holds, judged from its bytes (for most, as libvips would load it); None if not an image."""
+    with path.open("rb") as stream:
+        start = stream.read(1024)
+    if jp2.is_jpeg2000(start):
+        return "jp2k"
+    if pdf.is_pdf(start):
+        return "pdf"
     pointer = pyvips.vips_lib.vips_foreign_find_load(str(path).encode())
     pyvips.vips_lib.vips_error_clear()
     if pointer == pyvips.ffi.NULL:
@@ -47,11 +55,32 @@ def sniff_format(path: Path) -> str | None:
     return _FORMAT_OF_LOADER.get(name, name)
 
 
-def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int) -> tuple[pyvips.Image, ImageFacts]:
+def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int, *, pdf_dpi: int = 300,
+               max_pages: int = 1, decode: bool = True) -> tuple[pyvips.Image | None, ImageFacts]:
     """Check ``path`` from its header and return the image, oriented as a viewer shows it.
 
-    Raises an ``InputError`` subclass with a one-line reason for anything we will not convert.
+    JPEG 2000 and PDF (the first page, at ``pdf_dpi``) are decoded into memory here, unless ``decode`` is
+    off (then their image is None, and the facts come from the header alone; other formats load lazily
+    anyway). Raises an ``InputError`` subclass with a one-line reason for anything we will not convert.
     """
+    fmt = checked_format(path, allowed_formats)
+    if fmt == "jp2k":
+        header = jp2.read_header(path, lambda width, height: _check_pixels(width, height, max_pixels))
+        facts = _jp2_facts(path, header)
+        return (jp2.decode(path) if decode else None), facts
+    if fmt == "pdf":  # a document's pages are split first (``pages``); this is its first page
+        width, height = pdf.first_page_size(path, pdf_dpi, max_pages, max_pixels)
+        facts = ImageFacts("pdf", width, height, 3, 8, "srgb", 1, False, None, path.stat().st_size)
+        return (pdf.render_first_page(path, pdf_dpi, max_pages, max_pixels) if decode else None), facts
+    header = _load(path, access="sequential")
+    _check_pixels(header.width, header.height, max_pixels)
+    orientation = _orientation(header)
+    image = header if orientation == 1 else _load(path, access="random").autorot()
+    return image, _facts(path, fmt, header, image, orientation)
+
+
+def checked_format(path: Path, allowed_formats: tuple[str, ...]) -> str:
+    """The file's format, if it is on the allow-list; else an ``UnsupportedFormat`` saying why not."""
     harden_libvips()
     if not path.is_file():
         raise UnsupportedFormat("no such file")
@@ -60,13 +89,21 @@ def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int) ->
         raise UnsupportedFormat("not an image format libvips recognises")
     if fmt not in allowed_formats:
         raise UnsupportedFormat(f"{fmt} images are not accepted (accepted: {', '.join(allowed_formats)})")
-    header = _load(path, access="sequential")
-    if header.width * header.height > max_pixels:
-        raise ImageTooLarge(f"{header.width}x{header.height} is {header.width * header.height:,} pixels, "
-                            f"over the limit of {max_pixels:,} (MAX_PIXELS)")
-    orientation = _orientation(header)
-    image = header if orientation == 1 else _load(path, access="random").autorot()
-    return image, _facts(path, fmt, header, image, orientation)
+    return fmt
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
+                            "(MAX_PIXELS)")
+
+
+def _jp2_facts(path: Path, header: jp2.Header) -> ImageFacts:
+    alpha = header.components in (2, 4)
+    grey = header.components <= 2
+    space = "cmyk" if header.enumerated_space == 12 else ("b-w" if grey else "srgb")
+    return ImageFacts("jp2k", header.width, header.height, header.components, header.bit_depth, space, 1, alpha,
+                      parse_icc_description(header.icc_profile) if header.icc_profile else None, path.stat().st_size)
 
 
 def _load(path: Path, access: str) -> pyvips.Image:

@@ -75,6 +75,40 @@ def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[s
     return json.loads(manifest.jsonld())  # plain JSON types (jsonld_dict keeps pydantic URL objects)
 
 
+def pages_manifest(manifest_url: str, label: str, pages: list[tuple[str, str, tuple[int, int], tuple[int, int]]],
+                   thumbnail: tuple[int, int], summary: str | None = None,
+                   metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """A manifest of several images in order, one canvas each; the first is the thumbnail.
+
+    ``pages`` are (service id, label, size, full/max size); ``thumbnail`` is a declared size of the first.
+    """
+    manifest = prezi().Manifest(id=manifest_url, label=text(label))
+    if summary:
+        manifest.summary = text(summary)
+    if metadata:
+        manifest.metadata = [prezi().KeyValueString(label=text(key), value=text(value))
+                             for key, value in metadata.items()]
+    base = manifest_url.removesuffix("/manifest.json")
+    for position, (service_id, page_label, size, max_size) in enumerate(pages, start=1):
+        manifest.add_item(image_canvas(f"{base}/canvas/{position}", page_label, service_id, size, max_size))
+    manifest.thumbnail = [thumbnail_of(pages[0][0], thumbnail)]
+    return json.loads(manifest.jsonld())
+
+
+def document_manifest(base_url: str, item_id: str, title: str, pages: list[tuple[str, str, int, int]], bound: int,
+                      summary: str | None = None, creator: str | None = None) -> dict[str, Any]:
+    """The manifest of a document's item: ``pages`` are (page id, page label, width, height), in page order."""
+    from app.pipeline import iiif
+
+    canvases = [(f"{base_url}/{page}", f"p. {label}", (width, height), iiif.max_size(width, height, bound)[1:])
+                for page, label, width, height in pages]
+    metadata = {"Creator": creator} if creator else {}
+    metadata["Pages"] = str(len(pages))
+    _, _, first_width, first_height = pages[0]
+    return pages_manifest(f"{base_url}/{item_id}/manifest.json", title, canvases,
+                          iiif.thumbnail_size(first_width, first_height, bound), summary, metadata)
+
+
 def image_canvas(canvas_id: str, label: str, service_id: str, size: tuple[int, int],
                  max_size: tuple[int, int]) -> Canvas:
     """A canvas of the image's size, painted with its full/max and level-0 image service."""

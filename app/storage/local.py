@@ -55,6 +55,11 @@ class LocalStorage:
         _move_file(Path(conversion.metadata_path), self.metadata_dir / f"{image_id}.json")
 
 
+    def publish_file(self, staged: Path, path: str) -> None:
+        """Move one staged file (an item's manifest) to ``path`` under the tiles folder, in one rename."""
+        _move_file(staged, self.tiles_dir / path)
+
+
 def _replace_regions(staged: Path, target: Path, trash: Path) -> None:
     """Replace an earlier conversion's IIIF folder region by region: ids nest ("box-3" holds "box-3/letter-7")."""
     regions = {entry.name for entry in staged.iterdir() if entry.is_dir()}

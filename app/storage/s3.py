@@ -210,6 +210,17 @@ class S3Storage:
                                              **({"ContinuationToken": token} if token else {}))
         return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
 
+    def put_sources(self, bucket: str, files: Iterable[tuple[Path, str]]) -> None:
+        """Upload source files (a document's pages) in parallel: each raises its own ObjectCreated event."""
+        futures = [thread_pool(self.workers).submit(self._put_source, bucket, path, key) for path, key in files]
+        for future in futures:
+            future.result()
+
+    def _put_source(self, bucket: str, path: Path, key: str) -> None:
+        self._count("write")
+        with _classified():
+            self.s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type(key)})
+
     def touch_many(self, bucket: str, keys: Iterable[str]) -> None:
         """``touch`` many objects in parallel."""
         futures = [thread_pool(self.workers).submit(self.touch, bucket, key) for key in keys]

@@ -24,7 +24,7 @@ from app.model import SourceRef, Status
 from app.storage.s3 import S3Storage
 from config import Settings
 
-STATUSES = (Status.RUNNING, Status.QUEUED, Status.RETRYING, Status.DONE, Status.FAILED, Status.GONE)
+STATUSES = (Status.RUNNING, Status.QUEUED, Status.PAGES, Status.RETRYING, Status.DONE, Status.FAILED, Status.GONE)
 MAX_NAME_BYTES = 255  # what file systems allow
 MAX_KEY_BYTES = 1024  # what S3 allows
 KEY_ATTEMPTS = 3  # random suffixes tried; a taken one is a 1 in 4 billion chance
@@ -86,7 +86,7 @@ class Catalog:
             raise CannotRetry("no such image")
         stalled = records.age_seconds(record.get("updated_at")) > self.settings.stale_after_seconds
         if record["status"] not in (Status.FAILED, Status.RETRYING, Status.GONE) and not (
-                record["status"] in (Status.RUNNING, Status.QUEUED) and stalled):
+                record["status"] in (Status.RUNNING, Status.QUEUED, Status.PAGES) and stalled):
             raise CannotRetry(f"the job is {record['status']}; only failed or stalled jobs can be retried")
         source = SourceRef(**{k: record["source"].get(k) for k in ("bucket", "key", "etag", "size")})
         if source.etag:

@@ -9,10 +9,14 @@ from config import Settings
 
 
 def urls(record: dict[str, Any], settings: Settings) -> dict[str, str]:
+    """Where the published files are: an image's layouts and manifest; a document's item manifest once done."""
     base, image_id = settings.public_base_url.rstrip("/"), record["id"]
-    found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json"}
-    if record.get("manifest", True):  # False: converted with IIIF_MANIFESTS off
-        found["manifest"] = f"{base}/{image_id}/manifest.json"
+    if record.get("kind") == "item":
+        found = {"manifest": f"{base}/{image_id}/manifest.json"} if record.get("manifest") else {}
+    else:
+        found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json"}
+        if record.get("manifest", True):  # False: converted with IIIF_MANIFESTS off
+            found["manifest"] = f"{base}/{image_id}/manifest.json"
     if record.get("thumbnail"):
         found["thumbnail"] = f"{base}/{image_id}/{record['thumbnail']}"
     return found
@@ -41,7 +45,13 @@ def cost(record: dict[str, Any], settings: Settings) -> dict[str, float] | None:
 def present(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The record plus its URLs, cost and embed snippet, as the API returns it and the templates use it."""
     found = urls(record, settings)
-    return {**record, "urls": found, "cost_usd": cost(record, settings), "embed": embed_snippet(found["info"])}
+    presented = {**record, "urls": found, "cost_usd": cost(record, settings),
+                 "embed": embed_snippet(found["info"]) if "info" in found else None}
+    if record.get("kind") == "item":
+        base = settings.public_base_url.rstrip("/")
+        presented["page_thumbnails"] = {page["id"]: f"{base}/{page['id']}/{page['thumbnail']}"
+                                        for page in record["pages"] if page["status"] == "done" and page.get("thumbnail")}
+    return presented
 
 
 def embed_snippet(info_url: str) -> str:

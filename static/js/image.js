@@ -10,7 +10,7 @@
   });
 
   const badge = document.querySelector("h1 .badge");
-  if (badge && ["running", "queued"].includes(badge.textContent.trim())) {
+  if (badge && ["running", "queued", "pages"].includes(badge.textContent.trim())) {
     setTimeout(function () { location.reload(); }, 3000);
   }
 

@@ -5,7 +5,9 @@
   const FINAL = ["done", "failed", "gone"];
   const awaited = new Map();  // id of an upload whose job has not finished -> its status label
 
-  function busy() { return listing.querySelector('[data-status="running"], [data-status="queued"]') !== null; }
+  function busy() {
+    return listing.querySelector('[data-status="running"], [data-status="queued"], [data-status="pages"]') !== null;
+  }
 
   async function refresh() {
     const response = await fetch(listing.dataset.refresh, {headers: {"Accept": "text/html"}});

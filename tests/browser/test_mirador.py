@@ -33,3 +33,24 @@ def test_mirador_draws_the_first_canvas_of_a_collection_manifest(cloud, dashboar
     assert page.locator("text=Leaf").first.is_visible()
     screenshot(page, "mirador")
     assert manifest_url in page.url or "manifest=" in page.url
+
+
+def test_mirador_opens_a_documents_item_from_its_page_and_draws_page_one(cloud, dashboard, page, tmp_path):
+    from tests.pipeline.test_documents import three_page_pdf
+
+    cloud.upload("box/ledger.pdf", three_page_pdf(tmp_path / "ledger.pdf").read_bytes())
+    while events := cloud.events():  # the document, then its pages
+        for event in events:
+            handle_s3_event(event)
+    failed = []
+    page.on("requestfailed", lambda r: "/tiler-tiles/" in r.url and failed.append(r.url))
+    page.goto(f"{dashboard}/images/box/ledger")
+    assert page.locator("text=p. 3").is_visible()
+    screenshot(page, "item-page")
+    with page.expect_response(lambda r: "/tiler-tiles/box/ledger/p0001/" in r.url and r.url.endswith(".jpg")
+                              and r.status == 200, timeout=30_000):
+        page.click("text=Open in Mirador")
+    page.wait_for_function("() => document.querySelector('.openseadragon-canvas canvas')"
+                           " && document.querySelector('.openseadragon-canvas canvas').width > 0", timeout=30_000)
+    assert failed == [] and page.locator("text=ledger").first.is_visible()
+    screenshot(page, "mirador-document")

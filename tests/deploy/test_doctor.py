@@ -185,3 +185,16 @@ def test_lambda_and_batch_must_run_the_same_image(deployment):
     deployment.aws.lambda_.update_function_code(FunctionName=names.function,
                                                 ImageUri=f"{names.repository_uri}:git-0123456789ab")
     assert deployment.doctor()["one image"].passed
+
+
+def test_a_function_too_small_for_its_largest_jpeg_2000_fails_with_the_bound_that_fits(deployment):
+    settings = json.loads(deployment.settings_file.read_text())
+    settings["dev"].setdefault("environment_variables", {})["LAMBDA_MAX_JP2_PIXELS"] = "200000000"
+    deployment.settings_file.write_text(json.dumps(settings, indent=4))
+    deployment.provision_and_push()
+    deployment.deploy_function()
+    checks = deployment.doctor()
+    assert failing(checks) == {"function memory"}
+    assert "cannot decode a JPEG 2000 of LAMBDA_MAX_JP2_PIXELS=200,000,000 (about 4,000 MB)" in checks[
+        "function memory"].detail
+    assert "set LAMBDA_MAX_JP2_PIXELS to at most 150000000" in checks["function memory"].fix

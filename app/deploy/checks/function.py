@@ -12,6 +12,7 @@ import math
 
 from app.deploy import iam
 from app.deploy.checks import Check, Context, fail, ok, unknown
+from app.pipeline import jp2
 from config import Settings
 
 MAX_TIMEOUT_SECONDS = 900
@@ -92,7 +93,13 @@ def memory(ctx: Context) -> Check:
                     f'set "memory_size" to at least {MIN_MEMORY_MB} in the stage, then zappa update {ctx.stage.name}')
     if setting is not None and have != setting:
         return fail(f"{have} MB deployed, the stage says {setting} MB", f"zappa update {ctx.stage.name}")
-    return ok(f"{have} MB (at least one full vCPU)")
+    jp2_needed = ctx.limits.lambda_max_jp2_pixels / 1e6 * jp2.DECODE_MB_PER_MEGAPIXEL
+    if "jp2k" in ctx.limits.allowed_formats and have < jp2_needed:
+        fits = int(have / jp2.DECODE_MB_PER_MEGAPIXEL) * 1_000_000
+        return fail(f"{have} MB cannot decode a JPEG 2000 of LAMBDA_MAX_JP2_PIXELS={ctx.limits.lambda_max_jp2_pixels:,}"
+                    f" (about {jp2_needed:,.0f} MB)", f"set LAMBDA_MAX_JP2_PIXELS to at most {fits} in the stage "
+                    f"(or raise memory_size), then zappa update {ctx.stage.name}")
+    return ok(f"{have} MB (at least one full vCPU, and a JPEG 2000 of LAMBDA_MAX_JP2_PIXELS decodes in it)")
 
 
 def exiftool(ctx: Context) -> Check:
