@@ -11,7 +11,10 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent  # where templates/ and static/ are, in a clone and when deployed
 
 
 def _setting(env: str, default: Any, doc: str) -> Any:

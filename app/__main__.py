@@ -160,7 +160,7 @@ def _convert_document(src: Path, document, stage: Path, storage, settings: Setti
 
 
 def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
-    from app import demo
+    from tooling import demo
     return demo.run(port=args.port, dashboard_port=args.dashboard_port, keep_running=not args.exit)
 
 
@@ -183,8 +183,8 @@ def _stage_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
-    from app.deploy.batch import Network
-    from app.deploy.provision import Options, provision
+    from tooling.deploy.batch import Network
+    from tooling.deploy.provision import Options, provision
 
     if bool(args.subnets) != bool(args.security_groups):
         parser.error("--subnets and --security-groups go together")
@@ -201,13 +201,13 @@ def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
 
 
 def _doctor(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
-    from app.deploy.doctor import doctor
+    from tooling.deploy.doctor import doctor
     return _on_stage(args, lambda stage: 0 if all(
         check.passed for check in doctor(stage, dashboard_url=args.dashboard_url or "")) else 1)
 
 
 def _teardown(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
-    from app.deploy.teardown import teardown
+    from tooling.deploy.teardown import teardown
     return _on_stage(args, lambda stage: 1 if any(c.action == "kept" for c in teardown(stage, args.force)) else 0)
 
 
@@ -215,8 +215,8 @@ def _on_stage(args: argparse.Namespace, command: Callable[[Any], int]) -> int:
     """Run a deployment command on the stage; AWS and settings errors end as one line and exit status 1."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from app.deploy.stage import StageError, load_stage
-    from app.deploy.teardown import FunctionStillDeployed
+    from tooling.deploy.stage import StageError, load_stage
+    from tooling.deploy.teardown import FunctionStillDeployed
     try:
         return command(load_stage(args.stage, args.settings_file))
     except (StageError, FunctionStillDeployed, ClientError, BotoCoreError, TimeoutError) as error:

@@ -14,7 +14,7 @@ threads (default 4) with keep-alive sessions:
 - static: the same tiles as objects in the tiles bucket, GET straight from the
   S3 endpoint, as a viewer reads them.
 
-S3 is the moto server (``app.local_s3.LocalS3``), in a process of its own. The
+S3 is the moto server (``tooling.local_s3.LocalS3``), in a process of its own. The
 bytes the endpoint reads from S3 per request come from
 ``app.imageserver.s3source``'s own counters (``ReadStats``, one per
 ``RemoteTiff``): the server child (``python bench/iiif_load.py serve``)
@@ -86,7 +86,7 @@ def measure(ctx: Context) -> Section:
                                "endpoint vs static tiles (local S3: moto)", list(COLUMNS))
     if str(ctx.repo) not in sys.path:
         sys.path.insert(0, str(ctx.repo))
-    from app.local_stack import TILES_CORS, public_read
+    from tooling.local_stack import TILES_CORS, public_read
 
     cache = ctx.repo / "bench" / "data" / f"iiif-{image.key}"
     tiff, tiles_dir = _prepare(ctx, image, cache)
@@ -103,7 +103,7 @@ def measure(ctx: Context) -> Section:
         s3 = _boto_client(endpoint)
         for bucket in (SOURCE_BUCKET, TILES_BUCKET, METADATA_BUCKET):
             s3.create_bucket(Bucket=bucket)
-        # as deployed (and as app.local_stack provisions it): anyone may read the tiles bucket's objects
+        # as deployed (and as tooling.local_stack provisions it): anyone may read the tiles bucket's objects
         s3.put_bucket_policy(Bucket=TILES_BUCKET, Policy=json.dumps(public_read(TILES_BUCKET)))
         s3.put_bucket_cors(Bucket=TILES_BUCKET, CORSConfiguration=TILES_CORS)
         started = time.perf_counter()
@@ -322,7 +322,7 @@ def _boto_client(endpoint: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    from app.local_s3 import FAKE_CREDENTIALS
+    from tooling.local_s3 import FAKE_CREDENTIALS
 
     return boto3.client("s3", endpoint_url=endpoint, region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
                         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -332,7 +332,7 @@ def _boto_client(endpoint: str) -> Any:
 
 def _env(endpoint: str | None) -> dict[str, str]:
     """A child's environment: the endpoint, fake credentials, pinned settings, no developer AWS config."""
-    from app.local_s3 import FAKE_CREDENTIALS
+    from tooling.local_s3 import FAKE_CREDENTIALS
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     env.update(FAKE_CREDENTIALS, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
@@ -428,7 +428,7 @@ def _child_tiff(source: Path, target: Path) -> None:
 
 
 def _child_s3() -> None:
-    from app.local_s3 import LocalS3
+    from tooling.local_s3 import LocalS3
 
     with LocalS3() as s3:
         print(_READY + s3.url, flush=True)

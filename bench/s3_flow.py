@@ -5,7 +5,7 @@ bucket until the event handler has published every object and written the
 ``done`` job record, compared with ``app.pipeline.convert`` on its own
 (target: at most 2x with 25 ms per S3 request). Two endpoints:
 
-- the moto server the tests and the demo use (``app.local_s3.LocalS3``), with
+- the moto server the tests and the demo use (``tooling.local_s3.LocalS3``), with
   the real event wiring (``LocalStack.provision``: S3 notification -> SQS);
   it applies requests one at a time, about 95 PUTs/s on a 2-core machine;
 - a fast stand-in (``s3_standin.py``): in-memory, a fixed latency per request
@@ -78,7 +78,7 @@ def measure(ctx: Context) -> Section:
     # imported here: moto is slow to import and only this section needs it
     from s3_standin import StandInS3
 
-    from app.local_s3 import LocalS3
+    from tooling.local_s3 import LocalS3
 
     standin_name = f"stand-in {latency_ms:g} ms"
     with LocalS3() as moto, StandInS3(latency_ms / 1000) as standin:
@@ -111,7 +111,7 @@ def measure(ctx: Context) -> Section:
                                   TARGET_RATIO, "x"))
     moto_rates = {row["workers"]: row["objects_per_s"] for row in section.rows if row["scenario"] == "moto"}
     section.notes += [
-        "the moto server (app.local_s3) applies requests one at a time: on a 2-core machine it accepts only about "
+        "the moto server (tooling.local_s3) applies requests one at a time: on a 2-core machine it accepts only about "
         "95 PUTs/s when it shares a process with the handler (as in the tests and the demo), which hides what "
         "parallel publishing is worth; here it runs in the benchmark process and published "
         f"{moto_rates[PARALLEL_WORKERS]:.0f} objects/s with {PARALLEL_WORKERS} workers, {moto_rates[1]:.0f} with 1. "
@@ -193,7 +193,7 @@ def _child(ctx: Context, args: list[str], env: dict[str, str], work: Path) -> di
 
 def _env(work: Path, endpoint: str | None, workers: int) -> dict[str, str]:
     """The child's environment: the endpoint, fake credentials, pinned settings, no developer AWS config."""
-    from app.local_s3 import FAKE_CREDENTIALS
+    from tooling.local_s3 import FAKE_CREDENTIALS
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     env.update(FAKE_CREDENTIALS, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
@@ -300,7 +300,7 @@ def _fresh_buckets(kind: str, settings: Any, s3: Any, sqs: Any) -> str | None:
         for bucket in (settings.source_bucket, settings.tiles_bucket, settings.metadata_bucket):
             s3.create_bucket(Bucket=bucket)
         return None
-    from app.local_stack import LocalStack
+    from tooling.local_stack import LocalStack
 
     stack = LocalStack(settings)
     stack.provision()

@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape
 _REPOSITORY = str(Path(__file__).resolve().parent.parent)
 if _REPOSITORY not in sys.path:  # run alone: app/ is in the repository above bench/
     sys.path.insert(0, _REPOSITORY)
-from app.local_s3 import LocalServer  # noqa: E402
+from tooling.local_s3 import LocalServer  # noqa: E402
 
 _XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _KEPT_HEADERS = ("content-type", "cache-control", "content-encoding", "content-disposition")

@@ -15,7 +15,7 @@ ZAPPA=${ZAPPA:-.venv/bin/zappa}
 
 target=$("$PY" -c '
 import sys
-from app.deploy.stage import load_stage
+from tooling.deploy.stage import load_stage
 stage = load_stage(sys.argv[1])
 print(stage.region, stage.function_name)' "$stage")
 read -r region repository <<<"$target"

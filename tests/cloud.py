@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pyvips
 
-from app.local_stack import LocalStack
+from tooling.local_stack import LocalStack
 from config import Settings
 
 
@@ -80,7 +80,7 @@ class Cloud:
     def slow_down(self, count: int, bucket: str) -> Iterator[list[str]]:
         """The endpoint answers the next ``count`` PUTs to ``bucket`` with 503 SlowDown, as S3 does under load;
         yields the paths it refused."""
-        server = self.endpoint._server  # the werkzeug server of app.local_s3.LocalS3
+        server = self.endpoint._server  # the werkzeug server of tooling.local_s3.LocalS3
         served, refused = server.app, []
 
         def refusing(environ: dict[str, Any], start_response: Any) -> Any:

@@ -24,7 +24,7 @@ def iiif_test_image() -> Path:
 @pytest.fixture(scope="session")
 def local_s3():
     """One embedded S3 endpoint (moto over HTTP) for the session; boto3 finds it through AWS_ENDPOINT_URL."""
-    from app.local_s3 import LocalS3
+    from tooling.local_s3 import LocalS3
 
     with LocalS3() as endpoint, pytest.MonkeyPatch.context() as patch:
         for name, value in endpoint.environment().items():

@@ -26,8 +26,8 @@ import pytest
 import pyvips
 
 from app.ids import image_id_for
-from app.local_s3 import LocalS3
-from app.local_stack import LocalStack
+from tooling.local_s3 import LocalS3
+from tooling.local_stack import LocalStack
 from config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -54,8 +54,14 @@ class Context:  # what Lambda passes
         return 600_000
 
 result = handler.lambda_handler(json.load(sys.stdin), Context())
-import boto3, pyvips
-json.dump({"result": result, "leaks": leaks,
+import boto3, importlib, pkgutil, pyvips, app
+unimportable = {}  # every runtime module must import from the package alone: no dev dependency, no tooling
+for module in pkgutil.walk_packages(app.__path__, "app."):
+    try:
+        importlib.import_module(module.name)
+    except Exception as error:
+        unimportable[module.name] = repr(error)
+json.dump({"result": result, "leaks": leaks, "unimportable": unimportable,
            "files": {m.__name__: m.__file__ for m in (handler, boto3, pyvips)}}, open(sys.argv[1], "w"))
 """
 
@@ -97,7 +103,7 @@ def test_package_fits_lambda_and_holds_only_runtime_code(package):
     names = {entry.filename for entry in entries}
     tops = {name.split("/")[0] for name in names}
     assert not tops & DEV_ONLY
-    assert not tops & {"tests", "bench", "scripts", "batch_fallback", ".venv", ".git"}
+    assert not tops & {"tests", "tooling", "bench", "scripts", "batch_fallback", ".venv", ".git"}
     assert not any(top.startswith(".venv") for top in tops)
     assert {"handler.py", "zappa_settings.py", "config.py", "app/jobs.py", "app/events.py", "app/web/wsgi.py"} <= names
     assert "zappa_settings.json" not in names and "requirements-dev.txt" not in names
@@ -138,7 +144,7 @@ def test_an_s3_event_is_converted_by_the_package(unpacked, stage, tmp_path):
         image_id = image_id_for(SOURCE_KEY)
         record = _read_json(settings.metadata_bucket, f"jobs/{image_id}.json")
         info = _read_json(settings.tiles_bucket, f"{image_id}/info.json")
-    assert outcome["leaks"] == []
+    assert outcome["leaks"] == [] and outcome["unimportable"] == {}
     assert all(path.startswith(str(unpacked)) for path in outcome["files"].values()), outcome["files"]
     assert outcome["result"]["statuses"] == ["done"]
     assert record["status"] == "done" and record["source"]["key"] == SOURCE_KEY

@@ -5,21 +5,18 @@ under an API Gateway stage prefix (``/dev/...``) when Zappa serves it.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Flask
 
 from app.web import auth, iiif, presenting
 from app.web.catalog import Catalog
 from app.web.dashboard import pages
-from config import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from config import PROJECT_ROOT, Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    # templates/ and static/ sit beside config.py, in the Lambda package and the image as in a clone
+    app = Flask(__name__, root_path=str(PROJECT_ROOT), template_folder="templates", static_folder="static")
     app.config.update(SETTINGS=settings, SECRET_KEY=auth.secret_key(settings), SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_HTTPONLY=True, MAX_CONTENT_LENGTH=64 * 1024)
     app.extensions["catalog"] = Catalog(settings)

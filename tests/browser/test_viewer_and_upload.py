@@ -43,7 +43,7 @@ def test_openseadragon_draws_deep_zoom_and_iiif_tiles(cloud, dashboard, page):
 
 def _record_posts(cloud, monkeypatch):
     """The bodies of the form POSTs the endpoint receives, as sent (the browser does not show a file's upload body)."""
-    server, posts = cloud.endpoint._server, []  # the werkzeug server of app.local_s3.LocalS3
+    server, posts = cloud.endpoint._server, []  # the werkzeug server of tooling.local_s3.LocalS3
     served = server.app
 
     def recording(environ, start_response):

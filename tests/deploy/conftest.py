@@ -26,12 +26,12 @@ from moto.s3 import models as s3_models
 from zappa.handler import LambdaHandler
 from zappa.utilities import add_event_source
 
-from app.deploy.aws import Aws
-from app.deploy.checks import Check
-from app.deploy.doctor import doctor
-from app.deploy.provision import Options, provision
-from app.deploy.stage import Names, Stage, load_stage, stage_names
-from app.deploy.teardown import teardown
+from tooling.deploy.aws import Aws
+from tooling.deploy.checks import Check
+from tooling.deploy.doctor import doctor
+from tooling.deploy.provision import Options, provision
+from tooling.deploy.stage import Names, Stage, load_stage, stage_names
+from tooling.deploy.teardown import teardown
 from tests.deploy import standins
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,10 +26,10 @@ from botocore.exceptions import ClientError
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from app.deploy import iam
-from app.deploy.aws import Aws, error_code
-from app.deploy.cdn import CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT
-from app.local_s3 import LocalServer
+from tooling.deploy import iam
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.cdn import CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT
+from tooling.local_s3 import LocalServer
 from app.web import create_app
 from config import Settings
 

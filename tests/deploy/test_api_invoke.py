@@ -13,8 +13,8 @@ import json
 import boto3
 from zappa.cli import ZappaCLI
 
-from app.deploy import iam
-from app.deploy.documents import LAMBDA_TRUSTED, lambda_policy, trust
+from tooling.deploy import iam
+from tooling.deploy.documents import LAMBDA_TRUSTED, lambda_policy, trust
 
 
 def api_template(settings_file, stage: str, lambda_arn: str) -> dict:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 from app.__main__ import main
-from app.deploy.checks.buckets import preflight
-from app.deploy.checks.function import ephemeral_needed_mb
+from tooling.deploy.checks.buckets import preflight
+from tooling.deploy.checks.function import ephemeral_needed_mb
 from config import Settings
 
 

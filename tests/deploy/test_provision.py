@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from app.deploy.documents import LIFECYCLE_RULE_ID
-from app.deploy.stage import OWNER_TAG, StageError
+from tooling.deploy.documents import LIFECYCLE_RULE_ID
+from tooling.deploy.stage import OWNER_TAG, StageError
 
 
 def test_creates_every_resource_and_writes_the_stage(deployment):

@@ -10,12 +10,12 @@ import requests
 from botocore.exceptions import ClientError
 
 from app.__main__ import main
-from app.deploy import documents
-from app.deploy.buckets import POLICY_RETRY_DELAYS, put_policy
-from app.deploy.cdn import CACHING_OPTIMIZED, CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT, oac_name
-from app.deploy.checks import Context
-from app.deploy.checks.public import api_url
-from app.deploy.stage import OWNER_TAG, StageError
+from tooling.deploy import documents
+from tooling.deploy.buckets import POLICY_RETRY_DELAYS, put_policy
+from tooling.deploy.cdn import CACHING_OPTIMIZED, CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT, oac_name
+from tooling.deploy.checks import Context
+from tooling.deploy.checks.public import api_url
+from tooling.deploy.stage import OWNER_TAG, StageError
 
 ACCOUNT = "123456789012"
 CERTIFICATE = f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0f6c3b1e"

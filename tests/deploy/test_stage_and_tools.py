@@ -12,8 +12,8 @@ import pytest
 
 from app import diagnostics
 from app.__main__ import main
-from app.deploy.checks.function import MIN_MEMORY_MB
-from app.deploy.stage import compact_json, load_stage, write_stage
+from tooling.deploy.checks.function import MIN_MEMORY_MB
+from tooling.deploy.stage import compact_json, load_stage, write_stage
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.__main__ import main
-from app.deploy.teardown import FunctionStillDeployed
+from tooling.deploy.teardown import FunctionStillDeployed
 
 
 def test_refuses_while_the_function_is_deployed(deployed):

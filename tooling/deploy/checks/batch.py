@@ -1,9 +1,9 @@
 """AWS Batch: the queue big images go to accepts jobs, its definition exists, and its image has been pushed."""
 from __future__ import annotations
 
-from app.deploy import images
-from app.deploy.checks import Check, Context, fail, ok, unknown
-from app.deploy.documents import CONVERSION_SETTINGS, conversion_settings
+from tooling.deploy import images
+from tooling.deploy.checks import Check, Context, fail, ok, unknown
+from tooling.deploy.documents import CONVERSION_SETTINGS, conversion_settings
 
 
 def job_queue(ctx: Context) -> Check:

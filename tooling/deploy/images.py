@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.stage import Names, StageError
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.stage import Names, StageError
 
 MUTABLE_TAGS = ("latest",)
 

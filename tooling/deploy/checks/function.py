@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from app.deploy import iam
-from app.deploy.checks import Check, Context, fail, ok, unknown
+from tooling.deploy import iam
+from tooling.deploy.checks import Check, Context, fail, ok, unknown
 from app.pipeline import jp2
 from config import Settings
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import error_code
-from app.deploy.checks import Check, Context, fail, ok, unknown
+from tooling.deploy.aws import error_code
+from tooling.deploy.checks import Check, Context, fail, ok, unknown
 
 CREATED_EVENTS = {"s3:ObjectCreated:Put", "s3:ObjectCreated:Post", "s3:ObjectCreated:Copy",
                   "s3:ObjectCreated:CompleteMultipartUpload"}

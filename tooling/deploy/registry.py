@@ -10,10 +10,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.changes import Change, updated_or_unchanged
-from app.deploy.documents import repository_lifecycle
-from app.deploy.stage import OWNER_TAG
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.changes import Change, updated_or_unchanged
+from tooling.deploy.documents import repository_lifecycle
+from tooling.deploy.stage import OWNER_TAG
 
 
 def ensure_repository(aws: Aws, name: str, tags: dict[str, str]) -> Change:

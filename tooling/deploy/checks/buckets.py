@@ -17,8 +17,8 @@ from urllib.parse import quote, urlparse
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import error_code
-from app.deploy.checks import Check, Context, fail, ok
+from tooling.deploy.aws import error_code
+from tooling.deploy.checks import Check, Context, fail, ok
 
 VIEWER_ORIGIN = "https://viewer.example.org"  # any site: viewers embed tiles everywhere
 PROBE_KEY = "tiler-doctor/probe/info.json"     # need not exist: S3 answers preflights from the bucket's rules

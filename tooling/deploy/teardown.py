@@ -13,14 +13,14 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.batch import delete_batch
-from app.deploy.buckets import delete_bucket
-from app.deploy.cdn import delete_cdn
-from app.deploy.changes import Change
-from app.deploy.registry import delete_repository
-from app.deploy.roles import delete_role
-from app.deploy.stage import Stage, stage_names
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.batch import delete_batch
+from tooling.deploy.buckets import delete_bucket
+from tooling.deploy.cdn import delete_cdn
+from tooling.deploy.changes import Change
+from tooling.deploy.registry import delete_repository
+from tooling.deploy.roles import delete_role
+from tooling.deploy.stage import Stage, stage_names
 
 
 class FunctionStillDeployed(Exception):

@@ -17,10 +17,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.changes import Change, updated_or_unchanged
-from app.deploy.documents import ABORT_INCOMPLETE_UPLOADS, LIFECYCLE_RULE_PREFIX, covers
-from app.deploy.stage import OWNER_TAG, StageError
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.changes import Change, updated_or_unchanged
+from tooling.deploy.documents import ABORT_INCOMPLETE_UPLOADS, LIFECYCLE_RULE_PREFIX, covers
+from tooling.deploy.stage import OWNER_TAG, StageError
 
 POLICY_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)  # seconds between attempts to put a bucket policy
 BLOCKS_PUBLIC_POLICIES = ("BlockPublicPolicy", "RestrictPublicBuckets")

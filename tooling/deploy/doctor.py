@@ -13,14 +13,14 @@ from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.checks import Check, Context, Invoke, fail, unknown
-from app.deploy.checks import batch as batch_checks
-from app.deploy.checks import buckets as bucket_checks
-from app.deploy.checks import function as function_checks
-from app.deploy.checks import public as public_checks
-from app.deploy.checks import wiring as wiring_checks
-from app.deploy.stage import Stage, stage_names
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.checks import Check, Context, Invoke, fail, unknown
+from tooling.deploy.checks import batch as batch_checks
+from tooling.deploy.checks import buckets as bucket_checks
+from tooling.deploy.checks import function as function_checks
+from tooling.deploy.checks import public as public_checks
+from tooling.deploy.checks import wiring as wiring_checks
+from tooling.deploy.stage import Stage, stage_names
 
 CHECKS = {**wiring_checks.CHECKS, **function_checks.CHECKS, **bucket_checks.CHECKS, **public_checks.CHECKS,
           **batch_checks.CHECKS}

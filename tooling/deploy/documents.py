@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.deploy.stage import Names
+from tooling.deploy.stage import Names
 
 JOB_DEFINITION_TEMPLATE = Path(__file__).resolve().parents[2] / "batch_fallback" / "jobdefinition.json"
 BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when no group is named

@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from app.deploy.aws import Aws
-from app.deploy.changes import Change, updated_or_unchanged
-from app.deploy.documents import covers
-from app.deploy.stage import OWNER_TAG, Names
+from tooling.deploy.aws import Aws
+from tooling.deploy.changes import Change, updated_or_unchanged
+from tooling.deploy.documents import covers
+from tooling.deploy.stage import OWNER_TAG, Names
 
 ORIGIN_ID = "tiles"
 PRICE_CLASS = "PriceClass_100"  # edges in North America, Europe and Israel: the cheapest class

@@ -11,11 +11,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.changes import Change, updated_or_unchanged
-from app.deploy.documents import trust
-from app.deploy.iam import document
-from app.deploy.stage import OWNER_TAG
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.changes import Change, updated_or_unchanged
+from tooling.deploy.documents import trust
+from tooling.deploy.iam import document
+from tooling.deploy.stage import OWNER_TAG
 
 POLICY_NAME = "tiler"
 

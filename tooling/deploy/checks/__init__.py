@@ -14,9 +14,9 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
-from app.deploy.batch import newest_job_definition
-from app.deploy.stage import Names, Stage
+from tooling.deploy.aws import Aws, error_code
+from tooling.deploy.batch import newest_job_definition
+from tooling.deploy.stage import Names, Stage
 from app.diagnostics import MARKER
 from config import Settings
 

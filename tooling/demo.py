@@ -23,8 +23,8 @@ from werkzeug.serving import make_server
 from app import records
 from app.collection import runner as collection_runner
 from app.ids import image_id_for
-from app.local_s3 import LocalS3
-from app.local_stack import LocalStack
+from tooling.local_s3 import LocalS3
+from tooling.local_stack import LocalStack
 from app.model import Status
 from app.storage.s3 import S3Storage
 from app.web import create_app

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.deploy.aws import Aws, error_code
+from tooling.deploy.aws import Aws, error_code
 
 
 def trusts(trust_policy: dict[str, Any], service: str) -> bool:

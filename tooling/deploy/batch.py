@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.deploy.aws import Aws, wait_for
-from app.deploy.changes import Change, updated_or_unchanged
-from app.deploy.stage import OWNER_TAG, Names, StageError
+from tooling.deploy.aws import Aws, wait_for
+from tooling.deploy.changes import Change, updated_or_unchanged
+from tooling.deploy.stage import OWNER_TAG, Names, StageError
 
 SETTLING = ("CREATING", "UPDATING", "DELETING")
 
