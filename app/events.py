@@ -18,13 +18,15 @@ from app import jobs
 from app.collection import runner as collection_runner
 from app.errors import TransientError
 from app.ids import PAGES_PREFIX, page_of
+from app.iiif import serving
 from app.model import SourceRef
 from config import Settings
 
 log = logging.getLogger(__name__)
 
 # Keys our own publishing writes, should a bucket ever be shared or notifications mis-wired.
-_OUTPUT_KEY = re.compile(r"^(jobs|claims|index|members|derivatives)/|_files/\d+/|\.dzi$|/(info|manifest|collection)\.json$"
+_OUTPUT_KEY = re.compile(rf"^(jobs|claims|index|members|{serving.PREFIX.rstrip('/')})/|_files/\d+/|\.dzi$"
+                         r"|/(info|manifest|collection)\.json$"
                          r"|/default\.jpg$")
 
 

@@ -24,8 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from app import cdn, records
 from app.ids import PAGES_PREFIX, page_id, page_key, page_of, version_of
+from app.iiif import grid, serving
 from app.model import SourceRef, Status
-from app.pipeline import iiif
 from app.pipeline.manifest import document_manifest
 from app.pipeline.pages import Document, split
 from app.records import Journal
@@ -116,7 +116,7 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
                                  settings.iiif_max_size, document.get("summary"), document.get("creator"))
     store.put_bytes(settings.tiles_bucket, f"{item_id}/manifest.json", json.dumps(manifest).encode())
     first = page_records[0]["facts"]
-    width, height = iiif.thumbnail_size(first["width"], first["height"], settings.iiif_max_size)
+    width, height = grid.thumbnail_size(first["width"], first["height"], settings.iiif_max_size)
     item.update(status=Status.DONE, error=None, manifest=True,
                 thumbnail=f"{PurePosixPath(item['pages'][0]['id']).name}/full/{width},{height}/0/default.jpg")
     _retire(store, settings, item_id, item.pop("retire", None) or {})
@@ -157,7 +157,7 @@ def _retire(store: S3Storage, settings: Settings, item_id: str, retire: dict[str
     for image_id, suffixes in outputs:
         ours = re.compile(rf"^{re.escape(image_id)}({suffixes})$")  # never a nested item's or page's keys
         doomed += [key for key in store.list_keys(settings.tiles_bucket, image_id) if ours.match(key)]
-        doomed.append(f"derivatives/{image_id}.tif")
+        doomed.append(serving.key(image_id))
     store.delete_keys(settings.tiles_bucket, doomed)
     for page in retire.get("pages", []):
         old = records.read_record(store, settings.metadata_bucket, page)

@@ -25,8 +25,9 @@ from app import cdn, dispatch, items, records
 from app.collection import runner as collection_runner
 from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
 from app.ids import image_id_for, page_of
+from app.iiif import grid
 from app.model import Conversion, ImageFacts, Route, SourceRef, Status
-from app.pipeline import convert, iiif, jp2
+from app.pipeline import convert, jp2
 from app.pipeline.inspect import checked_format, open_image
 from app.pipeline.pages import Document, inspect_document
 from app.records import Journal
@@ -174,7 +175,7 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
 
 def _thumbnail(facts: ImageFacts, settings: Settings) -> str:
     """The IIIF path, under the image's id, of the thumbnail the manifest names too."""
-    width, height = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
+    width, height = grid.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
     return f"full/{width},{height}/0/default.jpg"
 
 

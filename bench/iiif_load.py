@@ -16,7 +16,7 @@ threads (default 4) with keep-alive sessions:
 
 S3 is the moto server (``tooling.local_s3.LocalS3``), in a process of its own. The
 bytes the endpoint reads from S3 per request come from
-``app.imageserver.s3source``'s own counters (``ReadStats``, one per
+``app.storage.ranged``'s own counters (``ReadStats``, one per
 ``RemoteTiff``): the server child (``python bench/iiif_load.py serve``)
 collects the RemoteTiffs each request opens and answers with their sum in
 ``X-Bench-*`` headers, and ``/__bytes`` gives the process totals; nothing in
@@ -149,10 +149,10 @@ def measure(ctx: Context) -> Section:
 def sample_paths(width: int, height: int, count: int) -> list[str]:
     """``count`` canonical IIIF tile paths (``ID/region/size/0/default.jpg``), a fixed-seed random draw from every
     tile at every scale factor: distinct tiles when there are enough, else with repeats."""
-    from app.pipeline import iiif
+    from app.iiif import grid
 
-    every = [iiif.image_path(IMAGE_ID, width, height, tile.region, tile.size)
-             for tile in iiif.tiles(width, height, TILE_SIZE)]
+    every = [grid.image_path(IMAGE_ID, width, height, tile.region, tile.size)
+             for tile in grid.tiles(width, height, TILE_SIZE)]
     rng = random.Random(SEED)
     return rng.sample(every, count) if count <= len(every) else rng.choices(every, k=count)
 
@@ -247,10 +247,10 @@ def _run_record(image_key: str, result: dict[str, Any]) -> dict[str, Any]:
 def _notes(image: Any, tiff: Path, sequence: list[str], keys: list[str], tiff_upload_s: float, tiles_upload_s: float,
            probe: dict[str, float], passes: dict[tuple[str, str], list[dict[str, Any]]],
            rows: list[dict[str, Any]]) -> list[str]:
-    from app.pipeline import iiif
+    from app.iiif import grid
 
-    every = list(iiif.tiles(image.width, image.height, TILE_SIZE))
-    scale_of = {iiif.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): 2 ** (every[0].dz_level
+    every = list(grid.tiles(image.width, image.height, TILE_SIZE))
+    scale_of = {grid.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): 2 ** (every[0].dz_level
                                                                                           - t.dz_level) for t in every}
     mix = Counter(scale_of[path] for path in sequence)
     tiff_mb = tiff.stat().st_size / 2**20
@@ -440,7 +440,7 @@ def _child_serve() -> None:
     from flask import g, has_request_context, jsonify
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from app.imageserver import s3source
+    from app.storage import ranged as s3source
     from app.storage import s3 as storage
     from app.web import create_app
     from config import Settings

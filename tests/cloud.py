@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pyvips
 
-from tooling.local_stack import LocalStack
 from config import Settings
+from tooling.local_stack import LocalStack
 
 
 class Cloud:

@@ -5,8 +5,8 @@ import contextlib
 import functools
 import http.server
 import shutil
-import subprocess
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path

@@ -5,7 +5,13 @@ import time
 import jsonschema
 import pytest
 
-from app.collection.task import TaskError, apply_csv, group_items, page_label, parse_task
+from app.collection.task import (
+    TaskError,
+    apply_csv,
+    group_items,
+    page_label,
+    parse_task,
+)
 from tests.helpers import SHARED, photo
 
 GENERATOR_TASK = {

@@ -7,8 +7,8 @@ import pytest
 
 from app.errors import CorruptImage
 from tests.helpers import ENCRYPTED_PDF, SHARED, handmade_pdf
-from tests.test_cdn_invalidation import distribution  # noqa: F401 - a fixture
 from tests.pipeline.test_documents import multipage_tiff, three_page_pdf
+from tests.test_cdn_invalidation import distribution  # noqa: F401 - a fixture
 
 
 @pytest.fixture

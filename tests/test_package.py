@@ -26,9 +26,9 @@ import pytest
 import pyvips
 
 from app.ids import image_id_for
+from config import Settings
 from tooling.local_s3 import LocalS3
 from tooling.local_stack import LocalStack
-from config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

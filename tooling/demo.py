@@ -23,12 +23,12 @@ from werkzeug.serving import make_server
 from app import records
 from app.collection import runner as collection_runner
 from app.ids import image_id_for
-from tooling.local_s3 import LocalS3
-from tooling.local_stack import LocalStack
 from app.model import Status
 from app.storage.s3 import S3Storage
 from app.web import create_app
 from config import Settings
+from tooling.local_s3 import LocalS3
+from tooling.local_stack import LocalStack
 
 SHARED_TEST_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
 

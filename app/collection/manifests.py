@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from app.collection.task import Item, Task, page_label
-from app.pipeline import iiif
+from app.iiif import grid
 from app.pipeline.manifest import pages_manifest, prezi, text
 
 
@@ -23,11 +23,11 @@ def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str
     for position, (key, image_id) in enumerate(zip(item.image_keys, item.image_ids, strict=True), start=1):
         facts = images[image_id]["facts"]
         width, height = facts["width"], facts["height"]
-        _, max_w, max_h = iiif.max_size(width, height, bound)
+        _, max_w, max_h = grid.max_size(width, height, bound)
         pages.append((f"{base_url}/{image_id}", page_label(key, position), (width, height), (max_w, max_h)))
     first = images[item.image_ids[0]]["facts"]
     return pages_manifest(manifest_url, item.title or item.identifier, pages,
-                          iiif.thumbnail_size(first["width"], first["height"], bound), item.description)
+                          grid.thumbnail_size(first["width"], first["height"], bound), item.description)
 
 
 def collection(task: Task, collection_url: str, manifests: list[tuple[str, str]]) -> dict[str, Any]:

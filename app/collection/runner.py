@@ -18,7 +18,14 @@ from typing import Any
 
 from app import records
 from app.collection import manifests
-from app.collection.task import Item, Task, TaskError, apply_csv, group_items, parse_task
+from app.collection.task import (
+    Item,
+    Task,
+    TaskError,
+    apply_csv,
+    group_items,
+    parse_task,
+)
 from app.errors import SourceGone
 from app.model import SourceRef, Status
 from app.storage.s3 import PreconditionFailed, S3Storage

@@ -16,8 +16,10 @@ from typing import Any
 import pyvips
 
 from app.errors import CorruptImage, TransientError
+from app.iiif import grid, serving
+from app.iiif import info as iiif_info
 from app.model import Conversion, ImageFacts
-from app.pipeline import iiif, manifest, metadata, palette
+from app.pipeline import manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
 from app.pipeline.inspect import DECODED_HERE, open_image, vips_reason
 from app.pipeline.tiles import (
@@ -83,7 +85,7 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
         named = _named_derivatives(tiles_root, derivatives[0], image_id, settings, set(iiif_tiles) | set(sizes))
         clock.lap("derivatives")
     service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
-    info = iiif.info_json(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
+    info = iiif_info.level0(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
     _write_json(tiles_root / image_id / "info.json", info)
     clock.lap("describe")
     tags, partial = metadata.collect(embedded, settings.exiftool_path)
@@ -94,7 +96,7 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     manifest_path = None
     if settings.iiif_manifests:
         manifest_path = f"{image_id}/manifest.json"
-        thumbnail = iiif.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
+        thumbnail = grid.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
         _write_json(tiles_root / manifest_path,
                     manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail))
     clock.lap("metadata")
@@ -117,7 +119,7 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
 def _named_derivatives(tiles_root: Path, serving_tiff: str, image_id: str, settings: Settings,
                        published: set[str]) -> list[dict[str, Any]]:
     """Render the configured named derivatives from the serving TIFF (imported here: most conversions have none)."""
-    from app.imageserver.request import Limits
+    from app.iiif.request import Limits
     from app.pipeline.derivatives import load, render_all
 
     limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
@@ -131,10 +133,10 @@ def _serving_tiff(src: Path, image: pyvips.Image, image_id: str, facts: ImageFac
     the formats decoded into memory (JPEG 2000, PDF), whose pixels are read again where they are."""
     again = image if facts.format in DECODED_HERE else open_image(src, settings.allowed_formats,
                                                                   settings.max_pixels)[0]
-    serving = f"derivatives/{image_id}.tif"
-    _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / serving,
+    key = serving.key(image_id)
+    _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / key,
                    settings.jpeg_quality)
-    return serving
+    return key
 
 
 def _decode_errors(write, *args):

@@ -5,7 +5,7 @@ A deployment's JSON file names IIIF parameter sets::
     {"b": {"size": "!2048,1536", "format": "jpg"},
      "s": {"region": "square", "size": "320,320"}}
 
-Each is parsed and rendered by the dynamic endpoint's own code (app/imageserver)
+Each is parsed and rendered by the dynamic endpoint's own code (app/iiif/request.py, app/pipeline/render.py)
 from the serving TIFF, and written at its canonical IIIF path under the image's
 id, so the same request to the dynamic endpoint finds it already made.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import pyvips
 
-from app.imageserver import render as rendering
-from app.imageserver.request import ImageRequest, Limits, RequestError, parse, plan
+from app.iiif.request import ImageRequest, Limits, RequestError, parse, plan
+from app.pipeline import render as rendering
 
 DEFAULTS = {"region": "full", "size": "max", "rotation": "0", "quality": "default", "format": "jpg"}
 

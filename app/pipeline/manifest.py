@@ -98,15 +98,15 @@ def pages_manifest(manifest_url: str, label: str, pages: list[tuple[str, str, tu
 def document_manifest(base_url: str, item_id: str, title: str, pages: list[tuple[str, str, int, int]], bound: int,
                       summary: str | None = None, creator: str | None = None) -> dict[str, Any]:
     """The manifest of a document's item: ``pages`` are (page id, page label, width, height), in page order."""
-    from app.pipeline import iiif
+    from app.iiif import grid
 
-    canvases = [(f"{base_url}/{page}", f"p. {label}", (width, height), iiif.max_size(width, height, bound)[1:])
+    canvases = [(f"{base_url}/{page}", f"p. {label}", (width, height), grid.max_size(width, height, bound)[1:])
                 for page, label, width, height in pages]
     metadata = {"Creator": creator} if creator else {}
     metadata["Pages"] = str(len(pages))
     _, _, first_width, first_height = pages[0]
     return pages_manifest(f"{base_url}/{item_id}/manifest.json", title, canvases,
-                          iiif.thumbnail_size(first_width, first_height, bound), summary, metadata)
+                          grid.thumbnail_size(first_width, first_height, bound), summary, metadata)
 
 
 def image_canvas(canvas_id: str, label: str, service_id: str, size: tuple[int, int],

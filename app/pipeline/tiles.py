@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyvips
 
-from app.pipeline import iiif
+from app.iiif import grid, serving
 from app.pipeline.finished_tiles import FinishedTiles
 
 Progress = Callable[[float], None]
@@ -35,7 +35,7 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
     if on_progress is not None:
         image.set_progress(True)
         image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
-    with FinishedTiles(files_dir, iiif.max_dz_level(image.width, image.height) + 1, on_file) as finished:
+    with FinishedTiles(files_dir, grid.max_dz_level(image.width, image.height) + 1, on_file) as finished:
         # The quality goes in the suffix: dzsave's own Q argument does not reach the tile encoder (libvips 8.18).
         image.dzsave(str(tiles_root / image_id), tile_size=tile_size, overlap=0,
                      suffix=f".jpg[Q={quality},keep=none]", keep="none", depth="onepixel")
@@ -58,9 +58,10 @@ def with_names(tiles_root: Path, names: IiifNames, on_tile: TileReady) -> Callab
 
 
 def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
-    """A tiled pyramidal TIFF (JPEG, 512 px tiles): what the dynamic IIIF endpoint reads with ranged requests."""
+    """The serving TIFF (``app.iiif.serving``): what the dynamic IIIF endpoint reads with ranged requests."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.tiffsave(str(path), tile=True, tile_width=512, tile_height=512, pyramid=True, compression="jpeg",
+    image.tiffsave(str(path), tile=True, tile_width=serving.TILE_SIZE, tile_height=serving.TILE_SIZE, pyramid=True,
+                   compression="jpeg",
                    Q=quality, bigtiff=True, keep="none")
 
 
@@ -79,8 +80,8 @@ def make_iiif_folders(tiles_root: Path, image_id: str, names: IiifNames) -> None
 
 def iiif_names(image_id: str, width: int, height: int, tile_size: int) -> dict[str, str]:
     """Deep Zoom tile path -> the canonical IIIF path of the same pixels, for every IIIF tile."""
-    return {tile.dz_path(image_id): iiif.image_path(image_id, width, height, tile.region, tile.size)
-            for tile in iiif.tiles(width, height, tile_size)}
+    return {tile.dz_path(image_id): grid.image_path(image_id, width, height, tile.region, tile.size)
+            for tile in grid.tiles(width, height, tile_size)}
 
 
 def link_iiif_tiles(tiles_root: Path, names: IiifNames) -> None:
@@ -95,14 +96,14 @@ def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_s
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
     """
-    top = iiif.max_dz_level(width, height)
+    top = grid.max_dz_level(width, height)
     file_of = {iiif_path: dz_path for dz_path, iiif_path in names.items()}
     written, largest = [], None
-    for scale, w, h in iiif.declared_sizes(width, height, bound):
+    for scale, w, h in grid.declared_sizes(width, height, bound):
         path = f"{image_id}/full/{w},{h}/0/default.jpg"
         largest = largest or file_of.get(path, path)
         target = tiles_root / path
-        as_tile = iiif.image_path(image_id, width, height, (0, 0, width, height), (w, h))
+        as_tile = grid.image_path(image_id, width, height, (0, 0, width, height), (w, h))
         if as_tile == path and as_tile in file_of:  # a single-tile IIIF level: the tile is this size already
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

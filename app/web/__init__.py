@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.web import auth, iiif, presenting
+from app.web import auth, image_service, presenting
 from app.web.catalog import Catalog
 from app.web.dashboard import pages
 from config import PROJECT_ROOT, Settings
@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                       SESSION_COOKIE_HTTPONLY=True, MAX_CONTENT_LENGTH=64 * 1024)
     app.extensions["catalog"] = Catalog(settings)
     app.register_blueprint(pages)
-    iiif.register(app)
+    image_service.register(app)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, signed_in=auth.signed_in, writable=auth.writable)
     app.jinja_env.filters.update(megabytes=presenting.megabytes, megapixels=presenting.megapixels,
                                  ago=presenting.ago, dollars=presenting.dollars)

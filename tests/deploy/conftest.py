@@ -26,13 +26,13 @@ from moto.s3 import models as s3_models
 from zappa.handler import LambdaHandler
 from zappa.utilities import add_event_source
 
+from tests.deploy import standins
 from tooling.deploy.aws import Aws
 from tooling.deploy.checks import Check
 from tooling.deploy.doctor import doctor
 from tooling.deploy.provision import Options, provision
 from tooling.deploy.stage import Names, Stage, load_stage, stage_names
 from tooling.deploy.teardown import teardown
-from tests.deploy import standins
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE = "dev"

@@ -26,12 +26,12 @@ from botocore.exceptions import ClientError
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from app.web import create_app
+from config import Settings
 from tooling.deploy import iam
 from tooling.deploy.aws import Aws, error_code
 from tooling.deploy.cdn import CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT
 from tooling.local_s3 import LocalServer
-from app.web import create_app
-from config import Settings
 
 CORS_REQUEST_HEADERS = ("Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers")
 # CORS-With-Preflight's headers; it does not override the origin's own ("OriginOverride": false)

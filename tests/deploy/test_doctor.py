@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 from app.__main__ import main
+from config import Settings
 from tooling.deploy.checks.buckets import preflight
 from tooling.deploy.checks.function import ephemeral_needed_mb
-from config import Settings
 
 
 def statuses(checks):

@@ -12,7 +12,12 @@ from botocore.exceptions import ClientError
 from app.__main__ import main
 from tooling.deploy import documents
 from tooling.deploy.buckets import POLICY_RETRY_DELAYS, put_policy
-from tooling.deploy.cdn import CACHING_OPTIMIZED, CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT, oac_name
+from tooling.deploy.cdn import (
+    CACHING_OPTIMIZED,
+    CORS_S3_ORIGIN,
+    CORS_WITH_PREFLIGHT,
+    oac_name,
+)
 from tooling.deploy.checks import Context
 from tooling.deploy.checks.public import api_url
 from tooling.deploy.stage import OWNER_TAG, StageError

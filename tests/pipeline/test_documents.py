@@ -7,7 +7,14 @@ import pyvips
 from app.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from app.pipeline import pdf
 from app.pipeline.pages import inspect_document, split, tiff_pages
-from tests.helpers import ENCRYPTED_PDF, SCRIPTED_PDF, SHARED, handmade_pdf, photo, solid
+from tests.helpers import (
+    ENCRYPTED_PDF,
+    SCRIPTED_PDF,
+    SHARED,
+    handmade_pdf,
+    photo,
+    solid,
+)
 
 
 def multipage_tiff(path, sizes):

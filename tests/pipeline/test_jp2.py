@@ -7,7 +7,15 @@ import pyvips
 from app.errors import CorruptImage, ImageTooLarge
 from app.pipeline import jp2
 from app.pipeline.inspect import open_image, sniff_format
-from tests.helpers import (convert_local, jpeg2000, photo, reference_decode, solid, tile_pixel, with_colour_box)
+from tests.helpers import (
+    convert_local,
+    jpeg2000,
+    photo,
+    reference_decode,
+    solid,
+    tile_pixel,
+    with_colour_box,
+)
 
 ALLOWED = ("jpeg", "jp2k")
 RED = [200, 40, 40]

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pyvips
 
-from app.pipeline import iiif
+from app.iiif import grid
 from tests.helpers import convert_local, photo
 
 DZ = "{http://schemas.microsoft.com/deepzoom/2008}"
@@ -50,8 +50,8 @@ def test_iiif_layout_declares_exactly_what_exists(tmp_path, settings):
     assert (info["width"], info["height"]) == (1300, 700)
     assert info["@context"] == "http://iiif.io/api/image/3/context.json"
 
-    for tile in iiif.tiles(1300, 700, 512):
-        path = tiles / iiif.image_path("maps/sheet_1", 1300, 700, tile.region, tile.size)
+    for tile in grid.tiles(1300, 700, 512):
+        path = tiles / grid.image_path("maps/sheet_1", 1300, 700, tile.region, tile.size)
         image = pyvips.Image.new_from_file(str(path))
         assert (image.width, image.height) == tile.size
         # one encode serves both layouts: the IIIF tile is the Deep Zoom tile's bytes

@@ -19,7 +19,11 @@ from botocore.exceptions import ClientError
 
 from tooling.deploy.aws import Aws, error_code
 from tooling.deploy.changes import Change, updated_or_unchanged
-from tooling.deploy.documents import ABORT_INCOMPLETE_UPLOADS, LIFECYCLE_RULE_PREFIX, covers
+from tooling.deploy.documents import (
+    ABORT_INCOMPLETE_UPLOADS,
+    LIFECYCLE_RULE_PREFIX,
+    covers,
+)
 from tooling.deploy.stage import OWNER_TAG, StageError
 
 POLICY_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)  # seconds between attempts to put a bucket policy

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.iiif import serving
 from tooling.deploy.stage import Names
 
 JOB_DEFINITION_TEMPLATE = Path(__file__).resolve().parents[2] / "batch_fallback" / "jobdefinition.json"
@@ -38,11 +39,11 @@ PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuck
 WRITE_OUTPUTS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 ABORT_INCOMPLETE_UPLOADS = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
                             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
-# The dynamic endpoint's stored large answers (app/imageserver/oversize.py): named by the image's version, so
+# The dynamic endpoint's stored large answers (app/web/oversize.py): named by the image's version, so
 # replaced images leave theirs behind; a month later nobody asks for them.
 EXPIRE_CACHED_ANSWERS = {"ID": "tiler-expire-cached-answers", "Status": "Enabled", "Filter": {"Prefix": "cache/"},
                          "Expiration": {"Days": 30}}
-SERVING_PREFIX = "derivatives/"  # the serving TIFFs in the tiles bucket: full resolution, never public
+SERVING_PREFIX = serving.PREFIX  # the serving TIFFs in the tiles bucket: full resolution, never public
 
 
 # The function's role is assumed by Lambda to run it and by API Gateway to invoke it: Zappa's REST API

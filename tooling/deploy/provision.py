@@ -20,13 +20,31 @@ from typing import Any
 
 from tooling.deploy import cdn, documents, images
 from tooling.deploy.aws import Aws
-from tooling.deploy.batch import (Network, ensure_compute_environment, ensure_job_definition, ensure_job_queue,
-                              newest_job_definition)
-from tooling.deploy.buckets import BucketSpec, account_blocks, account_blocks_fix, ensure_bucket, ensure_policy
+from tooling.deploy.batch import (
+    Network,
+    ensure_compute_environment,
+    ensure_job_definition,
+    ensure_job_queue,
+    newest_job_definition,
+)
+from tooling.deploy.buckets import (
+    BucketSpec,
+    account_blocks,
+    account_blocks_fix,
+    ensure_bucket,
+    ensure_policy,
+)
 from tooling.deploy.changes import Change
 from tooling.deploy.registry import ensure_repository
 from tooling.deploy.roles import ensure_batch_service_role, ensure_role
-from tooling.deploy.stage import S3_EVENT_FUNCTION, Names, Stage, StageError, derived_names, write_stage
+from tooling.deploy.stage import (
+    S3_EVENT_FUNCTION,
+    Names,
+    Stage,
+    StageError,
+    derived_names,
+    write_stage,
+)
 
 
 @dataclass(frozen=True)

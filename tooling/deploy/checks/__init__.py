@@ -14,11 +14,11 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from app.diagnostics import MARKER
+from config import Settings
 from tooling.deploy.aws import Aws, error_code
 from tooling.deploy.batch import newest_job_definition
 from tooling.deploy.stage import Names, Stage
-from app.diagnostics import MARKER
-from config import Settings
 
 Invoke = Callable[[str, dict[str, Any]], Any]  # (function name, payload) -> the function's JSON answer
 

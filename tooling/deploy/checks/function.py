@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from tooling.deploy import iam
-from tooling.deploy.checks import Check, Context, fail, ok, unknown
 from app.pipeline import jp2
 from config import Settings
+from tooling.deploy import iam
+from tooling.deploy.checks import Check, Context, fail, ok, unknown
 
 MAX_TIMEOUT_SECONDS = 900
 MIN_MEMORY_MB = 1769

@@ -20,7 +20,11 @@ from collections.abc import Iterator
 from botocore.exceptions import ClientError
 
 from tooling.deploy.aws import error_code
-from tooling.deploy.buckets import BLOCKS_PUBLIC_POLICIES, account_blocks, account_blocks_fix
+from tooling.deploy.buckets import (
+    BLOCKS_PUBLIC_POLICIES,
+    account_blocks,
+    account_blocks_fix,
+)
 from tooling.deploy.checks import Check, Context, fail, ok, unknown
 from tooling.deploy.checks.buckets import PROBE_KEY, answered_preflight
 from tooling.deploy.documents import PRIVATE, SERVING_PREFIX

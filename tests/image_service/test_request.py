@@ -1,8 +1,15 @@
 """The IIIF 3.0 request grammar and its arithmetic, without pixels."""
 import pytest
 
-from app.imageserver import request
-from app.imageserver.request import BadRequest, Forbidden, Limits, NotImplementedHere, parse, plan
+from app.iiif import request
+from app.iiif.request import (
+    BadRequest,
+    Forbidden,
+    Limits,
+    NotImplementedHere,
+    parse,
+    plan,
+)
 
 LIMITS = Limits(4096, 4096, 4096 * 4096)
 

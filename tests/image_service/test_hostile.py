@@ -3,11 +3,11 @@ import time
 
 import pytest
 
-from app.imageserver import render
-from app.imageserver.render import DECODE_BUDGET, Pyramid, choose_page, page_crop
+from app.pipeline import render
+from app.pipeline.render import DECODE_BUDGET, Pyramid, choose_page, page_crop
 from app.storage.s3 import S3Storage
 from tests.helpers import photo
-from tests.imageserver.conftest import app_for
+from tests.image_service.conftest import app_for
 
 HOSTILE_IDS = ["../etc/passwd", "a/../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "..%2F..%2Fsecrets", ".hidden",
                "a/./b", "[frob]", "a%00b", "a%09b", "~root", "a%20b", "x" * 600, "a/" * 300 + "b", "%C3%A9t%C3%A9",

@@ -14,6 +14,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from app.iiif.paths import canonical
+
 QUALITIES = ("default", "color", "gray", "bitonal")
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tif": "image/tiff"}
 UNIMPLEMENTED_FORMATS = ("gif", "jp2", "pdf")  # valid IIIF formats this server does not produce: 501
@@ -167,14 +169,9 @@ def plan(request: ImageRequest, width: int, height: int, limits: Limits) -> Plan
     """Resolve ``request`` against an image of ``width`` x ``height``: BadRequest or Forbidden, or a Plan."""
     region = region_pixels(request.region, width, height)
     size, upscaled = output_size(request.size, region[2], region[3], limits)
-    region_part = "full" if region == (0, 0, width, height) else ",".join(map(str, region))
-    if size == max_size(region[2], region[3], limits):
-        size_part = "max"
-    else:
-        size_part = ("^" if upscaled else "") + f"{size[0]},{size[1]}"
-    rotation_part = ("!" if request.mirror else "") + _number(request.rotation)
-    canonical = f"{region_part}/{size_part}/{rotation_part}/{request.quality}.{request.format}"
-    return Plan(region, size, request.mirror, request.rotation, request.quality, request.format, canonical)
+    path = canonical(region, size, width, height, max_size(region[2], region[3], limits), upscaled, request.mirror,
+                     request.rotation, request.quality, request.format)
+    return Plan(region, size, request.mirror, request.rotation, request.quality, request.format, path)
 
 
 def region_pixels(region: tuple, width: int, height: int) -> tuple[int, int, int, int]:
@@ -242,8 +239,3 @@ def fit(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
 def _scaled(value: int, numerator: int, denominator: int) -> int:
     """round(value * numerator / denominator) in integers, exact for any size."""
     return (2 * value * numerator + denominator) // (2 * denominator)
-
-
-def _number(value: float) -> str:
-    """Canonical number: an integer when whole, else the decimal without trailing zeros."""
-    return str(int(value)) if value == int(value) else f"{value:.9f}".rstrip("0").rstrip(".")

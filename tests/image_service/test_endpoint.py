@@ -143,7 +143,7 @@ def test_storage_failures_are_unavailable_not_errors(client, monkeypatch):
     def failing(*args, **kwargs):
         raise TransientError("S3 SlowDown")
 
-    from app.imageserver import s3source
+    from app.storage import ranged as s3source
 
     s3source.BLOCKS.clear()
     monkeypatch.setattr(S3Storage, "read_range", failing)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from app.imageserver.request import Plan
+from app.iiif.request import Plan
 
 LAMBDA_RESPONSE_LIMIT = 6_291_456  # bytes: Lambda's synchronous response payload, the whole JSON included
 ENVELOPE_MARGIN = 256 * 1024

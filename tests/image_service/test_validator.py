@@ -4,7 +4,7 @@ import random
 import pyvips
 from iiif_validator import validator
 
-from tests.imageserver.conftest import http_server
+from tests.image_service.conftest import http_server
 
 IDENTIFIER = "67352ccc-d1b0-11e1-89ae-279075081939"
 # Level-3 tests of features this server also offers (advertised in extraFeatures/extraFormats). Not run:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pyvips
 
 from app.errors import SourceGone, TilerError
-from app.imageserver.request import NotFound, Unavailable
+from app.iiif.request import NotFound, Unavailable
 from app.model import SourceRef
 from app.storage.s3 import PreconditionFailed, S3Storage
 

@@ -1,10 +1,10 @@
 """A tile of a large serving TIFF costs a few ranged GETs, never a download of the file."""
 import pytest
 
-from app.imageserver import s3source
-from app.imageserver.render import read_pyramid, render
-from app.imageserver.request import Limits, parse, plan
-from app.imageserver.s3source import BLOCK_SIZE, RemoteTiff
+from app.iiif.request import Limits, parse, plan
+from app.pipeline.render import read_pyramid, render
+from app.storage import ranged as s3source
+from app.storage.ranged import BLOCK_SIZE, RemoteTiff
 from app.storage.s3 import S3Storage
 from tests.helpers import photo
 

@@ -2,7 +2,7 @@
 
 Rendered from the tiled pyramidal TIFF the pipeline writes to
 ``derivatives/ID.tif`` in the tiles bucket, read with ranged GETs (see
-``app.imageserver.s3source``); the static level-0 tiles are untouched. Every
+``app.storage.ranged``); the static level-0 tiles are untouched. Every
 URL is built with ``url_for(..., _external=True)``, so ``id`` and the canonical
 ``Link`` are right under an API Gateway stage prefix too. Errors are a short
 text with their IIIF status (400, 403, 404, 501, 503), with CORS like every
@@ -28,65 +28,68 @@ from flask import Blueprint, Flask, Response, current_app, redirect, request, ur
 from app import records
 from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
-from app.imageserver import oversize
-from app.imageserver import render as rendering
-from app.imageserver.request import Limits, NotFound, Plan, RequestError, Unavailable, parse, plan
-from app.imageserver.s3source import BLOCKS, RemoteTiff
+from app.iiif import serving
+from app.iiif.info import CONTEXT, LEVEL2_PROFILE, level2
+from app.iiif.request import (
+    Limits,
+    NotFound,
+    Plan,
+    RequestError,
+    Unavailable,
+    parse,
+    plan,
+)
 from app.model import SourceRef
-from app.pipeline.iiif import CONTEXT, scale_factors
+from app.pipeline import render as rendering
 from app.pipeline.inspect import harden_libvips
+from app.storage.ranged import BLOCKS, RemoteTiff
 from app.storage.s3 import DESCRIPTOR_CACHE, TILE_CACHE, S3Storage
+from app.web import oversize
 from config import Settings
 
-DERIVATIVE_KEY = "derivatives/{image_id}.tif"
-TILE_SIZE = 512  # the serving TIFF's tile edge: tiles of this size cost the fewest reads
-PROFILE = "http://iiif.io/api/image/3/level2.json"
 JSON_LD = f'application/ld+json;profile="{CONTEXT}"'
-EXTRA_QUALITIES = ["color", "gray", "bitonal"]
-EXTRA_FORMATS = ["tif", "webp"]
-EXTRA_FEATURES = ["canonicalLinkHeader", "mirroring", "profileLinkHeader", "rotationArbitrary", "sizeUpscaling"]
 
-iiif = Blueprint("iiif", __name__, url_prefix="/iiif/3")
+image_service = Blueprint("image_service", __name__, url_prefix="/iiif/3")
 
 
 def register(app: Flask) -> None:
     """Serve the endpoint from ``app`` (idempotent)."""
-    if "iiif" not in app.blueprints:
-        app.register_blueprint(iiif)
+    if "image_service" not in app.blueprints:
+        app.register_blueprint(image_service)
 
 
-@iiif.get("/<path:image_id>")
+@image_service.get("/<path:image_id>")
 def base(image_id: str):
     """The base URI redirects to the image information, as the specification asks."""
     _check_id(image_id)
-    return redirect(url_for("iiif.info", image_id=image_id, _external=True), code=303)
+    return redirect(url_for("image_service.info", image_id=image_id, _external=True), code=303)
 
 
-@iiif.get("/<path:image_id>/info.json")
+@image_service.get("/<path:image_id>/info.json")
 def info(image_id: str):
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
-    service_id, limits = url_for("iiif.base", image_id=image_id, _external=True), _limits()
-    document = info_document(service_id, pyramid, limits)
+    service_id, limits = url_for("image_service.base", image_id=image_id, _external=True), _limits()
+    document = level2(service_id, pyramid.pages, limits)
     wants_ld = request.accept_mimetypes["application/ld+json"] > request.accept_mimetypes["application/json"]
     response = Response(json.dumps(document, indent=2), mimetype=None,
                         content_type=JSON_LD if wants_ld else "application/json")
-    response.headers["Link"] = f'<{PROFILE}>;rel="profile"'
+    response.headers["Link"] = f'<{LEVEL2_PROFILE}>;rel="profile"'
     response.headers["Cache-Control"] = DESCRIPTOR_CACHE
     response.vary.add("Accept")
     response.set_etag(_etag(tiff.ref.etag, service_id, limits, wants_ld))
     return response.make_conditional(request)
 
 
-@iiif.get("/<path:image_id>/<region>/<size>/<rotation>/<quality>.<fmt>")
+@image_service.get("/<path:image_id>/<region>/<size>/<rotation>/<quality>.<fmt>")
 def image(image_id: str, region: str, size: str, rotation: str, quality: str, fmt: str):
     _check_id(image_id)
     parsed = parse(region, size, rotation, quality, fmt)  # malformed requests never reach S3
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
     wanted = plan(parsed, pyramid.width, pyramid.height, _limits())
-    canonical = url_for("iiif.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
-    headers = {"Link": f'<{canonical}>;rel="canonical",<{PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
+    canonical = url_for("image_service.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
+    headers = {"Link": f'<{canonical}>;rel="canonical",<{LEVEL2_PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
     made = f"{image_id}/{wanted.canonical}"
     if made in _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag):
         return redirect(f"{_settings().public_base_url.rstrip('/')}/{made}", 302, Response=_Redirect)
@@ -105,41 +108,17 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     return response
 
 
-@iiif.errorhandler(RequestError)
+@image_service.errorhandler(RequestError)
 def refuse(error: RequestError):
     response = Response(error.message + "\n", status=error.status, content_type="text/plain; charset=utf-8")
     response.headers["Cache-Control"] = "no-store" if error.status >= 500 else "public, max-age=60"
     return response
 
 
-@iiif.after_request
+@image_service.after_request
 def allow_any_origin(response: Response) -> Response:
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
-
-
-def info_document(service_id: str, pyramid: rendering.Pyramid, limits: Limits) -> dict[str, Any]:
-    """The level-2 info.json: limits, the pyramid pages as cheap sizes, the TIFF tiles, what goes beyond level 2."""
-    width, height = pyramid.width, pyramid.height
-    sizes = [{"width": w, "height": h} for w, h in reversed(pyramid.pages)
-             if w <= limits.max_width and h <= limits.max_height and w * h <= limits.max_area]
-    return {
-        "@context": CONTEXT,
-        "id": service_id,
-        "type": "ImageService3",
-        "protocol": "http://iiif.io/api/image",
-        "profile": "level2",
-        "width": width,
-        "height": height,
-        "maxWidth": limits.max_width,
-        "maxHeight": limits.max_height,
-        "maxArea": limits.max_area,
-        "sizes": sizes,
-        "tiles": [{"width": TILE_SIZE, "height": TILE_SIZE, "scaleFactors": scale_factors(width, height, TILE_SIZE)}],
-        "extraQualities": EXTRA_QUALITIES,
-        "extraFormats": EXTRA_FORMATS,
-        "extraFeatures": EXTRA_FEATURES,
-    }
 
 
 def _settings() -> Settings:
@@ -162,7 +141,7 @@ def _locate(image_id: str) -> RemoteTiff:
     BLOCKS.capacity = _settings().iiif_block_cache_mb * 1024 * 1024
     settings = current_app.config["SETTINGS"]
     return RemoteTiff.locate(_storage(settings.upload_workers), settings.tiles_bucket,
-                             DERIVATIVE_KEY.format(image_id=image_id))
+                             serving.key(image_id))
 
 
 @functools.cache

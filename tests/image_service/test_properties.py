@@ -11,7 +11,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from app.imageserver.request import QUALITIES, Limits, RequestError, parse, plan
+from app.iiif.request import QUALITIES, Limits, RequestError, parse, plan
 from tests.helpers import photo
 
 QUICK = settings(max_examples=150, deadline=None, derandomize=True, database=None,

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 import pyvips
 
-from app.imageserver.request import Plan
+from app.iiif import serving
+from app.iiif.request import Plan
 
 OpenPage = Callable[[int], pyvips.Image]
 MAX_PAGES = 32  # a 2^32-pixel-wide pyramid; more pages than this is not a pyramid we wrote
 DECODE_BUDGET = 4  # decode at most ~4x the output's pixels (plus a tile), choosing a smaller page if needed
-_TILE_AREA = 512 * 512
+_TILE_AREA = serving.TILE_SIZE ** 2
 _ALPHA_FORMATS = ("png", "webp", "tif")
 
 

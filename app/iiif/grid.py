@@ -1,4 +1,4 @@
-"""IIIF Image API 3.0 level 0 maths: pyramid levels, tile regions, canonical paths, info.json.
+"""The tile pyramid's arithmetic: levels, tile regions, scale factors, declared sizes.
 
 Pure functions of the image size and tile size, no pixels. The Deep Zoom
 pyramid halves each level rounding up, so Deep Zoom level ``max - k`` is
@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-CONTEXT = "http://iiif.io/api/image/3/context.json"
+from app.iiif.paths import canonical
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,8 @@ def tiles(width: int, height: int, tile_size: int) -> Iterator[Tile]:
 
 
 def image_path(image_id: str, width: int, height: int, region: tuple[int, int, int, int], size: tuple[int, int]) -> str:
-    """Canonical IIIF 3 path (region/size/rotation/quality.format), as OpenSeadragon and Mirador request it."""
-    region_part = "full" if region == (0, 0, width, height) else ",".join(map(str, region))
-    size_part = "max" if region_part == "full" and size == (width, height) else f"{size[0]},{size[1]}"
-    return f"{image_id}/{region_part}/{size_part}/0/default.jpg"
+    """The level-0 path of a tile or size, as OpenSeadragon and Mirador request it."""
+    return f"{image_id}/{canonical(region, size, width, height)}"
 
 
 def max_size(width: int, height: int, bound: int) -> tuple[int, int, int]:
@@ -88,22 +86,3 @@ def thumbnail_size(width: int, height: int, bound: int, at_least: int = 200) -> 
     sizes = declared_sizes(width, height, bound)
     _, w, h = next((size for size in reversed(sizes) if max(size[1:]) >= at_least), sizes[0])
     return w, h
-
-
-def info_json(service_id: str, width: int, height: int, tile_size: int, bound: int) -> dict:
-    """The level-0 info.json; maxWidth/maxHeight appear only when full/max is smaller than the image."""
-    _, max_w, max_h = max_size(width, height, bound)
-    info = {
-        "@context": CONTEXT,
-        "id": service_id,
-        "type": "ImageService3",
-        "protocol": "http://iiif.io/api/image",
-        "profile": "level0",
-        "width": width,
-        "height": height,
-    }
-    if (max_w, max_h) != (width, height):
-        info.update(maxWidth=max_w, maxHeight=max_h)
-    info["sizes"] = [{"width": w, "height": h} for _, w, h in reversed(declared_sizes(width, height, bound))]
-    info["tiles"] = [{"width": tile_size, "height": tile_size, "scaleFactors": scale_factors(width, height, tile_size)}]
-    return info

@@ -12,11 +12,12 @@ import pytest
 import pyvips
 from zappa.handler import LambdaHandler
 
-from app.imageserver import oversize, render
-from app.imageserver.request import MEDIA_TYPES, Limits, parse, plan
+from app.iiif.request import MEDIA_TYPES, Limits, parse, plan
+from app.pipeline import render
 from app.storage.s3 import TILE_CACHE, S3Storage
+from app.web import oversize
 from bench.synth import photo_like
-from tests.imageserver.conftest import serving_tiff
+from tests.image_service.conftest import serving_tiff
 
 ID = "photos/large"
 PHOTO = (2600, 1700)  # 4.4 MP, above the default maxArea: full/max is cut to it
