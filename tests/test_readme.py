@@ -1,4 +1,4 @@
-"""The documents' promises that code can check: commands, subcommands, make targets, paths, links, the settings table."""
+"""The documents' promises that code can check: commands, make targets, paths, links, the settings table."""
 import argparse
 import re
 from pathlib import Path
@@ -14,7 +14,8 @@ BENCHMARKS = (ROOT / "BENCHMARKS.md").read_text()
 DOCUMENTS = {"README.md": README, "ARCHITECTURE.md": ARCHITECTURE, "BENCHMARKS.md": BENCHMARKS}
 
 PATH_ROOTS = ("app/", "tooling/", "scripts/", "bench/", "batch_fallback/", "tests/", "templates/", "static/")
-PATH = re.compile(r"(?<![\w./-])((?:%s)[\w./-]*)" % "|".join(map(re.escape, PATH_ROOTS)))
+ROOTS = "|".join(map(re.escape, PATH_ROOTS))
+PATH = re.compile(rf"(?<![\w./-])((?:{ROOTS})[\w./-]*)")
 LOOKS_LIKE_A_FILE = re.compile(r"(\.[A-Za-z0-9]+|/)$")
 
 
