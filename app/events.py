@@ -14,7 +14,7 @@ import socket
 from typing import Any
 from urllib.parse import unquote_plus
 
-from app import jobs
+from app import items, jobs
 from app.collection import runner as collection_runner
 from app.errors import TransientError
 from app.ids import PAGES_PREFIX, page_of
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 _OUTPUT_KEY = re.compile(rf"^(jobs|claims|index|members|{serving.PREFIX.rstrip('/')})/|_files/\d+/|\.dzi$"
                          r"|/(info|manifest|collection)\.json$"
                          r"|/default\.jpg$")
+
+
+# What sits on top of the per-image engine and hears of every final record.
+SUBSCRIBERS: tuple[jobs.Listener, ...] = (
+    lambda record, settings, _key: collection_runner.image_finished(record, settings), items.page_finished)
 
 
 class UnroutableRecord(Exception):
@@ -50,7 +55,7 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
             if collection_runner.is_task_key(ref.key):
                 record = collection_runner.start(ref, settings)
             else:
-                record = jobs.handle(ref, settings, runtime)
+                record = jobs.handle(ref, settings, runtime, SUBSCRIBERS)
             statuses.append(record["status"] if record else "duplicate")
         except Exception as error:  # keep going: the other records deserve their turn
             if isinstance(error, TransientError):

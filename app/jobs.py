@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,7 +22,6 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app import cdn, dispatch, items, records
-from app.collection import runner as collection_runner
 from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
 from app.ids import image_id_for, page_of
 from app.iiif import grid
@@ -43,6 +42,9 @@ SCRATCH_PREFIX = "tiler-"  # tiler-PID-random: the owning process is known, so o
 _active_scratch: set[str] = set()  # this process's scratch folders in use (the demo runs jobs concurrently)
 
 
+Listener = Callable[[dict[str, Any], Settings, str], None]  # a final record, the settings, the key delivered
+
+
 class InProgressElsewhere(TransientError):
     """A duplicate delivery while the first is still working: retried later, it finds the job done (or stale)."""
 
@@ -57,18 +59,28 @@ class Runtime:
     memory_mb: int = 0  # what the job is billed for: Lambda's memory size, or the Batch container's
     vcpus: float = 0.0
 
+    @property
+    def route(self) -> str:
+        """What the job record says of where it ran."""
+        return Route.LAMBDA if self.may_dispatch else Route.BATCH
+
     def usage(self, seconds: float) -> dict[str, Any]:
         """Billable compute for ``seconds`` of this runtime (Lambda: GB-seconds; Batch: vCPU- and GB-seconds)."""
         gigabytes = self.memory_mb / 1024
-        usage = {"kind": Route.LAMBDA if self.may_dispatch else Route.BATCH, "seconds": round(seconds, 3),
+        usage = {"kind": self.route, "seconds": round(seconds, 3),
                  "memory_gb": round(gigabytes, 3), "gb_seconds": round(gigabytes * seconds, 3)}
         if self.vcpus:
             usage.update(vcpus=self.vcpus, vcpu_seconds=round(self.vcpus * seconds, 3))
         return usage
 
 
-def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, Any] | None:
-    """Convert and publish one source version; returns its job record, or None if another delivery has it."""
+def handle(ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequence[Listener] = ()
+           ) -> dict[str, Any] | None:
+    """Convert and publish one source version; returns its job record, or None if another delivery has it.
+
+    ``listeners`` hear of every final record, also on a duplicate delivery: what sits on top of the engine
+    (collections, documents' items) subscribes through them, as the entry points choose.
+    """
     store = S3Storage(settings.upload_workers)
     image_id = image_id_for(ref.key)
     try:
@@ -77,7 +89,7 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
         if page_of(ref.key):  # a page of a document's earlier version, deleted when the new one was split
             log.info("skipped s3://%s/%s: superseded by a newer version of its document", ref.bucket, ref.key)
             return None
-        return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings)
+        return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings, listeners)
     if ref.etag and current.etag != ref.etag:
         log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
         return None
@@ -87,11 +99,10 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
         raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}) is being converted by another worker")
     if claimed == records.Claim.HANDLED:
         log.info("s3://%s/%s (%s) is already handled: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
-        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, current)
+        _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, listeners, current)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
-    route = Route.LAMBDA if runtime.may_dispatch else Route.BATCH
-    journal = Journal(store, settings.metadata_bucket, image_id, current, route, runtime.owner,
+    journal = Journal(store, settings.metadata_bucket, image_id, current, runtime.route, runtime.owner,
                       indexed_as=previous and previous.get("status"), replaces=_published_version(previous))
     try:
         record = _run(journal, store, current, image_id, settings, runtime, previous)
@@ -104,18 +115,18 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime) -> dict[str, An
     except Exception as error:
         _give_back(journal, store, settings, image_id, current, error)
         raise
-    return _finished(record, settings)
+    return _finished(record, settings, listeners)
 
 
-def _finished(record: dict[str, Any] | None, settings: Settings, delivered: SourceRef | None = None
-              ) -> dict[str, Any] | None:
-    """Tell the collections this image belongs to, or the item it is a page of, that it is final (also on a
-    duplicate delivery: the collection may have sent it again after its first job ended, and a new version of a
-    document may hold a page identical to one already converted, under its new key)."""
+def _finished(record: dict[str, Any] | None, settings: Settings, listeners: Sequence[Listener],
+              delivered: SourceRef | None = None) -> dict[str, Any] | None:
+    """Tell the listeners a record is final, also on a duplicate delivery: a collection may have sent the image
+    again after its first job ended, and a new version of a document may hold a page identical to one already
+    converted, under its new key."""
     etag = delivered.etag if delivered else None
     if record and record["status"] in Status.FINAL and (etag is None or record["source"].get("etag") == etag):
-        collection_runner.image_finished(record, settings)
-        items.page_finished(record, settings, delivered.key if delivered else record["source"]["key"])
+        for listener in listeners:
+            listener(record, settings, delivered.key if delivered else record["source"]["key"])
     return record
 
 
@@ -243,7 +254,7 @@ def _record_gone(store: S3Storage, settings: Settings, image_id: str, ref: Sourc
                  reason: str) -> dict[str, Any]:
     log.warning("%s", reason)
     previous = records.read_record(store, settings.metadata_bucket, image_id)
-    journal = Journal(store, settings.metadata_bucket, image_id, ref, Route.LAMBDA, runtime.owner,
+    journal = Journal(store, settings.metadata_bucket, image_id, ref, runtime.route, runtime.owner,
                       indexed_as=previous and previous.get("status"), replaces=_published_version(previous))
     return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
 

@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 
-from app import jobs
+from app import events, jobs
 from app.model import SourceRef, Status
 from config import Settings
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = SourceRef(args.bucket, args.key, args.etag or None)
     try:
         settings = Settings.from_env()
-        record = jobs.handle(ref, settings, _runtime(settings))
+        record = jobs.handle(ref, settings, _runtime(settings), events.SUBSCRIBERS)
     except Exception as error:  # noqa: BLE001 - every escape is a retry, by contract
         log.exception("s3://%s/%s was not converted", ref.bucket, ref.key)
         print(f"batch_fallback: s3://{ref.bucket}/{ref.key} failed, will be retried: "
