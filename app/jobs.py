@@ -30,6 +30,7 @@ from app.pipeline import convert, jp2
 from app.pipeline.inspect import checked_format, open_image
 from app.pipeline.pages import Document, inspect_document
 from app.records import Journal
+from app.storage.publishing import Publisher
 from app.storage.s3 import S3Storage
 from config import Settings
 
@@ -155,18 +156,18 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         if reason:
             return _hand_to_batch(journal, ref, image_id, settings, reason)
         journal.phase("convert", 0, 100)
-        with store.early_tiles(settings.tiles_bucket) as early:  # tiles go up while libvips makes the rest
+        publisher = Publisher(store, settings.tiles_bucket, settings.metadata_bucket)
+        with publisher.early_tiles() as early:  # tiles go up while libvips makes the rest
             conversion = convert(source, work / "out", settings, image_id, source_name=_source_name(ref.key),
                                  on_progress=lambda percent: journal.progress(int(percent), 100), on_tile=early.add)
             timings.update(conversion.timings)
-            objects = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
+            objects = conversion.object_count
             if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
                 early.discard()
                 return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
             journal.phase("publish", 0, objects)
             publish_started = time.perf_counter()
-            _, stored = store.publish(conversion, settings.tiles_bucket, settings.metadata_bucket,
-                                      on_progress=journal.progress, early=early)
+            stored = publisher.publish(conversion, on_progress=journal.progress, early=early)
         _prune_stale_tiles(store, settings.tiles_bucket, conversion, previous, settings.tile_size)
         _invalidate_replaced(settings, image_id, ref.etag, previous)
         timings["publish"] = round(time.perf_counter() - publish_started, 3)

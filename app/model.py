@@ -29,6 +29,15 @@ class ImageFacts:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One step of publishing: every file of a phase lands before any file of the next is written."""
+
+    name: str  # tiles | descriptors | metadata
+    files: tuple[tuple[str, str], ...]  # (staged path, key under the destination)
+    destination: str = "tiles"  # the tiles bucket or folder, or "metadata"
+
+
+@dataclass(frozen=True)
 class Conversion:
     """A converted image waiting in a staging folder to be published.
 
@@ -48,6 +57,19 @@ class Conversion:
     derivatives: tuple[str, ...] = ()  # e.g. the serving TIFF, published with the tiles
     palette: tuple[dict[str, Any], ...] = ()
     named_derivatives: tuple[dict[str, Any], ...] = ()  # DERIVATIVES_FILE's sets: name, path, width, height
+
+    def phases(self) -> tuple[Phase, Phase, Phase]:
+        """THE publishing order, which every publisher follows: the tiles (and derivatives), then the
+        descriptors that point at them, then the metadata JSON. A crash at any point leaves at most tiles no
+        descriptor points at yet; the job record, written after the last phase, says "done"."""
+        def staged(paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+            return tuple((f"{self.tiles_root}/{path}", path) for path in paths)
+        return (Phase("tiles", staged(self.tiles + self.derivatives)), Phase("descriptors", staged(self.descriptors)),
+                Phase("metadata", ((self.metadata_path, f"{self.image_id}.json"),), destination="metadata"))
+
+    @property
+    def object_count(self) -> int:
+        return sum(len(phase.files) for phase in self.phases())
 
 
 @dataclass(frozen=True)

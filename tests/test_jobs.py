@@ -10,7 +10,7 @@ from app.errors import TransientError
 from app.events import handle_s3_event
 from app.jobs import InProgressElsewhere
 from app.records import claim_key
-from app.storage import s3 as s3_storage
+from app.storage.publishing import Publisher
 from tests.helpers import photo
 
 DESCRIPTORS = ("info.json", ".dzi", "/full/max/0/default.jpg")
@@ -55,7 +55,7 @@ def test_published_objects_carry_types_caching_and_a_complete_record(cloud):
 
 def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud, monkeypatch):
     event = _one_event(cloud)
-    real_upload, calls = s3_storage.S3Storage._put_file, []
+    real_upload, calls = Publisher.upload, []
 
     def crash_after_five(self, *args):
         calls.append(args)
@@ -65,7 +65,7 @@ def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud
             return crashed
         return real_upload(self, *args)
 
-    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", crash_after_five)
+    monkeypatch.setattr(Publisher, "upload", crash_after_five)
     with pytest.raises(RuntimeError, match="injected crash"):
         handle_s3_event(event)
     published = cloud.tiles()
@@ -73,7 +73,7 @@ def test_a_crash_mid_publish_exposes_no_descriptor_and_the_retry_completes(cloud
     assert cloud.record("img")["status"] == "retrying" and "injected crash" in cloud.record("img")["error"]
     assert list(cloud.work_dir.iterdir()) == []  # no staging debris
 
-    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", real_upload)
+    monkeypatch.setattr(Publisher, "upload", real_upload)
     assert handle_s3_event(event)["statuses"] == ["done"]
     assert {"img/info.json", "img.dzi", "img/full/max/0/default.jpg"} <= cloud.tiles()
 
@@ -237,14 +237,14 @@ def test_scratch_left_by_killed_jobs_is_swept_and_live_jobs_are_left_alone(cloud
 
 def test_an_image_that_breaks_mid_tiling_leaves_none_of_its_early_tiles_behind(cloud, monkeypatch):
     """Tiles go up while libvips works; when the decode then fails, the ones that landed are deleted."""
-    real_put, landed = s3_storage.S3Storage._put_file, []
+    real_put, landed = Publisher.upload, []
 
     def counting_put(self, *args):
         upload = real_put(self, *args)
         upload.add_done_callback(lambda done: done.exception() or landed.append(args[2]))
         return upload
 
-    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", counting_put)
+    monkeypatch.setattr(Publisher, "upload", counting_put)
     whole = photo(2600, 2600).write_to_buffer(".jpg", Q=95)
     assert handle_s3_event(_one_event(cloud, "torn.jpg", whole[: len(whole) * 3 // 4]))["statuses"] == ["failed"]
     record = cloud.record("torn")

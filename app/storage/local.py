@@ -38,22 +38,26 @@ class LocalStorage:
             shutil.rmtree(stage, ignore_errors=True)
 
     def publish(self, conversion: Conversion) -> None:
-        """Move the staged conversion into place: tiles first, descriptors last."""
+        """Move the staged conversion into place in ``Conversion.phases`` order, whole folders where it can."""
+        for phase in conversion.phases():
+            if phase.name == "tiles":
+                self._move_tile_folders(conversion)
+            folder = self.metadata_dir if phase.destination == "metadata" else self.tiles_dir
+            for staged, key in phase.files:
+                if os.path.lexists(staged):  # not moved with its folder: derivatives, the .dzi, the metadata
+                    _move_file(Path(staged), folder / key)
+
+    def _move_tile_folders(self, conversion: Conversion) -> None:
+        """The Deep Zoom tile folder, then the IIIF folder: region by region over an earlier conversion of the
+        id, else in one rename, with its descriptors (they land together with the tiles they point at)."""
         root, image_id = Path(conversion.tiles_root), conversion.image_id
         trash = root / ".replaced"
         _replace(root / f"{image_id}_files", self.tiles_dir / f"{image_id}_files", trash)
-        for derivative in conversion.derivatives:
-            _move_file(root / derivative, self.tiles_dir / derivative)
         staged, target = root / image_id, self.tiles_dir / image_id
         if target.exists():
             _replace_regions(staged, target, trash)
-        else:  # a first conversion of this id: the whole IIIF folder, descriptors and all, in one rename
+        else:
             _replace(staged, target, trash)
-        for descriptor in conversion.descriptors:  # what is still staged: the .dzi, or info.json and the manifest
-            if (root / descriptor).exists():
-                _move_file(root / descriptor, self.tiles_dir / descriptor)
-        _move_file(Path(conversion.metadata_path), self.metadata_dir / f"{image_id}.json")
-
 
     def publish_file(self, staged: Path, path: str) -> None:
         """Move one staged file (an item's manifest) to ``path`` under the tiles folder, in one rename."""

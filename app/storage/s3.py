@@ -1,4 +1,4 @@
-"""The only S3 calls: fetch a source version, publish a conversion, read and write JSON records.
+"""The S3 client and its calls: source versions, JSON records, listings, ranged reads, upload forms.
 
 One boto3 client per process, built lazily and reused across warm
 invocations, with botocore's adaptive retry mode (so 503 SlowDown and
@@ -17,7 +17,7 @@ import mimetypes
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,15 @@ from awscrt.s3 import S3ResponseError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.errors import SourceGone, TilerError, TransientError
-from app.model import Conversion, SourceRef
-from app.storage.native_uploads import NativeUploader, Upload
+from app.errors import SourceGone, TransientError
+from app.model import SourceRef
+from app.storage.native_uploads import NativeUploader
 
 log = logging.getLogger(__name__)
 TILE_CACHE = "public, max-age=86400"
 DESCRIPTOR_CACHE = "public, max-age=300"  # short: a re-upload republishes them
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _PRECONDITION = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
-Progress = Callable[[int, int], None]
 
 
 class PreconditionFailed(Exception):
@@ -99,22 +98,22 @@ class S3Storage:
         self.requests = {"write": 0, "read": 0}  # PUT/COPY/POST/LIST, and GET/HEAD
         self._lock = threading.Lock()
 
-    def _count(self, tier: str) -> None:
+    def count(self, tier: str) -> None:
         with self._lock:
             self.requests[tier] += 1
 
     # Sources -------------------------------------------------------------------------------
     def head(self, ref: SourceRef) -> SourceRef:
         """The object's current version; raises SourceGone when it no longer exists."""
-        self._count("read")
-        with _classified(ref):
+        self.count("read")
+        with classified(ref):
             answer = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
         return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"])
 
     def fetch(self, ref: SourceRef, target: Path, on_bytes: Callable[[int], None] | None = None) -> Path:
         """Download exactly version ``ref.etag`` (If-Match), streaming to ``target``."""
-        self._count("read")
-        with _classified(ref):
+        self.count("read")
+        with classified(ref):
             answer = self.s3.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=ref.etag)
             with target.open("wb") as out:
                 for chunk in answer["Body"].iter_chunks(chunk_size=1 << 20):
@@ -123,55 +122,11 @@ class S3Storage:
                         on_bytes(len(chunk))
         return target
 
-    # Publishing ------------------------------------------------------------------------------
-    def early_tiles(self, bucket: str) -> EarlyTiles:
-        """A place to upload tiles while the conversion still runs; hand it to ``publish``."""
-        return EarlyTiles(self, bucket)
-
-    def publish(self, conversion: Conversion, tiles_bucket: str, metadata_bucket: str,
-                on_progress: Progress | None = None, early: EarlyTiles | None = None) -> tuple[int, int]:
-        """Upload tiles, then descriptors, then the metadata JSON; each phase in parallel.
-
-        A phase starts only when the previous one has fully succeeded, so a
-        crash at any point never leaves a descriptor pointing at missing tiles.
-        Tiles already sent through ``early`` are waited for, not sent again.
-        Returns (objects, bytes) written.
-        """
-        root = Path(conversion.tiles_root)
-        total = len(conversion.tiles) + len(conversion.derivatives) + len(conversion.descriptors) + 1
-        counter = _Counter(total, on_progress)
-        sent = early.take() if early else {}
-        phases = [
-            [(root / path, tiles_bucket, path, TILE_CACHE) for path in (*conversion.tiles, *conversion.derivatives)
-             if path not in sent],
-            [(root / path, tiles_bucket, path, DESCRIPTOR_CACHE) for path in conversion.descriptors],
-            [(Path(conversion.metadata_path), metadata_bucket, f"{conversion.image_id}.json", "no-cache")],
-        ]
-        already = list(sent.values())  # the early tiles join the tiles phase
-        for uploads in phases:
-            futures = already + [self._put_file(*upload) for upload in uploads]
-            already = []
-            try:
-                for future in as_completed(futures):  # the whole phase lands (or fails) before the next begins
-                    with _classified():
-                        counter.add(future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-        return total, counter.bytes
-
-    def _put_file(self, path: Path, bucket: str, key: str, cache_control: str) -> Upload:
-        """Start uploading ``path``; the upload's result is its size in bytes."""
-        self._count("write")
-        return uploader(self.workers).put_file(path, bucket, key, {"Content-Type": content_type(key),
-                                                                   "Cache-Control": cache_control})
-
     def delete_keys(self, bucket: str, keys: Iterable[str]) -> None:
         keys = list(keys)
         for start in range(0, len(keys), 1000):
-            self._count("write")
-            with _classified():
+            self.count("write")
+            with classified():
                 self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
                                                               "Quiet": True})
 
@@ -180,32 +135,32 @@ class S3Storage:
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
         """(key, ETag) of every object under ``prefix``."""
-        with _classified():
+        with classified():
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                self._count("write")
+                self.count("write")
                 yield from ((item["Key"], item["ETag"].strip('"')) for item in page.get("Contents", []))
 
     def read_text(self, bucket: str, key: str) -> str:
-        self._count("read")
-        with _classified(SourceRef(bucket, key)):
+        self.count("read")
+        with classified(SourceRef(bucket, key)):
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8-sig")
 
     def put_bytes(self, bucket: str, key: str, body: bytes, cache_control: str = DESCRIPTOR_CACHE) -> None:
-        self._count("write")
-        with _classified():
+        self.count("write")
+        with classified():
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
                                CacheControl=cache_control)
 
     def put_media(self, bucket: str, key: str, body: bytes, media_type: str, cache_control: str) -> None:
         """``put_bytes`` with the media type given, as ``mimetypes`` may not know one (``.webp`` before Python 3.13)."""
-        self._count("write")
-        with _classified():
+        self.count("write")
+        with classified():
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=media_type, CacheControl=cache_control)
 
     def list_page(self, bucket: str, prefix: str, token: str | None, size: int) -> tuple[list[str], str | None]:
         """One page of keys under ``prefix`` and the continuation token of the next (None at the end)."""
-        self._count("write")
-        with _classified():
+        self.count("write")
+        with classified():
             answer = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=size,
                                              **({"ContinuationToken": token} if token else {}))
         return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
@@ -217,8 +172,8 @@ class S3Storage:
             future.result()
 
     def _put_source(self, bucket: str, path: Path, key: str) -> None:
-        self._count("write")
-        with _classified():
+        self.count("write")
+        with classified():
             self.s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type(key)})
 
     def touch_many(self, bucket: str, keys: Iterable[str]) -> None:
@@ -229,8 +184,8 @@ class S3Storage:
 
     def touch(self, bucket: str, key: str) -> None:
         """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload."""
-        self._count("write")
-        with _classified(SourceRef(bucket, key)):
+        self.count("write")
+        with classified(SourceRef(bucket, key)):
             self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
                                 MetadataDirective="REPLACE", Metadata={"tiler-retry": "1"})
 
@@ -247,9 +202,9 @@ class S3Storage:
     # JSON records ----------------------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
         """(document, etag), or None when there is none."""
-        self._count("read")
+        self.count("read")
         try:
-            with _classified():
+            with classified():
                 answer = self.s3.get_object(Bucket=bucket, Key=key)
                 return json.loads(answer["Body"].read()), answer["ETag"]
         except SourceGone:
@@ -263,15 +218,15 @@ class S3Storage:
             conditions["IfNoneMatch"] = "*"
         if if_match:
             conditions["IfMatch"] = if_match
-        self._count("write")
-        with _classified():
+        self.count("write")
+        with classified():
             answer = self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document, default=str).encode(),
                                         ContentType="application/json", CacheControl="no-cache", **conditions)
         return answer["ETag"]
 
     def delete(self, bucket: str, key: str) -> None:
-        self._count("write")
-        with _classified():
+        self.count("write")
+        with classified():
             self.s3.delete_object(Bucket=bucket, Key=key)
 
     # Ranged reads (the dynamic IIIF endpoint) ---------------------------------------------------
@@ -282,59 +237,11 @@ class S3Storage:
         it was looked up, this raises PreconditionFailed rather than mixing two
         versions' bytes in one decode.
         """
-        self._count("read")
-        with _classified(SourceRef(bucket, key)):
+        self.count("read")
+        with classified(SourceRef(bucket, key)):
             answer = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}",
                                         **({"IfMatch": etag} if etag else {}))
             return answer["Body"].read()
-
-
-class EarlyTiles:
-    """Tiles uploaded while the conversion is still running (``add`` is a ``convert`` ``on_tile``).
-
-    Until ``publish`` takes them, they are not published: no descriptor points
-    at them yet. If the job fails or is handed to Batch before then, leaving
-    the ``with`` block (or ``discard``) deletes whatever landed, so nothing of
-    an unfinished job stays in the tiles bucket.
-    """
-
-    def __init__(self, storage: S3Storage, bucket: str) -> None:
-        self._storage = storage
-        self._bucket = bucket
-        self._uploads: dict[str, Upload] = {}
-        self._lock = threading.Lock()
-
-    def add(self, path: Path, keys: tuple[str, ...]) -> None:
-        with self._lock:
-            for key in keys:
-                self._uploads[key] = self._storage._put_file(path, self._bucket, key, TILE_CACHE)
-
-    def take(self) -> dict[str, Upload]:
-        """key -> upload, for ``publish``; from now on they are its business."""
-        with self._lock:
-            uploads, self._uploads = self._uploads, {}
-        return uploads
-
-    def discard(self) -> None:
-        """Stop the uploads, let them settle, and delete every key they were for (best effort).
-
-        All of them: a PUT stopped or failed on our side may still have landed on S3's.
-        """
-        uploads = self.take()
-        for upload in uploads.values():
-            upload.cancel()
-        wait(uploads.values())
-        try:
-            self._storage.delete_keys(self._bucket, uploads)
-        except TilerError as error:
-            log.warning("could not delete %d early tiles of an unfinished job: %s", len(uploads), error)
-
-    def __enter__(self) -> EarlyTiles:
-        return self
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if kind is not None:
-            self.discard()
 
 
 def content_type(key: str) -> str:
@@ -348,7 +255,7 @@ def content_type(key: str) -> str:
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-class _classified:
+class classified:
     """Turn botocore's and the native uploader's failures into this project's errors: gone, lost race, or transient."""
 
     def __init__(self, ref: SourceRef | None = None) -> None:
@@ -380,21 +287,3 @@ def _error_code(body: bytes | None) -> str:
     """The ``<Code>`` of an S3 error document ("" when there is none)."""
     match = re.search(rb"<Code>([^<]*)</Code>", body or b"")
     return match.group(1).decode(errors="replace") if match else ""
-
-
-class _Counter:
-    """Thread-safe count of uploaded objects and bytes, reported to ``on_progress``."""
-
-    def __init__(self, total: int, on_progress: Progress | None) -> None:
-        self.total, self.done, self.bytes = total, 0, 0
-        self._lock = threading.Lock()
-        self._on_progress = on_progress
-
-    def add(self, size: int) -> None:
-        with self._lock:
-            self.done += 1
-            self.bytes += size
-            done = self.done
-        if self._on_progress:
-            self._on_progress(done, self.total)
-

@@ -191,11 +191,11 @@ def test_an_upload_form_never_names_an_existing_key(cloud, client, monkeypatch):
 
 
 def test_retry_resubmits_a_failed_job_through_the_event_path(cloud, client, monkeypatch):
-    from app.storage import s3 as s3_storage
+    from app.storage.publishing import Publisher
 
     cloud.upload("flaky.jpg", photo(300, 200).write_to_buffer(".jpg"))
     (event,) = cloud.events()
-    monkeypatch.setattr(s3_storage.S3Storage, "_put_file", lambda *args: (_ for _ in ()).throw(RuntimeError("S3 hiccup")))
+    monkeypatch.setattr(Publisher, "upload", lambda *args: (_ for _ in ()).throw(RuntimeError("S3 hiccup")))
     with pytest.raises(RuntimeError):
         handle_s3_event(event)
     monkeypatch.undo()
