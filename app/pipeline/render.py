@@ -91,12 +91,13 @@ def _crop_area(pyramid: Pyramid, index: int, region: tuple[int, int, int, int]) 
 
 
 def render(plan: Plan, pyramid: Pyramid, open_page: OpenPage, jpeg_quality: int = 85) -> bytes:
-    """The encoded image for ``plan``: crop, resize, quality, mirror and rotate, encode."""
+    """The encoded image for ``plan``, in the order of the IIIF specification (Image API 3.0, "Order of
+    Implementation"): region, size, rotation (mirror first), quality, then the format."""
     index = choose_page(pyramid, plan.region, plan.size)
     image = open_page(index).crop(*page_crop(pyramid, index, plan.region))
     image = _exact_size(_flattened(image), *plan.size)
-    image = _with_quality(image, plan.quality)
     image = _oriented(image, plan.mirror, plan.rotation, transparent=plan.format in _ALPHA_FORMATS)
+    image = _with_quality(image, plan.quality)  # last, as the specification orders: a rotation interpolates
     return encode(image, plan.format, jpeg_quality, bitonal=plan.quality == "bitonal")
 
 
@@ -121,8 +122,8 @@ def _exact_size(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
 def _with_quality(image: pyvips.Image, quality: str) -> pyvips.Image:
     if quality in ("gray", "bitonal") and image.bands > 1:
         image = image.colourspace("b-w")
-    if quality == "bitonal":
-        image = image >= 128  # uchar 0 or 255
+    if quality == "bitonal":  # uchar 0 or 255; an alpha band (a rotation's transparent corners) is kept
+        image = (image[0] >= 128).bandjoin(image[1]) if image.hasalpha() else image >= 128
     return image
 
 

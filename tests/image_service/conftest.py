@@ -8,15 +8,16 @@ import pytest
 import pyvips
 from werkzeug.serving import make_server
 
+from app.iiif import serving
+from app.pipeline.tiles import write_serving_tiff
 from app.web import create_app
 from config import Settings
 from tests.helpers import in_background
 
 
 def serving_tiff(image: pyvips.Image, path) -> bytes:
-    """The pipeline's serving TIFF, made by exactly its call."""
-    image.tiffsave(str(path), tile=True, tile_width=512, tile_height=512, pyramid=True, compression="jpeg", Q=85,
-                   bigtiff=True)
+    """The serving TIFF, written by the pipeline's own function."""
+    write_serving_tiff(image, path, 85)
     return path.read_bytes()
 
 
@@ -33,7 +34,7 @@ class Served:
 
     def put(self, image_id: str, image: pyvips.Image) -> bytes:
         body = serving_tiff(image, self.tmp_path / "serving.tif")
-        self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=f"derivatives/{image_id}.tif", Body=body)
+        self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=serving.key(image_id), Body=body)
         return body
 
     def limit(self, **limits: int) -> None:
