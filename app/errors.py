@@ -1,4 +1,4 @@
-"""One exception tree. Each error says whether retrying could help.
+"""One exception tree: its two branches say whether retrying could help.
 
 ``InputError`` is the image's fault: record ``failed`` with the message and do
 not retry. ``TransientError`` is the world's fault (network, throttling, a
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 class TilerError(Exception):
     """Base of every error this project raises on purpose."""
-
-    retryable = False
 
 
 class InputError(TilerError):
@@ -35,5 +33,3 @@ class SourceGone(TilerError):
 
 class TransientError(TilerError):
     """A fault outside the input: worth retrying with backoff."""
-
-    retryable = True

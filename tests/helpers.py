@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import pyvips
 
+from tooling.synth import photo_like
+
 from config import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -21,9 +23,8 @@ IIIF_TEST_IMAGE = SHARED / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-27907508
 
 
 def photo(width: int, height: int) -> pyvips.Image:
-    """A small photo-like sRGB image: smooth structure plus grain, never flat."""
-    bands = [pyvips.Image.perlin(width, height, cell_size=size, uchar=True) for size in (64, 16, 5)]
-    return bands[0].bandjoin(bands[1:]).copy(interpretation="srgb")
+    """A photo-like sRGB image, never flat: the project's one generator, materialised (tests reuse it)."""
+    return photo_like(width, height).copy_memory()
 
 
 def solid(width: int, height: int, colour: list[float], interpretation: str = "srgb",

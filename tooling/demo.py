@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import boto3
-import pyvips
 from werkzeug.serving import make_server
 
 from app import records
@@ -29,15 +28,9 @@ from app.web import create_app
 from config import Settings
 from tooling.local_s3 import LocalS3
 from tooling.local_stack import LocalStack
+from tooling.synth import photo_like
 
 SHARED_TEST_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
-
-
-def photo_like(width: int, height: int) -> pyvips.Image:
-    """A photo-like sRGB image (smooth structure plus grain, never flat), built lazily so it streams."""
-    bands = [pyvips.Image.perlin(width, height, cell_size=size, uchar=True) for size in (max(width // 8, 2), 64, 7)]
-    grain = pyvips.Image.gaussnoise(width, height, sigma=10, mean=0)
-    return (bands[0].bandjoin(bands[1:]) + grain).cast("uchar").copy(interpretation="srgb")
 
 
 def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, say=print) -> int:

@@ -17,7 +17,7 @@ from app.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from app.model import ImageFacts
 from app.pipeline import jp2, pdf
 
-_LOADER_NAME = re.compile(r"^VipsForeignLoad([A-Za-z0-9]+?)(File|Source|Buffer)?$")
+_LOADER_NAME = re.compile(r"^([a-z0-9]+?)load(_source|_buffer)?$")  # what "vips-loader" says: jpegload, ...
 _FORMAT_OF_LOADER = {"jpeg": "jpeg", "png": "png", "spng": "png", "tiff": "tiff", "webp": "webp",
                      "heif": "heif", "gif": "gif", "nsgif": "gif", "jp2k": "jp2k"}
 _BITS = {"uchar": 8, "char": 8, "ushort": 16, "short": 16, "uint": 32, "int": 32,
@@ -45,13 +45,12 @@ def sniff_format(path: Path) -> str | None:
         return "jp2k"
     if pdf.is_pdf(start):
         return "pdf"
-    pointer = pyvips.vips_lib.vips_foreign_find_load(str(path).encode())
-    pyvips.vips_lib.vips_error_clear()
-    if pointer == pyvips.ffi.NULL:
+    try:  # the header only: libvips picks the loader by the bytes and reads no pixels
+        loader = pyvips.Image.new_from_file(str(path), access="sequential").get("vips-loader")
+    except pyvips.Error:
         return None
-    loader = pyvips.ffi.string(pointer).decode()
     match = _LOADER_NAME.match(loader)
-    name = match.group(1).lower() if match else loader
+    name = match.group(1) if match else loader
     return _FORMAT_OF_LOADER.get(name, name)
 
 

@@ -32,7 +32,6 @@ LICENCE = ("XMP:License", "XMP:WebStatement", "XMP:UsageTerms")
 # What Presentation 3 allows in "rights", in the canonical http form its schema checks.
 RIGHTS_PREFIXES = ("http://creativecommons.org/licenses/", "http://creativecommons.org/publicdomain/",
                    "http://rightsstatements.org/vocab/")
-PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from app.iiif.request import MEDIA_TYPES, Limits, parse, plan
 from app.pipeline import render
 from app.storage.s3 import TILE_CACHE, S3Storage
 from app.web import oversize
-from bench.synth import photo_like
+from tooling.synth import photo_like
 from tests.image_service.conftest import serving_tiff
 
 ID = "photos/large"

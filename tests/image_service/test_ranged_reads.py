@@ -13,7 +13,7 @@ LIMITS = Limits(4096, 4096, 4096 * 4096)
 
 @pytest.fixture
 def large(served):
-    """A 6000x4000 serving TIFF (about 7 MB, five pages) on the S3 endpoint, and an empty block cache."""
+    """A 6000x4000 photo-like serving TIFF (about 11 MB, five pages) on the S3 endpoint, and an empty block cache."""
     body = served.put("large", photo(6000, 4000))
     s3source.BLOCKS.clear()
     return served, len(body)
@@ -42,7 +42,7 @@ def test_a_warm_process_reads_only_the_new_tiles_blocks(large):
     _tile(RemoteTiff.locate(storage, served.settings.tiles_bucket, "derivatives/large.tif"), "0,0,512,512")
     warm = RemoteTiff.locate(storage, served.settings.tiles_bucket, "derivatives/large.tif")
     _tile(warm, "4096,2048,512,512")
-    assert warm.stats.gets <= 2 and warm.stats.bytes_fetched <= 2 * BLOCK_SIZE
+    assert warm.stats.gets <= 3 and warm.stats.bytes_fetched <= 3 * BLOCK_SIZE  # one ~150 KB tile: 3 blocks
     again = RemoteTiff.locate(storage, served.settings.tiles_bucket, "derivatives/large.tif")
     _tile(again, "4096,2048,512,512")
     assert again.stats.gets == 0  # everything from the process's block cache

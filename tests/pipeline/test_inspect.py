@@ -2,7 +2,7 @@
 import pytest
 import pyvips
 
-from app.errors import CorruptImage, ImageTooLarge, InputError, UnsupportedFormat
+from app.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from app.pipeline.inspect import open_image, parse_icc_description, sniff_format
 from tests.helpers import convert_local, photo
 
@@ -58,11 +58,6 @@ def test_truncated_files_fail_instead_of_giving_grey_tiles(tmp_path, settings):
     with pytest.raises(CorruptImage, match="damaged or truncated"):
         convert_local(cut, tmp_path / "out", settings)
     assert not any((tmp_path / "out" / "tiles").iterdir()), "nothing may be left behind"
-
-
-def test_every_rejection_is_an_input_error():
-    assert all(issubclass(e, InputError) for e in (UnsupportedFormat, ImageTooLarge, CorruptImage))
-    assert not InputError.retryable
 
 
 def test_icc_description_is_read_from_v2_and_v4_profiles():
