@@ -5,6 +5,7 @@ variable and says what it is for; ``python -m app settings`` prints them all
 with their current values, and the README's table is generated from the same
 metadata, so the documentation cannot drift from the code.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,144 +26,199 @@ def _setting(env: str, default: Any, doc: str) -> Any:
 class Settings:
     # Conversion
     tile_size: int = _setting(
-        "TILE_SIZE", 512,
-        'Tile edge in pixels, shared by Deep Zoom and IIIF (no overlap, so both use the same encoded tiles).')
+        "TILE_SIZE",
+        512,
+        "Tile edge in pixels, shared by Deep Zoom and IIIF (no overlap, so both use the same encoded tiles).",
+    )
     jpeg_quality: int = _setting("JPEG_QUALITY", 85, "JPEG quality of tiles and derivatives (1-100).")
     max_pixels: int = _setting(
-        "MAX_PIXELS", 2_000_000_000,
-        'Largest width x height accepted at all, checked from the header before decoding.')
+        "MAX_PIXELS", 2_000_000_000, "Largest width x height accepted at all, checked from the header before decoding."
+    )
     iiif_max_size: int = _setting(
-        "IIIF_MAX_SIZE", 2048,
-        'Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare '
-        'maxWidth/maxHeight.')
+        "IIIF_MAX_SIZE",
+        2048,
+        "Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare "
+        "maxWidth/maxHeight.",
+    )
     allowed_formats: tuple[str, ...] = _setting(
-        "ALLOWED_FORMATS", ("jpeg", "png", "tiff", "webp", "jp2k", "pdf"),
+        "ALLOWED_FORMATS",
+        ("jpeg", "png", "tiff", "webp", "jp2k", "pdf"),
         "Comma-separated formats accepted, decided from the file's content (also possible: gif, heif). jp2k is JPEG "
-        '2000 (.jp2, .j2k, single-codestream .jpx); a PDF, like a TIFF of several pages, becomes an item of one image '
-        'per page.')
+        "2000 (.jp2, .j2k, single-codestream .jpx); a PDF, like a TIFF of several pages, becomes an item of one image "
+        "per page.",
+    )
     pdf_dpi: int = _setting(
-        "PDF_DPI", 300,
-        'Resolution PDF pages are rendered at (an A4 page at 300 dpi is 2481x3508, 8.7 MP).')
+        "PDF_DPI", 300, "Resolution PDF pages are rendered at (an A4 page at 300 dpi is 2481x3508, 8.7 MP)."
+    )
     max_pages: int = _setting(
-        "MAX_PAGES", 1000,
-        'Most pages a PDF or multi-page TIFF may have; each page is converted as an image of its own. More is refused.')
+        "MAX_PAGES",
+        1000,
+        "Most pages a PDF or multi-page TIFF may have; each page is converted as an image of its own. More is refused.",
+    )
     flatten_background: tuple[int, ...] = _setting(
-        "FLATTEN_BACKGROUND", (255, 255, 255),
-        'R,G,B that transparent pixels are flattened onto for JPEG tiles.')
+        "FLATTEN_BACKGROUND", (255, 255, 255), "R,G,B that transparent pixels are flattened onto for JPEG tiles."
+    )
     public_base_url: str = _setting(
-        "PUBLIC_BASE_URL", "http://127.0.0.1:8000",
-        'Public URL of the tiles (bucket or folder); info.json ids and manifests are built on it.')
+        "PUBLIC_BASE_URL",
+        "http://127.0.0.1:8000",
+        "Public URL of the tiles (bucket or folder); info.json ids and manifests are built on it.",
+    )
     serving_tiff: bool = _setting(
-        "SERVING_TIFF", True,
-        'Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.')
+        "SERVING_TIFF",
+        True,
+        "Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.",
+    )
     iiif_manifests: bool = _setting(
-        "IIIF_MANIFESTS", True,
-        'Also write a IIIF Presentation 3 manifest per image (ID/manifest.json). Off where manifests come from '
+        "IIIF_MANIFESTS",
+        True,
+        "Also write a IIIF Presentation 3 manifest per image (ID/manifest.json). Off where manifests come from "
         "elsewhere (a collection system, or collection runs' item manifests): each process then skips iiif-prezi3's "
-        'import, about 0.4 s of CPU.')
+        "import, about 0.4 s of CPU.",
+    )
     derivatives_file: str = _setting(
-        "DERIVATIVES_FILE", "",
-        'JSON file of named IIIF parameter sets made for every image (e.g. derivatives.example.json); needs '
-        'SERVING_TIFF.')
+        "DERIVATIVES_FILE",
+        "",
+        "JSON file of named IIIF parameter sets made for every image (e.g. derivatives.example.json); needs "
+        "SERVING_TIFF.",
+    )
     exiftool_path: str = _setting(
-        "EXIFTOOL_PATH", "exiftool",
-        "The exiftool executable; when missing, metadata falls back to libvips' EXIF fields.")
+        "EXIFTOOL_PATH",
+        "exiftool",
+        "The exiftool executable; when missing, metadata falls back to libvips' EXIF fields.",
+    )
     # Buckets and routing (S3 event handler)
     source_bucket: str = _setting(
-        "SOURCE_BUCKET", "tiler-source",
-        'Bucket whose ObjectCreated events trigger conversion.')
+        "SOURCE_BUCKET", "tiler-source", "Bucket whose ObjectCreated events trigger conversion."
+    )
     tiles_bucket: str = _setting(
-        "TILES_BUCKET", "tiler-tiles",
-        'Bucket that receives tiles, descriptors and manifests, served through CloudFront (or public itself with '
-        'provision --public-bucket).')
+        "TILES_BUCKET",
+        "tiler-tiles",
+        "Bucket that receives tiles, descriptors and manifests, served through CloudFront (or public itself with "
+        "provision --public-bucket).",
+    )
     cdn_distribution_id: str = _setting(
-        "CDN_DISTRIBUTION_ID", "",
-        'CloudFront distribution serving the tiles (set by provision); re-converting an image invalidates its paths '
-        'there (empty: no CDN, nothing to invalidate).')
+        "CDN_DISTRIBUTION_ID",
+        "",
+        "CloudFront distribution serving the tiles (set by provision); re-converting an image invalidates its paths "
+        "there (empty: no CDN, nothing to invalidate).",
+    )
     metadata_bucket: str = _setting(
-        "METADATA_BUCKET", "tiler-metadata",
-        'Private bucket for metadata JSON and job records.')
+        "METADATA_BUCKET", "tiler-metadata", "Private bucket for metadata JSON and job records."
+    )
     batch_job_queue: str = _setting(
-        "BATCH_JOB_QUEUE", "",
-        'AWS Batch queue for images too big for Lambda (empty: such images fail with a clear reason).')
+        "BATCH_JOB_QUEUE",
+        "",
+        "AWS Batch queue for images too big for Lambda (empty: such images fail with a clear reason).",
+    )
     batch_job_definition: str = _setting("BATCH_JOB_DEFINITION", "", "AWS Batch job definition running batch_fallback.")
     lambda_max_pixels: int = _setting("LAMBDA_MAX_PIXELS", 150_000_000, "Images with more pixels go to AWS Batch.")
     lambda_max_jp2_pixels: int = _setting(
-        "LAMBDA_MAX_JP2_PIXELS", 120_000_000,
-        'JPEG 2000 images with more pixels go to AWS Batch: a decode is held in memory whole, about 18 MB per '
-        'megapixel measured (20 assumed), so 120 MP fit a 3,008 MB Lambda. One that would not fit BATCH_MEMORY_MB is '
-        'refused.')
+        "LAMBDA_MAX_JP2_PIXELS",
+        120_000_000,
+        "JPEG 2000 images with more pixels go to AWS Batch: a decode is held in memory whole, about 18 MB per "
+        "megapixel measured (20 assumed), so 120 MP fit a 3,008 MB Lambda. One that would not fit BATCH_MEMORY_MB is "
+        "refused.",
+    )
     lambda_max_bytes: int = _setting(
-        "LAMBDA_MAX_BYTES", 1_000_000_000,
-        'Source objects larger than this go to AWS Batch.')
+        "LAMBDA_MAX_BYTES", 1_000_000_000, "Source objects larger than this go to AWS Batch."
+    )
     lambda_megapixels_per_second: int = _setting(
-        "LAMBDA_MEGAPIXELS_PER_SECOND", 15,
-        "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.")
+        "LAMBDA_MEGAPIXELS_PER_SECOND",
+        15,
+        "Conservative conversion speed used to decide whether a job can finish in Lambda's remaining time.",
+    )
     stale_after_seconds: int = _setting(
-        "STALE_AFTER_SECONDS", 120,
-        'A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries '
-        'after about 1 and 3 minutes).')
+        "STALE_AFTER_SECONDS",
+        120,
+        "A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries "
+        "after about 1 and 3 minutes).",
+    )
     batch_vcpus: float = _setting("BATCH_VCPUS", 4.0, "vCPUs of the Batch job definition (for the cost figures).")
     batch_memory_mb: int = _setting(
-        "BATCH_MEMORY_MB", 16384,
-        'Memory of the Batch job definition in MB (for the cost figures).')
+        "BATCH_MEMORY_MB", 16384, "Memory of the Batch job definition in MB (for the cost figures)."
+    )
     aws_batch_job_id: str = _setting(
-        "AWS_BATCH_JOB_ID", "",
-        "Set by AWS Batch inside the container; names the job's owner in records.")
+        "AWS_BATCH_JOB_ID", "", "Set by AWS Batch inside the container; names the job's owner in records."
+    )
     upload_workers: int = _setting(
-        "UPLOAD_WORKERS", 32,
-        'Uploads in flight at once when publishing to S3 (also the threads and connections for other parallel S3 '
-        'calls).')
+        "UPLOAD_WORKERS",
+        32,
+        "Uploads in flight at once when publishing to S3 (also the threads and connections for other parallel S3 "
+        "calls).",
+    )
     work_dir: str = _setting(
-        "WORK_DIR", tempfile.gettempdir(),
-        'Local scratch space for downloads and staging (Lambda: /tmp).')
+        "WORK_DIR", tempfile.gettempdir(), "Local scratch space for downloads and staging (Lambda: /tmp)."
+    )
     # Dynamic IIIF endpoint (/iiif/3/...)
     iiif_max_width: int = _setting(
-        "IIIF_MAX_WIDTH", 4096,
-        'Widest image the dynamic IIIF endpoint renders, advertised as maxWidth (wider: 403; ^max upscales up to it).')
+        "IIIF_MAX_WIDTH",
+        4096,
+        "Widest image the dynamic IIIF endpoint renders, advertised as maxWidth (wider: 403; ^max upscales up to it).",
+    )
     iiif_max_height: int = _setting(
-        "IIIF_MAX_HEIGHT", 4096,
-        'Tallest image the dynamic IIIF endpoint renders, advertised as maxHeight.')
+        "IIIF_MAX_HEIGHT", 4096, "Tallest image the dynamic IIIF endpoint renders, advertised as maxHeight."
+    )
     iiif_max_area: int = _setting(
-        "IIIF_MAX_AREA", 4_194_304,
-        'Most pixels (width x height) the dynamic IIIF endpoint renders, advertised as maxArea. Answers too big for a '
-        'Lambda response (over 4.5 MB: PNG or TIFF of a photo from about 2 MP) are stored once in the tiles bucket '
-        'under cache/iiif/3/ and answered with a redirect there.')
+        "IIIF_MAX_AREA",
+        4_194_304,
+        "Most pixels (width x height) the dynamic IIIF endpoint renders, advertised as maxArea. Answers too big for a "
+        "Lambda response (over 4.5 MB: PNG or TIFF of a photo from about 2 MP) are stored once in the tiles bucket "
+        "under cache/iiif/3/ and answered with a redirect there.",
+    )
     iiif_block_cache_mb: int = _setting(
-        "IIIF_BLOCK_CACHE_MB", 64,
-        'Memory per process for blocks of serving TIFFs read from S3 with ranged GETs, reused across warm invocations.')
+        "IIIF_BLOCK_CACHE_MB",
+        64,
+        "Memory per process for blocks of serving TIFFs read from S3 with ranged GETs, reused across warm invocations.",
+    )
     # Dashboard
     dashboard_password: str = _setting(
-        "DASHBOARD_PASSWORD", "",
-        'Password for uploads and retries; without one the dashboard is read-only.')
+        "DASHBOARD_PASSWORD", "", "Password for uploads and retries; without one the dashboard is read-only."
+    )
     secret_key: str = _setting(
-        "SECRET_KEY", "",
-        "Signs the dashboard's session cookie (default: derived from DASHBOARD_PASSWORD).")
+        "SECRET_KEY", "", "Signs the dashboard's session cookie (default: derived from DASHBOARD_PASSWORD)."
+    )
     page_size: int = _setting("PAGE_SIZE", 50, "Images per dashboard page.")
     upload_prefix: str = _setting(
-        "UPLOAD_PREFIX", "uploads/",
-        'Folder of the source bucket that dashboard uploads go to, each under a fresh key (the file name and a random '
-        'suffix); never tasks/.')
+        "UPLOAD_PREFIX",
+        "uploads/",
+        "Folder of the source bucket that dashboard uploads go to, each under a fresh key (the file name and a random "
+        "suffix); never tasks/.",
+    )
     upload_max_bytes: int = _setting(
-        "UPLOAD_MAX_BYTES", 5 * 1024 ** 3,
-        'Largest dashboard upload in bytes; the default, 5 GiB, is the most S3 takes in one POST, room for multi-GB '
-        'TIFF masters (they go to Batch).')
+        "UPLOAD_MAX_BYTES",
+        5 * 1024**3,
+        "Largest dashboard upload in bytes; the default, 5 GiB, is the most S3 takes in one POST, room for multi-GB "
+        "TIFF masters (they go to Batch).",
+    )
     upload_content_types: tuple[str, ...] = _setting(
-        "UPLOAD_CONTENT_TYPES", ("image/jpeg", "image/png", "image/tiff", "image/webp", "image/gif", "image/heic", "image/heif", "image/jp2", "image/jpx", "application/pdf"),
+        "UPLOAD_CONTENT_TYPES",
+        (
+            "image/jpeg",
+            "image/png",
+            "image/tiff",
+            "image/webp",
+            "image/gif",
+            "image/heic",
+            "image/heif",
+            "image/jp2",
+            "image/jpx",
+            "application/pdf",
+        ),
         "Comma-separated media types a dashboard upload may have; each form is signed for the file's own, and S3 "
-        'refuses any other.')
+        "refuses any other.",
+    )
     upload_form_minutes: int = _setting(
-        "UPLOAD_FORM_MINUTES", 10,
-        'Minutes a signed upload form can be used; S3 refuses a POST that starts later.')
+        "UPLOAD_FORM_MINUTES", 10, "Minutes a signed upload form can be used; S3 refuses a POST that starts later."
+    )
     # Unit prices for cost estimates (USD; us-east-1 list prices, change to your region's)
     price_lambda_gb_second: float = _setting(
-        "PRICE_LAMBDA_GB_SECOND", 0.0000166667,
-        'Lambda price per GB-second (x86).')
+        "PRICE_LAMBDA_GB_SECOND", 0.0000166667, "Lambda price per GB-second (x86)."
+    )
     price_batch_vcpu_hour: float = _setting("PRICE_BATCH_VCPU_HOUR", 0.04048, "Fargate price per vCPU-hour.")
     price_batch_gb_hour: float = _setting("PRICE_BATCH_GB_HOUR", 0.004445, "Fargate price per GB-hour.")
     price_s3_write_per_1000: float = _setting(
-        "PRICE_S3_WRITE_PER_1000", 0.005,
-        'S3 price per 1,000 PUT/COPY/POST/LIST requests.')
+        "PRICE_S3_WRITE_PER_1000", 0.005, "S3 price per 1,000 PUT/COPY/POST/LIST requests."
+    )
     price_s3_read_per_1000: float = _setting("PRICE_S3_READ_PER_1000", 0.0004, "S3 price per 1,000 GET/HEAD requests.")
     price_s3_gb_month: float = _setting("PRICE_S3_GB_MONTH", 0.023, "S3 Standard storage price per GB-month.")
 
@@ -196,15 +252,19 @@ class Settings:
         if self.derivatives_file and not self.serving_tiff:
             raise ValueError("DERIVATIVES_FILE needs SERVING_TIFF: derivatives are rendered from the serving TIFF")
         if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:
-            raise ValueError("IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1")
+            raise ValueError(
+                "IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1"
+            )
         if not self.upload_prefix.endswith("/") or self.upload_prefix.startswith(("/", "tasks/", "pages/")):
-            raise ValueError("UPLOAD_PREFIX must be a folder such as uploads/ (ending in /), not under tasks/, "
-                             "where collection task files start runs, nor pages/, where documents' pages go")
+            raise ValueError(
+                "UPLOAD_PREFIX must be a folder such as uploads/ (ending in /), not under tasks/, "
+                "where collection task files start runs, nor pages/, where documents' pages go"
+            )
         if not 36 <= self.pdf_dpi <= 1200:
             raise ValueError("PDF_DPI must be between 36 and 1200")
         if self.max_pages < 1:
             raise ValueError("MAX_PAGES must be at least 1")
-        if not 1 <= self.upload_max_bytes <= 5 * 1024 ** 3:
+        if not 1 <= self.upload_max_bytes <= 5 * 1024**3:
             raise ValueError("UPLOAD_MAX_BYTES must be between 1 and 5368709120 (5 GiB, the most S3 takes in one POST)")
         if not 1 <= self.upload_form_minutes <= 60:
             raise ValueError("UPLOAD_FORM_MINUTES must be between 1 and 60")
@@ -212,7 +272,9 @@ class Settings:
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting."""
-        return [(f.metadata["env"], _show(f.default), f.metadata["doc"]) for f in fields(cls) if f.default is not MISSING]
+        return [
+            (f.metadata["env"], _show(f.default), f.metadata["doc"]) for f in fields(cls) if f.default is not MISSING
+        ]
 
 
 def _parse(env: str, raw: str, default: Any) -> Any:
@@ -225,7 +287,11 @@ def _parse(env: str, raw: str, default: Any) -> Any:
             return float(raw)
         if isinstance(default, tuple):
             items = tuple(item.strip() for item in raw.split(",") if item.strip())
-            return tuple(int(i) for i in items) if default and isinstance(default[0], int) else tuple(i.lower() for i in items)
+            return (
+                tuple(int(i) for i in items)
+                if default and isinstance(default[0], int)
+                else tuple(i.lower() for i in items)
+            )
         return raw
     except ValueError:
         raise ValueError(f"{env}={raw!r} is not a valid value (default {_show(default)})") from None

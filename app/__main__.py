@@ -2,6 +2,7 @@
 
 Every subcommand is a thin adapter over the same code the Lambda handler runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description="Deep Zoom + IIIF tiles and metadata from images.")
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="Deep Zoom + IIIF tiles and metadata from images."
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     convert = commands.add_parser("convert", help="convert local images into tile and metadata folders")
@@ -35,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--tiles-dir", type=Path, required=True, help="where ID.dzi, ID_files/ and ID/ (IIIF) go")
     convert.add_argument("--metadata-dir", type=Path, required=True, help="where ID.json (metadata) goes")
     convert.add_argument("--id", dest="image_id", help="image id (one image only; default: from the file name)")
-    convert.add_argument("--base-url", help="public URL of the tiles folder, for info.json ids (default: PUBLIC_BASE_URL)")
+    convert.add_argument(
+        "--base-url", help="public URL of the tiles folder, for info.json ids (default: PUBLIC_BASE_URL)"
+    )
     convert.set_defaults(run=_convert)
 
     demo = commands.add_parser("demo", help="run the whole flow locally: embedded S3, events, conversion")
@@ -49,27 +54,44 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument("--source-bucket", help="bucket name (default: <project>-<stage>-source-<account>)")
     provision.add_argument("--tiles-bucket", help="bucket name (default: <project>-<stage>-tiles-<account>)")
     provision.add_argument("--metadata-bucket", help="bucket name (default: <project>-<stage>-metadata-<account>)")
-    provision.add_argument("--public-base-url", help="with --public-bucket: public URL of the tiles, e.g. a CDN of "
-                           "your own (default: the bucket's)")
+    provision.add_argument(
+        "--public-base-url",
+        help="with --public-bucket: public URL of the tiles, e.g. a CDN of your own (default: the bucket's)",
+    )
     served = provision.add_mutually_exclusive_group()
-    served.add_argument("--public-bucket", dest="public_bucket", action="store_true", default=None,
-                        help="serve the tiles from a public bucket instead of CloudFront (refused when the account "
-                        "blocks public bucket policies)")
-    served.add_argument("--cloudfront", dest="public_bucket", action="store_false",
-                        help="serve the tiles through CloudFront from a private bucket (the default for a new stage)")
+    served.add_argument(
+        "--public-bucket",
+        dest="public_bucket",
+        action="store_true",
+        default=None,
+        help="serve the tiles from a public bucket instead of CloudFront (refused when the account "
+        "blocks public bucket policies)",
+    )
+    served.add_argument(
+        "--cloudfront",
+        dest="public_bucket",
+        action="store_false",
+        help="serve the tiles through CloudFront from a private bucket (the default for a new stage)",
+    )
     provision.add_argument("--domain", help="a custom domain for the CloudFront distribution, e.g. tiles.example.org")
     provision.add_argument("--certificate-arn", help="with --domain: an ACM certificate in us-east-1 covering it")
     provision.add_argument("--max-vcpus", type=int, default=16, help="Batch capacity ceiling (default 16)")
     provision.add_argument("--subnets", help="comma-separated subnets for Batch (default: the default VPC's)")
     provision.add_argument("--security-groups", help="comma-separated security groups, with --subnets")
-    provision.add_argument("--image", help="the pushed image Batch runs, REPO:git-COMMIT or REPO@sha256:... "
-                           "(scripts/push_batch_image.sh passes it; default: the job definition's current image)")
+    provision.add_argument(
+        "--image",
+        help="the pushed image Batch runs, REPO:git-COMMIT or REPO@sha256:... "
+        "(scripts/push_batch_image.sh passes it; default: the job definition's current image)",
+    )
     provision.set_defaults(run=_provision)
 
     doctor = commands.add_parser("doctor", help="check a deployed stage: one line per check, with the fix")
     _stage_arguments(doctor)
-    doctor.add_argument("--dashboard-url", help="the dashboard's base URL, e.g. a custom domain in front of the API "
-                        "(default: the stage's URL in API Gateway)")
+    doctor.add_argument(
+        "--dashboard-url",
+        help="the dashboard's base URL, e.g. a custom domain in front of the API "
+        "(default: the stage's URL in API Gateway)",
+    )
     doctor.set_defaults(run=_doctor)
 
     teardown = commands.add_parser("teardown", help="remove what provisioning created for a stage")
@@ -115,14 +137,18 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
                 progress.write(f"error: {src}: {kind}: {error}", err=True)
                 continue
             facts = conversion.facts
-            progress.write(f"{src} -> {image_id}: {facts.width}x{facts.height} {facts.format}, "
-                           f"{len(conversion.tiles)} tiles in {time.perf_counter() - started:.2f}s"
-                           + (f" (metadata partial: {conversion.metadata_partial})" if conversion.metadata_partial else ""))
+            progress.write(
+                f"{src} -> {image_id}: {facts.width}x{facts.height} {facts.format}, "
+                f"{len(conversion.tiles)} tiles in {time.perf_counter() - started:.2f}s"
+                + (f" (metadata partial: {conversion.metadata_partial})" if conversion.metadata_partial else "")
+            )
     done = len(args.images) - failures
     print(f"{done} of {len(args.images)} converted. Tiles: {args.tiles_dir}/  Metadata: {args.metadata_dir}/")
     if done:
-        print(f"View: python -m http.server --directory {args.tiles_dir} 8000, then open "
-              f"{settings.public_base_url.rstrip('/')}/ID/info.json in any IIIF viewer, or ID.dzi in OpenSeadragon.")
+        print(
+            f"View: python -m http.server --directory {args.tiles_dir} 8000, then open "
+            f"{settings.public_base_url.rstrip('/')}/ID/info.json in any IIIF viewer, or ID.dzi in OpenSeadragon."
+        )
     return 1 if failures else 0
 
 
@@ -146,26 +172,43 @@ def _convert_document(src: Path, document, stage: Path, storage, settings: Setti
 
     started, pages = time.perf_counter(), []
     for page, file in zip(document.pages, split(src, document, stage / "pages"), strict=True):
-        conversion = convert(file, stage / f"page-{page.number}", settings, page_id(item_id, page.number),
-                             on_progress=progress.on_progress, source_name=f"{src.stem} p{page.number}")
+        conversion = convert(
+            file,
+            stage / f"page-{page.number}",
+            settings,
+            page_id(item_id, page.number),
+            on_progress=progress.on_progress,
+            source_name=f"{src.stem} p{page.number}",
+        )
         storage.publish(conversion)
         pages.append((conversion.image_id, page.label, conversion.facts.width, conversion.facts.height))
-    manifest = document_manifest(settings.public_base_url.rstrip("/"), item_id, document.title or src.stem, pages,
-                                 settings.iiif_max_size, document.summary, document.creator)
+    manifest = document_manifest(
+        settings.public_base_url.rstrip("/"),
+        item_id,
+        document.title or src.stem,
+        pages,
+        settings.iiif_max_size,
+        document.summary,
+        document.creator,
+    )
     staged = stage / "manifest.json"
     staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
     storage.publish_file(staged, f"{item_id}/manifest.json")
-    progress.write(f"{src} -> {item_id}: {len(pages)} pages ({document.format}), each an image ({item_id}/p0001 ...), "
-                   f"and {item_id}/manifest.json in {time.perf_counter() - started:.2f}s")
+    progress.write(
+        f"{src} -> {item_id}: {len(pages)} pages ({document.format}), each an image ({item_id}/p0001 ...), "
+        f"and {item_id}/manifest.json in {time.perf_counter() - started:.2f}s"
+    )
 
 
 def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from tooling import demo
+
     return demo.run(port=args.port, dashboard_port=args.dashboard_port, keep_running=not args.exit)
 
 
 def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from dataclasses import fields
+
     if args.markdown:
         print(settings_table())
         return 0
@@ -178,8 +221,12 @@ def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.Arg
 
 def _stage_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("stage", help="a stage of zappa_settings.json, e.g. dev")
-    command.add_argument("--settings-file", type=Path, default=Path("zappa_settings.json"),
-                         help="Zappa's settings file (default: ./zappa_settings.json)")
+    command.add_argument(
+        "--settings-file",
+        type=Path,
+        default=Path("zappa_settings.json"),
+        help="Zappa's settings file (default: ./zappa_settings.json)",
+    )
 
 
 def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
@@ -189,25 +236,38 @@ def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
     if bool(args.subnets) != bool(args.security_groups):
         parser.error("--subnets and --security-groups go together")
     network = Network(tuple(args.subnets.split(",")), tuple(args.security_groups.split(","))) if args.subnets else None
-    options = Options(source_bucket=args.source_bucket, tiles_bucket=args.tiles_bucket,
-                      metadata_bucket=args.metadata_bucket, public_base_url=args.public_base_url,
-                      max_vcpus=args.max_vcpus, network=network, image=args.image, public_bucket=args.public_bucket,
-                      domain=args.domain, certificate_arn=args.certificate_arn)
+    options = Options(
+        source_bucket=args.source_bucket,
+        tiles_bucket=args.tiles_bucket,
+        metadata_bucket=args.metadata_bucket,
+        public_base_url=args.public_base_url,
+        max_vcpus=args.max_vcpus,
+        network=network,
+        image=args.image,
+        public_bucket=args.public_bucket,
+        domain=args.domain,
+        certificate_arn=args.certificate_arn,
+    )
 
     def run(stage) -> int:
         provision(stage, options)
         return 0
+
     return _on_stage(args, run)
 
 
 def _doctor(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from tooling.deploy.doctor import doctor
-    return _on_stage(args, lambda stage: 0 if all(
-        check.passed for check in doctor(stage, dashboard_url=args.dashboard_url or "")) else 1)
+
+    return _on_stage(
+        args,
+        lambda stage: 0 if all(check.passed for check in doctor(stage, dashboard_url=args.dashboard_url or "")) else 1,
+    )
 
 
 def _teardown(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
     from tooling.deploy.teardown import teardown
+
     return _on_stage(args, lambda stage: 1 if any(c.action == "kept" for c in teardown(stage, args.force)) else 0)
 
 
@@ -217,6 +277,7 @@ def _on_stage(args: argparse.Namespace, command: Callable[[Any], int]) -> int:
 
     from tooling.deploy.stage import StageError, load_stage
     from tooling.deploy.teardown import FunctionStillDeployed
+
     try:
         return command(load_stage(args.stage, args.settings_file))
     except (StageError, FunctionStillDeployed, ClientError, BotoCoreError, TimeoutError) as error:
@@ -227,8 +288,10 @@ def _on_stage(args: argparse.Namespace, command: Callable[[Any], int]) -> int:
 def settings_table() -> str:
     """The README's table of environment variables, generated so it cannot drift from config.py."""
     rows = ["| Variable | Default | What it does |", "|---|---|---|"]
-    rows += [f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | (empty) | {doc} |"
-             for env, default, doc in Settings.documentation()]
+    rows += [
+        f"| `{env}` | `{default}` | {doc} |" if default else f"| `{env}` | (empty) | {doc} |"
+        for env, default, doc in Settings.documentation()
+    ]
     return "\n".join(rows)
 
 

@@ -6,6 +6,7 @@ that long. The CallerReference comes from the image id and the new source
 ETag: a retried job sends the same request, which CloudFront does not carry
 out (or charge for) twice.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,8 +25,10 @@ def invalidate(distribution_id: str, image_id: str, etag: str) -> str:
     """Ask CloudFront to drop the image's paths; returns the invalidation's id."""
     items = paths(image_id)
     reference = "tiler-" + hashlib.sha256(f"{image_id}\n{etag}".encode()).hexdigest()[:40]
-    answer = _client().create_invalidation(DistributionId=distribution_id, InvalidationBatch={
-        "Paths": {"Quantity": len(items), "Items": items}, "CallerReference": reference})
+    answer = _client().create_invalidation(
+        DistributionId=distribution_id,
+        InvalidationBatch={"Paths": {"Quantity": len(items), "Items": items}, "CallerReference": reference},
+    )
     return answer["Invalidation"]["Id"]
 
 

@@ -5,6 +5,7 @@ plain line per file, so logs stay readable. In log mode nothing listens to
 libvips' progress at all: ``on_progress`` is None, which spares tiling a
 callback into Python (and the GIL) per strip, and tqdm is never imported.
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,8 +40,13 @@ class ConversionProgress:
         if not self._interactive:
             print(f"[{self._started}/{self._total}] {name}", file=sys.stderr, flush=True)
             return
-        self._current = _bar(total=100, desc=name[:40], unit="%", leave=False,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self._current = _bar(
+            total=100,
+            desc=name[:40],
+            unit="%",
+            leave=False,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+        )
 
     def write(self, line: str, err: bool = False) -> None:
         stream = sys.stderr if err else sys.stdout

@@ -6,6 +6,7 @@ works), so nothing needs wiring. The report runs exiftool through the very code
 the conversion uses, on a tiny image made here, and names the buckets and limits
 the function actually sees; no secret setting is ever included.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -18,15 +19,26 @@ from app.pipeline import metadata
 from config import Settings
 
 MARKER = "tiler-diagnostics/1"  # the doctor trusts only answers that carry it
-SHOWN = ("source_bucket", "tiles_bucket", "metadata_bucket", "batch_job_queue", "batch_job_definition",
-         "lambda_max_bytes", "lambda_max_pixels", "exiftool_path")
+SHOWN = (
+    "source_bucket",
+    "tiles_bucket",
+    "metadata_bucket",
+    "batch_job_queue",
+    "batch_job_definition",
+    "lambda_max_bytes",
+    "lambda_max_pixels",
+    "exiftool_path",
+)
 
 
 def report(event: Any = None, context: Any = None) -> dict[str, Any]:
     settings = Settings.from_env()
-    return {"marker": MARKER, "exiftool": exiftool_check(settings.exiftool_path),
-            "settings": {name: getattr(settings, name) for name in SHOWN},
-            "memory_mb": int(getattr(context, "memory_limit_in_mb", 0) or 0)}
+    return {
+        "marker": MARKER,
+        "exiftool": exiftool_check(settings.exiftool_path),
+        "settings": {name: getattr(settings, name) for name in SHOWN},
+        "memory_mb": int(getattr(context, "memory_limit_in_mb", 0) or 0),
+    }
 
 
 def exiftool_check(executable: str) -> dict[str, Any]:

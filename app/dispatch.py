@@ -4,6 +4,7 @@ The job definition runs ``python -m batch_fallback --bucket B --key K --etag E``
 with those three values passed as Batch parameters, so the container converts
 exactly the source version Lambda saw, with the same code.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +34,9 @@ def submit(ref: SourceRef, image_id: str, queue: str, definition: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_-]", "-", f"tile-{image_id}")[:128]
     try:
         answer = _client().submit_job(
-            jobName=name, jobQueue=queue, jobDefinition=definition,
+            jobName=name,
+            jobQueue=queue,
+            jobDefinition=definition,
             parameters={"bucket": ref.bucket, "key": ref.key, "etag": ref.etag or ""},
         )
     except (ClientError, BotoCoreError) as error:

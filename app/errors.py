@@ -4,6 +4,7 @@
 not retry. ``TransientError`` is the world's fault (network, throttling, a
 full disk): record it and re-raise so Lambda or Batch retries.
 """
+
 from __future__ import annotations
 
 

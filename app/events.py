@@ -5,6 +5,7 @@ URL-encoded the way S3 sends them (``+`` for space). Test events, non-create
 events and keys that look like this project's own outputs are ignored, so the
 function can never trigger itself. A record that cannot be routed is an error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,14 +26,18 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 # Keys our own publishing writes, should a bucket ever be shared or notifications mis-wired.
-_OUTPUT_KEY = re.compile(rf"^(jobs|claims|index|members|{serving.PREFIX.rstrip('/')})/|_files/\d+/|\.dzi$"
-                         r"|/(info|manifest|collection)\.json$"
-                         r"|/default\.jpg$")
+_OUTPUT_KEY = re.compile(
+    rf"^(jobs|claims|index|members|{serving.PREFIX.rstrip('/')})/|_files/\d+/|\.dzi$"
+    r"|/(info|manifest|collection)\.json$"
+    r"|/default\.jpg$"
+)
 
 
 # What sits on top of the per-image engine and hears of every final record.
 SUBSCRIBERS: tuple[jobs.Listener, ...] = (
-    lambda record, settings, _key: collection_runner.image_finished(record, settings), items.page_finished)
+    lambda record, settings, _key: collection_runner.image_finished(record, settings),
+    items.page_finished,
+)
 
 
 class UnroutableRecord(Exception):
@@ -42,8 +47,11 @@ class UnroutableRecord(Exception):
 def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Zappa's entry point: convert every object the event names; raise if any needs a retry."""
     settings = Settings.from_env()
-    runtime = jobs.Runtime(owner=_owner(context), remaining_seconds=_remaining(context),
-                           memory_mb=int(getattr(context, "memory_limit_in_mb", 0) or 0))
+    runtime = jobs.Runtime(
+        owner=_owner(context),
+        remaining_seconds=_remaining(context),
+        memory_mb=int(getattr(context, "memory_limit_in_mb", 0) or 0),
+    )
     if event.get("Event") == "s3:TestEvent":
         log.info("ignored s3:TestEvent")
         return {"handled": 0, "ignored": 1}
@@ -92,7 +100,9 @@ def sources_in(event: dict[str, Any], settings: Settings) -> tuple[list[SourceRe
             log.info("ignored s3://%s/%s: a collection's item list, not an image", bucket, key)
             ignored += 1
         elif bucket != settings.source_bucket:
-            raise UnroutableRecord(f"s3://{bucket}/{key}: events must come from SOURCE_BUCKET {settings.source_bucket!r}")
+            raise UnroutableRecord(
+                f"s3://{bucket}/{key}: events must come from SOURCE_BUCKET {settings.source_bucket!r}"
+            )
         else:
             obj = record["s3"]["object"]
             refs.append(SourceRef(bucket, key, (obj.get("eTag") or "").strip('"') or None, obj.get("size")))

@@ -9,6 +9,7 @@ A document's pages (see ``app.items``) are sources of their own under
 the item ``ITEM`` as split from the source version ``VERSION``, and its id is
 ``ITEM/p0007``: stable across versions, in page order when sorted.
 """
+
 from __future__ import annotations
 
 import re

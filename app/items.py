@@ -12,6 +12,7 @@ order, labelled, the first as thumbnail) and only then records the item
 keys carry the source version they were split from, so a page of an older
 upload can never complete a newer item.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,17 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 
-def start(journal: Journal, store: S3Storage, ref: SourceRef, source: Path, document: Document, item_id: str,
-          settings: Settings, work: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+def start(
+    journal: Journal,
+    store: S3Storage,
+    ref: SourceRef,
+    source: Path,
+    document: Document,
+    item_id: str,
+    settings: Settings,
+    work: Path,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
     """Split the document, record the item, then send its pages on their way; returns the item's record.
 
     What an earlier version published and this one will not (pages past the new last one, or the image the
@@ -44,18 +54,40 @@ def start(journal: Journal, store: S3Storage, ref: SourceRef, source: Path, docu
     """
     version = version_of(ref.etag)
     files = split(source, document, work / "pages")
-    keys = [page_key(item_id, page.number, version, file.suffix) for page, file in zip(document.pages, files,
-                                                                                      strict=True)]
-    stale = [key for key in store.list_keys(settings.source_bucket, f"{PAGES_PREFIX}{item_id}/")
-             if key not in keys and (page_of(key) or ("",))[0] == item_id]  # not a nested item's pages
+    keys = [
+        page_key(item_id, page.number, version, file.suffix) for page, file in zip(document.pages, files, strict=True)
+    ]
+    stale = [
+        key
+        for key in store.list_keys(settings.source_bucket, f"{PAGES_PREFIX}{item_id}/")
+        if key not in keys and (page_of(key) or ("",))[0] == item_id
+    ]  # not a nested item's pages
     store.delete_keys(settings.source_bucket, stale)  # an earlier version's pages: their jobs end as gone
     record = journal.save(
-        status=Status.PAGES, kind="item", version=version, error=None,
-        document={"format": document.format, "title": document.title, "summary": document.summary,
-                  "creator": document.creator, "name": PurePosixPath(ref.key).name},
-        pages=[{"id": page_id(item_id, page.number), "label": page.label, "key": key, "status": Status.QUEUED,
-                "error": None} for page, key in zip(document.pages, keys, strict=True)],
-        progress={"phase": "pages", "done": 0, "total": len(keys)}, retire=_retired(previous, len(keys)))
+        status=Status.PAGES,
+        kind="item",
+        version=version,
+        error=None,
+        document={
+            "format": document.format,
+            "title": document.title,
+            "summary": document.summary,
+            "creator": document.creator,
+            "name": PurePosixPath(ref.key).name,
+        },
+        pages=[
+            {
+                "id": page_id(item_id, page.number),
+                "label": page.label,
+                "key": key,
+                "status": Status.QUEUED,
+                "error": None,
+            }
+            for page, key in zip(document.pages, keys, strict=True)
+        ],
+        progress={"phase": "pages", "done": 0, "total": len(keys)},
+        retire=_retired(previous, len(keys)),
+    )
     store.put_sources(settings.source_bucket, zip(files, keys, strict=True))
     log.info("%s: %d pages sent for conversion", item_id, len(keys))
     return record
@@ -79,8 +111,9 @@ def page_finished(record: dict[str, Any], settings: Settings, key: str) -> None:
             return  # published already, or a newer version of the document is on its way
         item, etag = held
         was = item["status"]
-        item["pages"][number - 1].update(status=record["status"], error=record.get("error"),
-                                         thumbnail=record.get("thumbnail"))
+        item["pages"][number - 1].update(
+            status=record["status"], error=record.get("error"), thumbnail=record.get("thumbnail")
+        )
         pages = item["pages"]
         done = sum(page["status"] == Status.DONE for page in pages)
         complete = all(page["status"] in Status.FINAL for page in pages)
@@ -103,22 +136,39 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
     item.update(finished_at=records.now_iso(), progress={**item["progress"], "phase": "done"})
     if failed:
         first = failed[0]
-        item.update(status=Status.FAILED, error=f"{len(failed)} of {len(item['pages'])} pages failed, so the item "
-                    f"is not published; page {first['label']}: {first['error'] or first['status']}")
+        item.update(
+            status=Status.FAILED,
+            error=f"{len(failed)} of {len(item['pages'])} pages failed, so the item "
+            f"is not published; page {first['label']}: {first['error'] or first['status']}",
+        )
         return
-    page_records = list(thread_pool(store.workers).map(
-        lambda page: records.read_record(store, settings.metadata_bucket, page["id"]), item["pages"]))
+    page_records = list(
+        thread_pool(store.workers).map(
+            lambda page: records.read_record(store, settings.metadata_bucket, page["id"]), item["pages"]
+        )
+    )
     document = item["document"]
-    manifest = document_manifest(settings.public_base_url.rstrip("/"), item_id,
-                                 document.get("title") or PurePosixPath(document["name"]).stem,
-                                 [(page["id"], page["label"], found["facts"]["width"], found["facts"]["height"])
-                                  for page, found in zip(item["pages"], page_records, strict=True)],
-                                 settings.iiif_max_size, document.get("summary"), document.get("creator"))
+    manifest = document_manifest(
+        settings.public_base_url.rstrip("/"),
+        item_id,
+        document.get("title") or PurePosixPath(document["name"]).stem,
+        [
+            (page["id"], page["label"], found["facts"]["width"], found["facts"]["height"])
+            for page, found in zip(item["pages"], page_records, strict=True)
+        ],
+        settings.iiif_max_size,
+        document.get("summary"),
+        document.get("creator"),
+    )
     store.put_bytes(settings.tiles_bucket, f"{item_id}/manifest.json", json.dumps(manifest).encode())
     first = page_records[0]["facts"]
     width, height = grid.thumbnail_size(first["width"], first["height"], settings.iiif_max_size)
-    item.update(status=Status.DONE, error=None, manifest=True,
-                thumbnail=f"{PurePosixPath(item['pages'][0]['id']).name}/full/{width},{height}/0/default.jpg")
+    item.update(
+        status=Status.DONE,
+        error=None,
+        manifest=True,
+        thumbnail=f"{PurePosixPath(item['pages'][0]['id']).name}/full/{width},{height}/0/default.jpg",
+    )
     _retire(store, settings, item_id, item.pop("retire", None) or {})
     if item.get("replaces") and settings.cdn_distribution_id:
         _invalidate(settings.cdn_distribution_id, item_id, item["source"]["etag"])
@@ -129,9 +179,14 @@ def _invalidate(distribution_id: str, item_id: str, etag: str) -> None:
     try:
         cdn.invalidate(distribution_id, item_id, etag)
     except (BotoCoreError, ClientError) as error:
-        log.warning("could not invalidate the replaced item %s in CloudFront (%s): aws cloudfront "
-                    "create-invalidation --distribution-id %s --paths %s", item_id, error, distribution_id,
-                    " ".join(cdn.paths(item_id)))
+        log.warning(
+            "could not invalidate the replaced item %s in CloudFront (%s): aws cloudfront "
+            "create-invalidation --distribution-id %s --paths %s",
+            item_id,
+            error,
+            distribution_id,
+            " ".join(cdn.paths(item_id)),
+        )
 
 
 def _retired(previous: dict[str, Any] | None, pages: int) -> dict[str, Any]:
@@ -161,5 +216,7 @@ def _retire(store: S3Storage, settings: Settings, item_id: str, retire: dict[str
     store.delete_keys(settings.tiles_bucket, doomed)
     for page in retire.get("pages", []):
         old = records.read_record(store, settings.metadata_bucket, page)
-        store.delete_keys(settings.metadata_bucket, [records.record_key(page), f"{page}.json"]
-                          + ([records.index_key(old["status"], page)] if old else []))
+        store.delete_keys(
+            settings.metadata_bucket,
+            [records.record_key(page), f"{page}.json"] + ([records.index_key(old["status"], page)] if old else []),
+        )

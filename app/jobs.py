@@ -5,6 +5,7 @@ here. Errors are classified once: the input's fault ends as a ``failed``
 record and is not retried; anything else is recorded as ``retrying``, the
 claim is released and the error re-raised so Lambda (or Batch) retries.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,15 +69,20 @@ class Runtime:
     def usage(self, seconds: float) -> dict[str, Any]:
         """Billable compute for ``seconds`` of this runtime (Lambda: GB-seconds; Batch: vCPU- and GB-seconds)."""
         gigabytes = self.memory_mb / 1024
-        usage = {"kind": self.route, "seconds": round(seconds, 3),
-                 "memory_gb": round(gigabytes, 3), "gb_seconds": round(gigabytes * seconds, 3)}
+        usage = {
+            "kind": self.route,
+            "seconds": round(seconds, 3),
+            "memory_gb": round(gigabytes, 3),
+            "gb_seconds": round(gigabytes * seconds, 3),
+        }
         if self.vcpus:
             usage.update(vcpus=self.vcpus, vcpu_seconds=round(self.vcpus * seconds, 3))
         return usage
 
 
-def handle(ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequence[Listener] = ()
-           ) -> dict[str, Any] | None:
+def handle(
+    ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequence[Listener] = ()
+) -> dict[str, Any] | None:
     """Convert and publish one source version; returns its job record, or None if another delivery has it.
 
     ``listeners`` hear of every final record, also on a duplicate delivery: what sits on top of the engine
@@ -92,10 +98,19 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequ
             return None
         return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings, listeners)
     if ref.etag and current.etag != ref.etag:
-        log.warning("skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag)
+        log.warning(
+            "skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag
+        )
         return None
-    claimed = records.claim(store, settings.metadata_bucket, image_id, current, runtime.owner,
-                            settings.stale_after_seconds, resume_batch=not runtime.may_dispatch)
+    claimed = records.claim(
+        store,
+        settings.metadata_bucket,
+        image_id,
+        current,
+        runtime.owner,
+        settings.stale_after_seconds,
+        resume_batch=not runtime.may_dispatch,
+    )
     if claimed == records.Claim.BUSY:  # fail, so Lambda retries: by then it is done, or its worker died
         raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}) is being converted by another worker")
     if claimed == records.Claim.HANDLED:
@@ -103,8 +118,16 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequ
         _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, listeners, current)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
-    journal = Journal(store, settings.metadata_bucket, image_id, current, runtime.route, runtime.owner,
-                      indexed_as=previous and previous.get("status"), replaces=_published_version(previous))
+    journal = Journal(
+        store,
+        settings.metadata_bucket,
+        image_id,
+        current,
+        runtime.route,
+        runtime.owner,
+        indexed_as=previous and previous.get("status"),
+        replaces=_published_version(previous),
+    )
     try:
         record = _run(journal, store, current, image_id, settings, runtime, previous)
     except InputError as error:
@@ -119,8 +142,9 @@ def handle(ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequ
     return _finished(record, settings, listeners)
 
 
-def _finished(record: dict[str, Any] | None, settings: Settings, listeners: Sequence[Listener],
-              delivered: SourceRef | None = None) -> dict[str, Any] | None:
+def _finished(
+    record: dict[str, Any] | None, settings: Settings, listeners: Sequence[Listener], delivered: SourceRef | None = None
+) -> dict[str, Any] | None:
     """Tell the listeners a record is final, also on a duplicate delivery: a collection may have sent the image
     again after its first job ended, and a new version of a document may hold a page identical to one already
     converted, under its new key."""
@@ -131,8 +155,15 @@ def _finished(record: dict[str, Any] | None, settings: Settings, listeners: Sequ
     return record
 
 
-def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, settings: Settings, runtime: Runtime,
-         previous: dict[str, Any] | None) -> dict[str, Any]:
+def _run(
+    journal: Journal,
+    store: S3Storage,
+    ref: SourceRef,
+    image_id: str,
+    settings: Settings,
+    runtime: Runtime,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if runtime.may_dispatch and ref.size > settings.lambda_max_bytes:
@@ -149,8 +180,14 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
             if reason:
                 return _hand_to_batch(journal, ref, image_id, settings, reason)
             return items.start(journal, store, ref, source, document, image_id, settings, work, previous)
-        _, facts = open_image(source, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi,
-                              max_pages=settings.max_pages, decode=False)  # header only
+        _, facts = open_image(
+            source,
+            settings.allowed_formats,
+            settings.max_pixels,
+            pdf_dpi=settings.pdf_dpi,
+            max_pages=settings.max_pages,
+            decode=False,
+        )  # header only
         _check_decodable(facts, settings)
         reason = _why_not_here(facts, ref, settings, runtime)
         if reason:
@@ -158,8 +195,15 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         journal.phase("convert", 0, 100)
         publisher = Publisher(store, settings.tiles_bucket, settings.metadata_bucket)
         with publisher.early_tiles() as early:  # tiles go up while libvips makes the rest
-            conversion = convert(source, work / "out", settings, image_id, source_name=_source_name(ref.key),
-                                 on_progress=lambda percent: journal.progress(int(percent), 100), on_tile=early.add)
+            conversion = convert(
+                source,
+                work / "out",
+                settings,
+                image_id,
+                source_name=_source_name(ref.key),
+                on_progress=lambda percent: journal.progress(int(percent), 100),
+                on_tile=early.add,
+            )
             timings.update(conversion.timings)
             objects = conversion.object_count
             if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
@@ -173,16 +217,28 @@ def _run(journal: Journal, store: S3Storage, ref: SourceRef, image_id: str, sett
         timings["publish"] = round(time.perf_counter() - publish_started, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
     facts = conversion.facts
-    return journal.save(status=Status.DONE, error=None, timings=timings, facts=facts.to_dict(),
-                        tile_size=settings.tile_size, objects=objects, metadata_partial=conversion.metadata_partial,
-                        thumbnail=_thumbnail(facts, settings), manifest=settings.iiif_manifests,
-                        progress={"phase": "done", "done": objects, "total": objects},
-                        derivatives=list(conversion.derivatives), palette=list(conversion.palette),
-                        named_derivatives=[{**d, "uri": f"{settings.public_base_url.rstrip('/')}/{d['path']}"}
-                                           if "path" in d else d for d in conversion.named_derivatives],
-                        cost={"compute": runtime.usage(timings["total"]),
-                              "s3": {**{f"{tier}_requests": n for tier, n in store.requests.items()},
-                                     "bytes_stored": stored}})
+    return journal.save(
+        status=Status.DONE,
+        error=None,
+        timings=timings,
+        facts=facts.to_dict(),
+        tile_size=settings.tile_size,
+        objects=objects,
+        metadata_partial=conversion.metadata_partial,
+        thumbnail=_thumbnail(facts, settings),
+        manifest=settings.iiif_manifests,
+        progress={"phase": "done", "done": objects, "total": objects},
+        derivatives=list(conversion.derivatives),
+        palette=list(conversion.palette),
+        named_derivatives=[
+            {**d, "uri": f"{settings.public_base_url.rstrip('/')}/{d['path']}"} if "path" in d else d
+            for d in conversion.named_derivatives
+        ],
+        cost={
+            "compute": runtime.usage(timings["total"]),
+            "s3": {**{f"{tier}_requests": n for tier, n in store.requests.items()}, "bytes_stored": stored},
+        },
+    )
 
 
 def _thumbnail(facts: ImageFacts, settings: Settings) -> str:
@@ -203,8 +259,10 @@ def _check_decodable(facts: ImageFacts, settings: Settings) -> None:
         return
     needed = facts.pixels / 1e6 * jp2.DECODE_MB_PER_MEGAPIXEL
     if needed > settings.batch_memory_mb:
-        raise ImageTooLarge(f"decoding this {facts.width}x{facts.height} JPEG 2000 needs about {needed:,.0f} MB, "
-                            f"more than the {settings.batch_memory_mb:,} MB of an AWS Batch job (BATCH_MEMORY_MB)")
+        raise ImageTooLarge(
+            f"decoding this {facts.width}x{facts.height} JPEG 2000 needs about {needed:,.0f} MB, "
+            f"more than the {settings.batch_memory_mb:,} MB of an AWS Batch job (BATCH_MEMORY_MB)"
+        )
 
 
 def _why_not_split_here(document: Document, settings: Settings, runtime: Runtime) -> str | None:
@@ -225,8 +283,10 @@ def _why_not_here(facts: ImageFacts, ref: SourceRef, settings: Settings, runtime
     if facts.pixels > settings.lambda_max_pixels:
         return f"{facts.width}x{facts.height} is over LAMBDA_MAX_PIXELS ({settings.lambda_max_pixels:,})"
     if facts.format == "jp2k" and facts.pixels > settings.lambda_max_jp2_pixels:
-        return (f"decoding a {facts.width}x{facts.height} JPEG 2000 needs more memory than LAMBDA_MAX_JP2_PIXELS "
-                f"({settings.lambda_max_jp2_pixels:,}) allows")
+        return (
+            f"decoding a {facts.width}x{facts.height} JPEG 2000 needs more memory than LAMBDA_MAX_JP2_PIXELS "
+            f"({settings.lambda_max_jp2_pixels:,}) allows"
+        )
     needed = _seconds_needed(facts, ref, settings)
     if _seconds_left(runtime) < needed:
         return f"needs about {needed:.0f}s, more than the {_seconds_left(runtime):.0f}s Lambda has left"
@@ -234,10 +294,15 @@ def _why_not_here(facts: ImageFacts, ref: SourceRef, settings: Settings, runtime
 
 
 def _seconds_needed(facts: ImageFacts, ref: SourceRef, settings: Settings) -> float:
-    tiles = 2.7 * facts.pixels / settings.tile_size ** 2  # Deep Zoom + IIIF names, every level
+    tiles = 2.7 * facts.pixels / settings.tile_size**2  # Deep Zoom + IIIF names, every level
     decode = facts.pixels / 1e6 / jp2.DECODE_MEGAPIXELS_PER_SECOND if facts.format == "jp2k" else 0
-    return (decode + facts.pixels / 1e6 / settings.lambda_megapixels_per_second + tiles / PUTS_PER_SECOND
-            + (ref.size or 0) / DOWNLOAD_BYTES_PER_SECOND + SAFETY_SECONDS)
+    return (
+        decode
+        + facts.pixels / 1e6 / settings.lambda_megapixels_per_second
+        + tiles / PUTS_PER_SECOND
+        + (ref.size or 0) / DOWNLOAD_BYTES_PER_SECOND
+        + SAFETY_SECONDS
+    )
 
 
 def _seconds_left(runtime: Runtime) -> float:
@@ -247,21 +312,36 @@ def _seconds_left(runtime: Runtime) -> float:
 def _hand_to_batch(journal: Journal, ref: SourceRef, image_id: str, settings: Settings, reason: str) -> dict[str, Any]:
     job_id = dispatch.submit(ref, image_id, settings.batch_job_queue, settings.batch_job_definition)
     log.info("s3://%s/%s handed to AWS Batch (%s): job %s", ref.bucket, ref.key, reason, job_id)
-    return journal.save(status=Status.QUEUED, route=Route.BATCH, batch_job_id=job_id, routed_because=reason,
-                        progress={"phase": "queued", "done": 0, "total": 0})
+    return journal.save(
+        status=Status.QUEUED,
+        route=Route.BATCH,
+        batch_job_id=job_id,
+        routed_because=reason,
+        progress={"phase": "queued", "done": 0, "total": 0},
+    )
 
 
-def _record_gone(store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime,
-                 reason: str) -> dict[str, Any]:
+def _record_gone(
+    store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime, reason: str
+) -> dict[str, Any]:
     log.warning("%s", reason)
     previous = records.read_record(store, settings.metadata_bucket, image_id)
-    journal = Journal(store, settings.metadata_bucket, image_id, ref, runtime.route, runtime.owner,
-                      indexed_as=previous and previous.get("status"), replaces=_published_version(previous))
+    journal = Journal(
+        store,
+        settings.metadata_bucket,
+        image_id,
+        ref,
+        runtime.route,
+        runtime.owner,
+        indexed_as=previous and previous.get("status"),
+        replaces=_published_version(previous),
+    )
     return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
 
 
-def _give_back(journal: Journal, store: S3Storage, settings: Settings, image_id: str, ref: SourceRef,
-               error: Exception) -> None:
+def _give_back(
+    journal: Journal, store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, error: Exception
+) -> None:
     """Record a transient failure and release the claim, so the retry can take the job again."""
     try:
         journal.save(status=Status.RETRYING, error=f"{type(error).__name__}: {error}")
@@ -270,19 +350,26 @@ def _give_back(journal: Journal, store: S3Storage, settings: Settings, image_id:
         log.exception("could not record the failure of %s", image_id)
 
 
-def _prune_stale_tiles(store: S3Storage, bucket: str, conversion: Conversion, previous: dict[str, Any] | None,
-                       tile_size: int) -> None:
+def _prune_stale_tiles(
+    store: S3Storage, bucket: str, conversion: Conversion, previous: dict[str, Any] | None, tile_size: int
+) -> None:
     """After re-converting an image whose size changed, delete the tiles the new pyramid no longer has."""
     if not previous or not previous.get("facts"):
         return
     old = previous["facts"]
-    if (old["width"], old["height"], previous.get("tile_size")) == (conversion.facts.width, conversion.facts.height,
-                                                                    tile_size):
+    if (old["width"], old["height"], previous.get("tile_size")) == (
+        conversion.facts.width,
+        conversion.facts.height,
+        tile_size,
+    ):
         return
     image_id = re.escape(conversion.image_id)
     ours = re.compile(rf"^{image_id}(_files/\d+/\d+_\d+\.jpg|/[^/]+/[^/]+/0/default\.jpg)$")
     keep = set(conversion.tiles) | set(conversion.descriptors)
-    candidates = [*store.list_keys(bucket, f"{conversion.image_id}_files/"), *store.list_keys(bucket, f"{conversion.image_id}/")]
+    candidates = [
+        *store.list_keys(bucket, f"{conversion.image_id}_files/"),
+        *store.list_keys(bucket, f"{conversion.image_id}/"),
+    ]
     store.delete_keys(bucket, (key for key in candidates if ours.match(key) and key not in keep))
 
 
@@ -302,12 +389,21 @@ def _invalidate_replaced(settings: Settings, image_id: str, etag: str, previous:
     try:
         invalidation = cdn.invalidate(settings.cdn_distribution_id, image_id, etag)
     except (BotoCoreError, ClientError) as error:
-        log.warning("could not invalidate the replaced %s in CloudFront (%s); its tiles may be served stale for a "
-                    "day: aws cloudfront create-invalidation --distribution-id %s --paths %s", image_id, error,
-                    settings.cdn_distribution_id, " ".join(cdn.paths(image_id)))
+        log.warning(
+            "could not invalidate the replaced %s in CloudFront (%s); its tiles may be served stale for a "
+            "day: aws cloudfront create-invalidation --distribution-id %s --paths %s",
+            image_id,
+            error,
+            settings.cdn_distribution_id,
+            " ".join(cdn.paths(image_id)),
+        )
         return
-    log.info("invalidated the replaced %s in CloudFront distribution %s: %s", image_id,
-             settings.cdn_distribution_id, invalidation)
+    log.info(
+        "invalidated the replaced %s in CloudFront distribution %s: %s",
+        image_id,
+        settings.cdn_distribution_id,
+        invalidation,
+    )
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """Plain records passed between the pipeline and its adapters."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -62,10 +63,15 @@ class Conversion:
         """THE publishing order, which every publisher follows: the tiles (and derivatives), then the
         descriptors that point at them, then the metadata JSON. A crash at any point leaves at most tiles no
         descriptor points at yet; the job record, written after the last phase, says "done"."""
+
         def staged(paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
             return tuple((f"{self.tiles_root}/{path}", path) for path in paths)
-        return (Phase("tiles", staged(self.tiles + self.derivatives)), Phase("descriptors", staged(self.descriptors)),
-                Phase("metadata", ((self.metadata_path, f"{self.image_id}.json"),), destination="metadata"))
+
+        return (
+            Phase("tiles", staged(self.tiles + self.derivatives)),
+            Phase("descriptors", staged(self.descriptors)),
+            Phase("metadata", ((self.metadata_path, f"{self.image_id}.json"),), destination="metadata"),
+        )
 
     @property
     def object_count(self) -> int:

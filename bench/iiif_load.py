@@ -27,6 +27,7 @@ Setup is cached in ``bench/data/iiif-430mp/``: the serving TIFF
 (``python -m app convert --id bench430`` with ``SERVING_TIFF=false``). Only
 the sampled static tiles are uploaded to moto (all of them would take minutes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,12 @@ def measure(ctx: Context) -> Section:
     image = next(i for i in ctx.images if i.key in IMAGE_KEYS)
     count = int(ctx.options.get("iiif_requests") or DEFAULT_REQUESTS)
     clients = int(ctx.options.get("iiif_clients") or DEFAULT_CLIENTS)
-    section = Section(SECTION, f"IIIF: random {TILE_SIZE}px tiles of the {image.megapixels:.0f} MP image, dynamic "
-                               "endpoint vs static tiles (local S3: moto)", list(COLUMNS))
+    section = Section(
+        SECTION,
+        f"IIIF: random {TILE_SIZE}px tiles of the {image.megapixels:.0f} MP image, dynamic "
+        "endpoint vs static tiles (local S3: moto)",
+        list(COLUMNS),
+    )
     if str(ctx.repo) not in sys.path:
         sys.path.insert(0, str(ctx.repo))
     from tooling.local_stack import TILES_CORS, public_read
@@ -112,14 +117,24 @@ def measure(ctx: Context) -> Section:
         tiff_upload_s = time.perf_counter() - started
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda key: s3.put_object(Bucket=TILES_BUCKET, Key=key, Body=(tiles_dir / key).read_bytes(),
-                                                    ContentType="image/jpeg"), keys))
+            list(
+                pool.map(
+                    lambda key: s3.put_object(
+                        Bucket=TILES_BUCKET, Key=key, Body=(tiles_dir / key).read_bytes(), ContentType="image/jpeg"
+                    ),
+                    keys,
+                )
+            )
         tiles_upload_s = time.perf_counter() - started
-        ctx.log(f"  uploaded the TIFF ({tiff.stat().st_size / 2**20:.0f} MB) in {tiff_upload_s:.1f} s and "
-                f"{len(keys)} static tiles in {tiles_upload_s:.1f} s")
+        ctx.log(
+            f"  uploaded the TIFF ({tiff.stat().st_size / 2**20:.0f} MB) in {tiff_upload_s:.1f} s and "
+            f"{len(keys)} static tiles in {tiles_upload_s:.1f} s"
+        )
         probe = _probe_moto(endpoint, f"derivatives/{IMAGE_ID}.tif", keys[0])
-        ctx.log(f"  moto alone: 64 KiB ranged GET of the TIFF {probe['range_ms']:.1f} ms, "
-                f"GET of a static tile {probe['tile_ms']:.1f} ms (medians of {probe['n']})")
+        ctx.log(
+            f"  moto alone: 64 KiB ranged GET of the TIFF {probe['range_ms']:.1f} ms, "
+            f"GET of a static tile {probe['tile_ms']:.1f} ms (medians of {probe['n']})"
+        )
 
         passes: dict[tuple[str, str], list[dict[str, Any]]] = {}
         static_urls = [f"{endpoint}/{TILES_BUCKET}/{key}" for key in sequence]
@@ -128,8 +143,11 @@ def measure(ctx: Context) -> Section:
             with _Child(ctx, ["serve"], run_work / "logs-serve", _env(endpoint)) as server:
                 dynamic_urls = [f"{server.address}/iiif/3/{key}" for key in sequence]
                 # static first while the server is idle; then the server's cold pass and its warm pass
-                for side, name, urls in (("static", "-", static_urls), ("dynamic", "cold", dynamic_urls),
-                                         ("dynamic", "warm", dynamic_urls)):
+                for side, name, urls in (
+                    ("static", "-", static_urls),
+                    ("dynamic", "cold", dynamic_urls),
+                    ("dynamic", "warm", dynamic_urls),
+                ):
                     before = _server_totals(server.address) if side == "dynamic" else None
                     result = run_pass(urls, clients)
                     if before is not None:
@@ -151,8 +169,10 @@ def sample_paths(width: int, height: int, count: int) -> list[str]:
     tile at every scale factor: distinct tiles when there are enough, else with repeats."""
     from app.iiif import grid
 
-    every = [grid.image_path(IMAGE_ID, width, height, tile.region, tile.size)
-             for tile in grid.tiles(width, height, TILE_SIZE)]
+    every = [
+        grid.image_path(IMAGE_ID, width, height, tile.region, tile.size)
+        for tile in grid.tiles(width, height, TILE_SIZE)
+    ]
     rng = random.Random(SEED)
     return rng.sample(every, count) if count <= len(every) else rng.choices(every, k=count)
 
@@ -172,9 +192,13 @@ def run_pass(urls: list[str], clients: int) -> dict[str, Any]:
         try:
             answer = session.get(urls[index], timeout=REQUEST_TIMEOUT)
             body = answer.content
-            results[index] = {"ms": (time.perf_counter() - started) * 1000, "status": answer.status_code,
-                              "bytes": len(body), "s3_bytes": _int(answer.headers.get("X-Bench-S3-Bytes")),
-                              "s3_requests": _int(answer.headers.get("X-Bench-S3-Requests"))}
+            results[index] = {
+                "ms": (time.perf_counter() - started) * 1000,
+                "status": answer.status_code,
+                "bytes": len(body),
+                "s3_bytes": _int(answer.headers.get("X-Bench-S3-Bytes")),
+                "s3_requests": _int(answer.headers.get("X-Bench-S3-Requests")),
+            }
         except requests.RequestException as error:
             results[index] = {"ms": (time.perf_counter() - started) * 1000, "status": None, "error": repr(error)}
 
@@ -185,8 +209,13 @@ def run_pass(urls: list[str], clients: int) -> dict[str, Any]:
     done = [r for r in results if r is not None]
     ok = [r for r in done if r["status"] == 200]
     failures = Counter(str(r.get("status") or r.get("error")) for r in done if r["status"] != 200)
-    return {"requests": len(urls), "wall_s": wall, "ok": ok, "errors": len(urls) - len(ok),
-            "error_kinds": dict(failures)}
+    return {
+        "requests": len(urls),
+        "wall_s": wall,
+        "ok": ok,
+        "errors": len(urls) - len(ok),
+        "error_kinds": dict(failures),
+    }
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -197,26 +226,34 @@ def percentile(values: list[float], share: float) -> float:
 
 def _describe(result: dict[str, Any]) -> str:
     latencies = [r["ms"] for r in result["ok"]] or [math.nan]
-    text = (f"{result['requests'] / result['wall_s']:6.1f} req/s, median {statistics.median(latencies):6.1f} ms, "
-            f"p99 {percentile(latencies, 0.99):7.1f} ms, {result['errors']} errors")
+    text = (
+        f"{result['requests'] / result['wall_s']:6.1f} req/s, median {statistics.median(latencies):6.1f} ms, "
+        f"p99 {percentile(latencies, 0.99):7.1f} ms, {result['errors']} errors"
+    )
     if result["error_kinds"]:
         text += f" {result['error_kinds']}"
     if "totals" in result:
         totals = result["totals"]
-        text += (f"; S3 {totals['bytes_fetched'] / result['requests'] / 1024:.0f} KB/request, "
-                 f"{totals['gets']} GETs + {totals['heads']} HEADs, {totals['cache_hits']} block-cache hits")
+        text += (
+            f"; S3 {totals['bytes_fetched'] / result['requests'] / 1024:.0f} KB/request, "
+            f"{totals['gets']} GETs + {totals['heads']} HEADs, {totals['cache_hits']} block-cache hits"
+        )
     return text
 
 
 def _row(side: str, name: str, runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
     """Medians over runs of each run's figures."""
+
     def over_runs(figure) -> float | None:
         values = [v for v in (figure(run) for run in runs) if v is not None]
         return statistics.median(values) if values else None
 
     dynamic = side == "dynamic"
     return {
-        "side": side, "pass": name, "requests": runs[0]["requests"], "clients": clients,
+        "side": side,
+        "pass": name,
+        "requests": runs[0]["requests"],
+        "clients": clients,
         "rps": over_runs(lambda r: r["requests"] / r["wall_s"]),
         "median_ms": over_runs(lambda r: statistics.median(x["ms"] for x in r["ok"]) if r["ok"] else None),
         "p99_ms": over_runs(lambda r: percentile([x["ms"] for x in r["ok"]], 0.99) if r["ok"] else None),
@@ -224,9 +261,13 @@ def _row(side: str, name: str, runs: list[dict[str, Any]], clients: int) -> dict
         "response_kb": over_runs(lambda r: statistics.mean(x["bytes"] for x in r["ok"]) / 1024 if r["ok"] else None),
         "s3_kb_mean": over_runs(lambda r: r["totals"]["bytes_fetched"] / r["requests"] / 1024) if dynamic else None,
         "s3_kb_median": over_runs(lambda r: statistics.median(_s3_bytes(r)) / 1024 if _s3_bytes(r) else None)
-        if dynamic else None,
-        "s3_requests": over_runs(lambda r: (r["totals"]["gets"] + r["totals"]["heads"] + r["totals"]["other"])
-                                 / r["requests"]) if dynamic else 1.0,
+        if dynamic
+        else None,
+        "s3_requests": over_runs(
+            lambda r: (r["totals"]["gets"] + r["totals"]["heads"] + r["totals"]["other"]) / r["requests"]
+        )
+        if dynamic
+        else 1.0,
         "wall_s": over_runs(lambda r: r["wall_s"]),
     }
 
@@ -238,20 +279,38 @@ def _s3_bytes(result: dict[str, Any]) -> list[int]:
 def _run_record(image_key: str, result: dict[str, Any]) -> dict[str, Any]:
     """One pass for the JSON record (run.py prints ``seconds`` per run)."""
     latencies = [x["ms"] for x in result["ok"]]
-    return {"image": image_key, "side": f"{result['side']} {result['pass_']}".strip(" -"), "run": result["run"],
-            "seconds": round(result["wall_s"], 3), "requests": result["requests"], "errors": result["errors"],
-            "error_kinds": result["error_kinds"], "latencies_ms": [round(v, 2) for v in latencies],
-            "s3_bytes": _s3_bytes(result), "totals": result.get("totals")}
+    return {
+        "image": image_key,
+        "side": f"{result['side']} {result['pass_']}".strip(" -"),
+        "run": result["run"],
+        "seconds": round(result["wall_s"], 3),
+        "requests": result["requests"],
+        "errors": result["errors"],
+        "error_kinds": result["error_kinds"],
+        "latencies_ms": [round(v, 2) for v in latencies],
+        "s3_bytes": _s3_bytes(result),
+        "totals": result.get("totals"),
+    }
 
 
-def _notes(image: Any, tiff: Path, sequence: list[str], keys: list[str], tiff_upload_s: float, tiles_upload_s: float,
-           probe: dict[str, float], passes: dict[tuple[str, str], list[dict[str, Any]]],
-           rows: list[dict[str, Any]]) -> list[str]:
+def _notes(
+    image: Any,
+    tiff: Path,
+    sequence: list[str],
+    keys: list[str],
+    tiff_upload_s: float,
+    tiles_upload_s: float,
+    probe: dict[str, float],
+    passes: dict[tuple[str, str], list[dict[str, Any]]],
+    rows: list[dict[str, Any]],
+) -> list[str]:
     from app.iiif import grid
 
     every = list(grid.tiles(image.width, image.height, TILE_SIZE))
-    scale_of = {grid.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): 2 ** (every[0].dz_level
-                                                                                          - t.dz_level) for t in every}
+    scale_of = {
+        grid.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): 2 ** (every[0].dz_level - t.dz_level)
+        for t in every
+    }
     mix = Counter(scale_of[path] for path in sequence)
     tiff_mb = tiff.stat().st_size / 2**20
     by_pass = {(row["side"], row["pass"]): row for row in rows}
@@ -262,21 +321,30 @@ def _notes(image: Any, tiff: Path, sequence: list[str], keys: list[str], tiff_up
         f"factors {', '.join(f'{s}:{n}' for s, n in sorted(mix.items()))} (factor:count), seed {SEED}); "
         "any non-200 answer counts as an error",
         f"serving TIFF {tiff_mb:.0f} MB (JPEG q{QUALITY}, 512px tiles, BigTIFF pyramid)"
-        + (f"; a cold request read {cold['s3_kb_mean'] / 1024 / tiff_mb * 100:.2f}% of it on average, "
-           f"a warm one {warm['s3_kb_mean'] / 1024 / tiff_mb * 100:.3f}%" if cold and warm and cold["s3_kb_mean"] else ""),
+        + (
+            f"; a cold request read {cold['s3_kb_mean'] / 1024 / tiff_mb * 100:.2f}% of it on average, "
+            f"a warm one {warm['s3_kb_mean'] / 1024 / tiff_mb * 100:.3f}%"
+            if cold and warm and cold["s3_kb_mean"]
+            else ""
+        ),
         "S3 KB/req: bytes fetched by the endpoint's ranged GETs (s3source ReadStats.bytes_fetched; 64 KiB blocks, "
         "block cache IIIF_BLOCK_CACHE_MB=64); S3 req/req counts its HEAD (one per request) and GETs. Static: one "
         "GET of the tile object, its size in 'response KB'",
         "cold = first pass on a fresh server process (also pays the first boto3 client, the pyramid headers and the "
         "metadata record lookup); warm = the same sequence again",
         f"uploaded to moto: the TIFF in {tiff_upload_s:.1f} s and only the {len(keys)} sampled static tiles in "
-        f"{tiles_upload_s:.1f} s (all {len(every)} IIIF tiles would take ~{tiles_upload_s / len(keys) * len(every):.0f} s)",
+        f"{tiles_upload_s:.1f} s (all {len(every)} IIIF tiles would take "
+        f"~{tiles_upload_s / len(keys) * len(every):.0f} s)",
         "moto applies requests one at a time (LocalS3's lock), which caps the static side; and for a ranged GET moto "
         f"reads the whole object and slices it: a 64 KiB range of the {tiff_mb:.0f} MB TIFF took "
         f"{probe['range_ms']:.1f} ms against {probe['tile_ms']:.1f} ms for a whole static tile (medians of "
         f"{probe['n']}, moto alone), so the dynamic side's latency here is dominated by moto, not by S3 or libvips"
-        + (f" (cold: {cold_gets} ranged GETs x {probe['range_ms']:.0f} ms, one at a time, = "
-           f"{cold_gets * probe['range_ms'] / 1000:.0f} s of the pass's {cold['wall_s']:.0f} s)" if cold else ""),
+        + (
+            f" (cold: {cold_gets} ranged GETs x {probe['range_ms']:.0f} ms, one at a time, = "
+            f"{cold_gets * probe['range_ms'] / 1000:.0f} s of the pass's {cold['wall_s']:.0f} s)"
+            if cold
+            else ""
+        ),
         "response KB: the dynamic side re-encodes at JPEG_QUALITY (85, optimize_coding); the static tiles are "
         "dzsave's output as convert wrote them",
         f"{os.cpu_count()} cores shared by the client threads, the app server and moto (three processes)",
@@ -324,10 +392,14 @@ def _boto_client(endpoint: str) -> Any:
 
     from tooling.local_s3 import FAKE_CREDENTIALS
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
-                        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                        config=Config(max_pool_connections=16))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(max_pool_connections=16),
+    )
 
 
 def _env(endpoint: str | None) -> dict[str, str]:
@@ -335,10 +407,20 @@ def _env(endpoint: str | None) -> dict[str, str]:
     from tooling.local_s3 import FAKE_CREDENTIALS
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    env.update(FAKE_CREDENTIALS, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-               AWS_EC2_METADATA_DISABLED="true", TILE_SIZE=str(TILE_SIZE), JPEG_QUALITY=str(QUALITY),
-               TILES_BUCKET=TILES_BUCKET, METADATA_BUCKET=METADATA_BUCKET, SOURCE_BUCKET=SOURCE_BUCKET,
-               BATCH_JOB_QUEUE="", BATCH_JOB_DEFINITION="", DERIVATIVES_FILE="")
+    env.update(
+        FAKE_CREDENTIALS,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        TILE_SIZE=str(TILE_SIZE),
+        JPEG_QUALITY=str(QUALITY),
+        TILES_BUCKET=TILES_BUCKET,
+        METADATA_BUCKET=METADATA_BUCKET,
+        SOURCE_BUCKET=SOURCE_BUCKET,
+        BATCH_JOB_QUEUE="",
+        BATCH_JOB_DEFINITION="",
+        DERIVATIVES_FILE="",
+    )
     if endpoint:
         env.update(AWS_ENDPOINT_URL=endpoint, PUBLIC_BASE_URL=f"{endpoint}/{TILES_BUCKET}")
     return env
@@ -354,13 +436,19 @@ class _Child:
     def __enter__(self) -> _Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = (self.log_dir / "stderr.log").open("wb")
-        self.proc = subprocess.Popen([self.ctx.python, str(Path(__file__).resolve()), *self.args], cwd=self.ctx.repo,
-                                     env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        self.proc = subprocess.Popen(
+            [self.ctx.python, str(Path(__file__).resolve()), *self.args],
+            cwd=self.ctx.repo,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
         line = self.proc.stdout.readline().decode()  # EOF (a crash) gives "", handled below
         if not line.startswith(_READY):
             self._stop()
             raise RunFailed(f"{' '.join(self.args)} child did not start; see {self.log_dir / 'stderr.log'}")
-        self.address = line[len(_READY):].strip()
+        self.address = line[len(_READY) :].strip()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -387,8 +475,13 @@ def _prepare(ctx: Context, image: Any, cache: Path) -> tuple[Path, Path]:
     """The serving TIFF and the static tiles of ``image``, made once per source JPEG (size and mtime)."""
     stamp_path, tiff, tiles_dir = cache / "stamp.json", cache / f"{IMAGE_ID}.tif", cache / "tiles"
     stat = image.path.stat()
-    stamp = {"source": str(image.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "tile_size": TILE_SIZE,
-             "quality": QUALITY}
+    stamp = {
+        "source": str(image.path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "tile_size": TILE_SIZE,
+        "quality": QUALITY,
+    }
     try:
         cached = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
@@ -400,21 +493,43 @@ def _prepare(ctx: Context, image: Any, cache: Path) -> tuple[Path, Path]:
     cache.mkdir(parents=True)
     ctx.log(f"  making the serving TIFF of {image.path.name} (cached in {cache}) ...")
     partial = cache / f"{IMAGE_ID}.tif.tmp"
-    made_tiff = run_measured([ctx.python, str(Path(__file__).resolve()), "tiff", str(image.path), str(partial)],
-                             log_dir=cache / "logs" / "tiff", cwd=ctx.repo)
+    made_tiff = run_measured(
+        [ctx.python, str(Path(__file__).resolve()), "tiff", str(image.path), str(partial)],
+        log_dir=cache / "logs" / "tiff",
+        cwd=ctx.repo,
+    )
     partial.rename(tiff)
-    ctx.log(f"  done in {made_tiff.seconds:.1f} s, peak RSS {made_tiff.peak_rss_mb:.0f} MB, "
-            f"{tiff.stat().st_size / 2**20:.0f} MB")
+    ctx.log(
+        f"  done in {made_tiff.seconds:.1f} s, peak RSS {made_tiff.peak_rss_mb:.0f} MB, "
+        f"{tiff.stat().st_size / 2**20:.0f} MB"
+    )
     ctx.log("  making the static tiles (python -m app convert, SERVING_TIFF=false) ...")
     env = {**_env(None), "SERVING_TIFF": "false", "WORK_DIR": str(cache / "work")}
     (cache / "work").mkdir()
-    made_tiles = run_measured([ctx.python, "-m", "app", "convert", str(image.path), "--tiles-dir", str(tiles_dir),
-                               "--metadata-dir", str(cache / "metadata"), "--id", IMAGE_ID],
-                              log_dir=cache / "logs" / "convert", cwd=ctx.repo, env=env)
+    made_tiles = run_measured(
+        [
+            ctx.python,
+            "-m",
+            "app",
+            "convert",
+            str(image.path),
+            "--tiles-dir",
+            str(tiles_dir),
+            "--metadata-dir",
+            str(cache / "metadata"),
+            "--id",
+            IMAGE_ID,
+        ],
+        log_dir=cache / "logs" / "convert",
+        cwd=ctx.repo,
+        env=env,
+    )
     shutil.rmtree(cache / "work", ignore_errors=True)
     ctx.log(f"  done in {made_tiles.seconds:.1f} s, peak RSS {made_tiles.peak_rss_mb:.0f} MB")
-    stamp_path.write_text(json.dumps({"stamp": stamp, "tiff_s": round(made_tiff.seconds, 1),
-                                      "convert_s": round(made_tiles.seconds, 1)}) + "\n")
+    stamp_path.write_text(
+        json.dumps({"stamp": stamp, "tiff_s": round(made_tiff.seconds, 1), "convert_s": round(made_tiles.seconds, 1)})
+        + "\n"
+    )
     return tiff, tiles_dir
 
 
@@ -481,10 +596,15 @@ def _child_serve() -> None:
         with lock:
             stats = [t.stats for t in opened]
             methods = dict(requests_by_method)
-        return jsonify(bytes_fetched=sum(s.bytes_fetched for s in stats), gets=sum(s.gets for s in stats),
-                       cache_hits=sum(s.cache_hits for s in stats), bytes_served=sum(s.bytes_served for s in stats),
-                       heads=methods.get("HEAD", 0), other=sum(methods.values()) - methods.get("HEAD", 0)
-                       - sum(s.gets for s in stats), tiffs=len(stats))
+        return jsonify(
+            bytes_fetched=sum(s.bytes_fetched for s in stats),
+            gets=sum(s.gets for s in stats),
+            cache_hits=sum(s.cache_hits for s in stats),
+            bytes_served=sum(s.bytes_served for s in stats),
+            heads=methods.get("HEAD", 0),
+            other=sum(methods.values()) - methods.get("HEAD", 0) - sum(s.gets for s in stats),
+            tiffs=len(stats),
+        )
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, *args: Any, **kwargs: Any) -> None:

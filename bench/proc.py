@@ -12,6 +12,7 @@ number is the Python process's own peak unless a helper was bigger than it.
 Output goes to log files, not pipes: waiting on a child that fills a pipe
 nobody reads would deadlock, and the logs are worth keeping for diagnosis.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,9 @@ class RunFailed(RuntimeError):
     """A measured child exited non-zero: the benchmark's numbers would be meaningless."""
 
 
-def run_measured(cmd: list[str], log_dir: Path, cwd: Path | None = None,
-                 env: dict[str, str] | None = None) -> ProcessStats:
+def run_measured(
+    cmd: list[str], log_dir: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> ProcessStats:
     """Run ``cmd`` to completion; raise ``RunFailed`` (with its output) if it fails."""
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / "stdout.log", log_dir / "stderr.log"
@@ -55,9 +57,11 @@ def run_measured(cmd: list[str], log_dir: Path, cwd: Path | None = None,
         stderr=err_path.read_text(errors="replace"),
     )
     if stats.exit_code != 0:
-        raise RunFailed(f"exit code {stats.exit_code}: {' '.join(cmd)}\n"
-                        f"--- stderr (last lines) ---\n{_tail(stats.stderr)}\n"
-                        f"--- stdout (last lines) ---\n{_tail(stats.stdout)}")
+        raise RunFailed(
+            f"exit code {stats.exit_code}: {' '.join(cmd)}\n"
+            f"--- stderr (last lines) ---\n{_tail(stats.stderr)}\n"
+            f"--- stdout (last lines) ---\n{_tail(stats.stdout)}"
+        )
     return stats
 
 

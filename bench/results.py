@@ -7,6 +7,7 @@ every section the same way and dumps them all to JSON, so adding a
 measurement (e.g. S3 publishing) means writing one function and listing it
 in ``run.MEASUREMENTS``; nothing else changes.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -69,7 +70,8 @@ class Target:
 
     def describe(self) -> str:
         verdict = "PASS" if self.passed else "MISS"
-        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.2f}{self.unit} (target {self.op} {self.limit:g}{self.unit})"
+        target = f"target {self.op} {self.limit:g}{self.unit}"
+        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.2f}{self.unit} ({target})"
 
 
 @dataclass

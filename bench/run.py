@@ -1,4 +1,5 @@
-"""Benchmark: ``make bench``, i.e. ``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
+"""Benchmark: ``make bench``, i.e.
+``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
 
 Answers four questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
@@ -17,6 +18,7 @@ a ``results.Section``; this file only prepares inputs, runs them, prints and
 saves. It is a benchmark, not a test: a missed target still exits 0; a
 crashed run exits 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,10 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         measurements = selected_measurements(args.only)
         images, report["generation"] = prepare_images(args.only, measurements)
-        ctx = Context(repo=REPO, python=sys.executable, work_dir=args.scratch / "bench-runs", images=images,
-                      runs=args.runs, keep=args.keep, log=_log,
-                      options={"s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs,
-                               "iiif_requests": args.iiif_requests, "iiif_clients": args.iiif_clients})
+        ctx = Context(
+            repo=REPO,
+            python=sys.executable,
+            work_dir=args.scratch / "bench-runs",
+            images=images,
+            runs=args.runs,
+            keep=args.keep,
+            log=_log,
+            options={
+                "s3_latency_ms": args.s3_latency_ms,
+                "serial_runs": args.serial_runs,
+                "iiif_requests": args.iiif_requests,
+                "iiif_clients": args.iiif_clients,
+            },
+        )
         _clear_runs(ctx)
         sections = run_measurements(ctx, measurements)
     except RunFailed as error:
@@ -89,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     for section in sections:
         print_section(section)
-    print(f"\nWhole benchmark: {report['total_seconds']:.0f} s"
-          + (f"; kept outputs in {ctx.work_dir}" if args.keep else ""))
+    print(
+        f"\nWhole benchmark: {report['total_seconds']:.0f} s"
+        + (f"; kept outputs in {ctx.work_dir}" if args.keep else "")
+    )
     _save_json(args.json, report)
     return 0
 
@@ -98,30 +113,64 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[1])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side and image (default 3)")
-    parser.add_argument("--only", choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
-                        help="benchmark one image only, or run one section only (tiling: both images; "
-                             "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
-                             "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)")
+    parser.add_argument(
+        "--only",
+        choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
+        help="benchmark one image only, or run one section only (tiling: both images; "
+        "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
+        "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
-    parser.add_argument("--scratch", type=Path, default=DATA, metavar="DIR",
-                        help="file system for the outputs: they go in DIR/bench-runs, emptied first "
-                             "(default bench/data; try a tmpfs to take disk metadata speed out of the numbers)")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=DATA,
+        metavar="DIR",
+        help="file system for the outputs: they go in DIR/bench-runs, emptied first "
+        "(default bench/data; try a tmpfs to take disk metadata speed out of the numbers)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--s3-latency-ms", type=float, default=25.0, metavar="MS",
-                        help="s3: latency of the fast S3 stand-in, per request (default 25)")
-    parser.add_argument("--serial-runs", type=int, metavar="N",
-                        help="s3: runs with UPLOAD_WORKERS=1, about 15 s each at 25 ms (default 1)")
-    parser.add_argument("--iiif-requests", type=int, default=iiif_load.DEFAULT_REQUESTS, metavar="N",
-                        help=f"iiif: random tile requests per pass (default {iiif_load.DEFAULT_REQUESTS})")
-    parser.add_argument("--iiif-clients", type=int, default=iiif_load.DEFAULT_CLIENTS, metavar="N",
-                        help=f"iiif: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})")
+    parser.add_argument(
+        "--s3-latency-ms",
+        type=float,
+        default=25.0,
+        metavar="MS",
+        help="s3: latency of the fast S3 stand-in, per request (default 25)",
+    )
+    parser.add_argument(
+        "--serial-runs",
+        type=int,
+        metavar="N",
+        help="s3: runs with UPLOAD_WORKERS=1, about 15 s each at 25 ms (default 1)",
+    )
+    parser.add_argument(
+        "--iiif-requests",
+        type=int,
+        default=iiif_load.DEFAULT_REQUESTS,
+        metavar="N",
+        help=f"iiif: random tile requests per pass (default {iiif_load.DEFAULT_REQUESTS})",
+    )
+    parser.add_argument(
+        "--iiif-clients",
+        type=int,
+        default=iiif_load.DEFAULT_CLIENTS,
+        metavar="N",
+        help=f"iiif: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})",
+    )
     return parser
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"runs": args.runs, "only": args.only, "keep": args.keep, "scratch": str(args.scratch.resolve()),
-            "s3_latency_ms": args.s3_latency_ms, "serial_runs": args.serial_runs,
-            "iiif_requests": args.iiif_requests, "iiif_clients": args.iiif_clients}
+    return {
+        "runs": args.runs,
+        "only": args.only,
+        "keep": args.keep,
+        "scratch": str(args.scratch.resolve()),
+        "s3_latency_ms": args.s3_latency_ms,
+        "serial_runs": args.serial_runs,
+        "iiif_requests": args.iiif_requests,
+        "iiif_clients": args.iiif_clients,
+    }
 
 
 def section_name(measure: Callable[[Context], Section]) -> str:
@@ -141,8 +190,9 @@ def selected_measurements(only: str | None) -> list[Callable[[Context], Section]
     return [measure for measure in MEASUREMENTS if only is None or section_name(measure) == only]
 
 
-def prepare_images(only: str | None, measurements: list[Callable[[Context], Section]]
-                   ) -> tuple[tuple[BenchImage, ...], list[dict[str, Any]]]:
+def prepare_images(
+    only: str | None, measurements: list[Callable[[Context], Section]]
+) -> tuple[tuple[BenchImage, ...], list[dict[str, Any]]]:
     """The selected images, generating any that are not cached yet; generation stats for the record."""
     wanted = {key for measure in measurements for key in images_for(measure)}
     images, generated = [], []
@@ -160,12 +210,18 @@ def _generate(image: BenchImage) -> dict[str, Any]:
     """Generate in a child process, whose peak RSS shows the streaming worked (far below width*height*3)."""
     _log(f"Generating {image.path.name} ({image.megapixels:.0f} MP) ...")
     image.path.parent.mkdir(parents=True, exist_ok=True)
-    stats = run_measured([sys.executable, str(HERE / "synth.py"), str(image.path), str(image.width), str(image.height)],
-                         log_dir=DATA / "logs" / f"generate-{image.key}")
+    stats = run_measured(
+        [sys.executable, str(HERE / "synth.py"), str(image.path), str(image.width), str(image.height)],
+        log_dir=DATA / "logs" / f"generate-{image.key}",
+    )
     size_mb = image.path.stat().st_size / 2**20
     _log(f"  done in {stats.seconds:.1f} s, peak RSS {stats.peak_rss_mb:.0f} MB, {size_mb:.0f} MB on disk")
-    return {"image": image.key, "seconds": round(stats.seconds, 1), "peak_rss_mb": round(stats.peak_rss_mb, 1),
-            "file_mb": round(size_mb, 1)}
+    return {
+        "image": image.key,
+        "seconds": round(stats.seconds, 1),
+        "peak_rss_mb": round(stats.peak_rss_mb, 1),
+        "file_mb": round(size_mb, 1),
+    }
 
 
 def _clear_runs(ctx: Context) -> None:
@@ -219,8 +275,10 @@ def environment() -> dict[str, Any]:
 
 
 def _print_environment(env: dict[str, Any]) -> None:
-    print(f"libvips {env['libvips']} (pyvips {env['pyvips']}), Python {env['python']}, {env['cpus']} CPUs, "
-          f"exiftool {env['exiftool'] or 'missing'}, git {env['git']}")
+    print(
+        f"libvips {env['libvips']} (pyvips {env['pyvips']}), Python {env['python']}, {env['cpus']} CPUs, "
+        f"exiftool {env['exiftool'] or 'missing'}, git {env['git']}"
+    )
     if env["vips_cli"]:
         print(f"vips on PATH: {env['vips_cli']} (not used; the reference runs the project's libvips via pyvips)")
 

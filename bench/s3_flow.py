@@ -24,6 +24,7 @@ parallel runs alternate round by round (drift lands on all alike). The
 endpoints run in threads of the benchmark process, which is idle meanwhile,
 but they share the machine's cores with the handler.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,11 @@ def measure(ctx: Context) -> Section:
     image = next(i for i in ctx.images if i.key in IMAGE_KEYS)
     latency_ms = float(ctx.options.get("s3_latency_ms", 25.0))
     serial_runs = int(ctx.options.get("serial_runs") or 1)
-    section = Section(SECTION, f"S3: upload to done for the {image.megapixels:.0f} MP image, "
-                               "against the conversion alone", list(COLUMNS))
+    section = Section(
+        SECTION,
+        f"S3: upload to done for the {image.megapixels:.0f} MP image, against the conversion alone",
+        list(COLUMNS),
+    )
     if str(ctx.repo) not in sys.path:
         sys.path.insert(0, str(ctx.repo))
     # imported here: moto is slow to import and only this section needs it
@@ -83,11 +87,14 @@ def measure(ctx: Context) -> Section:
     standin_name = f"stand-in {latency_ms:g} ms"
     with LocalS3() as moto, StandInS3(latency_ms / 1000) as standin:
         convert = _Scenario("conversion alone (in-process)", "convert", "convert", None, PARALLEL_WORKERS)
-        parallel = [_Scenario("moto", f"moto x{PARALLEL_WORKERS}", "moto", moto.url, PARALLEL_WORKERS),
-                    _Scenario(standin_name, f"{latency_ms:g}ms x{PARALLEL_WORKERS}", "standin", standin.url,
-                              PARALLEL_WORKERS)]
-        serial = [_Scenario("moto", "moto x1", "moto", moto.url, 1),
-                  _Scenario(standin_name, f"{latency_ms:g}ms x1", "standin", standin.url, 1)]
+        parallel = [
+            _Scenario("moto", f"moto x{PARALLEL_WORKERS}", "moto", moto.url, PARALLEL_WORKERS),
+            _Scenario(standin_name, f"{latency_ms:g}ms x{PARALLEL_WORKERS}", "standin", standin.url, PARALLEL_WORKERS),
+        ]
+        serial = [
+            _Scenario("moto", "moto x1", "moto", moto.url, 1),
+            _Scenario(standin_name, f"{latency_ms:g}ms x1", "standin", standin.url, 1),
+        ]
         for index in range(ctx.runs):  # rounds, alternating direction, so drift lands on every scenario alike
             for scenario in [convert, *parallel][:: 1 if index % 2 == 0 else -1]:
                 scenario.runs.append(_one_run(ctx, image, scenario, index))
@@ -95,20 +102,38 @@ def measure(ctx: Context) -> Section:
             for index in range(serial_runs):
                 scenario.runs.append(_one_run(ctx, image, scenario, index))
     convert_s = summary([run["seconds"] for run in convert.runs])
-    section.rows.append({"scenario": convert.name, "workers": "-", "runs": len(convert.runs),
-                         "median_s": convert_s["median"], "spread": _spread(convert_s), "ratio": 1.0,
-                         "objects": convert.runs[0]["objects"], "convert_s": convert_s["median"],
-                         "seconds": convert_s})
+    section.rows.append(
+        {
+            "scenario": convert.name,
+            "workers": "-",
+            "runs": len(convert.runs),
+            "median_s": convert_s["median"],
+            "spread": _spread(convert_s),
+            "ratio": 1.0,
+            "objects": convert.runs[0]["objects"],
+            "convert_s": convert_s["median"],
+            "seconds": convert_s,
+        }
+    )
     for scenario in [convert, *parallel, *serial]:
         section.runs += scenario.runs
         if scenario is not convert:
             section.rows.append(_row(scenario.name, scenario.workers, scenario.runs, convert_s["median"]))
-    target_row = next(row for row in section.rows if row["scenario"] == standin_name
-                      and row["workers"] == PARALLEL_WORKERS)
-    section.targets.append(Target(f"with {latency_ms:g} ms latency, upload-to-done for the {image.megapixels:.0f} MP "
-                                  f"image within {TARGET_RATIO:g}x of the conversion time alone "
-                                  f"(UPLOAD_WORKERS={PARALLEL_WORKERS})", image.key, target_row["ratio"], "<=",
-                                  TARGET_RATIO, "x"))
+    target_row = next(
+        row for row in section.rows if row["scenario"] == standin_name and row["workers"] == PARALLEL_WORKERS
+    )
+    section.targets.append(
+        Target(
+            f"with {latency_ms:g} ms latency, upload-to-done for the {image.megapixels:.0f} MP "
+            f"image within {TARGET_RATIO:g}x of the conversion time alone "
+            f"(UPLOAD_WORKERS={PARALLEL_WORKERS})",
+            image.key,
+            target_row["ratio"],
+            "<=",
+            TARGET_RATIO,
+            "x",
+        )
+    )
     moto_rates = {row["workers"]: row["objects_per_s"] for row in section.rows if row["scenario"] == "moto"}
     section.notes += [
         "the moto server (tooling.local_s3) applies requests one at a time: on a 2-core machine it accepts only about "
@@ -131,11 +156,14 @@ def measure(ctx: Context) -> Section:
         "run on empty buckets; conversion and parallel runs alternate round by round",
     ]
     if serial_runs < ctx.runs:
-        section.notes.append(f"UPLOAD_WORKERS=1 rows: {serial_runs} run(s) each (--serial-runs), "
-                             f"the others {ctx.runs} (--runs)")
-    section.notes.append("the endpoints run in threads of the benchmark process, sharing the cores with the handler; "
-                         "the published files go up through the AWS Common Runtime's native client "
-                         "(app/storage/native_uploads.py), the records and the fetch through boto3")
+        section.notes.append(
+            f"UPLOAD_WORKERS=1 rows: {serial_runs} run(s) each (--serial-runs), the others {ctx.runs} (--runs)"
+        )
+    section.notes.append(
+        "the endpoints run in threads of the benchmark process, sharing the cores with the handler; "
+        "the published files go up through the AWS Common Runtime's native client "
+        "(app/storage/native_uploads.py), the records and the fetch through boto3"
+    )
     return section
 
 
@@ -149,29 +177,49 @@ def _one_run(ctx: Context, image: BenchImage, scenario: _Scenario, index: int) -
     """One timed run of a scenario, in a child process of its own (after an untimed warm-up there)."""
     work = ctx.work_dir / "s3" / f"{scenario.label.replace(' ', '-')}-{index + 1}"
     mode = "convert" if scenario.kind == "convert" else "flow"
-    answer = _child(ctx, [mode, "--kind", scenario.kind, "--image", str(image.path), "--work", str(work)],
-                    _env(work, scenario.endpoint, scenario.workers), work)
-    run = {"image": image.key, "side": scenario.label, "run": index + 1, "workers": scenario.workers,
-           **answer["runs"][0]}
+    answer = _child(
+        ctx,
+        [mode, "--kind", scenario.kind, "--image", str(image.path), "--work", str(work)],
+        _env(work, scenario.endpoint, scenario.workers),
+        work,
+    )
+    run = {
+        "image": image.key,
+        "side": scenario.label,
+        "run": index + 1,
+        "workers": scenario.workers,
+        **answer["runs"][0],
+    }
     if mode == "convert":
-        ctx.log(f"  {image.key:>6} {scenario.label:<9} run {index + 1}: {run['seconds']:7.2f} s  "
-                f"{run['objects']} objects")
+        ctx.log(
+            f"  {image.key:>6} {scenario.label:<9} run {index + 1}: {run['seconds']:7.2f} s  {run['objects']} objects"
+        )
     else:
-        ctx.log(f"  {image.key:>6} {scenario.label:<9} run {index + 1}: {run['seconds']:7.2f} s  (upload "
-                f"{run['upload_s']:.2f}, event {run['event_s']:.2f}, handler {run['handler_s']:.2f}: fetch "
-                f"{run['timings'].get('fetch', 0):.2f}, convert {run['convert_s']:.2f}, publish {run['publish_s']:.2f})"
-                f"  {run['s3_requests']} S3 requests, {run['objects']} objects, {run['objects_per_s']:.0f} objects/s")
+        ctx.log(
+            f"  {image.key:>6} {scenario.label:<9} run {index + 1}: {run['seconds']:7.2f} s  (upload "
+            f"{run['upload_s']:.2f}, event {run['event_s']:.2f}, handler {run['handler_s']:.2f}: fetch "
+            f"{run['timings'].get('fetch', 0):.2f}, convert {run['convert_s']:.2f}, publish {run['publish_s']:.2f})"
+            f"  {run['s3_requests']} S3 requests, {run['objects']} objects, {run['objects_per_s']:.0f} objects/s"
+        )
     return run
 
 
 def _row(name: str, workers: int, runs: list[dict[str, Any]], convert_median: float) -> dict[str, Any]:
     seconds = summary([run["seconds"] for run in runs])
-    return {"scenario": name, "workers": workers, "runs": len(runs), "median_s": seconds["median"],
-            "spread": _spread(seconds), "ratio": seconds["median"] / convert_median,
-            "s3_requests": int(statistics.median(run["s3_requests"] for run in runs)),
-            "objects": runs[0]["objects"], "convert_s": statistics.median(run["convert_s"] for run in runs),
-            "publish_s": statistics.median(run["publish_s"] for run in runs),
-            "objects_per_s": statistics.median(run["objects_per_s"] for run in runs), "seconds": seconds}
+    return {
+        "scenario": name,
+        "workers": workers,
+        "runs": len(runs),
+        "median_s": seconds["median"],
+        "spread": _spread(seconds),
+        "ratio": seconds["median"] / convert_median,
+        "s3_requests": int(statistics.median(run["s3_requests"] for run in runs)),
+        "objects": runs[0]["objects"],
+        "convert_s": statistics.median(run["convert_s"] for run in runs),
+        "publish_s": statistics.median(run["publish_s"] for run in runs),
+        "objects_per_s": statistics.median(run["objects_per_s"] for run in runs),
+        "seconds": seconds,
+    }
 
 
 def _spread(seconds: dict[str, float]) -> str:
@@ -181,14 +229,15 @@ def _spread(seconds: dict[str, float]) -> str:
 def _child(ctx: Context, args: list[str], env: dict[str, str], work: Path) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    stats = run_measured([ctx.python, str(Path(__file__).resolve()), *args], log_dir=work / "logs", cwd=ctx.repo,
-                         env=env)
+    stats = run_measured(
+        [ctx.python, str(Path(__file__).resolve()), *args], log_dir=work / "logs", cwd=ctx.repo, env=env
+    )
     lines = [line for line in stats.stdout.splitlines() if line.startswith(_RESULT)]
     if not lines:
         raise RunFailed(f"no result from {' '.join(args)}; see {work / 'logs'}")
     if not ctx.keep:
         shutil.rmtree(work, ignore_errors=True)
-    return json.loads(lines[-1][len(_RESULT):])
+    return json.loads(lines[-1][len(_RESULT) :])
 
 
 def _env(work: Path, endpoint: str | None, workers: int) -> dict[str, str]:
@@ -196,10 +245,19 @@ def _env(work: Path, endpoint: str | None, workers: int) -> dict[str, str]:
     from tooling.local_s3 import FAKE_CREDENTIALS
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    env.update(FAKE_CREDENTIALS, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-               AWS_EC2_METADATA_DISABLED="true", TILE_SIZE=str(TILE_SIZE), JPEG_QUALITY=str(QUALITY),
-               UPLOAD_WORKERS=str(workers), WORK_DIR=str(work), BATCH_JOB_QUEUE="", BATCH_JOB_DEFINITION="",
-               SERVING_TIFF="false")  # as in the tiling section: the layouts + metadata, nothing more
+    env.update(
+        FAKE_CREDENTIALS,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        TILE_SIZE=str(TILE_SIZE),
+        JPEG_QUALITY=str(QUALITY),
+        UPLOAD_WORKERS=str(workers),
+        WORK_DIR=str(work),
+        BATCH_JOB_QUEUE="",
+        BATCH_JOB_DEFINITION="",
+        SERVING_TIFF="false",
+    )  # as in the tiling section: the layouts + metadata, nothing more
     if endpoint:
         env.update(AWS_ENDPOINT_URL=endpoint, PUBLIC_BASE_URL=f"{endpoint}/tiler-tiles")
     return env
@@ -219,8 +277,13 @@ def _child_convert(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         conversion = convert(args.image, out, settings, IMAGE_ID)
         seconds = time.perf_counter() - started
-        runs.append({"seconds": round(seconds, 3), "timings": conversion.timings,
-                     "objects": len(conversion.tiles) + len(conversion.descriptors) + 1})
+        runs.append(
+            {
+                "seconds": round(seconds, 3),
+                "timings": conversion.timings,
+                "objects": len(conversion.tiles) + len(conversion.descriptors) + 1,
+            }
+        )
         shutil.rmtree(out, ignore_errors=True)
     return {"runs": runs}
 
@@ -234,12 +297,17 @@ def _child_flow(args: argparse.Namespace) -> dict[str, Any]:
     uploader = boto3.client("s3")  # the user's upload: a client of its own
     sqs = boto3.client("sqs") if args.kind == "moto" else None
     _upload_to_done(args.kind, settings, uploader, sqs, _warmup_image(args.work), WARMUP_KEY, WARMUP_ID)
-    return {"runs": [_upload_to_done(args.kind, settings, uploader, sqs, args.image, SOURCE_KEY, IMAGE_ID)
-                     for _ in range(args.runs)]}
+    return {
+        "runs": [
+            _upload_to_done(args.kind, settings, uploader, sqs, args.image, SOURCE_KEY, IMAGE_ID)
+            for _ in range(args.runs)
+        ]
+    }
 
 
-def _upload_to_done(kind: str, settings: Any, uploader: Any, sqs: Any, image: Path, key: str,
-                    image_id: str) -> dict[str, Any]:
+def _upload_to_done(
+    kind: str, settings: Any, uploader: Any, sqs: Any, image: Path, key: str, image_id: str
+) -> dict[str, Any]:
     """Empty buckets, then upload ``image``, take its event, run the handler; timed from upload start to return."""
     from app import events
 
@@ -252,19 +320,25 @@ def _upload_to_done(kind: str, settings: Any, uploader: Any, sqs: Any, image: Pa
     delivered = time.perf_counter()
     outcome = events.handle_s3_event(event)
     finished = time.perf_counter()
-    record = json.loads(uploader.get_object(Bucket=settings.metadata_bucket, Key=f"jobs/{image_id}.json")["Body"].read())
+    record = json.loads(
+        uploader.get_object(Bucket=settings.metadata_bucket, Key=f"jobs/{image_id}.json")["Body"].read()
+    )
     if record.get("status") != "done":
         raise SystemExit(f"{key}: job record says {record.get('status')!r} ({record.get('error')}); handler: {outcome}")
     timings, publish_s = record["timings"], record["timings"]["publish"]
     convert_s = round(sum(timings.get(lap, 0) for lap in ("inspect", "tile", "describe", "metadata")), 3)
     return {
-        "seconds": round(finished - started, 3), "upload_s": round(uploaded - started, 3),
-        "event_s": round(delivered - uploaded, 3), "handler_s": round(finished - delivered, 3),
+        "seconds": round(finished - started, 3),
+        "upload_s": round(uploaded - started, 3),
+        "event_s": round(delivered - uploaded, 3),
+        "handler_s": round(finished - delivered, 3),
         "convert_s": convert_s,
         "s3_requests": sum(record["cost"]["s3"][f"{tier}_requests"] for tier in ("read", "write")) + 1,
-        "objects": record["objects"], "publish_s": publish_s,
+        "objects": record["objects"],
+        "publish_s": publish_s,
         "objects_per_s": round(record["objects"] / (convert_s + publish_s), 1),
-        "timings": timings, "record_cost_s3": record.get("cost", {}).get("s3"),
+        "timings": timings,
+        "record_cost_s3": record.get("cost", {}).get("s3"),
     }
 
 
@@ -279,13 +353,23 @@ def _warmup_image(work: Path) -> Path:
 
 def s3_event(bucket: str, key: str, etag: str, size: int) -> dict[str, Any]:
     """The event S3 sends Lambda for a PUT (the fields the handler reads, and a few more for realism)."""
-    return {"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "tiler-source-events",
-               "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": quote_plus(key), "size": size, "eTag": etag.strip('"'), "sequencer": "0"}},
-    }]}
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "tiler-source-events",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key), "size": size, "eTag": etag.strip('"'), "sequencer": "0"},
+                },
+            }
+        ]
+    }
 
 
 def _fresh_buckets(kind: str, settings: Any, s3: Any, sqs: Any) -> str | None:

@@ -17,6 +17,7 @@ everything, ``GET /__stats`` returns the request counts by method as JSON.
 
 Run alone: ``python bench/s3_standin.py [--port P] [--latency-ms 25]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,8 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ElementTree.ParseError as error:
             self._reply(400, _error("MalformedXML", str(error)))
 
-    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-               length: int | None = None) -> None:
+    def _reply(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, length: int | None = None
+    ) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -137,8 +139,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _s3(self, method: str, bucket: str, key: str, query: dict[str, str], body: bytes) -> None:
         store = self.server.store
         if not bucket:
-            self._reply(200, _xml("ListAllMyBucketsResult", "<Buckets>" + "".join(
-                f"<Bucket><Name>{escape(b)}</Name></Bucket>" for b in sorted(store.buckets)) + "</Buckets>"))
+            self._reply(
+                200,
+                _xml(
+                    "ListAllMyBucketsResult",
+                    "<Buckets>"
+                    + "".join(f"<Bucket><Name>{escape(b)}</Name></Bucket>" for b in sorted(store.buckets))
+                    + "</Buckets>",
+                ),
+            )
             return
         if not key:
             self._bucket(method, bucket, query, body)
@@ -192,15 +201,26 @@ class _Handler(BaseHTTPRequestHandler):
         """PutObject or CopyObject; called with the store's lock held, so conditions and writes are atomic."""
         current = objects.get(key)
         if self.headers.get("If-None-Match") == "*" and current is not None:
-            return 412, _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"), {}
+            return (
+                412,
+                _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
+                {},
+            )
         if_match = self.headers.get("If-Match")
         if if_match is not None:
             if current is None:
                 return 404, _error("NoSuchKey", key), {}
             if if_match.strip() not in (current.etag, current.etag.strip('"')):
-                return 412, _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"), {}
-        headers = {name: value for name, value in self.headers.items()
-                   if name.lower() in _KEPT_HEADERS or name.lower().startswith("x-amz-meta-")}
+                return (
+                    412,
+                    _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
+                    {},
+                )
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name.lower() in _KEPT_HEADERS or name.lower().startswith("x-amz-meta-")
+        }
         source = self.headers.get("x-amz-copy-source")
         if source is not None:
             src_bucket, _, src_key = unquote(source.split("?", 1)[0]).lstrip("/").partition("/")
@@ -214,8 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
         modified = time.time()
         objects[key] = _Object(body, etag, modified, headers)
         if source is not None:
-            return 200, _xml("CopyObjectResult", f"<LastModified>{_iso(modified)}</LastModified>"
-                                                 f"<ETag>{escape(etag)}</ETag>"), {}
+            return (
+                200,
+                _xml("CopyObjectResult", f"<LastModified>{_iso(modified)}</LastModified><ETag>{escape(etag)}</ETag>"),
+                {},
+            )
         return 200, b"", {"ETag": etag}
 
     def _get(self, objects: dict[str, _Object], key: str) -> tuple[int, bytes, dict[str, str]]:
@@ -224,10 +247,18 @@ class _Handler(BaseHTTPRequestHandler):
             return 404, _error("NoSuchKey", key), {}
         if_match = self.headers.get("If-Match")
         if if_match is not None and if_match.strip() not in (current.etag, current.etag.strip('"')):
-            return 412, _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"), {}
-        headers = {"Content-Type": "binary/octet-stream", **{_title(n): v for n, v in current.headers.items()},
-                   "ETag": current.etag, "Last-Modified": formatdate(current.modified, usegmt=True),
-                   "Accept-Ranges": "bytes"}
+            return (
+                412,
+                _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
+                {},
+            )
+        headers = {
+            "Content-Type": "binary/octet-stream",
+            **{_title(n): v for n, v in current.headers.items()},
+            "ETag": current.etag,
+            "Last-Modified": formatdate(current.modified, usegmt=True),
+            "Accept-Ranges": "bytes",
+        }
         return 200, current.body, headers
 
 
@@ -243,18 +274,25 @@ def _list_v2(bucket: str, objects: dict[str, _Object], query: dict[str, str]) ->
     contents = "".join(
         f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(objects[k].modified)}</LastModified>"
         f"<ETag>{escape(objects[k].etag)}</ETag><Size>{len(objects[k].body)}</Size>"
-        f"<StorageClass>STANDARD</StorageClass></Contents>" for k in page)
+        f"<StorageClass>STANDARD</StorageClass></Contents>"
+        for k in page
+    )
     extra = f"<ContinuationToken>{escape(token)}</ContinuationToken>" if token else ""
     if truncated:
-        extra += f"<NextContinuationToken>{base64.urlsafe_b64encode(page[-1].encode()).decode()}</NextContinuationToken>"
-    return _xml("ListBucketResult", f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
-                                    f"<KeyCount>{len(page)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>"
-                                    f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{extra}{contents}")
+        extra += (
+            f"<NextContinuationToken>{base64.urlsafe_b64encode(page[-1].encode()).decode()}</NextContinuationToken>"
+        )
+    return _xml(
+        "ListBucketResult",
+        f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+        f"<KeyCount>{len(page)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>"
+        f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{extra}{contents}",
+    )
 
 
 def _delete_many(objects: dict[str, _Object], body: bytes) -> bytes:
     root = ElementTree.fromstring(body)
-    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     quiet = (root.findtext(f"{ns}Quiet") or "").strip().lower() == "true"
     deleted = []
     for item in root.findall(f"{ns}Object"):
@@ -270,8 +308,10 @@ def _xml(root: str, inner: str) -> bytes:
 
 
 def _error(code: str, message: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>{escape(message)}</Message><RequestId>standin</RequestId></Error>").encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>{escape(message)}</Message><RequestId>standin</RequestId></Error>"
+    ).encode()
 
 
 def _iso(stamp: float) -> str:

@@ -6,6 +6,7 @@ need 1.3 GB otherwise. Generation runs in a child process (``python
 bench/synth.py OUT WIDTH HEIGHT``) so the benchmark can show its peak RSS as
 proof of streaming and the runner itself stays small.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,8 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from tooling.synth import photo_like  # noqa: E402
 
 QUALITY = 90
-EXIF = ("-Make=BenchCam", "-Model=B1", "-DateTimeOriginal=2024:01:02 03:04:05",
-        "-Artist=bench/synth.py", "-ImageDescription=Synthetic benchmark image")
+EXIF = (
+    "-Make=BenchCam",
+    "-Model=B1",
+    "-DateTimeOriginal=2024:01:02 03:04:05",
+    "-Artist=bench/synth.py",
+    "-ImageDescription=Synthetic benchmark image",
+)
 
 
 def generate(path: Path, width: int, height: int) -> None:

@@ -13,6 +13,7 @@ which is mostly iiif-prezi3's import, paid once per process.
 Runs alternate between the sides (see ``_order``) so drifting machine noise
 (thermal, page cache, a neighbour's job) lands on every side alike.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,13 +70,18 @@ def measure(ctx: Context) -> Section:
         row, targets = _judge(image, records)
         section.rows.append(row)
         section.targets += targets
-    section.notes.append(f"reference: {ctx.python} -c \"{REFERENCE_SCRIPT}\" IN OUT")
-    section.notes.append("candidate: python -m app convert IN --tiles-dir T --metadata-dir M "
-                         f"(TILE_SIZE={TILE_SIZE}, JPEG_QUALITY={QUALITY}, IIIF_MANIFESTS=false, SERVING_TIFF=false)")
-    section.notes.append("+manifest: the same with IIIF_MANIFESTS=true (the default), i.e. also ID/manifest.json; "
-                         "its ratio is against the same reference")
-    section.notes.append("peak RSS: max over runs of the Python process's ru_maxrss (os.wait4); "
-                         "cand: over both candidate sides")
+    section.notes.append(f'reference: {ctx.python} -c "{REFERENCE_SCRIPT}" IN OUT')
+    section.notes.append(
+        "candidate: python -m app convert IN --tiles-dir T --metadata-dir M "
+        f"(TILE_SIZE={TILE_SIZE}, JPEG_QUALITY={QUALITY}, IIIF_MANIFESTS=false, SERVING_TIFF=false)"
+    )
+    section.notes.append(
+        "+manifest: the same with IIIF_MANIFESTS=true (the default), i.e. also ID/manifest.json; "
+        "its ratio is against the same reference"
+    )
+    section.notes.append(
+        "peak RSS: max over runs of the Python process's ru_maxrss (os.wait4); cand: over both candidate sides"
+    )
     section.notes.append(f"images under {SMALL_MP} MP: at least {SMALL_IMAGE_RUNS} runs per side, whatever --runs says")
     return section
 
@@ -95,8 +101,17 @@ def _run(ctx: Context, image: BenchImage, side: str, index: int) -> tuple[Proces
     if side == "reference":
         cmd = [ctx.python, "-c", REFERENCE_SCRIPT, str(image.path), str(out / "tiles" / "out")]
     else:
-        cmd = [ctx.python, "-m", "app", "convert", str(image.path),
-               "--tiles-dir", str(out / "tiles"), "--metadata-dir", str(out / "metadata")]
+        cmd = [
+            ctx.python,
+            "-m",
+            "app",
+            "convert",
+            str(image.path),
+            "--tiles-dir",
+            str(out / "tiles"),
+            "--metadata-dir",
+            str(out / "metadata"),
+        ]
     stats = run_measured(cmd, log_dir=out / "logs", cwd=ctx.repo, env=_child_env(manifest=side == "+manifest"))
     return stats, out / "tiles"
 
@@ -107,8 +122,13 @@ def _child_env(manifest: bool) -> dict[str, str]:
     The target is defined for Deep Zoom + IIIF + metadata, so the outputs beyond them are off: the serving
     TIFF of the dynamic IIIF endpoint always, the manifest except on the "+manifest" side.
     """
-    return {**os.environ, "TILE_SIZE": str(TILE_SIZE), "JPEG_QUALITY": str(QUALITY), "SERVING_TIFF": "false",
-            "IIIF_MANIFESTS": str(manifest).lower()}
+    return {
+        **os.environ,
+        "TILE_SIZE": str(TILE_SIZE),
+        "JPEG_QUALITY": str(QUALITY),
+        "SERVING_TIFF": "false",
+        "IIIF_MANIFESTS": str(manifest).lower(),
+    }
 
 
 def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:
@@ -126,22 +146,29 @@ def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:
     return out
 
 
-def _record(ctx: Context, image: BenchImage, side: str, index: int,
-            result: tuple[ProcessStats, Path]) -> dict[str, Any]:
+def _record(
+    ctx: Context, image: BenchImage, side: str, index: int, result: tuple[ProcessStats, Path]
+) -> dict[str, Any]:
     """One run as a JSON-ready dict, its outputs counted."""
     stats, tiles = result
     files, unique_bytes = _count_output(tiles)
     record = {
-        "image": image.key, "side": side, "run": index + 1,
-        "seconds": round(stats.seconds, 3), "peak_rss_mb": round(stats.peak_rss_mb, 1),
-        "jpeg_files": files, "unique_mb": round(unique_bytes / 2**20, 1),
+        "image": image.key,
+        "side": side,
+        "run": index + 1,
+        "seconds": round(stats.seconds, 3),
+        "peak_rss_mb": round(stats.peak_rss_mb, 1),
+        "jpeg_files": files,
+        "unique_mb": round(unique_bytes / 2**20, 1),
     }
     match = _SELF_REPORTED.search(stats.stdout)
     if match:
         record["self_reported_s"] = float(match.group(1))
-    ctx.log(f"  {image.key:>6} {side:<9} run {index + 1}: {stats.seconds:7.2f} s  "
-            f"peak RSS {stats.peak_rss_mb:6.0f} MB  {files} jpg, {record['unique_mb']} MB"
-            + (f"  (self-reported {record['self_reported_s']:.2f} s)" if "self_reported_s" in record else ""))
+    ctx.log(
+        f"  {image.key:>6} {side:<9} run {index + 1}: {stats.seconds:7.2f} s  "
+        f"peak RSS {stats.peak_rss_mb:6.0f} MB  {files} jpg, {record['unique_mb']} MB"
+        + (f"  (self-reported {record['self_reported_s']:.2f} s)" if "self_reported_s" in record else "")
+    )
     return record
 
 

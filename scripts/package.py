@@ -10,6 +10,7 @@ The virtualenv keeps only the imagecodecs codec the pipeline uses (JPEG 2000),
 so the zip stays under Lambda's 250 MB. Standard library only: it runs before
 any virtualenv exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # imagecodecs ships some eighty codecs (about 80 MB with their libraries); the pipeline uses JPEG 2000 alone (its
 # codecs load on first use), so the Lambda zip keeps only these, and stays under Lambda's 250 MB.
-IMAGECODECS_KEEP = ("__init__.py", "imagecodecs.py", "py.typed", "licenses", "_jpeg2k.", "_shared.", "_shared_cython.",
-                    "libopenjp2-", "liblcms2-")
+IMAGECODECS_KEEP = (
+    "__init__.py",
+    "imagecodecs.py",
+    "py.typed",
+    "licenses",
+    "_jpeg2k.",
+    "_shared.",
+    "_shared_cython.",
+    "libopenjp2-",
+    "liblcms2-",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
     env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # zappa package makes no AWS call, but builds a session
-    built = subprocess.run([str(venv / "bin" / "zappa"), "package", args.stage, "-o", str(args.output.resolve())],
-                           cwd=REPO, env=env)
+    built = subprocess.run(
+        [str(venv / "bin" / "zappa"), "package", args.stage, "-o", str(args.output.resolve())], cwd=REPO, env=env
+    )
     if built.returncode == 0:
-        print(f"Next: zappa deploy {args.stage} --zip {args.output}  (later: zappa update {args.stage} --zip "
-              f"{args.output})")
+        print(
+            f"Next: zappa deploy {args.stage} --zip {args.output}  (later: zappa update {args.stage} --zip "
+            f"{args.output})"
+        )
     return built.returncode
 
 
@@ -64,16 +77,28 @@ def runtime_venv(runtime: str) -> Path:
     """A virtualenv of requirements.txt on the runtime's Python, built once per requirements and interpreter."""
     python = interpreter(runtime)
     version = subprocess.run([python, "-VV"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256((REPO / "requirements.txt").read_bytes() + version.encode()
-                         + Path(__file__).read_bytes()).hexdigest()[:12]
+    key = hashlib.sha256(
+        (REPO / "requirements.txt").read_bytes() + version.encode() + Path(__file__).read_bytes()
+    ).hexdigest()[:12]
     venv = REPO / ".venv-deploy" / f"{runtime}-{key}"
     if not (venv / ".complete").exists():
         for old in venv.parent.glob("python*"):  # earlier requirements: not needed any more
             shutil.rmtree(old)
         print(f"Building {venv.relative_to(REPO)} (requirements.txt on {python}) ...", file=sys.stderr)
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(REPO / "requirements.txt")], check=True)
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+                str(REPO / "requirements.txt"),
+            ],
+            check=True,
+        )
         trim(venv)
         (venv / ".complete").touch()
     return venv
@@ -92,16 +117,22 @@ def interpreter(runtime: str) -> str:
     """An interpreter of the runtime's Python version: on the PATH, from pyenv, or the system's."""
     version = runtime.removeprefix("python")
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = [shutil.which(f"python{version}"), *sorted(glob.glob(f"{pyenv}/{version}*/bin/python{version}"),
-                                                           reverse=True),
-                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    candidates = [
+        shutil.which(f"python{version}"),
+        *sorted(glob.glob(f"{pyenv}/{version}*/bin/python{version}"), reverse=True),
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+    ]
     for candidate in (c for c in candidates if c and os.path.exists(c)):
-        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return candidate
-    sys.exit(f"error: no Python {version} interpreter for the runtime {runtime}: install python{version} "
-             "(or pyenv install " + version + ")")
+    sys.exit(
+        f"error: no Python {version} interpreter for the runtime {runtime}: install python{version} "
+        "(or pyenv install " + version + ")"
+    )
 
 
 if __name__ == "__main__":

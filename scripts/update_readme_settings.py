@@ -1,4 +1,5 @@
 """Regenerate the README's settings table from config.py (a test fails when they differ)."""
+
 import sys
 from pathlib import Path
 

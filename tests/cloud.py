@@ -1,4 +1,5 @@
 """A deployment's AWS side on the embedded S3 endpoint, with the handles tests need."""
+
 from __future__ import annotations
 
 import contextlib
@@ -60,20 +61,44 @@ class Cloud:
         """A Batch queue and job definition on the endpoint (moto: jobs are recorded, no Docker runs)."""
         role = boto3.client("iam").create_role(RoleName="tiler-batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         batch = boto3.client("batch")
-        environment = batch.create_compute_environment(computeEnvironmentName="tiler-ce", type="UNMANAGED",
-                                                       state="ENABLED", serviceRole=role)
-        batch.create_job_queue(jobQueueName="tiler-queue", state="ENABLED", priority=1, computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])
-        batch.register_job_definition(jobDefinitionName="tiler-job", type="container", containerProperties={
-            "image": "tiler:latest", "vcpus": 4, "memory": 16384,
-            "command": ["python", "-m", "batch_fallback", "--bucket", "Ref::bucket", "--key", "Ref::key",
-                        "--etag", "Ref::etag"]})
+        environment = batch.create_compute_environment(
+            computeEnvironmentName="tiler-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )
+        batch.create_job_queue(
+            jobQueueName="tiler-queue",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
+        )
+        batch.register_job_definition(
+            jobDefinitionName="tiler-job",
+            type="container",
+            containerProperties={
+                "image": "tiler:latest",
+                "vcpus": 4,
+                "memory": 16384,
+                "command": [
+                    "python",
+                    "-m",
+                    "batch_fallback",
+                    "--bucket",
+                    "Ref::bucket",
+                    "--key",
+                    "Ref::key",
+                    "--etag",
+                    "Ref::etag",
+                ],
+            },
+        )
         return "tiler-queue", "tiler-job"
 
     def batch_jobs(self, queue: str = "tiler-queue") -> list[dict[str, Any]]:
         batch = boto3.client("batch")
-        ids = [job["jobId"] for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-               for job in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]]
+        ids = [
+            job["jobId"]
+            for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+            for job in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]
+        ]
         return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
 
     @contextlib.contextmanager
@@ -84,8 +109,11 @@ class Cloud:
         served, refused = server.app, []
 
         def refusing(environ: dict[str, Any], start_response: Any) -> Any:
-            if (environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].startswith(f"/{bucket}/")
-                    and len(refused) < count):
+            if (
+                environ["REQUEST_METHOD"] == "PUT"
+                and environ["PATH_INFO"].startswith(f"/{bucket}/")
+                and len(refused) < count
+            ):
                 refused.append(environ["PATH_INFO"])
                 environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
                 start_response("503 Slow Down", [("Content-Type", "application/xml")])

@@ -1,4 +1,5 @@
 """Shared fixtures: settings built as in production, the official IIIF test image."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,7 +41,12 @@ def cloud(local_s3, tmp_path, monkeypatch):
     local_s3.reset()
     work = tmp_path / "work"
     work.mkdir()
-    for name, value in {"PUBLIC_BASE_URL": f"{local_s3.url}/tiler-tiles", "WORK_DIR": str(work),
-                        "UPLOAD_WORKERS": "8", "BATCH_JOB_QUEUE": "", "BATCH_JOB_DEFINITION": ""}.items():
+    for name, value in {
+        "PUBLIC_BASE_URL": f"{local_s3.url}/tiler-tiles",
+        "WORK_DIR": str(work),
+        "UPLOAD_WORKERS": "8",
+        "BATCH_JOB_QUEUE": "",
+        "BATCH_JOB_DEFINITION": "",
+    }.items():
         monkeypatch.setenv(name, value)
     return Cloud(Settings.from_env(), local_s3, work)

@@ -1,4 +1,5 @@
 """Small real images made with libvips, and the conversion as the CLI runs it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,9 +15,8 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from tooling.synth import photo_like
-
 from config import Settings
+from tooling.synth import photo_like
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IIIF_TEST_IMAGE = SHARED / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
@@ -27,8 +27,9 @@ def photo(width: int, height: int) -> pyvips.Image:
     return photo_like(width, height).copy_memory()
 
 
-def solid(width: int, height: int, colour: list[float], interpretation: str = "srgb",
-          fmt: str = "uchar") -> pyvips.Image:
+def solid(
+    width: int, height: int, colour: list[float], interpretation: str = "srgb", fmt: str = "uchar"
+) -> pyvips.Image:
     return (pyvips.Image.black(width, height) + colour).cast(fmt).copy(interpretation=interpretation)
 
 
@@ -63,6 +64,7 @@ def tile_pixel(path: Path, x: int, y: int) -> list[float]:
 @contextlib.contextmanager
 def serve_directory(root: Path) -> Iterator[str]:
     """Serve ``root`` over HTTP on 127.0.0.1 (a free port) for the duration; yields the base URL."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -93,23 +95,27 @@ def jpeg2000(image: pyvips.Image, path: Path, **options) -> Path:
     from PIL import Image
 
     modes = {(1, "uchar"): "L", (2, "uchar"): "LA", (3, "uchar"): "RGB", (4, "uchar"): "RGBA", (1, "ushort"): "I;16"}
-    Image.frombytes(modes[image.bands, image.format], (image.width, image.height),
-                    image.write_to_memory()).save(path, "JPEG2000", **options)
+    Image.frombytes(modes[image.bands, image.format], (image.width, image.height), image.write_to_memory()).save(
+        path, "JPEG2000", **options
+    )
     return path
 
 
 def with_colour_box(jp2: bytes, body: bytes) -> bytes:
     """``jp2`` with the contents of its colr box replaced by ``body`` (method, precedence, approximation, ...)."""
     start = jp2.index(b"jp2h") - 4
-    (length,) = struct.unpack(">I", jp2[start:start + 4])
-    header, position, boxes = jp2[start + 8:start + length], 0, b""
+    (length,) = struct.unpack(">I", jp2[start : start + 4])
+    header, position, boxes = jp2[start + 8 : start + length], 0, b""
     while position < len(header):
-        (size,) = struct.unpack(">I", header[position:position + 4])
-        kind = header[position + 4:position + 8]
-        boxes += (struct.pack(">I4s", 8 + len(body), b"colr") + body if kind == b"colr"
-                  else header[position:position + size])
+        (size,) = struct.unpack(">I", header[position : position + 4])
+        kind = header[position + 4 : position + 8]
+        boxes += (
+            struct.pack(">I4s", 8 + len(body), b"colr") + body
+            if kind == b"colr"
+            else header[position : position + size]
+        )
         position += size
-    return jp2[:start] + struct.pack(">I4s", 8 + len(boxes), b"jp2h") + boxes + jp2[start + length:]
+    return jp2[:start] + struct.pack(">I4s", 8 + len(boxes), b"jp2h") + boxes + jp2[start + length :]
 
 
 def reference_decode(path: Path, target: Path) -> pyvips.Image:
@@ -122,18 +128,30 @@ def reference_decode(path: Path, target: Path) -> pyvips.Image:
 
 def handmade_pdf(catalog: str = "", trailer: str = "", extra_objects: tuple[str, ...] = ()) -> bytes:
     """A one-page PDF written by hand, for what PDFium cannot write: document scripts, encryption."""
-    objects = [f"<< /Type /Catalog /Pages 2 0 R{catalog} >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 300] >>", *extra_objects]
+    objects = [
+        f"<< /Type /Catalog /Pages 2 0 R{catalog} >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 300] >>",
+        *extra_objects,
+    ]
     out, offsets = b"%PDF-1.7\n", []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
         out += f"{number} 0 obj\n{body}\nendobj\n".encode()
     table = f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n" + "".join(f"{o:010} 00000 n \n" for o in offsets)
-    return out + (table + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R{trailer} >>\n"
-                  f"startxref\n{len(out)}\n%%EOF\n").encode()
+    return (
+        out
+        + (
+            table + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R{trailer} >>\nstartxref\n{len(out)}\n%%EOF\n"
+        ).encode()
+    )
 
 
-SCRIPTED_PDF = {"catalog": " /Names << /JavaScript << /Names [(hello) 4 0 R] >> >>",
-                "extra_objects": ("<< /S /JavaScript /JS (app.alert\\(1\\);) >>",)}
-ENCRYPTED_PDF = {"trailer": f" /Encrypt 4 0 R /ID [<{'ab' * 16}> <{'ab' * 16}>]",
-                 "extra_objects": (f"<< /Filter /Standard /V 1 /R 2 /O <{'01' * 32}> /U <{'02' * 32}> /P -4 >>",)}
+SCRIPTED_PDF = {
+    "catalog": " /Names << /JavaScript << /Names [(hello) 4 0 R] >> >>",
+    "extra_objects": ("<< /S /JavaScript /JS (app.alert\\(1\\);) >>",),
+}
+ENCRYPTED_PDF = {
+    "trailer": f" /Encrypt 4 0 R /ID [<{'ab' * 16}> <{'ab' * 16}>]",
+    "extra_objects": (f"<< /Filter /Standard /V 1 /R 2 /O <{'01' * 32}> /U <{'02' * 32}> /P -4 >>",),
+}

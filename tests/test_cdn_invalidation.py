@@ -1,4 +1,5 @@
 """A replaced image's paths are invalidated in the stage's CloudFront distribution (moto's), once per version."""
+
 from __future__ import annotations
 
 import logging
@@ -14,10 +15,22 @@ from tests.helpers import photo
 @pytest.fixture
 def distribution(cloud, monkeypatch) -> str:
     """A distribution in front of the tiles bucket, named in CDN_DISTRIBUTION_ID as provisioning writes it."""
-    config = {"CallerReference": "tiles", "Comment": "tiles", "Enabled": True,
-              "Origins": {"Quantity": 1, "Items": [{"Id": "tiles", "DomainName": "tiler-tiles.s3.amazonaws.com",
-                                                    "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
-              "DefaultCacheBehavior": {"TargetOriginId": "tiles", "ViewerProtocolPolicy": "redirect-to-https"}}
+    config = {
+        "CallerReference": "tiles",
+        "Comment": "tiles",
+        "Enabled": True,
+        "Origins": {
+            "Quantity": 1,
+            "Items": [
+                {
+                    "Id": "tiles",
+                    "DomainName": "tiler-tiles.s3.amazonaws.com",
+                    "S3OriginConfig": {"OriginAccessIdentity": ""},
+                }
+            ],
+        },
+        "DefaultCacheBehavior": {"TargetOriginId": "tiles", "ViewerProtocolPolicy": "redirect-to-https"},
+    }
     found = boto3.client("cloudfront").create_distribution(DistributionConfig=config)["Distribution"]["Id"]
     monkeypatch.setenv("CDN_DISTRIBUTION_ID", found)
     return found
@@ -26,8 +39,10 @@ def distribution(cloud, monkeypatch) -> str:
 def invalidations(distribution_id: str) -> list[dict]:
     client = boto3.client("cloudfront")
     listed = client.list_invalidations(DistributionId=distribution_id)["InvalidationList"].get("Items") or []
-    return [client.get_invalidation(DistributionId=distribution_id, Id=item["Id"])["Invalidation"]["InvalidationBatch"]
-            for item in listed]
+    return [
+        client.get_invalidation(DistributionId=distribution_id, Id=item["Id"])["Invalidation"]["InvalidationBatch"]
+        for item in listed
+    ]
 
 
 def _convert(cloud, key: str, image) -> str:
@@ -47,8 +62,9 @@ def test_only_a_replaced_image_is_invalidated_and_a_retry_asks_the_same(cloud, d
     assert record["replaces"] and record["replaces"] != record["source"]["etag"], "the record names the replaced"
 
     cdn.invalidate(distribution, "maps/plan", record["source"]["etag"])  # what a retried job of this version sends
-    assert len({b["CallerReference"] for b in invalidations(distribution)}) == 1, \
+    assert len({b["CallerReference"] for b in invalidations(distribution)}) == 1, (
         "the same image and version make the same CallerReference: CloudFront does the work once"
+    )
     cdn.invalidate(distribution, "maps/plan", '"another-version"')
     assert len({b["CallerReference"] for b in invalidations(distribution)}) == 2
 
@@ -59,8 +75,11 @@ def test_a_replacement_converted_by_batch_is_invalidated_too(cloud, distribution
 
     _convert(cloud, "big.jpg", photo(700, 500))
     queue, definition = cloud.enable_batch()
-    for name, value in {"BATCH_JOB_QUEUE": queue, "BATCH_JOB_DEFINITION": definition,
-                        "LAMBDA_MAX_PIXELS": "1000"}.items():
+    for name, value in {
+        "BATCH_JOB_QUEUE": queue,
+        "BATCH_JOB_DEFINITION": definition,
+        "LAMBDA_MAX_PIXELS": "1000",
+    }.items():
         monkeypatch.setenv(name, value)
     etag = _convert(cloud, "big.jpg", photo(600, 400))
     assert cloud.record("big")["status"] == "queued" and invalidations(distribution) == []

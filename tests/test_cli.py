@@ -1,4 +1,5 @@
 """python -m app convert: exit codes, one-line errors, nothing left behind, progress shown."""
+
 import fcntl
 import json
 import os
@@ -15,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "app", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def _all_files(*folders):
@@ -30,7 +37,9 @@ def test_converts_many_files_and_reports_each_failure_in_one_line(tmp_path):
     bad.write_text("not an image")
     tiles, meta = tmp_path / "tiles", tmp_path / "meta"
 
-    result = run_cli("convert", good, bad, "--tiles-dir", tiles, "--metadata-dir", meta, "--base-url", "https://x.org/iiif")
+    result = run_cli(
+        "convert", good, bad, "--tiles-dir", tiles, "--metadata-dir", meta, "--base-url", "https://x.org/iiif"
+    )
 
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -85,9 +94,22 @@ def test_a_terminal_gets_live_progress_bars(tmp_path):
         photo(900, 700).jpegsave(str(sources[-1]))
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
-    process = subprocess.Popen([sys.executable, "-m", "app", "convert", *map(str, sources), "--tiles-dir",
-                                str(tmp_path / "t"), "--metadata-dir", str(tmp_path / "m")],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=terminal)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "convert",
+            *map(str, sources),
+            "--tiles-dir",
+            str(tmp_path / "t"),
+            "--metadata-dir",
+            str(tmp_path / "m"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
     os.close(terminal)
     screen = b""
     while True:

@@ -1,4 +1,5 @@
 """The pipeline's serving TIFF and named derivatives, end to end through S3 and the dynamic endpoint."""
+
 from pathlib import Path
 
 import pytest
@@ -48,10 +49,15 @@ def test_a_derivative_that_does_not_apply_is_skipped_with_the_reason(cloud, monk
     assert made["s"]["width"] == 320
 
 
-@pytest.mark.parametrize("content,reason", [
-    ('{"x": {"size": "huge"}}', "'x'"), ('{"x": {"colour": "red"}}', "unknown fields"), ("[1]", "expected an object"),
-    ("not json", "DERIVATIVES_FILE"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        ('{"x": {"size": "huge"}}', "'x'"),
+        ('{"x": {"colour": "red"}}', "unknown fields"),
+        ("[1]", "expected an object"),
+        ("not json", "DERIVATIVES_FILE"),
+    ],
+)
 def test_bad_instruction_files_are_refused_clearly(tmp_path, content, reason):
     path = tmp_path / "derivatives.json"
     path.write_text(content)

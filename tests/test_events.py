@@ -1,4 +1,5 @@
 """The S3 event entry point, fed the events the S3 endpoint really sends."""
+
 import copy
 import threading
 

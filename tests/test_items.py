@@ -1,4 +1,5 @@
 """Documents through S3 and the event path: one item, one job per page, the manifest when the last page is done."""
+
 import json
 import time
 
@@ -37,8 +38,9 @@ def _validator():
     return jsonschema.validators.validator_for(schema)(schema)
 
 
-@pytest.mark.parametrize("name,make", [("ledger.pdf", three_page_pdf),
-                                       ("scan.tif", lambda path: multipage_tiff(path, [(300, 200)] * 3))])
+@pytest.mark.parametrize(
+    "name,make", [("ledger.pdf", three_page_pdf), ("scan.tif", lambda path: multipage_tiff(path, [(300, 200)] * 3))]
+)
 def test_a_document_becomes_an_item_whose_pages_convert_as_images(flowing, tmp_path, name, make):
     cloud = flowing
     item_id = f"archive/{name.rsplit('.', 1)[0]}"
@@ -86,10 +88,13 @@ def test_a_failed_page_fails_the_item_unpublished_until_the_page_is_retried(flow
     assert flowing.record("book")["status"] == "done" and "book/manifest.json" in flowing.tiles("book/")
 
 
-@pytest.mark.parametrize("body,reason", [
-    (handmade_pdf(**ENCRYPTED_PDF), "encrypted"),
-    (None, "has 10,000 pages, over the limit of 1,000 (MAX_PAGES)"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (handmade_pdf(**ENCRYPTED_PDF), "encrypted"),
+        (None, "has 10,000 pages, over the limit of 1,000 (MAX_PAGES)"),
+    ],
+)
 def test_a_hostile_document_fails_clearly_and_nothing_is_published(cloud, tmp_path, body, reason):
     from app.events import handle_s3_event
     from app.pipeline import pdf
@@ -127,8 +132,10 @@ def test_the_dashboard_shows_an_item_with_its_pages_and_opens_it_in_mirador(clou
     assert 'href="/images/box/ledger/p0002"' in page
     assert f'<img src="{cloud.url}/tiler-tiles/box/ledger/p0003/full/' in page  # each page's thumbnail
     api = client.get("/api/images/box/ledger").get_json()
-    assert api["kind"] == "item" and api["urls"] == {"manifest": f"{cloud.url}/tiler-tiles/box/ledger/manifest.json",
-                                                     "thumbnail": api["urls"]["thumbnail"]}
+    assert api["kind"] == "item" and api["urls"] == {
+        "manifest": f"{cloud.url}/tiler-tiles/box/ledger/manifest.json",
+        "thumbnail": api["urls"]["thumbnail"],
+    }
 
 
 def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_not(flowing, tmp_path, distribution):
@@ -150,7 +157,13 @@ def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_n
     assert len(json.loads(cloud.read("tiler-tiles", "scan/manifest.json"))["items"]) == 2
     assert not [key for key in cloud.tiles("scan/p0003") if key.startswith(("scan/p0003/", "scan/p0003.dzi"))]
     assert cloud.record("scan/p0003") is None and "scan/p0002.dzi" in cloud.tiles("scan/p0002")
-    assert cloud.keys("tiler-source", "pages/scan/") == {key for key in cloud.keys("tiler-source", "pages/scan/")
-                                                         if "@" + cloud.record("scan")["version"] in key}
-    assert sum(batch["Paths"]["Items"] == ["/scan.dzi", "/scan_files/*", "/scan/*"]
-               for batch in invalidations(distribution)) == 2  # image -> three pages, three pages -> two
+    assert cloud.keys("tiler-source", "pages/scan/") == {
+        key for key in cloud.keys("tiler-source", "pages/scan/") if "@" + cloud.record("scan")["version"] in key
+    }
+    assert (
+        sum(
+            batch["Paths"]["Items"] == ["/scan.dzi", "/scan_files/*", "/scan/*"]
+            for batch in invalidations(distribution)
+        )
+        == 2
+    )  # image -> three pages, three pages -> two

@@ -1,15 +1,14 @@
 """The Lambda deploy package: ``zappa package dev`` from a runtime-only virtualenv, then run the way Lambda runs it.
 
-Built by ``make package`` (scripts/package.py): a virtualenv of requirements.txt
-only (no moto, pytest or validators) on the interpreter of the stage's
-``runtime``, cached in .venv-deploy/, so only the first run pays for it. ``zappa package`` needs no AWS account: it never builds a boto
-session for this command, and ``use_precompiled_packages`` is off, so it makes
-no lookups either. The zip is then unpacked into a clean folder and Zappa's
-own ``handler.lambda_handler`` (the function Lambda calls) is given a real S3
-event from the embedded S3 endpoint, by a plain interpreter that sees nothing
-but that folder and the standard library, with no exiftool on its PATH (the
-zip runtime has no Perl).
+Built by ``make package`` (scripts/package.py): a virtualenv of requirements.txt only (no moto, pytest or
+validators) on the interpreter of the stage's ``runtime``, cached in .venv-deploy/, so only the first run pays for
+it. ``zappa package`` needs no AWS account: it never builds a boto session for this command, and
+``use_precompiled_packages`` is off, so it makes no lookups either. The zip is then unpacked into a clean folder
+and Zappa's own ``handler.lambda_handler`` (the function Lambda calls) is given a real S3 event from the embedded
+S3 endpoint, by a plain interpreter that sees nothing but that folder and the standard library, with no exiftool on
+its PATH (the zip runtime has no Perl).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,8 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE = "dev"
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 # Newest glibc a runtime's OS offers: python3.9-3.11 run on Amazon Linux 2, python3.12+ on Amazon Linux 2023.
-RUNTIME_GLIBC = {"python3.9": (2, 26), "python3.10": (2, 26), "python3.11": (2, 26),
-                 "python3.12": (2, 34), "python3.13": (2, 34), "python3.14": (2, 34)}
+RUNTIME_GLIBC = {
+    "python3.9": (2, 26),
+    "python3.10": (2, 26),
+    "python3.11": (2, 26),
+    "python3.12": (2, 34),
+    "python3.13": (2, 34),
+    "python3.14": (2, 34),
+}
 DEV_ONLY = {"moto", "pytest", "_pytest", "iiif_validator", "pytest_timeout"}
 SOURCE_KEY = "uploads/package check.png"
 
@@ -77,8 +82,14 @@ def package(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("zappa") / "pkg.zip"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON")) and k != "VIRTUAL_ENV"}
     started = time.perf_counter()
-    built = subprocess.run(["make", "--no-print-directory", "package", f"STAGE={STAGE}", f"OUT={output}"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=900)
+    built = subprocess.run(
+        ["make", "--no-print-directory", "package", f"STAGE={STAGE}", f"OUT={output}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert f"Next: zappa deploy {STAGE} --zip {output}" in built.stdout
     print(f"make package STAGE={STAGE}: {time.perf_counter() - started:.1f}s")
@@ -97,8 +108,10 @@ def test_package_fits_lambda_and_holds_only_runtime_code(package):
     with zipfile.ZipFile(package) as archive:
         entries = archive.infolist()
     unzipped = sum(entry.file_size for entry in entries)
-    print(f"package: {package.stat().st_size / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped "
-          f"({len(entries)} files; Lambda allows {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB)")
+    print(
+        f"package: {package.stat().st_size / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped "
+        f"({len(entries)} files; Lambda allows {LAMBDA_UNZIPPED_LIMIT / 2**20:.0f} MiB)"
+    )
     assert unzipped < LAMBDA_UNZIPPED_LIMIT
     names = {entry.filename for entry in entries}
     tops = {name.split("/")[0] for name in names}
@@ -119,8 +132,14 @@ def test_native_libraries_load_on_the_runtimes_os(unpacked, stage):
 
 def test_a_plain_interpreter_sees_only_the_package(unpacked, stage):
     show_path = "import json, sys; print(json.dumps(sys.path))"
-    answer = subprocess.run([_interpreter(stage["runtime"]), "-S", "-c", show_path], env=_lambda_env(unpacked),
-                            cwd=unpacked, capture_output=True, text=True, check=True)
+    answer = subprocess.run(
+        [_interpreter(stage["runtime"]), "-S", "-c", show_path],
+        env=_lambda_env(unpacked),
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stdlib_or_package = [entry for entry in json.loads(answer.stdout) if entry]
     assert stdlib_or_package[0] == str(unpacked)
     assert not [entry for entry in stdlib_or_package if "site-packages" in entry or ".venv" in entry]
@@ -136,9 +155,15 @@ def test_an_s3_event_is_converted_by_the_package(unpacked, stage, tmp_path):
         _upload_png(boto3.client("s3"), settings.source_bucket, SOURCE_KEY)
         event = _delivered_event(stack)
         report = tmp_path / "report.json"
-        run = subprocess.run([_interpreter(stage["runtime"]), "-S", "-c", DRIVER, str(report)],
-                             input=json.dumps(event), cwd=unpacked, capture_output=True, text=True, timeout=300,
-                             env={**_lambda_env(unpacked), **s3.environment(), "TMPDIR": str(tmp_path)})
+        run = subprocess.run(
+            [_interpreter(stage["runtime"]), "-S", "-c", DRIVER, str(report)],
+            input=json.dumps(event),
+            cwd=unpacked,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**_lambda_env(unpacked), **s3.environment(), "TMPDIR": str(tmp_path)},
+        )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         outcome = json.loads(report.read_text())
         image_id = image_id_for(SOURCE_KEY)
@@ -165,8 +190,15 @@ def _lambda_env(task_root: Path) -> dict[str, str]:
     """As little as Lambda gives: the package on the path, no venv, no user site, no exiftool."""
     empty_bin = task_root.parent / f"{task_root.name}-bin"
     empty_bin.mkdir(exist_ok=True)
-    return {"PYTHONPATH": str(task_root), "PYTHONNOUSERSITE": "1", "PATH": str(empty_bin), "LANG": "C.UTF-8",
-            "HOME": str(task_root.parent), "LAMBDA_TASK_ROOT": str(task_root), "AWS_LAMBDA_FUNCTION_NAME": "tiler-dev"}
+    return {
+        "PYTHONPATH": str(task_root),
+        "PYTHONNOUSERSITE": "1",
+        "PATH": str(empty_bin),
+        "LANG": "C.UTF-8",
+        "HOME": str(task_root.parent),
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "AWS_LAMBDA_FUNCTION_NAME": "tiler-dev",
+    }
 
 
 def _glibc_needed(path: Path) -> tuple[int, ...]:
@@ -183,8 +215,9 @@ def _upload_png(s3, bucket: str, key: str) -> None:
 def _delivered_event(stack: LocalStack) -> dict:
     """The event the endpoint sent for the upload: the body Lambda receives from S3."""
     for _ in range(20):
-        for message in stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
-                                                 WaitTimeSeconds=1).get("Messages", []):
+        for message in stack.sqs.receive_message(
+            QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
             body = json.loads(message["Body"])
             if "Records" in body:
                 return body
@@ -202,15 +235,24 @@ def test_jpeg_2000_and_pdf_decode_in_the_package(unpacked, stage, tmp_path):
     x = pyvips.Image.xyz(96, 64)[0]
     pixels = (x * 2).bandjoin([x, x * 0 + 30]).cast("uchar").numpy()
     (tmp_path / "master.jp2").write_bytes(imagecodecs.jpeg2k_encode(pixels, reversible=True))
-    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n"
-                                        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page "
-                                        b"/Parent 2 0 R /MediaBox [0 0 72 36] >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n")
-    script = ("import sys; from pathlib import Path; from app.pipeline.inspect import open_image\n"
-              "for name in sys.argv[1:]:\n"
-              "    image, facts = open_image(Path(name), ('jp2k', 'pdf'), 10**9, pdf_dpi=144)\n"
-              "    print(facts.format, image.width, image.height, [int(v) for v in image(40, 20)])")
-    run = subprocess.run([_interpreter(stage["runtime"]), "-S", "-c", script, str(tmp_path / "master.jp2"),
-                          str(tmp_path / "scan.pdf")], env=_lambda_env(unpacked), cwd=unpacked, capture_output=True,
-                         text=True, timeout=120)
+    (tmp_path / "scan.pdf").write_bytes(
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n"
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page "
+        b"/Parent 2 0 R /MediaBox [0 0 72 36] >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n"
+    )
+    script = (
+        "import sys; from pathlib import Path; from app.pipeline.inspect import open_image\n"
+        "for name in sys.argv[1:]:\n"
+        "    image, facts = open_image(Path(name), ('jp2k', 'pdf'), 10**9, pdf_dpi=144)\n"
+        "    print(facts.format, image.width, image.height, [int(v) for v in image(40, 20)])"
+    )
+    run = subprocess.run(
+        [_interpreter(stage["runtime"]), "-S", "-c", script, str(tmp_path / "master.jp2"), str(tmp_path / "scan.pdf")],
+        env=_lambda_env(unpacked),
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split("\n")[:2] == ["jp2k 96 64 [80, 40, 30]", "pdf 144 72 [255, 255, 255]"]

@@ -1,4 +1,5 @@
 """The documents' promises that code can check: commands, make targets, paths, links, the settings table."""
+
 import argparse
 import re
 from pathlib import Path
@@ -53,8 +54,11 @@ def repository_paths_named(text: str) -> set[str]:
 
 def ignored_by_git(path: str) -> bool:
     """Generated folders (bench/data/ ...) are named but not committed: allowed when .gitignore lists them."""
-    ignored = [line.strip().lstrip("/") for line in (ROOT / ".gitignore").read_text().splitlines()
-               if "/" in line.strip().rstrip("/")]
+    ignored = [
+        line.strip().lstrip("/")
+        for line in (ROOT / ".gitignore").read_text().splitlines()
+        if "/" in line.strip().rstrip("/")
+    ]
     return any(path.startswith(entry.rstrip("/") + "/") or path == entry.rstrip("/") for entry in ignored)
 
 

@@ -6,6 +6,7 @@ them) to the source bucket and shows each job move through the same event
 handler Lambda runs, then keeps running so more images can be uploaded with
 any S3 client.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ from tooling.local_s3 import LocalS3
 from tooling.local_stack import LocalStack
 from tooling.synth import photo_like
 
-SHARED_TEST_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
+SHARED_TEST_IMAGE = (
+    Path(__file__).resolve().parents[2] / "shared" / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
+)
 
 
 def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, say=print) -> int:
@@ -47,15 +50,21 @@ def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, sa
         stack.start()
         dashboard = make_server("127.0.0.1", dashboard_port, create_app(settings), threaded=True)
         threading.Thread(target=dashboard.serve_forever, name="dashboard", daemon=True).start()
-        say(f"Local S3 endpoint: {endpoint.url}  (buckets {settings.source_bucket}, {settings.tiles_bucket}, "
-            f"{settings.metadata_bucket})")
-        say(f"Dashboard:         http://127.0.0.1:{dashboard.server_port}/  (password for uploads: "
-            f"{settings.dashboard_password})\n")
+        say(
+            f"Local S3 endpoint: {endpoint.url}  (buckets {settings.source_bucket}, {settings.tiles_bucket}, "
+            f"{settings.metadata_bucket})"
+        )
+        say(
+            f"Dashboard:         http://127.0.0.1:{dashboard.server_port}/  (password for uploads: "
+            f"{settings.dashboard_password})\n"
+        )
         keys = _upload_samples(settings, Path(scratch))
         ok = _follow(settings, keys, say, dashboard.server_port)
         ok = _sample_collection(settings, Path(scratch), dashboard.server_port, say) and ok
-        say(f"\nUpload more:  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint.url} "
-            f"s3 cp photo.jpg s3://{settings.source_bucket}/")
+        say(
+            f"\nUpload more:  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint.url} "
+            f"s3 cp photo.jpg s3://{settings.source_bucket}/"
+        )
         try:
             while keep_running:
                 time.sleep(1)
@@ -115,9 +124,12 @@ def _sample_collection(settings: Settings, scratch: Path, dashboard_port: int, s
             path = scratch / f"{item}_{page:03}.jpg"
             photo_like(1800, 2400).jpegsave(str(path), Q=85)
             s3.upload_file(str(path), settings.source_bucket, f"archive/{item}/{item}_{page:03}.jpg")
-    s3.put_object(Bucket=settings.source_bucket, Key="archive/items.csv",
-                  Body=b"identifier,title,description\nletters,Letters,Correspondence 1970-1975\n"
-                       b"ledger,Ledger,Accounts of the workshop\n")
+    s3.put_object(
+        Bucket=settings.source_bucket,
+        Key="archive/items.csv",
+        Body=b"identifier,title,description\nletters,Letters,Correspondence 1970-1975\n"
+        b"ledger,Ledger,Accounts of the workshop\n",
+    )
     task = {"collection": "archive", "label": "Sample archive", "source_prefix": "archive/", "csv": "archive/items.csv"}
     s3.put_object(Bucket=settings.source_bucket, Key="tasks/archive.json", Body=json.dumps(task).encode())
     store, deadline = S3Storage(settings.upload_workers), time.monotonic() + timeout
@@ -125,9 +137,11 @@ def _sample_collection(settings: Settings, scratch: Path, dashboard_port: int, s
         found = store.get_json(settings.metadata_bucket, collection_runner.collection_key("archive"))
         if found and found[0]["status"] in Status.FINAL:
             document = found[0]
-            say(f"\ncollection archive: {document['status']}, {document['progress']['done']} of "
+            say(
+                f"\ncollection archive: {document['status']}, {document['progress']['done']} of "
                 f"{document['progress']['total']} images\n  IIIF Collection: {document['urls'].get('collection')}"
-                f"\n  Mirador:         http://127.0.0.1:{dashboard_port}/collections/archive")
+                f"\n  Mirador:         http://127.0.0.1:{dashboard_port}/collections/archive"
+            )
             return document["status"] == Status.DONE
         time.sleep(0.5)
     say("\ncollection archive did not finish in time")
@@ -144,7 +158,8 @@ def _follow(settings: Settings, keys: list[str], say, dashboard_port: int, timeo
             record = records.read_record(store, settings.metadata_bucket, image_id)
             if not record:
                 continue
-            line = f"  {image_id}: {record['status']} ({record['progress']['phase']} {record['progress']['done']}/{record['progress']['total']})"
+            progress = record["progress"]
+            line = f"  {image_id}: {record['status']} ({progress['phase']} {progress['done']}/{progress['total']})"
             if shown.get(image_id) != line:
                 say(line)
                 shown[image_id] = line
@@ -155,13 +170,18 @@ def _follow(settings: Settings, keys: list[str], say, dashboard_port: int, timeo
     base = settings.public_base_url.rstrip("/")
     for image_id, record in results.items():
         if record["status"] == Status.DONE and record.get("kind") == "item":
-            say(f"\n{image_id}: {len(record['pages'])} pages ({record['document']['format']}), each an image "
+            say(
+                f"\n{image_id}: {len(record['pages'])} pages ({record['document']['format']}), each an image "
                 f"({image_id}/p0001 ...)\n  Manifest:   {base}/{image_id}/manifest.json"
-                f"\n  Dashboard:  http://127.0.0.1:{dashboard_port}/images/{image_id}  (pages, Mirador)")
+                f"\n  Dashboard:  http://127.0.0.1:{dashboard_port}/images/{image_id}  (pages, Mirador)"
+            )
         elif record["status"] == Status.DONE:
             facts = record["facts"]
-            say(f"\n{image_id}: {facts['width']}x{facts['height']}, {record['objects']} objects in {record['timings']['total']}s"
-                f"\n  Deep Zoom:  {base}/{image_id}.dzi\n  IIIF:       {base}/{image_id}/info.json")
+            say(
+                f"\n{image_id}: {facts['width']}x{facts['height']}, {record['objects']} objects in "
+                f"{record['timings']['total']}s"
+                f"\n  Deep Zoom:  {base}/{image_id}.dzi\n  IIIF:       {base}/{image_id}/info.json"
+            )
         else:
             say(f"\n{image_id}: {record['status']}: {record['error']}")
     return not pending and all(r["status"] == Status.DONE for r in results.values())

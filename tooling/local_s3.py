@@ -4,6 +4,7 @@ Requests are handled on many connections but applied one at a time, so S3's
 conditional writes (If-None-Match, If-Match) are atomic here as they are on
 AWS; moto checks and writes in two steps and would otherwise let a race in.
 """
+
 from __future__ import annotations
 
 import threading
@@ -64,4 +65,5 @@ class LocalS3(LocalServer):
         def locked(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
             with self._lock:
                 return list(app(environ, start_response))
+
         return locked

@@ -5,6 +5,7 @@ each message body, which is exactly the event Lambda would receive, to the
 same ``events.handle_s3_event``. A failed message stays on the queue and comes
 back after its visibility timeout: the same retry semantics as Lambda's.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,17 +21,37 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "tiler-source-events"
-TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
-                             "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}
+TILES_CORS = {
+    "CORSRules": [
+        {
+            "AllowedOrigins": ["*"],
+            "AllowedMethods": ["GET", "HEAD"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag", "Content-Length"],
+            "MaxAgeSeconds": 86400,
+        }
+    ]
+}
 
-UPLOAD_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"],
-                              "MaxAgeSeconds": 3600}]}  # the dashboard's presigned POST uploads
+UPLOAD_CORS = {
+    "CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3600}]
+}  # the dashboard's presigned POST uploads
 
 
 def public_read(bucket: str) -> dict:
     """The tiles bucket's policy: anyone may read objects (viewers on any site), nobody may list."""
-    return {"Version": "2012-10-17", "Statement": [{"Sid": "PublicReadTiles", "Effect": "Allow", "Principal": "*",
-                                                    "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublicReadTiles",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ],
+    }
 
 
 class LocalStack:
@@ -49,13 +70,20 @@ class LocalStack:
         for bucket in (self.settings.source_bucket, self.settings.tiles_bucket, self.settings.metadata_bucket):
             self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_cors(Bucket=self.settings.tiles_bucket, CORSConfiguration=TILES_CORS)
-        self.s3.put_bucket_policy(Bucket=self.settings.tiles_bucket, Policy=json.dumps(public_read(self.settings.tiles_bucket)))
+        self.s3.put_bucket_policy(
+            Bucket=self.settings.tiles_bucket, Policy=json.dumps(public_read(self.settings.tiles_bucket))
+        )
         self.s3.put_bucket_cors(Bucket=self.settings.source_bucket, CORSConfiguration=UPLOAD_CORS)
-        self.queue_url = self.sqs.create_queue(QueueName=QUEUE_NAME, Attributes={
-            "VisibilityTimeout": str(self.retry_after_seconds)})["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.s3.put_bucket_notification_configuration(Bucket=self.settings.source_bucket, NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+        self.queue_url = self.sqs.create_queue(
+            QueueName=QUEUE_NAME, Attributes={"VisibilityTimeout": str(self.retry_after_seconds)}
+        )["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.s3.put_bucket_notification_configuration(
+            Bucket=self.settings.source_bucket,
+            NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._pump, name="event-pump", daemon=True)
@@ -69,8 +97,9 @@ class LocalStack:
     def _pump(self) -> None:
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="handler") as pool:
             while not self._stop.is_set():
-                answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.concurrency,
-                                                  WaitTimeSeconds=1)
+                answer = self.sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=self.concurrency, WaitTimeSeconds=1
+                )
                 list(pool.map(self._deliver, answer.get("Messages", [])))
 
     def _deliver(self, message: dict) -> None:
@@ -88,6 +117,14 @@ def _as_s3_sends_it(event: dict) -> dict:
     (the handler would shrug it off, with a warning)."""
     if "Records" not in event:
         return event
-    return {**event, "Records": [record for record in event["Records"]
-                                 if not (record.get("eventName") == "ObjectCreated:Put"
-                                         and "-" in record.get("s3", {}).get("object", {}).get("eTag", ""))]}
+    return {
+        **event,
+        "Records": [
+            record
+            for record in event["Records"]
+            if not (
+                record.get("eventName") == "ObjectCreated:Put"
+                and "-" in record.get("s3", {}).get("object", {}).get("eTag", "")
+            )
+        ],
+    }

@@ -6,6 +6,7 @@ Gaussian grain: JPEG then has to work about as hard as on a real photo. The
 pipeline is lazy, so a consumer such as ``jpegsave`` streams it strip by strip
 and never holds the decoded image.
 """
+
 from __future__ import annotations
 
 import pyvips

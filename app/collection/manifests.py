@@ -3,6 +3,7 @@
 Each canvas is painted with an already converted image's level-0 service, so
 a collection costs no pixel work of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ from app.iiif import grid
 from app.pipeline.manifest import pages_manifest, prezi, text
 
 
-def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str, dict[str, Any]],
-                  bound: int) -> dict[str, Any]:
+def item_manifest(
+    item: Item, base_url: str, manifest_url: str, images: dict[str, dict[str, Any]], bound: int
+) -> dict[str, Any]:
     """One manifest per item: its images in file-name order, canvases labelled by page.
 
     ``images`` maps image id to its job record (for the facts); ``base_url`` is where the tiles are.
@@ -26,8 +28,13 @@ def item_manifest(item: Item, base_url: str, manifest_url: str, images: dict[str
         _, max_w, max_h = grid.max_size(width, height, bound)
         pages.append((f"{base_url}/{image_id}", page_label(key, position), (width, height), (max_w, max_h)))
     first = images[item.image_ids[0]]["facts"]
-    return pages_manifest(manifest_url, item.title or item.identifier, pages,
-                          grid.thumbnail_size(first["width"], first["height"], bound), item.description)
+    return pages_manifest(
+        manifest_url,
+        item.title or item.identifier,
+        pages,
+        grid.thumbnail_size(first["width"], first["height"], bound),
+        item.description,
+    )
 
 
 def collection(task: Task, collection_url: str, manifests: list[tuple[str, str]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ invocation or Batch job each). Each finished image job ticks its collections
 off with a conditional write; the job that completes the set publishes the
 item manifests and the Collection. Unchanged images are never re-tiled.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,11 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
         document.update(status=Status.FAILED, error=str(error))
         store.put_json(settings.metadata_bucket, collection_key(collection), document)
         return document
-    images = {image_id: _image_entry(store, settings, image_id, key, current[key])
-              for item in items for key, image_id in zip(item.image_keys, item.image_ids, strict=True)}
+    images = {
+        image_id: _image_entry(store, settings, image_id, key, current[key])
+        for item in items
+        for key, image_id in zip(item.image_keys, item.image_ids, strict=True)
+    }
     for image_id in images:
         _join(store, settings, image_id, collection)
     document = _new_record(collection, ref, task, items, images)
@@ -81,12 +85,13 @@ def image_finished(record: dict[str, Any], settings: Settings) -> None:
         return
     store = S3Storage(settings.upload_workers)
     found = store.get_json(settings.metadata_bucket, f"{MEMBERS_PREFIX}{record['id']}.json")
-    for collection in (found[0].get("collections", []) if found else []):
+    for collection in found[0].get("collections", []) if found else []:
         _tick(store, settings, collection, record["id"], record)
 
 
-def _tick(store: S3Storage, settings: Settings, collection: str, image_id: str | None,
-          record: dict[str, Any] | None) -> dict[str, Any] | None:
+def _tick(
+    store: S3Storage, settings: Settings, collection: str, image_id: str | None, record: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """Record one image's outcome with a conditional write (retried on conflict); finish when all are in."""
     for _ in range(50):
         found = store.get_json(settings.metadata_bucket, collection_key(collection))
@@ -115,7 +120,9 @@ def _publish(store: S3Storage, settings: Settings, document: dict[str, Any]) -> 
     task = Task(**document["task"])
     tiles_base = settings.public_base_url.rstrip("/")
     public = (task.public_base_url or settings.public_base_url).rstrip("/")
-    images = {image_id: records.read_record(store, settings.metadata_bucket, image_id) for image_id in document["images"]}
+    images = {
+        image_id: records.read_record(store, settings.metadata_bucket, image_id) for image_id in document["images"]
+    }
     published = []
     for raw in document["items"]:
         item = Item(raw["identifier"], tuple(raw["image_keys"]), raw.get("title"), raw.get("description"))
@@ -131,8 +138,13 @@ def _publish(store: S3Storage, settings: Settings, document: dict[str, Any]) -> 
         listing = manifests.collection(task, f"{public}/{key}", [(url, label) for _, url, label in published])
         store.put_bytes(settings.tiles_bucket, key, json.dumps(listing).encode())
         urls["collection"] = f"{public}/{key}"
-    document.update(status=status, urls=urls, updated_at=records.now_iso(), finished_at=records.now_iso(),
-                    error=None if status == Status.DONE else "some images failed: the Collection is not published")
+    document.update(
+        status=status,
+        urls=urls,
+        updated_at=records.now_iso(),
+        finished_at=records.now_iso(),
+        error=None if status == Status.DONE else "some images failed: the Collection is not published",
+    )
     store.put_json(settings.metadata_bucket, collection_key(task.collection), document)
     return document
 
@@ -169,14 +181,31 @@ def _join(store: S3Storage, settings: Settings, image_id: str, collection: str) 
     store.put_json(settings.metadata_bucket, key, {"collections": collections})
 
 
-def _new_record(collection: str, ref: SourceRef, task: Task | None, items: list[Item],
-                images: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _new_record(
+    collection: str, ref: SourceRef, task: Task | None, items: list[Item], images: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     document = {
-        "id": collection, "kind": "collection", "task_source": ref.to_dict(), "status": Status.RUNNING,
-        "task": task.__dict__ if task else None, "error": None, "urls": {}, "failures": [],
-        "items": [{"identifier": i.identifier, "image_keys": list(i.image_keys), "title": i.title,
-                   "description": i.description} for i in items],
-        "images": images, "created_at": records.now_iso(), "updated_at": records.now_iso(), "finished_at": None,
+        "id": collection,
+        "kind": "collection",
+        "task_source": ref.to_dict(),
+        "status": Status.RUNNING,
+        "task": task.__dict__ if task else None,
+        "error": None,
+        "urls": {},
+        "failures": [],
+        "items": [
+            {
+                "identifier": i.identifier,
+                "image_keys": list(i.image_keys),
+                "title": i.title,
+                "description": i.description,
+            }
+            for i in items
+        ],
+        "images": images,
+        "created_at": records.now_iso(),
+        "updated_at": records.now_iso(),
+        "finished_at": None,
     }
     return _summarise(document)
 
@@ -184,7 +213,10 @@ def _new_record(collection: str, ref: SourceRef, task: Task | None, items: list[
 def _summarise(document: dict[str, Any]) -> dict[str, Any]:
     images = document["images"]
     document["progress"] = {"done": sum(e["status"] == Status.DONE for e in images.values()), "total": len(images)}
-    document["failures"] = [{"id": image_id, "key": e["key"], "status": e["status"], "error": e["error"]}
-                            for image_id, e in sorted(images.items()) if e["status"] in (Status.FAILED, Status.GONE)]
+    document["failures"] = [
+        {"id": image_id, "key": e["key"], "status": e["status"], "error": e["error"]}
+        for image_id, e in sorted(images.items())
+        if e["status"] in (Status.FAILED, Status.GONE)
+    ]
     document["updated_at"] = records.now_iso()
     return document

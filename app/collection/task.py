@@ -12,6 +12,7 @@ source_prefix, CSV_PATH + CSV_NAME -> csv, DEST_BUCKET -> destination_prefix,
 DEST_URL -> public_base_url, and the collection id is the ``MsYYYY_NNN`` in the
 CSV name (as that generator derives it) or else the job name.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,23 @@ from pathlib import PurePosixPath
 from app.errors import InputError
 from app.ids import image_id_for
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".gif", ".heic", ".heif", ".avif",
-                  ".jp2", ".j2k", ".jpx", ".jpf")  # not .pdf: a PDF is an item of its own, not one canvas
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".jp2",
+    ".j2k",
+    ".jpx",
+    ".jpf",
+)  # not .pdf: a PDF is an item of its own, not one canvas
 
 
 class TaskError(InputError):
@@ -69,20 +85,31 @@ def parse_task(document: object) -> Task:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", collection):
         raise TaskError(f"collection {collection!r}: use letters, digits, '.', '_' and '-'")
     prefix = str(document["source_prefix"]).strip("/") + "/"
-    return Task(collection=collection, source_prefix=prefix, label=document.get("label"),
-                destination_prefix=str(document.get("destination_prefix") or f"collections/{collection}").strip("/"),
-                csv_key=document.get("csv") or None, public_base_url=document.get("public_base_url") or None,
-                source_bucket=document.get("source_bucket") or None)
+    return Task(
+        collection=collection,
+        source_prefix=prefix,
+        label=document.get("label"),
+        destination_prefix=str(document.get("destination_prefix") or f"collections/{collection}").strip("/"),
+        csv_key=document.get("csv") or None,
+        public_base_url=document.get("public_base_url") or None,
+        source_bucket=document.get("source_bucket") or None,
+    )
 
 
 def _from_batch_generator(document: dict) -> dict:
-    env = {entry.get("name"): entry.get("value") for entry in document.get("environment") or []
-           if isinstance(entry, dict)}
+    env = {
+        entry.get("name"): entry.get("value") for entry in document.get("environment") or [] if isinstance(entry, dict)
+    }
     csv_key = "/".join(part.strip("/") for part in (env.get("CSV_PATH"), env.get("CSV_NAME")) if part) or None
     found = re.search(r"Ms\d{4}_\d{3}", env.get("CSV_NAME") or "")
-    return {"collection": found.group(0) if found else document.get("jobName"),
-            "source_prefix": env.get("ACCESS_DIR"), "csv": csv_key, "destination_prefix": env.get("DEST_BUCKET"),
-            "public_base_url": env.get("DEST_URL"), "source_bucket": env.get("SRC_BUCKET")}
+    return {
+        "collection": found.group(0) if found else document.get("jobName"),
+        "source_prefix": env.get("ACCESS_DIR"),
+        "csv": csv_key,
+        "destination_prefix": env.get("DEST_BUCKET"),
+        "public_base_url": env.get("DEST_URL"),
+        "source_bucket": env.get("SRC_BUCKET"),
+    }
 
 
 def group_items(task: Task, keys: list[str]) -> list[Item]:
@@ -92,7 +119,7 @@ def group_items(task: Task, keys: list[str]) -> list[Item]:
         raise TaskError(f"no images under s3 prefix {task.source_prefix!r}")
     folders: dict[str, list[str]] = {}
     for key in images:
-        relative = PurePosixPath(key[len(task.source_prefix):])
+        relative = PurePosixPath(key[len(task.source_prefix) :])
         parts = [p for p in relative.parent.parts if p.lower() != "access"]  # the generator's Item/Access/ layout
         folders.setdefault(parts[0] if parts else PurePosixPath(task.source_prefix).name, []).append(key)
     return [Item(identifier, tuple(keys)) for identifier, keys in sorted(folders.items())]
@@ -119,14 +146,18 @@ def apply_csv(items: list[Item], text: str) -> list[Item]:
             raise TaskError(f"CSV line {number} has {len(row)} fields, the header has {len(header)}")
         identifier = row[column["identifier"]].strip()
         if identifier not in known:
-            raise TaskError(f"CSV line {number} names identifier {identifier!r}, which has no images "
-                            f"(items: {', '.join(sorted(known))})")
-        metadata[identifier] = (row[column["title"]].strip() or None,
-                                row[column["description"]].strip() or None if "description" in column else None)
+            raise TaskError(
+                f"CSV line {number} names identifier {identifier!r}, which has no images "
+                f"(items: {', '.join(sorted(known))})"
+            )
+        metadata[identifier] = (
+            row[column["title"]].strip() or None,
+            row[column["description"]].strip() or None if "description" in column else None,
+        )
     return [Item(item.identifier, item.image_keys, *metadata.get(item.identifier, (None, None))) for item in items]
 
 
 def page_label(key: str, position: int) -> str:
-    """"Page N" from a name ending in _N (the generator's convention, e.g. Box2_F19_003.tif), else the position."""
+    """ "Page N" from a name ending in _N (the generator's convention, e.g. Box2_F19_003.tif), else the position."""
     last = PurePosixPath(key).stem.split("_")[-1]
     return f"Page {int(last)}" if last.isdigit() else f"Page {position}"

@@ -4,6 +4,7 @@ Pure functions of the image size and tile size, no pixels. The Deep Zoom
 pyramid halves each level rounding up, so Deep Zoom level ``max - k`` is
 exactly IIIF scale factor ``2**k``, tile for tile: one encoded tile serves both.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """``info.json`` for both services: the static level-0 files and the dynamic level-2 endpoint."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,8 +31,11 @@ def level2(service_id: str, pages: Sequence[tuple[int, int]], limits: Limits) ->
     """The dynamic service: its limits, the serving TIFF's pages as cheap sizes, its tiles, what goes beyond
     level 2. ``pages`` are the TIFF's page sizes, full resolution first."""
     width, height = pages[0]
-    sizes = [{"width": w, "height": h} for w, h in reversed(pages)
-             if w <= limits.max_width and h <= limits.max_height and w * h <= limits.max_area]
+    sizes = [
+        {"width": w, "height": h}
+        for w, h in reversed(pages)
+        if w <= limits.max_width and h <= limits.max_height and w * h <= limits.max_area
+    ]
     edge = serving.TILE_SIZE
     return {
         **_common(service_id, "level2", width, height),
@@ -47,5 +51,12 @@ def level2(service_id: str, pages: Sequence[tuple[int, int]], limits: Limits) ->
 
 
 def _common(service_id: str, profile: str, width: int, height: int) -> dict[str, Any]:
-    return {"@context": CONTEXT, "id": service_id, "type": "ImageService3", "protocol": "http://iiif.io/api/image",
-            "profile": profile, "width": width, "height": height}
+    return {
+        "@context": CONTEXT,
+        "id": service_id,
+        "type": "ImageService3",
+        "protocol": "http://iiif.io/api/image",
+        "profile": profile,
+        "width": width,
+        "height": height,
+    }

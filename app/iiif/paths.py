@@ -3,14 +3,24 @@
 Both must agree: a named derivative made at conversion is published at the
 path the dynamic endpoint would redirect the same request to.
 """
+
 from __future__ import annotations
 
 Box = tuple[int, int, int, int]
 
 
-def canonical(region: Box, size: tuple[int, int], width: int, height: int, max_size: tuple[int, int] | None = None,
-              upscaled: bool = False, mirror: bool = False, rotation: float = 0.0, quality: str = "default",
-              fmt: str = "jpg") -> str:
+def canonical(
+    region: Box,
+    size: tuple[int, int],
+    width: int,
+    height: int,
+    max_size: tuple[int, int] | None = None,
+    upscaled: bool = False,
+    mirror: bool = False,
+    rotation: float = 0.0,
+    quality: str = "default",
+    fmt: str = "jpg",
+) -> str:
     """``region/size/rotation/quality.format`` of an image of ``width`` x ``height``.
 
     ``max_size`` is what ``max`` stands for in this region (level 2: the largest size within the advertised

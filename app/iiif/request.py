@@ -8,6 +8,7 @@ non-ASCII digits. Every refusal is a ``RequestError`` carrying its HTTP status,
 and the output size is checked against the advertised limits before a single
 pixel is decoded, so no request can ask for unbounded work.
 """
+
 from __future__ import annotations
 
 import math
@@ -105,8 +106,13 @@ class Plan:
 
 def parse(region: str, size: str, rotation: str, quality: str, fmt: str) -> ImageRequest:
     """Parse the five parameters; raises BadRequest (malformed) or NotImplementedHere (gif, jp2, pdf)."""
-    for name, value in (("region", region), ("size", size), ("rotation", rotation), ("quality", quality),
-                        ("format", fmt)):
+    for name, value in (
+        ("region", region),
+        ("size", size),
+        ("rotation", rotation),
+        ("quality", quality),
+        ("format", fmt),
+    ):
         if len(value) > MAX_PARAMETER_LENGTH:
             raise BadRequest(f"{name} is too long")
     if fmt in UNIMPLEMENTED_FORMATS:
@@ -169,8 +175,18 @@ def plan(request: ImageRequest, width: int, height: int, limits: Limits) -> Plan
     """Resolve ``request`` against an image of ``width`` x ``height``: BadRequest or Forbidden, or a Plan."""
     region = region_pixels(request.region, width, height)
     size, upscaled = output_size(request.size, region[2], region[3], limits)
-    path = canonical(region, size, width, height, max_size(region[2], region[3], limits), upscaled, request.mirror,
-                     request.rotation, request.quality, request.format)
+    path = canonical(
+        region,
+        size,
+        width,
+        height,
+        max_size(region[2], region[3], limits),
+        upscaled,
+        request.mirror,
+        request.rotation,
+        request.quality,
+        request.format,
+    )
     return Plan(region, size, request.mirror, request.rotation, request.quality, request.format, path)
 
 
@@ -211,15 +227,20 @@ def output_size(size: tuple, region_w: int, region_h: int, limits: Limits) -> tu
     if upscaled and not upscale:
         raise BadRequest("the size is larger than the region: upscaling needs the ^ prefix")
     if result[0] > limits.max_width or result[1] > limits.max_height or result[0] * result[1] > limits.max_area:
-        raise Forbidden(f"{result[0]}x{result[1]} is over this server's limits (maxWidth {limits.max_width}, "
-                        f"maxHeight {limits.max_height}, maxArea {limits.max_area})")
+        raise Forbidden(
+            f"{result[0]}x{result[1]} is over this server's limits (maxWidth {limits.max_width}, "
+            f"maxHeight {limits.max_height}, maxArea {limits.max_area})"
+        )
     return result, upscaled
 
 
 def max_size(region_w: int, region_h: int, limits: Limits, upscale: bool = False) -> tuple[int, int]:
     """The largest size within the limits: the region itself, or smaller; with ``upscale``, up to the limits."""
-    box_w, box_h = (limits.max_width, limits.max_height) if upscale else \
-        (min(limits.max_width, region_w), min(limits.max_height, region_h))
+    box_w, box_h = (
+        (limits.max_width, limits.max_height)
+        if upscale
+        else (min(limits.max_width, region_w), min(limits.max_height, region_h))
+    )
     w, h = fit(region_w, region_h, box_w, box_h)
     if w * h > limits.max_area:
         shrink = math.sqrt(limits.max_area / (w * h))

@@ -4,6 +4,7 @@ A tiled pyramidal TIFF per image, JPEG-compressed sRGB, at a fixed key in the
 tiles bucket (private: full resolution). Tiles of ``TILE_SIZE`` cost the
 fewest ranged reads for the 512-pixel requests viewers make.
 """
+
 from __future__ import annotations
 
 PREFIX = "derivatives/"

@@ -4,6 +4,7 @@
 CLI share. It writes ``out_dir/tiles/...`` in the public output layout and
 ``out_dir/metadata/ID.json``; the caller's storage adapter publishes them.
 """
+
 from __future__ import annotations
 
 import errno
@@ -36,9 +37,15 @@ from app.pipeline.tiles import (
 from config import Settings
 
 
-def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
-            on_progress: Progress | None = None, source_name: str | None = None,
-            on_tile: TileReady | None = None) -> Conversion:
+def convert(
+    src: Path,
+    out_dir: Path,
+    settings: Settings,
+    image_id: str,
+    on_progress: Progress | None = None,
+    source_name: str | None = None,
+    on_tile: TileReady | None = None,
+) -> Conversion:
     """Convert ``src`` into ``out_dir``; raise an ``InputError`` for files we will not convert.
 
     ``source_name`` is the name people know the file by (an S3 key's last part), when ``src`` is a download.
@@ -47,8 +54,9 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     """
     clock = _Clock()
     source_name = source_name or src.name
-    image, facts = open_image(src, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi,
-                              max_pages=settings.max_pages)
+    image, facts = open_image(
+        src, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi, max_pages=settings.max_pages
+    )
     if settings.iiif_manifests:
         manifest.warm_up()
     clock.lap("inspect")
@@ -63,21 +71,37 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     # then the palette.
     with ThreadPoolExecutor(max_workers=1) as side:
         folders_made = side.submit(make_iiif_folders, tiles_root, image_id, names) if linked else None
-        dz_tiles = _decode_errors(write_deep_zoom, srgb, tiles_root, image_id, settings.tile_size,
-                                  settings.jpeg_quality, on_progress,
-                                  with_names(tiles_root, names, on_tile) if on_tile else None)
+        dz_tiles = _decode_errors(
+            write_deep_zoom,
+            srgb,
+            tiles_root,
+            image_id,
+            settings.tile_size,
+            settings.jpeg_quality,
+            on_progress,
+            with_names(tiles_root, names, on_tile) if on_tile else None,
+        )
         if folders_made:
             folders_made.result()
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
         clock.lap("tile")
-        derivatives = ([_serving_tiff(src, image, image_id, facts, settings, tiles_root)]
-                       if settings.serving_tiff else [])
+        derivatives = (
+            [_serving_tiff(src, image, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
+        )
         if derivatives:
             clock.lap("serving_tiff")
         iiif_tiles = list(names.values())
-        sizes = write_sizes(tiles_root, image_id, facts.width, facts.height, settings.tile_size,
-                            settings.iiif_max_size, settings.jpeg_quality, names)
+        sizes = write_sizes(
+            tiles_root,
+            image_id,
+            facts.width,
+            facts.height,
+            settings.tile_size,
+            settings.iiif_max_size,
+            settings.jpeg_quality,
+            names,
+        )
         if links_made:
             links_made.result()
     named = []
@@ -97,16 +121,22 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     if settings.iiif_manifests:
         manifest_path = f"{image_id}/manifest.json"
         thumbnail = grid.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
-        _write_json(tiles_root / manifest_path,
-                    manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail))
+        _write_json(
+            tiles_root / manifest_path,
+            manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail),
+        )
     clock.lap("metadata")
     return Conversion(
         image_id=image_id,
         facts=facts,
         tiles_root=str(tiles_root),
         tiles=tuple(dz_tiles + iiif_tiles),
-        descriptors=tuple(sizes + [d["path"] for d in named if d.get("new")]
-                          + [f"{image_id}/info.json", f"{image_id}.dzi"] + ([manifest_path] if manifest_path else [])),
+        descriptors=tuple(
+            sizes
+            + [d["path"] for d in named if d.get("new")]
+            + [f"{image_id}/info.json", f"{image_id}.dzi"]
+            + ([manifest_path] if manifest_path else [])
+        ),
         metadata_path=str(metadata_path),
         timings=clock.laps,
         metadata_partial=partial,
@@ -116,26 +146,35 @@ def convert(src: Path, out_dir: Path, settings: Settings, image_id: str,
     )
 
 
-def _named_derivatives(tiles_root: Path, serving_tiff: str, image_id: str, settings: Settings,
-                       published: set[str]) -> list[dict[str, Any]]:
+def _named_derivatives(
+    tiles_root: Path, serving_tiff: str, image_id: str, settings: Settings, published: set[str]
+) -> list[dict[str, Any]]:
     """Render the configured named derivatives from the serving TIFF (imported here: most conversions have none)."""
     from app.iiif.request import Limits
     from app.pipeline.derivatives import load, render_all
 
     limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
-    return render_all(tiles_root / serving_tiff, image_id, load(settings.derivatives_file), limits,
-                      settings.jpeg_quality, tiles_root, published)
+    return render_all(
+        tiles_root / serving_tiff,
+        image_id,
+        load(settings.derivatives_file),
+        limits,
+        settings.jpeg_quality,
+        tiles_root,
+        published,
+    )
 
 
-def _serving_tiff(src: Path, image: pyvips.Image, image_id: str, facts: ImageFacts, settings: Settings,
-                  tiles_root: Path) -> str:
+def _serving_tiff(
+    src: Path, image: pyvips.Image, image_id: str, facts: ImageFacts, settings: Settings, tiles_root: Path
+) -> str:
     """Write the dynamic endpoint's pyramidal TIFF: a second decode, as the sequential one is spent, except for
     the formats decoded into memory (JPEG 2000, PDF), whose pixels are read again where they are."""
-    again = image if facts.format in DECODED_HERE else open_image(src, settings.allowed_formats,
-                                                                  settings.max_pixels)[0]
+    again = image if facts.format in DECODED_HERE else open_image(src, settings.allowed_formats, settings.max_pixels)[0]
     key = serving.key(image_id)
-    _decode_errors(write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / key,
-                   settings.jpeg_quality)
+    _decode_errors(
+        write_serving_tiff, to_srgb8(again, facts, settings.flatten_background), tiles_root / key, settings.jpeg_quality
+    )
     return key
 
 
@@ -154,8 +193,9 @@ def _decode_errors(write, *args):
         raise
 
 
-def _metadata_document(image_id: str, source_name: str, facts: ImageFacts, tags: dict[str, Any],
-                       partial: str | None, image: pyvips.Image) -> dict[str, Any]:
+def _metadata_document(
+    image_id: str, source_name: str, facts: ImageFacts, tags: dict[str, Any], partial: str | None, image: pyvips.Image
+) -> dict[str, Any]:
     document: dict[str, Any] = {
         "id": image_id,
         "source": {"name": source_name},

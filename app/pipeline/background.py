@@ -6,6 +6,7 @@ with libvips' threads as an equal and stretches the tiling; at idle priority
 the scheduler gives it only the CPU time libvips leaves unused (the JPEG
 decode is serial, so there is plenty), and it still finishes first.
 """
+
 from __future__ import annotations
 
 import os

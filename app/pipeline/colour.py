@@ -5,6 +5,7 @@ CMYK without a profile uses libvips' built-in CMYK fallback; greyscale and
 16-bit sources are converted; alpha is flattened onto a configured colour.
 Everything stays lazy, so the conversion still streams.
 """
+
 from __future__ import annotations
 
 import pyvips

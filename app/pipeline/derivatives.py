@@ -9,6 +9,7 @@ Each is parsed and rendered by the dynamic endpoint's own code (app/iiif/request
 from the serving TIFF, and written at its canonical IIIF path under the image's
 id, so the same request to the dynamic endpoint finds it already made.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,19 +48,28 @@ def _load(path: str, _mtime: float) -> dict[str, ImageRequest]:
             raise ValueError(f"DERIVATIVES_FILE {path}: {name!r} has unknown fields {sorted(unknown)}")
         values = {**DEFAULTS, **{k: str(v) for k, v in fields.items()}}
         try:
-            instructions[name] = parse(values["region"], values["size"], values["rotation"], values["quality"],
-                                       values["format"])
+            instructions[name] = parse(
+                values["region"], values["size"], values["rotation"], values["quality"], values["format"]
+            )
         except RequestError as error:
             raise ValueError(f"DERIVATIVES_FILE {path}: {name!r}: {error.message}") from None
     return instructions
 
 
-def render_all(tiff: Path, image_id: str, instructions: dict[str, ImageRequest], limits: Limits, quality: int,
-               tiles_root: Path, taken: set[str]) -> list[dict[str, Any]]:
+def render_all(
+    tiff: Path,
+    image_id: str,
+    instructions: dict[str, ImageRequest],
+    limits: Limits,
+    quality: int,
+    tiles_root: Path,
+    taken: set[str],
+) -> list[dict[str, Any]]:
     """Render every instruction from the serving TIFF; returns what was made (or why not) per name.
 
     ``taken`` holds paths the conversion already publishes (a size equal to a declared size is one of them).
     """
+
     def open_page(index: int) -> pyvips.Image:
         return pyvips.Image.tiffload(str(tiff), page=index)
 
@@ -76,6 +86,7 @@ def render_all(tiff: Path, image_id: str, instructions: dict[str, ImageRequest],
             target = tiles_root / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(rendering.render(wanted, pyramid, open_page, quality))
-        made.append({"name": name, "path": path, "width": wanted.size[0], "height": wanted.size[1],
-                     "new": path not in taken})
+        made.append(
+            {"name": name, "path": path, "width": wanted.size[0], "height": wanted.size[1], "new": path not in taken}
+        )
     return made

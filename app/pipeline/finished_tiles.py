@@ -6,6 +6,7 @@ before dzsave starts, so no tile can slip past the watch. Where inotify is
 missing (macOS, a sandbox without it) nothing is reported early and the
 caller simply reports every tile after dzsave.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ class FinishedTiles:
         if watching is not None:
             notify, close_write = watching
             by_watch = {notify.add_watch(folder, close_write): folder for folder in self._folders}
-            self._thread = threading.Thread(target=self._run, args=(notify, by_watch), name="finished-tiles",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(notify, by_watch), name="finished-tiles", daemon=True
+            )
             self._thread.start()
         return self
 

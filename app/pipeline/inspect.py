@@ -4,6 +4,7 @@ The format is sniffed from the file's content (never its extension) and must
 be on the allow-list; libvips' untrusted loaders are blocked outright; width x
 height is checked against the limit from the header.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,10 +19,29 @@ from app.model import ImageFacts
 from app.pipeline import jp2, pdf
 
 _LOADER_NAME = re.compile(r"^([a-z0-9]+?)load(_source|_buffer)?$")  # what "vips-loader" says: jpegload, ...
-_FORMAT_OF_LOADER = {"jpeg": "jpeg", "png": "png", "spng": "png", "tiff": "tiff", "webp": "webp",
-                     "heif": "heif", "gif": "gif", "nsgif": "gif", "jp2k": "jp2k"}
-_BITS = {"uchar": 8, "char": 8, "ushort": 16, "short": 16, "uint": 32, "int": 32,
-         "float": 32, "complex": 64, "double": 64, "dpcomplex": 128}
+_FORMAT_OF_LOADER = {
+    "jpeg": "jpeg",
+    "png": "png",
+    "spng": "png",
+    "tiff": "tiff",
+    "webp": "webp",
+    "heif": "heif",
+    "gif": "gif",
+    "nsgif": "gif",
+    "jp2k": "jp2k",
+}
+_BITS = {
+    "uchar": 8,
+    "char": 8,
+    "ushort": 16,
+    "short": 16,
+    "uint": 32,
+    "int": 32,
+    "float": 32,
+    "complex": 64,
+    "double": 64,
+    "dpcomplex": 128,
+}
 FAIL_ON = "error"  # truncated or damaged data raises instead of yielding grey tiles
 DECODED_HERE = ("jp2k", "pdf")  # formats the libvips wheel cannot load: decoded into memory by our own modules
 
@@ -54,8 +74,15 @@ def sniff_format(path: Path) -> str | None:
     return _FORMAT_OF_LOADER.get(name, name)
 
 
-def open_image(path: Path, allowed_formats: tuple[str, ...], max_pixels: int, *, pdf_dpi: int = 300,
-               max_pages: int = 1, decode: bool = True) -> tuple[pyvips.Image | None, ImageFacts]:
+def open_image(
+    path: Path,
+    allowed_formats: tuple[str, ...],
+    max_pixels: int,
+    *,
+    pdf_dpi: int = 300,
+    max_pages: int = 1,
+    decode: bool = True,
+) -> tuple[pyvips.Image | None, ImageFacts]:
     """Check ``path`` from its header and return the image, oriented as a viewer shows it.
 
     JPEG 2000 and PDF (the first page, at ``pdf_dpi``) are decoded into memory here, unless ``decode`` is
@@ -93,16 +120,27 @@ def checked_format(path: Path, allowed_formats: tuple[str, ...]) -> str:
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise ImageTooLarge(f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
-                            "(MAX_PIXELS)")
+        raise ImageTooLarge(
+            f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} (MAX_PIXELS)"
+        )
 
 
 def _jp2_facts(path: Path, header: jp2.Header) -> ImageFacts:
     alpha = header.components in (2, 4)
     grey = header.components <= 2
     space = "cmyk" if header.enumerated_space == 12 else ("b-w" if grey else "srgb")
-    return ImageFacts("jp2k", header.width, header.height, header.components, header.bit_depth, space, 1, alpha,
-                      parse_icc_description(header.icc_profile) if header.icc_profile else None, path.stat().st_size)
+    return ImageFacts(
+        "jp2k",
+        header.width,
+        header.height,
+        header.components,
+        header.bit_depth,
+        space,
+        1,
+        alpha,
+        parse_icc_description(header.icc_profile) if header.icc_profile else None,
+        path.stat().st_size,
+    )
 
 
 def _load(path: Path, access: str) -> pyvips.Image:
@@ -154,13 +192,13 @@ def parse_icc_description(profile: bytes) -> str | None:
             signature, offset, _size = struct.unpack_from(">4sII", profile, 132 + 12 * index)
             if signature != b"desc":
                 continue
-            kind = profile[offset:offset + 4]
+            kind = profile[offset : offset + 4]
             if kind == b"desc":
                 (length,) = struct.unpack_from(">I", profile, offset + 8)
-                return profile[offset + 12:offset + 12 + length].split(b"\0")[0].decode("latin-1") or None
+                return profile[offset + 12 : offset + 12 + length].split(b"\0")[0].decode("latin-1") or None
             if kind == b"mluc":
                 length, start = struct.unpack_from(">II", profile, offset + 20)
-                return profile[offset + start:offset + start + length].decode("utf-16-be").rstrip("\0") or None
+                return profile[offset + start : offset + start + length].decode("utf-16-be").rstrip("\0") or None
     except (struct.error, UnicodeDecodeError):
         pass
     return None

@@ -16,6 +16,7 @@ peaks at about 20 MB per megapixel of the process (``DECODE_MB_PER_MEGAPIXEL``,
 measured). The decoded pixels become one in-memory libvips image that the
 normal tiling path reads: there is no second tiler.
 """
+
 from __future__ import annotations
 
 import functools
@@ -151,8 +152,9 @@ def _header_box(reader: _Reader, position: int, end: int) -> tuple[bytes | None,
     return None, None
 
 
-def _codestream(reader: _Reader, start: int, end: int, icc: bytes | None, space: int | None,
-                check_size: Callable[[int, int], None]) -> Header:
+def _codestream(
+    reader: _Reader, start: int, end: int, icc: bytes | None, space: int | None, check_size: Callable[[int, int], None]
+) -> Header:
     if reader.read(4, at=start) != CODESTREAM_START:
         raise CorruptImage("the JPEG 2000 codestream does not start with SOC and SIZ markers")
     (length,) = struct.unpack(">H", reader.read(2, at=start + 4))

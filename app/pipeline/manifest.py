@@ -4,6 +4,7 @@ One canvas the size of the image, painted with ``full/max`` and its level-0
 image service; label, summary, metadata and rights come from the embedded
 IPTC/XMP/EXIF when present. Nothing is fetched over the network.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,11 @@ FIELDS = {
 }
 LICENCE = ("XMP:License", "XMP:WebStatement", "XMP:UsageTerms")
 # What Presentation 3 allows in "rights", in the canonical http form its schema checks.
-RIGHTS_PREFIXES = ("http://creativecommons.org/licenses/", "http://creativecommons.org/publicdomain/",
-                   "http://rightsstatements.org/vocab/")
+RIGHTS_PREFIXES = (
+    "http://creativecommons.org/licenses/",
+    "http://creativecommons.org/publicdomain/",
+    "http://rightsstatements.org/vocab/",
+)
 
 
 @functools.cache
@@ -50,6 +54,7 @@ def prezi():
 
 def warm_up() -> None:
     """Import iiif-prezi3 in the background, so a conversion hides the cost behind libvips' tiling."""
+
     def import_at_idle_priority() -> None:
         background.lower_this_thread()
         prezi()
@@ -57,8 +62,14 @@ def warm_up() -> None:
     threading.Thread(target=import_at_idle_priority, name="prezi-import", daemon=True).start()
 
 
-def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[str, Any], name: str,
-          thumbnail: tuple[int, int]) -> dict[str, Any]:
+def build(
+    service_id: str,
+    facts: ImageFacts,
+    info: dict[str, Any],
+    tags: dict[str, Any],
+    name: str,
+    thumbnail: tuple[int, int],
+) -> dict[str, Any]:
     """The manifest for one converted image whose IIIF image service is ``service_id``."""
     manifest = prezi().Manifest(id=f"{service_id}/manifest.json", label=text(_first(tags, TITLE) or name))
     description = _first(tags, DESCRIPTION)
@@ -70,13 +81,20 @@ def build(service_id: str, facts: ImageFacts, info: dict[str, Any], tags: dict[s
         manifest.rights = rights
     manifest.thumbnail = [thumbnail_of(service_id, thumbnail)]
     max_size = (info.get("maxWidth", facts.width), info.get("maxHeight", facts.height))
-    manifest.add_item(image_canvas(f"{service_id}/canvas/1", "Image", service_id, (facts.width, facts.height), max_size))
+    manifest.add_item(
+        image_canvas(f"{service_id}/canvas/1", "Image", service_id, (facts.width, facts.height), max_size)
+    )
     return json.loads(manifest.jsonld())  # plain JSON types (jsonld_dict keeps pydantic URL objects)
 
 
-def pages_manifest(manifest_url: str, label: str, pages: list[tuple[str, str, tuple[int, int], tuple[int, int]]],
-                   thumbnail: tuple[int, int], summary: str | None = None,
-                   metadata: dict[str, str] | None = None) -> dict[str, Any]:
+def pages_manifest(
+    manifest_url: str,
+    label: str,
+    pages: list[tuple[str, str, tuple[int, int], tuple[int, int]]],
+    thumbnail: tuple[int, int],
+    summary: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A manifest of several images in order, one canvas each; the first is the thumbnail.
 
     ``pages`` are (service id, label, size, full/max size); ``thumbnail`` is a declared size of the first.
@@ -85,8 +103,9 @@ def pages_manifest(manifest_url: str, label: str, pages: list[tuple[str, str, tu
     if summary:
         manifest.summary = text(summary)
     if metadata:
-        manifest.metadata = [prezi().KeyValueString(label=text(key), value=text(value))
-                             for key, value in metadata.items()]
+        manifest.metadata = [
+            prezi().KeyValueString(label=text(key), value=text(value)) for key, value in metadata.items()
+        ]
     base = manifest_url.removesuffix("/manifest.json")
     for position, (service_id, page_label, size, max_size) in enumerate(pages, start=1):
         manifest.add_item(image_canvas(f"{base}/canvas/{position}", page_label, service_id, size, max_size))
@@ -94,27 +113,49 @@ def pages_manifest(manifest_url: str, label: str, pages: list[tuple[str, str, tu
     return json.loads(manifest.jsonld())
 
 
-def document_manifest(base_url: str, item_id: str, title: str, pages: list[tuple[str, str, int, int]], bound: int,
-                      summary: str | None = None, creator: str | None = None) -> dict[str, Any]:
+def document_manifest(
+    base_url: str,
+    item_id: str,
+    title: str,
+    pages: list[tuple[str, str, int, int]],
+    bound: int,
+    summary: str | None = None,
+    creator: str | None = None,
+) -> dict[str, Any]:
     """The manifest of a document's item: ``pages`` are (page id, page label, width, height), in page order."""
     from app.iiif import grid
 
-    canvases = [(f"{base_url}/{page}", f"p. {label}", (width, height), grid.max_size(width, height, bound)[1:])
-                for page, label, width, height in pages]
+    canvases = [
+        (f"{base_url}/{page}", f"p. {label}", (width, height), grid.max_size(width, height, bound)[1:])
+        for page, label, width, height in pages
+    ]
     metadata = {"Creator": creator} if creator else {}
     metadata["Pages"] = str(len(pages))
     _, _, first_width, first_height = pages[0]
-    return pages_manifest(f"{base_url}/{item_id}/manifest.json", title, canvases,
-                          grid.thumbnail_size(first_width, first_height, bound), summary, metadata)
+    return pages_manifest(
+        f"{base_url}/{item_id}/manifest.json",
+        title,
+        canvases,
+        grid.thumbnail_size(first_width, first_height, bound),
+        summary,
+        metadata,
+    )
 
 
-def image_canvas(canvas_id: str, label: str, service_id: str, size: tuple[int, int],
-                 max_size: tuple[int, int]) -> Canvas:
+def image_canvas(
+    canvas_id: str, label: str, service_id: str, size: tuple[int, int], max_size: tuple[int, int]
+) -> Canvas:
     """A canvas of the image's size, painted with its full/max and level-0 image service."""
     iiif = prezi()
     canvas = iiif.Canvas(id=canvas_id, width=size[0], height=size[1], label=text(label))
-    body = iiif.AnnotationBody(id=f"{service_id}/full/max/0/default.jpg", type="Image", format="image/jpeg",
-                          width=max_size[0], height=max_size[1], service=_service(service_id))
+    body = iiif.AnnotationBody(
+        id=f"{service_id}/full/max/0/default.jpg",
+        type="Image",
+        format="image/jpeg",
+        width=max_size[0],
+        height=max_size[1],
+        service=_service(service_id),
+    )
     page = iiif.AnnotationPage(id=f"{canvas_id}/page")
     page.add_item(iiif.Annotation(id=f"{canvas_id}/image", motivation="painting", body=body, target=canvas.id))
     canvas.add_item(page)
@@ -123,8 +164,14 @@ def image_canvas(canvas_id: str, label: str, service_id: str, size: tuple[int, i
 
 def thumbnail_of(service_id: str, size: tuple[int, int]) -> AnnotationBody:
     width, height = size
-    return prezi().AnnotationBody(id=f"{service_id}/full/{width},{height}/0/default.jpg", type="Image", format="image/jpeg",
-                          width=width, height=height, service=_service(service_id))
+    return prezi().AnnotationBody(
+        id=f"{service_id}/full/{width},{height}/0/default.jpg",
+        type="Image",
+        format="image/jpeg",
+        width=width,
+        height=height,
+        service=_service(service_id),
+    )
 
 
 def _service(service_id: str) -> list[ServiceV3]:

@@ -7,6 +7,7 @@ pages go to AWS Batch and pages convert in parallel. A TIFF's reduced-
 resolution directories (NewSubfileType bit 0: pyramid levels, scanner
 thumbnails) are not pages.
 """
+
 from __future__ import annotations
 
 import struct
@@ -47,8 +48,10 @@ def inspect_document(path: Path, fmt: str, settings: Settings) -> Document | Non
     if fmt == "pdf":
         with pdf.opened(path, settings.max_pages) as document:
             info = pdf.describe(document)
-            found = [Page(n, label, w, h, n - 1) for n, (label, w, h) in
-                     enumerate(pdf.pages(document, settings.pdf_dpi, settings.max_pixels), start=1)]
+            found = [
+                Page(n, label, w, h, n - 1)
+                for n, (label, w, h) in enumerate(pdf.pages(document, settings.pdf_dpi, settings.max_pixels), start=1)
+            ]
         return Document("pdf", tuple(found), info.get("Title"), info.get("Subject"), info.get("Author"))
     if fmt != "tiff":
         return None
@@ -57,8 +60,10 @@ def inspect_document(path: Path, fmt: str, settings: Settings) -> Document | Non
         return None
     for number, (_, width, height) in enumerate(directories, start=1):
         if width * height > settings.max_pixels:
-            raise ImageTooLarge(f"page {number} is {width}x{height}, {width * height:,} pixels, over the limit of "
-                                f"{settings.max_pixels:,} (MAX_PIXELS)")
+            raise ImageTooLarge(
+                f"page {number} is {width}x{height}, {width * height:,} pixels, over the limit of "
+                f"{settings.max_pixels:,} (MAX_PIXELS)"
+            )
     return Document("tiff", tuple(Page(n, str(n), w, h, index) for n, (index, w, h) in enumerate(directories, 1)))
 
 

@@ -3,6 +3,7 @@
 Pixels are binned coarsely, then bins closer than a perceptual-ish distance
 are merged greedily, most common first. Deterministic and dependency-free.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -31,8 +32,10 @@ def dominant_colours(dz_files: Path, count: int = 6) -> list[dict[str, Any]]:
         near[:3] = [(near[i] * near[3] + colour[i] * weight) / total for i in range(3)]
         near[3] = total
     clusters.sort(key=lambda c: -c[3])
-    return [{"hex": "#{:02x}{:02x}{:02x}".format(*(round(v) for v in c[:3])), "share": round(c[3] / len(pixels), 3)}
-            for c in clusters[:count]]
+    return [
+        {"hex": "#{:02x}{:02x}{:02x}".format(*(round(v) for v in c[:3])), "share": round(c[3] / len(pixels), 3)}
+        for c in clusters[:count]
+    ]
 
 
 def _sample(dz_files: Path) -> list[tuple[int, ...]]:
@@ -40,8 +43,12 @@ def _sample(dz_files: Path) -> list[tuple[int, ...]]:
     for level in levels:  # the largest level that is still a single small tile
         tile = pyvips.Image.new_from_file(str(dz_files / str(level) / "0_0.jpg"))
         if max(tile.width, tile.height) <= SAMPLE_EDGE:
-            data = tile.extract_band(0, n=3).write_to_memory() if tile.bands >= 3 else tile.colourspace("srgb").write_to_memory()
-            return [tuple(data[i:i + 3]) for i in range(0, len(data), 3)]
+            data = (
+                tile.extract_band(0, n=3).write_to_memory()
+                if tile.bands >= 3
+                else tile.colourspace("srgb").write_to_memory()
+            )
+            return [tuple(data[i : i + 3]) for i in range(0, len(data), 3)]
     raise ValueError(f"no level of {dz_files} is {SAMPLE_EDGE} px or smaller")
 
 

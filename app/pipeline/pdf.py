@@ -7,6 +7,7 @@ business holding scripts), has more pages than MAX_PAGES, or a page that
 would be over MAX_PIXELS at PDF_DPI. PDFium is not thread-safe, and the
 demo runs jobs on threads: every call into it holds one lock.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,8 +61,10 @@ def _check(pdfium, document, max_pages: int) -> None:
         raise UnsupportedFormat("the PDF is encrypted (usage restrictions): publish a decrypted copy")
     scripts = pdfium.raw.FPDFDoc_GetJavaScriptActionCount(document)
     if scripts:
-        raise UnsupportedFormat(f"the PDF carries JavaScript ({scripts} script{'s' if scripts > 1 else ''}); "
-                                "PDFs with scripts are not accepted")
+        raise UnsupportedFormat(
+            f"the PDF carries JavaScript ({scripts} script{'s' if scripts > 1 else ''}); "
+            "PDFs with scripts are not accepted"
+        )
     if len(document) == 0:
         raise CorruptImage("the PDF has no pages")
     if len(document) > max_pages:
@@ -74,8 +77,10 @@ def pages(document, dpi: int, max_pixels: int) -> list[tuple[str, int, int]]:
     for index in range(len(document)):
         width, height = _pixels(document.get_page_size(index), dpi)
         if width * height > max_pixels:
-            raise ImageTooLarge(f"page {index + 1} is {width}x{height} at {dpi} dpi, {width * height:,} pixels, "
-                                f"over the limit of {max_pixels:,} (MAX_PIXELS)")
+            raise ImageTooLarge(
+                f"page {index + 1} is {width}x{height} at {dpi} dpi, {width * height:,} pixels, "
+                f"over the limit of {max_pixels:,} (MAX_PIXELS)"
+            )
         found.append((document.get_page_label(index) or str(index + 1), width, height))
     return found
 
@@ -109,8 +114,7 @@ def render_first_page(path: Path, dpi: int, max_pages: int, max_pixels: int) -> 
         _, width, height = pages(document, dpi, max_pixels)[0]
         page = document[0]
         try:
-            bitmap = page.render(scale=_scale(dpi), prefer_bgrx=True, rev_byteorder=True,
-                                 may_draw_forms=False)
+            bitmap = page.render(scale=_scale(dpi), prefer_bgrx=True, rev_byteorder=True, may_draw_forms=False)
             rgbx = pyvips.Image.new_from_memory(bytes(bitmap.buffer), bitmap.width, bitmap.height, 4, "uchar")
         finally:
             page.close()

@@ -11,6 +11,7 @@ Source-agnostic: pages come from an ``open_page(n)`` callable (S3 ranged reads
 in production, a local file in tests), as image servers keep processors apart
 from sources.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ from app.iiif.request import Plan
 OpenPage = Callable[[int], pyvips.Image]
 MAX_PAGES = 32  # a 2^32-pixel-wide pyramid; more pages than this is not a pyramid we wrote
 DECODE_BUDGET = 4  # decode at most ~4x the output's pixels (plus a tile), choosing a smaller page if needed
-_TILE_AREA = serving.TILE_SIZE ** 2
+_TILE_AREA = serving.TILE_SIZE**2
 _ALPHA_FORMATS = ("png", "webp", "tif")
 
 

@@ -6,6 +6,7 @@ factor *is* a IIIF tile, so the IIIF layout is made of hard links to the same
 encoded bytes. The full-image sizes (and full/max) are stitched from the small
 pyramid levels, never from the source.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,15 @@ TileReady = Callable[[Path, tuple[str, ...]], None]  # a finished tile file, and
 IiifNames = Mapping[str, str]  # Deep Zoom tile path -> IIIF tile path of the same pixels (see iiif_names)
 
 
-def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_size: int, quality: int,
-                    on_progress: Progress | None = None, on_file: Callable[[Path], None] | None = None) -> list[str]:
+def write_deep_zoom(
+    image: pyvips.Image,
+    tiles_root: Path,
+    image_id: str,
+    tile_size: int,
+    quality: int,
+    on_progress: Progress | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> list[str]:
     """Run dzsave; return the Deep Zoom tile paths (relative to ``tiles_root``).
 
     ``on_file`` hears of each finished tile file once: while dzsave runs where
@@ -37,11 +45,22 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
         image.signal_connect("eval", lambda _image, progress: on_progress(progress.percent))
     with FinishedTiles(files_dir, grid.max_dz_level(image.width, image.height) + 1, on_file) as finished:
         # The quality goes in the suffix: dzsave's own Q argument does not reach the tile encoder (libvips 8.18).
-        image.dzsave(str(tiles_root / image_id), tile_size=tile_size, overlap=0,
-                     suffix=f".jpg[Q={quality},keep=none]", keep="none", depth="onepixel")
+        image.dzsave(
+            str(tiles_root / image_id),
+            tile_size=tile_size,
+            overlap=0,
+            suffix=f".jpg[Q={quality},keep=none]",
+            keep="none",
+            depth="onepixel",
+        )
     (files_dir / "vips-properties.xml").unlink(missing_ok=True)
-    tiles = sorted(f"{image_id}_files/{level.name}/{tile.name}" for level in os.scandir(files_dir) if level.is_dir()
-                   for tile in os.scandir(level.path) if tile.name.endswith(".jpg"))  # a tenth of rglob's time
+    tiles = sorted(
+        f"{image_id}_files/{level.name}/{tile.name}"
+        for level in os.scandir(files_dir)
+        if level.is_dir()
+        for tile in os.scandir(level.path)
+        if tile.name.endswith(".jpg")
+    )  # a tenth of rglob's time
     if on_file is not None:
         for path in (tiles_root / tile for tile in tiles):
             if path not in finished.reported:
@@ -51,18 +70,28 @@ def write_deep_zoom(image: pyvips.Image, tiles_root: Path, image_id: str, tile_s
 
 def with_names(tiles_root: Path, names: IiifNames, on_tile: TileReady) -> Callable[[Path], None]:
     """``on_tile`` for a bare tile file: adds its Deep Zoom path and, at IIIF levels, its IIIF path."""
+
     def report(path: Path) -> None:
         dz_path = str(path.relative_to(tiles_root))
         on_tile(path, (dz_path, names[dz_path]) if dz_path in names else (dz_path,))
+
     return report
 
 
 def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
     """The serving TIFF (``app.iiif.serving``): what the dynamic IIIF endpoint reads with ranged requests."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.tiffsave(str(path), tile=True, tile_width=serving.TILE_SIZE, tile_height=serving.TILE_SIZE, pyramid=True,
-                   compression="jpeg",
-                   Q=quality, bigtiff=True, keep="none")
+    image.tiffsave(
+        str(path),
+        tile=True,
+        tile_width=serving.TILE_SIZE,
+        tile_height=serving.TILE_SIZE,
+        pyramid=True,
+        compression="jpeg",
+        Q=quality,
+        bigtiff=True,
+        keep="none",
+    )
 
 
 def make_iiif_folders(tiles_root: Path, image_id: str, names: IiifNames) -> None:
@@ -80,8 +109,10 @@ def make_iiif_folders(tiles_root: Path, image_id: str, names: IiifNames) -> None
 
 def iiif_names(image_id: str, width: int, height: int, tile_size: int) -> dict[str, str]:
     """Deep Zoom tile path -> the canonical IIIF path of the same pixels, for every IIIF tile."""
-    return {tile.dz_path(image_id): grid.image_path(image_id, width, height, tile.region, tile.size)
-            for tile in grid.tiles(width, height, tile_size)}
+    return {
+        tile.dz_path(image_id): grid.image_path(image_id, width, height, tile.region, tile.size)
+        for tile in grid.tiles(width, height, tile_size)
+    }
 
 
 def link_iiif_tiles(tiles_root: Path, names: IiifNames) -> None:
@@ -90,8 +121,9 @@ def link_iiif_tiles(tiles_root: Path, names: IiifNames) -> None:
         _link(tiles_root / dz_path, tiles_root / iiif_path)
 
 
-def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int,
-                quality: int, names: IiifNames) -> list[str]:
+def write_sizes(
+    tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int, quality: int, names: IiifNames
+) -> list[str]:
     """Write ``full/max`` and ``full/w,h`` for every declared size not already a tile; return the new paths.
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
@@ -123,8 +155,11 @@ def write_sizes(tiles_root: Path, image_id: str, width: int, height: int, tile_s
 
 def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.Image:
     cols, rows = -(-width // tile_size), -(-height // tile_size)
-    parts = [pyvips.Image.new_from_file(str(level_dir / f"{col}_{row}.jpg"), access="sequential")
-             for row in range(rows) for col in range(cols)]
+    parts = [
+        pyvips.Image.new_from_file(str(level_dir / f"{col}_{row}.jpg"), access="sequential")
+        for row in range(rows)
+        for col in range(cols)
+    ]
     return pyvips.Image.arrayjoin(parts, across=cols).crop(0, 0, width, height)  # edge cells are padded
 
 

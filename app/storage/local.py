@@ -7,6 +7,7 @@ the id is there), then the descriptors, then the metadata.
 Renames make publishing cheap and leave no orphans from an earlier, larger
 conversion of the same id. The staging folder is removed whatever happens.
 """
+
 from __future__ import annotations
 
 import contextlib

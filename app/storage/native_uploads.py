@@ -11,6 +11,7 @@ boto3 still makes every other call, and tells this client all it needs: where
 a bucket is (its endpoint rules, ``AWS_ENDPOINT_URL``), the region, the
 credentials, and whether to send checksums.
 """
+
 from __future__ import annotations
 
 import threading
@@ -65,7 +66,8 @@ class NativeUploader:
         meta = self._probe.meta
         self._client = S3Client(
             region=meta.region_name,
-            tls_mode=S3RequestTlsMode.ENABLED if urlsplit(meta.endpoint_url).scheme == "https"
+            tls_mode=S3RequestTlsMode.ENABLED
+            if urlsplit(meta.endpoint_url).scheme == "https"
             else S3RequestTlsMode.DISABLED,
             credential_provider=BotocoreCRTCredentialsWrapper(session.get_credentials()).to_crt_credentials_provider(),
             max_active_connections_override=connections,
@@ -73,8 +75,11 @@ class NativeUploader:
         )
         # As botocore does by default (AWS_REQUEST_CHECKSUM_CALCULATION=when_required turns both off).
         when_required = getattr(meta.config, "request_checksum_calculation", None) == "when_required"
-        self._checksum = None if when_required else S3ChecksumConfig(algorithm=S3ChecksumAlgorithm.CRC32,
-                                                                    location=S3ChecksumLocation.HEADER)
+        self._checksum = (
+            None
+            if when_required
+            else S3ChecksumConfig(algorithm=S3ChecksumAlgorithm.CRC32, location=S3ChecksumLocation.HEADER)
+        )
         self._buckets: dict[str, tuple[str, str]] = {}
         self._in_flight: set[Any] = set()  # the CRT requests, kept alive until they finish
         self._lock = threading.Lock()
@@ -83,10 +88,18 @@ class NativeUploader:
         """Start a PUT of ``path`` at ``key``."""
         host, prefix = self._where(bucket)
         size = path.stat().st_size
-        message = HttpRequest("PUT", prefix + quote(key, safe="/~"), HttpHeaders(
-            [("Host", host), ("Content-Length", str(size)), *headers.items()]))
-        request = self._client.make_request(type=S3RequestType.PUT_OBJECT, request=message, send_filepath=str(path),
-                                            operation_name="PutObject", checksum_config=self._checksum)
+        message = HttpRequest(
+            "PUT",
+            prefix + quote(key, safe="/~"),
+            HttpHeaders([("Host", host), ("Content-Length", str(size)), *headers.items()]),
+        )
+        request = self._client.make_request(
+            type=S3RequestType.PUT_OBJECT,
+            request=message,
+            send_filepath=str(path),
+            operation_name="PutObject",
+            checksum_config=self._checksum,
+        )
         with self._lock:
             self._in_flight.add(request)
         upload = Upload(request.cancel)

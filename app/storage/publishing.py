@@ -5,6 +5,7 @@ Each phase goes up in parallel through the AWS Common Runtime's native client
 point never leaves a descriptor pointing at missing tiles. Tiles handed over
 early (``EarlyTiles``, a ``convert`` ``on_tile``) join the tiles phase.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,11 +45,13 @@ class Publisher:
     def upload(self, path: Path, destination: str, key: str, cache_control: str) -> Upload:
         """Start uploading one staged file; the upload's result is its size in bytes."""
         self.storage.count("write")
-        return uploader(self.storage.workers).put_file(path, self.buckets[destination], key, {
-            "Content-Type": content_type(key), "Cache-Control": cache_control})
+        return uploader(self.storage.workers).put_file(
+            path, self.buckets[destination], key, {"Content-Type": content_type(key), "Cache-Control": cache_control}
+        )
 
-    def publish(self, conversion: Conversion, on_progress: Progress | None = None,
-                early: EarlyTiles | None = None) -> int:
+    def publish(
+        self, conversion: Conversion, on_progress: Progress | None = None, early: EarlyTiles | None = None
+    ) -> int:
         """Upload every phase in order; tiles already sent through ``early`` are waited for, not sent again.
         Returns the bytes written."""
         counter = _Counter(conversion.object_count, on_progress)
@@ -66,8 +69,11 @@ class Publisher:
         return counter.bytes
 
     def _start(self, phase: Phase, sent: dict[str, Upload]) -> list[Upload]:
-        return [self.upload(Path(staged), phase.destination, key, CACHE_CONTROL[phase.name])
-                for staged, key in phase.files if key not in sent]
+        return [
+            self.upload(Path(staged), phase.destination, key, CACHE_CONTROL[phase.name])
+            for staged, key in phase.files
+            if key not in sent
+        ]
 
 
 class EarlyTiles:

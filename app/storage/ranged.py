@@ -11,6 +11,7 @@ GETs.
 
 The S3 calls themselves stay in ``app.storage.s3`` (``head``, ``read_range``).
 """
+
 from __future__ import annotations
 
 import threading
@@ -80,8 +81,9 @@ class ReadStats:
 class S3Source(pyvips.SourceCustom):
     """One open stream over one version of an S3 object; a failed read leaves its cause in ``error``."""
 
-    def __init__(self, storage: S3Storage, ref: SourceRef, stats: ReadStats | None = None,
-                 cache: BlockCache | None = None) -> None:
+    def __init__(
+        self, storage: S3Storage, ref: SourceRef, stats: ReadStats | None = None, cache: BlockCache | None = None
+    ) -> None:
         super().__init__()
         self.storage, self.ref = storage, ref
         self.stats = stats or ReadStats()
@@ -97,8 +99,8 @@ class S3Source(pyvips.SourceCustom):
             if self.position >= self.ref.size:
                 return 0
             index, offset = divmod(self.position, BLOCK_SIZE)
-            chunk = self._block(index)[offset:offset + len(buffer)]
-            buffer[:len(chunk)] = chunk
+            chunk = self._block(index)[offset : offset + len(buffer)]
+            buffer[: len(chunk)] = chunk
             self.position += len(chunk)
             self.stats.bytes_served += len(chunk)
             return len(chunk)
@@ -120,8 +122,9 @@ class S3Source(pyvips.SourceCustom):
             self.stats.cache_hits += 1
             return block
         start = index * BLOCK_SIZE
-        block = self.storage.read_range(self.ref.bucket, self.ref.key, start, min(start + BLOCK_SIZE, self.ref.size),
-                                        etag=self.ref.etag)
+        block = self.storage.read_range(
+            self.ref.bucket, self.ref.key, start, min(start + BLOCK_SIZE, self.ref.size), etag=self.ref.etag
+        )
         self.stats.gets += 1
         self.stats.bytes_fetched += len(block)
         self.cache.put(key, block)

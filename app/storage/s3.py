@@ -8,6 +8,7 @@ botocore's CPU per request, with the standard retry mode), at most
 ``UPLOAD_WORKERS`` at a time. ``AWS_ENDPOINT_URL`` is honoured by both, so any
 S3-compatible endpoint (the local demo's, MinIO ...) works unchanged.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,8 +50,12 @@ def _session() -> boto3.session.Session:
 
 def _config(workers: int) -> Config:
     """The client's pool holds every thread of ``thread_pool`` plus a few for records and fetches."""
-    return Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=workers + 8,
-                  connect_timeout=10, read_timeout=60)
+    return Config(
+        retries={"mode": "adaptive", "max_attempts": 8},
+        max_pool_connections=workers + 8,
+        connect_timeout=10,
+        read_timeout=60,
+    )
 
 
 @functools.cache
@@ -70,11 +75,21 @@ def form_signer(region: str, endpoint: str):
     """
     aws = _session().client("s3", region_name=region, config=Config(ignore_configured_endpoint_urls=True))
     if endpoint == aws.meta.endpoint_url:
-        return _session().client("s3", region_name=region, config=Config(
-            signature_version="s3v4", ignore_configured_endpoint_urls=True,
-            s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}))
-    return _session().client("s3", region_name=region, endpoint_url=endpoint,
-                             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+        return _session().client(
+            "s3",
+            region_name=region,
+            config=Config(
+                signature_version="s3v4",
+                ignore_configured_endpoint_urls=True,
+                s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+            ),
+        )
+    return _session().client(
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
 
 
 @functools.cache
@@ -127,8 +142,9 @@ class S3Storage:
         for start in range(0, len(keys), 1000):
             self.count("write")
             with classified():
-                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]],
-                                                              "Quiet": True})
+                self.s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True}
+                )
 
     def list_keys(self, bucket: str, prefix: str) -> Iterator[str]:
         yield from (key for key, _ in self.list_objects(bucket, prefix))
@@ -148,8 +164,9 @@ class S3Storage:
     def put_bytes(self, bucket: str, key: str, body: bytes, cache_control: str = DESCRIPTOR_CACHE) -> None:
         self.count("write")
         with classified():
-            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
-                               CacheControl=cache_control)
+            self.s3.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType=content_type(key), CacheControl=cache_control
+            )
 
     def put_media(self, bucket: str, key: str, body: bytes, media_type: str, cache_control: str) -> None:
         """``put_bytes`` with the media type given, as ``mimetypes`` may not know one (``.webp`` before Python 3.13)."""
@@ -161,8 +178,9 @@ class S3Storage:
         """One page of keys under ``prefix`` and the continuation token of the next (None at the end)."""
         self.count("write")
         with classified():
-            answer = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=size,
-                                             **({"ContinuationToken": token} if token else {}))
+            answer = self.s3.list_objects_v2(
+                Bucket=bucket, Prefix=prefix, MaxKeys=size, **({"ContinuationToken": token} if token else {})
+            )
         return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
 
     def put_sources(self, bucket: str, files: Iterable[tuple[Path, str]]) -> None:
@@ -186,8 +204,13 @@ class S3Storage:
         """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload."""
         self.count("write")
         with classified(SourceRef(bucket, key)):
-            self.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-                                MetadataDirective="REPLACE", Metadata={"tiler-retry": "1"})
+            self.s3.copy_object(
+                Bucket=bucket,
+                Key=key,
+                CopySource={"Bucket": bucket, "Key": key},
+                MetadataDirective="REPLACE",
+                Metadata={"tiler-retry": "1"},
+            )
 
     def presigned_upload(self, bucket: str, key: str, media_type: str, max_bytes: int, seconds: int) -> dict[str, Any]:
         """A presigned POST: the browser sends the file straight to S3, however large.
@@ -196,8 +219,13 @@ class S3Storage:
         other ``Content-Type`` field and a POST begun after ``seconds``.
         """
         signer = form_signer(self.s3.meta.region_name, self.s3.meta.endpoint_url)
-        return signer.generate_presigned_post(bucket, key, Fields={"Content-Type": media_type}, Conditions=[
-            {"Content-Type": media_type}, ["content-length-range", 1, max_bytes]], ExpiresIn=seconds)
+        return signer.generate_presigned_post(
+            bucket,
+            key,
+            Fields={"Content-Type": media_type},
+            Conditions=[{"Content-Type": media_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=seconds,
+        )
 
     # JSON records ----------------------------------------------------------------------------
     def get_json(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
@@ -210,8 +238,9 @@ class S3Storage:
         except SourceGone:
             return None
 
-    def put_json(self, bucket: str, key: str, document: dict[str, Any], *, create_only: bool = False,
-                 if_match: str | None = None) -> str:
+    def put_json(
+        self, bucket: str, key: str, document: dict[str, Any], *, create_only: bool = False, if_match: str | None = None
+    ) -> str:
         """Write a JSON document; ``create_only``/``if_match`` make it a conditional write. Returns the ETag."""
         conditions: dict[str, str] = {}
         if create_only:
@@ -220,8 +249,14 @@ class S3Storage:
             conditions["IfMatch"] = if_match
         self.count("write")
         with classified():
-            answer = self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document, default=str).encode(),
-                                        ContentType="application/json", CacheControl="no-cache", **conditions)
+            answer = self.s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=json.dumps(document, default=str).encode(),
+                ContentType="application/json",
+                CacheControl="no-cache",
+                **conditions,
+            )
         return answer["ETag"]
 
     def delete(self, bucket: str, key: str) -> None:
@@ -239,8 +274,9 @@ class S3Storage:
         """
         self.count("read")
         with classified(SourceRef(bucket, key)):
-            answer = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}",
-                                        **({"IfMatch": etag} if etag else {}))
+            answer = self.s3.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **({"IfMatch": etag} if etag else {})
+            )
             return answer["Body"].read()
 
 
@@ -266,8 +302,11 @@ class classified:
 
     def __exit__(self, kind, error, _tb) -> bool:
         if isinstance(error, ClientError):
-            self._answered(str(error.response.get("Error", {}).get("Code", "")),
-                           str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")), error)
+            self._answered(
+                str(error.response.get("Error", {}).get("Code", "")),
+                str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")),
+                error,
+            )
         if isinstance(error, S3ResponseError):
             self._answered(_error_code(error.body), str(error.status_code), error)
         if isinstance(error, (BotoCoreError, AwsCrtError)):

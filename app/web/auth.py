@@ -3,6 +3,7 @@
 Without ``DASHBOARD_PASSWORD`` the dashboard is read-only: it shows
 everything and changes nothing.
 """
+
 from __future__ import annotations
 
 import functools
@@ -65,6 +66,7 @@ def require_sign_in(view: Callable) -> Callable:
             abort(401, "sign in first")
         check_csrf()
         return view(*args, **kwargs)
+
     return guarded
 
 

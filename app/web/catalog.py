@@ -4,6 +4,7 @@ Listing reads ``jobs/`` (or ``index/STATUS/``) one page at a time with S3
 continuation tokens and fetches that page's records in parallel, so 10,000
 images cost the same per page as 10; tiles are never listed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -60,12 +61,13 @@ class Catalog:
     def collections(self, token: str | None) -> Page:
         return Page(*self._listed(collection_runner.COLLECTIONS_PREFIX, ".json", token, self.collection))
 
-    def _listed(self, prefix: str, suffix: str, token: str | None, read: Callable[[str], dict[str, Any] | None]
-                ) -> tuple[list[dict[str, Any]], str | None]:
+    def _listed(
+        self, prefix: str, suffix: str, token: str | None, read: Callable[[str], dict[str, Any] | None]
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """One S3 page of keys ``prefix + NAME + suffix``, each NAME read in parallel; nothing found is left out."""
         keys, next_token = self.store.list_page(self.settings.metadata_bucket, prefix, token, self.settings.page_size)
         with ThreadPoolExecutor(max_workers=16) as pool:
-            found = pool.map(read, (key[len(prefix):].removesuffix(suffix) for key in keys))
+            found = pool.map(read, (key[len(prefix) :].removesuffix(suffix) for key in keys))
             return [document for document in found if document], next_token
 
     def collection(self, collection_id: str) -> dict[str, Any] | None:
@@ -86,7 +88,8 @@ class Catalog:
             raise CannotRetry("no such image")
         stalled = records.age_seconds(record.get("updated_at")) > self.settings.stale_after_seconds
         if record["status"] not in (Status.FAILED, Status.RETRYING, Status.GONE) and not (
-                record["status"] in (Status.RUNNING, Status.QUEUED, Status.PAGES) and stalled):
+            record["status"] in (Status.RUNNING, Status.QUEUED, Status.PAGES) and stalled
+        ):
             raise CannotRetry(f"the job is {record['status']}; only failed or stalled jobs can be retried")
         source = SourceRef(**{k: record["source"].get(k) for k in ("bucket", "key", "etag", "size")})
         if source.etag:
@@ -102,13 +105,20 @@ class Catalog:
         name = upload_name(filename)
         media_type = (media_type.strip() or mimetypes.guess_type(name)[0] or "").lower()
         if media_type not in self.settings.upload_content_types:
-            raise ValueError(f"{name}: {media_type or 'an unknown media type'} is not accepted (accepted: "
-                             f"{', '.join(self.settings.upload_content_types)})")
+            raise ValueError(
+                f"{name}: {media_type or 'an unknown media type'} is not accepted (accepted: "
+                f"{', '.join(self.settings.upload_content_types)})"
+            )
         if size is not None and not 1 <= size <= self.settings.upload_max_bytes:
             raise ValueError(f"{name}: {size} bytes; uploads must be 1 to {self.settings.upload_max_bytes} bytes")
         key = self._fresh_key(name)
-        post = self.store.presigned_upload(self.settings.source_bucket, key, media_type,
-                                           self.settings.upload_max_bytes, self.settings.upload_form_minutes * 60)
+        post = self.store.presigned_upload(
+            self.settings.source_bucket,
+            key,
+            media_type,
+            self.settings.upload_max_bytes,
+            self.settings.upload_form_minutes * 60,
+        )
         return {**post, "key": key, "id": image_id_for(key)}
 
     def _fresh_key(self, name: str) -> str:

@@ -1,4 +1,5 @@
 """Dashboard pages and the JSON API behind them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,23 +55,32 @@ def images():
     shown = _presented(page.records)
     totals = {"count": len(shown), "usd": sum((r["cost_usd"] or {}).get("total", 0) for r in shown)}
     template = "_listing.html" if request.args.get("fragment") else "images.html"
-    return render_template(template, images=shown, status=status, statuses=STATUSES, next_token=page.next_token,
-                           token=request.args.get("token"), totals=totals)
+    return render_template(
+        template,
+        images=shown,
+        status=status,
+        statuses=STATUSES,
+        next_token=page.next_token,
+        token=request.args.get("token"),
+        totals=totals,
+    )
 
 
 @pages.get("/images/<path:image_id>")
 def image(image_id: str):
     record = presenting.present(_record_or_404(image_id), current_app.config["SETTINGS"])
     metadata = _catalog().metadata(image_id)
-    return render_template("image.html", image=record, metadata=presenting.grouped_metadata(metadata),
-                           has_metadata=metadata is not None)
+    return render_template(
+        "image.html", image=record, metadata=presenting.grouped_metadata(metadata), has_metadata=metadata is not None
+    )
 
 
 @pages.get("/collections")
 def collections():
     page = _catalog().collections(request.args.get("token"))
-    return render_template("collections.html", collections=page.records, next_token=page.next_token,
-                           token=request.args.get("token"))
+    return render_template(
+        "collections.html", collections=page.records, next_token=page.next_token, token=request.args.get("token")
+    )
 
 
 @pages.get("/collections/<collection_id>")
@@ -134,6 +144,7 @@ def logout():
 
 # JSON API ------------------------------------------------------------------------------------
 
+
 @pages.get("/api/images")
 def api_images():
     page = _catalog().page(_status_filter(), request.args.get("token"))
@@ -152,8 +163,9 @@ def api_upload():
     body = request.get_json(silent=True) or {}
     size = body.get("size")
     try:
-        return _catalog().upload_form(str(body.get("filename", "")), str(body.get("content_type", "")),
-                                      size if type(size) is int else None)
+        return _catalog().upload_form(
+            str(body.get("filename", "")), str(body.get("content_type", "")), size if type(size) is int else None
+        )
     except ValueError as error:
         abort(400, str(error))
 

@@ -14,6 +14,7 @@ once to ``cache/iiif/3/ETAG/ID/...`` in the tiles bucket, ETAG being the
 serving TIFF's, and answered with a redirect there; a request that could be
 that big looks for the stored answer (one HEAD) before rendering.
 """
+
 from __future__ import annotations
 
 import functools
@@ -72,8 +73,9 @@ def info(image_id: str):
     service_id, limits = url_for("image_service.base", image_id=image_id, _external=True), _limits()
     document = level2(service_id, pyramid.pages, limits)
     wants_ld = request.accept_mimetypes["application/ld+json"] > request.accept_mimetypes["application/json"]
-    response = Response(json.dumps(document, indent=2), mimetype=None,
-                        content_type=JSON_LD if wants_ld else "application/json")
+    response = Response(
+        json.dumps(document, indent=2), mimetype=None, content_type=JSON_LD if wants_ld else "application/json"
+    )
     response.headers["Link"] = f'<{LEVEL2_PROFILE}>;rel="profile"'
     response.headers["Cache-Control"] = DESCRIPTOR_CACHE
     response.vary.add("Accept")
@@ -88,7 +90,9 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
     wanted = plan(parsed, pyramid.width, pyramid.height, _limits())
-    canonical = url_for("image_service.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
+    canonical = (
+        url_for("image_service.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
+    )
     headers = {"Link": f'<{canonical}>;rel="canonical",<{LEVEL2_PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
     made = f"{image_id}/{wanted.canonical}"
     if made in _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag):
@@ -140,8 +144,7 @@ def _locate(image_id: str) -> RemoteTiff:
     harden_libvips()
     BLOCKS.capacity = _settings().iiif_block_cache_mb * 1024 * 1024
     settings = current_app.config["SETTINGS"]
-    return RemoteTiff.locate(_storage(settings.upload_workers), settings.tiles_bucket,
-                             serving.key(image_id))
+    return RemoteTiff.locate(_storage(settings.upload_workers), settings.tiles_bucket, serving.key(image_id))
 
 
 @functools.cache
@@ -188,8 +191,7 @@ def _put_cached(storage: S3Storage, key: str, body: bytes, media_type: str) -> N
 
 def _redirect_to_cached(key: str, headers: dict[str, str]) -> Response:
     """To the stored answer, with the Link and caching the answer itself would have had."""
-    response = redirect(f"{_settings().public_base_url.rstrip('/')}/{quote(key, safe='/,:!')}", 302,
-                        Response=_Redirect)
+    response = redirect(f"{_settings().public_base_url.rstrip('/')}/{quote(key, safe='/,:!')}", 302, Response=_Redirect)
     response.headers.update(headers)
     return response
 

@@ -4,6 +4,7 @@ Zappa (``binary_support``) base64-encodes an image body into the JSON it hands
 back to Lambda, and Lambda refuses a synchronous response above 6 MB, so API
 Gateway would answer 502. Pure: sizes and keys, no S3, no Flask.
 """
+
 from __future__ import annotations
 
 import math

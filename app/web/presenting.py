@@ -1,4 +1,5 @@
 """Turn job records into what people read: URLs, dollars, sizes, grouped metadata."""
+
 from __future__ import annotations
 
 import json
@@ -30,36 +31,53 @@ def cost(record: dict[str, Any], settings: Settings) -> dict[str, float] | None:
     compute = usage["compute"]
     if compute["kind"] == "batch":
         hours = compute["seconds"] / 3600
-        compute_usd = (compute.get("vcpus", settings.batch_vcpus) * settings.price_batch_vcpu_hour
-                       + compute["memory_gb"] * settings.price_batch_gb_hour) * hours
+        compute_usd = (
+            compute.get("vcpus", settings.batch_vcpus) * settings.price_batch_vcpu_hour
+            + compute["memory_gb"] * settings.price_batch_gb_hour
+        ) * hours
     else:
         compute_usd = compute["gb_seconds"] * settings.price_lambda_gb_second
     s3 = usage["s3"]
-    requests_usd = (s3.get("write_requests", 0) * settings.price_s3_write_per_1000
-                    + s3.get("read_requests", 0) * settings.price_s3_read_per_1000) / 1000
-    storage_usd = s3.get("bytes_stored", 0) / 1024 ** 3 * settings.price_s3_gb_month
-    return {"compute": compute_usd, "requests": requests_usd, "storage_month": storage_usd,
-            "total": compute_usd + requests_usd + storage_usd}
+    requests_usd = (
+        s3.get("write_requests", 0) * settings.price_s3_write_per_1000
+        + s3.get("read_requests", 0) * settings.price_s3_read_per_1000
+    ) / 1000
+    storage_usd = s3.get("bytes_stored", 0) / 1024**3 * settings.price_s3_gb_month
+    return {
+        "compute": compute_usd,
+        "requests": requests_usd,
+        "storage_month": storage_usd,
+        "total": compute_usd + requests_usd + storage_usd,
+    }
 
 
 def present(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The record plus its URLs, cost and embed snippet, as the API returns it and the templates use it."""
     found = urls(record, settings)
-    presented = {**record, "urls": found, "cost_usd": cost(record, settings),
-                 "embed": embed_snippet(found["info"]) if "info" in found else None}
+    presented = {
+        **record,
+        "urls": found,
+        "cost_usd": cost(record, settings),
+        "embed": embed_snippet(found["info"]) if "info" in found else None,
+    }
     if record.get("kind") == "item":
         base = settings.public_base_url.rstrip("/")
-        presented["page_thumbnails"] = {page["id"]: f"{base}/{page['id']}/{page['thumbnail']}"
-                                        for page in record["pages"] if page["status"] == "done" and page.get("thumbnail")}
+        presented["page_thumbnails"] = {
+            page["id"]: f"{base}/{page['id']}/{page['thumbnail']}"
+            for page in record["pages"]
+            if page["status"] == "done" and page.get("thumbnail")
+        }
     return presented
 
 
 def embed_snippet(info_url: str) -> str:
     """HTML another site pastes to show this image in OpenSeadragon (plain text here: templates escape it)."""
-    return (f'<div id="zoom" style="width: 100%; height: 600px"></div>\n'
-            f'<script src="https://cdn.jsdelivr.net/npm/openseadragon@6.1.1/build/openseadragon/openseadragon.min.js"></script>\n'
-            f'<script>\n  OpenSeadragon({{ id: "zoom", tileSources: {json.dumps(info_url)},\n'
-            f'    prefixUrl: "https://cdn.jsdelivr.net/npm/openseadragon@6.1.1/build/openseadragon/images/" }});\n</script>')
+    return (
+        f'<div id="zoom" style="width: 100%; height: 600px"></div>\n'
+        f'<script src="https://cdn.jsdelivr.net/npm/openseadragon@6.1.1/build/openseadragon/openseadragon.min.js"></script>\n'
+        f'<script>\n  OpenSeadragon({{ id: "zoom", tileSources: {json.dumps(info_url)},\n'
+        f'    prefixUrl: "https://cdn.jsdelivr.net/npm/openseadragon@6.1.1/build/openseadragon/images/" }});\n</script>'
+    )
 
 
 def grouped_metadata(document: dict[str, Any] | None) -> dict[str, list[tuple[str, Any]]]:

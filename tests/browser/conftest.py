@@ -1,4 +1,5 @@
 """Headless Chromium (Debian's package, driven by Playwright) and the dashboard served on 127.0.0.1."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,8 +14,15 @@ from tests.helpers import in_background
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # What a sandboxed root machine with no outside network needs (see the project README).
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

@@ -1,4 +1,5 @@
 """Mirador (vendored) opens an item manifest of a collection and draws its first canvas from our tiles."""
+
 import json
 
 import pytest
@@ -21,8 +22,14 @@ def test_mirador_draws_the_first_canvas_of_a_collection_manifest(cloud, dashboar
     assert json.loads(cloud.read("tiler-tiles", "collections/album/Leaf/manifest.json"))["items"]
 
     drawn, failed = [], []
-    page.on("response", lambda r: "/tiler-tiles/album/Leaf/Access/Leaf_001/" in r.url and r.url.endswith(".jpg")
-            and (drawn if r.status == 200 else failed).append(r.url))
+    page.on(
+        "response",
+        lambda r: (
+            "/tiler-tiles/album/Leaf/Access/Leaf_001/" in r.url
+            and r.url.endswith(".jpg")
+            and (drawn if r.status == 200 else failed).append(r.url)
+        ),
+    )
     page.on("requestfailed", lambda r: "/tiler-tiles/" in r.url and failed.append(r.url))
     page.goto(f"{dashboard}/collections/album")
     page.click("table.kv >> text=Open in Mirador")  # the item (Leaf), a manifest of the collection
@@ -47,10 +54,15 @@ def test_mirador_opens_a_documents_item_from_its_page_and_draws_page_one(cloud, 
     page.goto(f"{dashboard}/images/box/ledger")
     assert page.locator("text=p. 3").is_visible()
     screenshot(page, "item-page")
-    with page.expect_response(lambda r: "/tiler-tiles/box/ledger/p0001/" in r.url and r.url.endswith(".jpg")
-                              and r.status == 200, timeout=30_000):
+    with page.expect_response(
+        lambda r: "/tiler-tiles/box/ledger/p0001/" in r.url and r.url.endswith(".jpg") and r.status == 200,
+        timeout=30_000,
+    ):
         page.click("text=Open in Mirador")
-    page.wait_for_function("() => document.querySelector('.openseadragon-canvas canvas')"
-                           " && document.querySelector('.openseadragon-canvas canvas').width > 0", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('.openseadragon-canvas canvas')"
+        " && document.querySelector('.openseadragon-canvas canvas').width > 0",
+        timeout=30_000,
+    )
     assert failed == [] and page.locator("text=ledger").first.is_visible()
     screenshot(page, "mirador-document")

@@ -1,4 +1,5 @@
 """A person's view: OpenSeadragon draws real tiles from both sources; an upload through the page reaches done."""
+
 import io
 import re
 
@@ -10,14 +11,22 @@ from tests.browser.conftest import screenshot
 from tests.helpers import photo
 
 pytestmark = pytest.mark.browser
-FULLY_LOADED = ("() => window.tilerViewer && window.tilerViewer.world.getItemCount() === 1"
-                " && window.tilerViewer.world.getItemAt(0).getFullyLoaded()")
+FULLY_LOADED = (
+    "() => window.tilerViewer && window.tilerViewer.world.getItemCount() === 1"
+    " && window.tilerViewer.world.getItemAt(0).getFullyLoaded()"
+)
 
 
 def _watch_tiles(page, cloud_url):
     seen = {"ok": [], "failed": []}
-    page.on("response", lambda r: r.url.startswith(f"{cloud_url}/tiler-tiles/") and r.url.endswith(".jpg")
-            and seen["ok" if r.status == 200 else "failed"].append(r.url))
+    page.on(
+        "response",
+        lambda r: (
+            r.url.startswith(f"{cloud_url}/tiler-tiles/")
+            and r.url.endswith(".jpg")
+            and seen["ok" if r.status == 200 else "failed"].append(r.url)
+        ),
+    )
     page.on("requestfailed", lambda r: seen["failed"].append(r.url))
     return seen
 
@@ -34,8 +43,11 @@ def test_openseadragon_draws_deep_zoom_and_iiif_tiles(cloud, dashboard, page):
     screenshot(page, "viewer-deep-zoom")
 
     page.click(".switch button[data-source=iiif]")
-    page.wait_for_function(FULLY_LOADED + " && window.tilerViewer.world.getItemAt(0).source.id"
-                           " && window.tilerViewer.world.getItemAt(0).source.id.endsWith('/gallery/view')", timeout=30_000)
+    page.wait_for_function(
+        FULLY_LOADED + " && window.tilerViewer.world.getItemAt(0).source.id"
+        " && window.tilerViewer.world.getItemAt(0).source.id.endsWith('/gallery/view')",
+        timeout=30_000,
+    )
     iiif_tiles = [url for url in seen["ok"] if "/gallery/view/" in url and url.endswith("/0/default.jpg")]
     assert iiif_tiles and seen["failed"] == []
     screenshot(page, "viewer-iiif")
@@ -72,8 +84,9 @@ def test_an_upload_through_the_page_reaches_done(cloud, dashboard, page, tmp_pat
         notes = tmp_path / "notes.txt"
         notes.write_text("not an image")
         page.set_input_files("#files", str(notes))  # the server signs no form for it, and the page says why
-        page.wait_for_selector("#upload-list li:has-text('failed: notes.txt: text/plain is not accepted')",
-                               timeout=10_000)
+        page.wait_for_selector(
+            "#upload-list li:has-text('failed: notes.txt: text/plain is not accepted')", timeout=10_000
+        )
     finally:
         cloud.stack.stop()
     screenshot(page, "uploaded")

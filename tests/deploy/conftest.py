@@ -6,6 +6,7 @@ too. ``deploy_function`` does what ``zappa deploy`` does to AWS that matters
 here: the function with the stage's limits and role, and the S3 notification
 and permission added by Zappa's own event-source code.
 """
+
 from __future__ import annotations
 
 import io
@@ -71,8 +72,9 @@ class Deployment:
         the public side is reached through the stand-ins for CloudFront (or S3) and API Gateway."""
         self.output = []
         urls = {"public_base_url": self.edge_url, "dashboard_url": self.api_url, **urls}
-        checks = doctor(self.stage, invoke=self.run_as_zappa if invoke == "zappa" else invoke, out=self.output.append,
-                        **urls)
+        checks = doctor(
+            self.stage, invoke=self.run_as_zappa if invoke == "zappa" else invoke, out=self.output.append, **urls
+        )
         return {check.name: check for check in checks}
 
     def teardown(self, force: bool = False) -> list:
@@ -83,18 +85,26 @@ class Deployment:
         """A zip package, or with ``image`` what ``zappa deploy --docker-image-uri image`` creates."""
         stage, names = self.stage, self.names
         settings = stage.settings
-        config = {"MemorySize": settings["memory_size"], "Timeout": settings["timeout_seconds"],
-                  "EphemeralStorage": settings["ephemeral_storage"], **overrides}
+        config = {
+            "MemorySize": settings["memory_size"],
+            "Timeout": settings["timeout_seconds"],
+            "EphemeralStorage": settings["ephemeral_storage"],
+            **overrides,
+        }
         if image:
             package = {"PackageType": "Image", "Code": {"ImageUri": image}}
         else:
             code = io.BytesIO()
             with zipfile.ZipFile(code, "w") as archive:
                 archive.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
-            package = {"Runtime": settings["runtime"], "Handler": "handler.lambda_handler",
-                       "Code": {"ZipFile": code.getvalue()}}
-        arn = self.aws.lambda_.create_function(FunctionName=names.function, Role=settings["role_arn"], **package,
-                                               **config)["FunctionArn"]
+            package = {
+                "Runtime": settings["runtime"],
+                "Handler": "handler.lambda_handler",
+                "Code": {"ZipFile": code.getvalue()},
+            }
+        arn = self.aws.lambda_.create_function(
+            FunctionName=names.function, Role=settings["role_arn"], **package, **config
+        )["FunctionArn"]
         session = boto3.Session(region_name=stage.region)
         for event in settings["events"]:
             add_event_source(event["event_source"], arn, event["function"], session)
@@ -102,11 +112,22 @@ class Deployment:
 
     def push_image(self, tag: str = "git-0123456789ab", content: str = "0") -> str:
         """What scripts/push_batch_image.sh pushes (a manifest standing in for the build); its URI."""
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
-                               "digest": "sha256:" + content * 64},
-                    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
-                                "digest": "sha256:" + content * 64}]}  # moto's digest is made of the layers
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 2,
+                "digest": "sha256:" + content * 64,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 1,
+                    "digest": "sha256:" + content * 64,
+                }
+            ],
+        }  # moto's digest is made of the layers
         self.aws.ecr.put_image(repositoryName=self.names.repository, imageManifest=json.dumps(manifest), imageTag=tag)
         return f"{self.names.repository_uri}:{tag}"
 
@@ -158,6 +179,7 @@ def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         keep(self, origin)
         self.origin_access_control_id = origin.get("OriginAccessControlId", "")
         self.s3_origin_config = origin.get("S3OriginConfig")
+
     monkeypatch.setattr(cloudfront_models.Origin, "__init__", origin)
     monkeypatch.setattr(s3_models.FakeBucket, "get_permission", lambda *_: PermissionResult.NEUTRAL)
     keep_code = lambda_models.LambdaFunction.get_code
@@ -168,10 +190,10 @@ def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         code = answer.get("Code", {})
         if "ImageUri" in code:
             repository, _, tag = code["ImageUri"].split("/", 1)[1].partition(":")
-            image = ecr_models.ecr_backends[self.account_id][self.region].repositories[repository]._get_image(tag,
-                                                                                                             None)
+            image = ecr_models.ecr_backends[self.account_id][self.region].repositories[repository]._get_image(tag, None)
             code["ResolvedImageUri"] = f"{code['ImageUri'].rsplit(':', 1)[0]}@{image.get_image_digest()}"
         return answer
+
     monkeypatch.setattr(lambda_models.LambdaFunction, "get_code", get_code)
 
 
@@ -181,4 +203,3 @@ def deployed(deployment) -> Deployment:
     deployment.provision_and_push()
     deployment.deploy_function()
     return deployment
-

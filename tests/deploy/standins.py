@@ -11,6 +11,7 @@ pass on a form the stand-in does not understand. ``ApiGateway`` is Zappa's REST
 API: it assumes the function's role to invoke it, as the integration's
 Credentials, and answers 500 when that role does not let it.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -35,17 +36,24 @@ from tooling.local_s3 import LocalServer
 
 CORS_REQUEST_HEADERS = ("Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers")
 # CORS-With-Preflight's headers; it does not override the origin's own ("OriginOverride": false)
-ADDED_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "DELETE, GET, HEAD, OPTIONS, "
-              "PATCH, POST, PUT", "Access-Control-Allow-Headers": "*"}
+ADDED_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT",
+    "Access-Control-Allow-Headers": "*",
+}
 # operator: (does the request's value match the policy's, is the operator negated)
 OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
-    "StringEquals": (operator.eq, False), "StringNotEquals": (operator.eq, True),
-    "ArnEquals": (operator.eq, False), "ArnLike": (fnmatch.fnmatchcase, False)}
+    "StringEquals": (operator.eq, False),
+    "StringNotEquals": (operator.eq, True),
+    "ArnEquals": (operator.eq, False),
+    "ArnLike": (fnmatch.fnmatchcase, False),
+}
 
 
 @dataclass(frozen=True)
 class Caller:
     """Who reads the bucket: anonymous (no service), or a service principal with its request context."""
+
     service: str | None = None
     context: dict[str, str] = field(default_factory=dict)  # condition keys, lower-cased
 
@@ -70,8 +78,9 @@ class Edge:
         bucket, caller, forwards, adds = route
         key = request.path.lstrip("/")
         if request.method == "OPTIONS":
-            answer = self._preflight(bucket, key, {h: request.headers[h] for h in CORS_REQUEST_HEADERS
-                                                   if forwards and h in request.headers})
+            answer = self._preflight(
+                bucket, key, {h: request.headers[h] for h in CORS_REQUEST_HEADERS if forwards and h in request.headers}
+            )
         elif request.method in ("GET", "HEAD"):
             answer = self._read(bucket, key, caller, request.method == "GET")
         else:
@@ -93,11 +102,15 @@ class Edge:
         if not config["Enabled"]:
             return None
         origin, behaviour = config["Origins"]["Items"][0], config["DefaultCacheBehavior"]
-        signed = Caller("cloudfront.amazonaws.com", {"aws:sourcearn": found["ARN"],
-                                                     "aws:sourceaccount": self.aws.account})
-        return (origin["DomainName"].split(".s3.")[0], signed if origin.get("OriginAccessControlId") else Caller(),
-                behaviour.get("OriginRequestPolicyId") == CORS_S3_ORIGIN,
-                behaviour.get("ResponseHeadersPolicyId") == CORS_WITH_PREFLIGHT)
+        signed = Caller(
+            "cloudfront.amazonaws.com", {"aws:sourcearn": found["ARN"], "aws:sourceaccount": self.aws.account}
+        )
+        return (
+            origin["DomainName"].split(".s3.")[0],
+            signed if origin.get("OriginAccessControlId") else Caller(),
+            behaviour.get("OriginRequestPolicyId") == CORS_S3_ORIGIN,
+            behaviour.get("ResponseHeadersPolicyId") == CORS_WITH_PREFLIGHT,
+        )
 
     def _read(self, bucket: str, key: str, caller: Caller, body: bool) -> Response:
         if not may_read(self.aws, bucket, key, caller):
@@ -113,10 +126,12 @@ class Edge:
     def _preflight(self, bucket: str, key: str, headers: dict[str, str]) -> Response:
         if "Origin" not in headers:
             return Response(b"Insufficient information. Origin request header needed.", 400)  # as S3 answers
-        answer = requests.options(f"{self.aws.s3.meta.endpoint_url}/{bucket}/{quote(key)}", headers=headers,
-                                  timeout=10)
-        return Response(answer.content, answer.status_code, {k: v for k, v in answer.headers.items()
-                                                             if k.lower().startswith("access-control-")})
+        answer = requests.options(f"{self.aws.s3.meta.endpoint_url}/{bucket}/{quote(key)}", headers=headers, timeout=10)
+        return Response(
+            answer.content,
+            answer.status_code,
+            {k: v for k, v in answer.headers.items() if k.lower().startswith("access-control-")},
+        )
 
 
 def may_read(aws: Aws, bucket: str, key: str, caller: Caller) -> bool:
@@ -131,9 +146,14 @@ def may_read(aws: Aws, bucket: str, key: str, caller: Caller) -> bool:
             raise
         statements = []
     resource = f"arn:aws:s3:::{bucket}/{key}"
-    applying = [s for s in statements
-                if _principal(s["Principal"], caller) and _listed_match(s["Action"], "s3:GetObject")
-                and _listed_match(s["Resource"], resource) and _conditions(s.get("Condition", {}), caller.context)]
+    applying = [
+        s
+        for s in statements
+        if _principal(s["Principal"], caller)
+        and _listed_match(s["Action"], "s3:GetObject")
+        and _listed_match(s["Resource"], resource)
+        and _conditions(s.get("Condition", {}), caller.context)
+    ]
     return not any(s["Effect"] == "Deny" for s in applying) and any(s["Effect"] == "Allow" for s in applying)
 
 
@@ -148,19 +168,24 @@ class ApiGateway:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         function = self.aws.lambda_.get_function_configuration(FunctionName=self.function)
         found = iam.role_documents(self.aws, function["Role"])
-        if found is None or not (iam.trusts(found[0], "apigateway.amazonaws.com")
-                                 and iam.allows(found[1], "lambda:InvokeFunction", function["FunctionArn"])):
-            return Response(b'{"message": "Internal server error"}', 500,
-                            content_type="application/json")(environ, start_response)
+        if found is None or not (
+            iam.trusts(found[0], "apigateway.amazonaws.com")
+            and iam.allows(found[1], "lambda:InvokeFunction", function["FunctionArn"])
+        ):
+            return Response(b'{"message": "Internal server error"}', 500, content_type="application/json")(
+                environ, start_response
+            )
         if not environ["PATH_INFO"].startswith(self.prefix + "/"):
             return Response(b'{"message":"Forbidden"}', 403)(environ, start_response)
-        environ = {**environ, "PATH_INFO": environ["PATH_INFO"][len(self.prefix):], "SCRIPT_NAME": self.prefix}
+        environ = {**environ, "PATH_INFO": environ["PATH_INFO"][len(self.prefix) :], "SCRIPT_NAME": self.prefix}
         return self.app(environ, start_response)
 
 
 def _restricted(aws: Aws, bucket: str) -> bool:
-    reads = [lambda: aws.s3.get_public_access_block(Bucket=bucket),
-             lambda: aws.client("s3control").get_public_access_block(AccountId=aws.account)]
+    reads = [
+        lambda: aws.s3.get_public_access_block(Bucket=bucket),
+        lambda: aws.client("s3control").get_public_access_block(AccountId=aws.account),
+    ]
     for read in reads:
         try:
             if read()["PublicAccessBlockConfiguration"].get("RestrictPublicBuckets"):
@@ -204,5 +229,6 @@ class _Quiet(WSGIRequestHandler):
 
 
 def _access_denied() -> Response:
-    return Response(b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>", 403,
-                    content_type="application/xml")
+    return Response(
+        b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>", 403, content_type="application/xml"
+    )

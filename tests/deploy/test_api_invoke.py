@@ -6,6 +6,7 @@ integration's credentials nor evaluates them, so the template is built with
 Zappa's own code for the repository's stage, as ``zappa deploy`` builds it,
 and its principal is checked against the IAM documents ``provision`` wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,17 +26,28 @@ def api_template(settings_file, stage: str, lambda_arn: str) -> dict:
     cli.lambda_arn = lambda_arn
     assert cli.use_apigateway and cli.apigateway_version == "v1", "the repository's stage deploys a REST API"
     template = cli.zappa.create_stack_template(
-        lambda_arn=cli.lambda_arn, lambda_name=cli.lambda_name, api_key_required=cli.api_key_required,
-        iam_authorization=cli.iam_authorization, authorizer=cli.authorizer, cors_options=cli.cors,
-        description=cli.apigateway_description, endpoint_configuration=cli.endpoint_configuration,
-        apigateway_version=cli.apigateway_version, stage_name=cli.api_stage,
-        lambda_qualifier=cli.apigateway_lambda_qualifier, websocket=cli.use_websocket)
+        lambda_arn=cli.lambda_arn,
+        lambda_name=cli.lambda_name,
+        api_key_required=cli.api_key_required,
+        iam_authorization=cli.iam_authorization,
+        authorizer=cli.authorizer,
+        cors_options=cli.cors,
+        description=cli.apigateway_description,
+        endpoint_configuration=cli.endpoint_configuration,
+        apigateway_version=cli.apigateway_version,
+        stage_name=cli.api_stage,
+        lambda_qualifier=cli.apigateway_lambda_qualifier,
+        websocket=cli.use_websocket,
+    )
     return json.loads(template.to_json())
 
 
 def integrations(template: dict) -> list[dict]:
-    return [resource["Properties"]["Integration"] for resource in template["Resources"].values()
-            if resource["Type"] == "AWS::ApiGateway::Method" and resource["Properties"].get("Integration")]
+    return [
+        resource["Properties"]["Integration"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::ApiGateway::Method" and resource["Properties"].get("Integration")
+    ]
 
 
 def test_the_role_zappas_api_uses_may_invoke_the_function(deployment):
@@ -56,8 +68,9 @@ def test_the_role_zappas_api_uses_may_invoke_the_function(deployment):
 
 def test_the_doctor_flags_a_role_api_gateway_cannot_use(deployed):
     names = deployed.names
-    deployed.aws.iam.update_assume_role_policy(RoleName=names.lambda_role,
-                                              PolicyDocument=json.dumps(trust("lambda.amazonaws.com")))
+    deployed.aws.iam.update_assume_role_policy(
+        RoleName=names.lambda_role, PolicyDocument=json.dumps(trust("lambda.amazonaws.com"))
+    )
     check = deployed.doctor()["API may invoke"]
     assert check.status == "FAIL" and "does not trust apigateway.amazonaws.com" in check.detail
     assert check.fix.startswith("python -m app provision dev")
@@ -75,8 +88,11 @@ def test_the_evaluator_reads_iam_as_aws_does(deployment):
     assert not iam.allows([policy], "lambda:InvokeFunction", names.function_arn.upper())
     deny = {"Statement": [{"Effect": "Deny", "Action": "lambda:*", "Resource": "*"}]}
     assert not iam.allows([policy, deny], "lambda:InvokeFunction", names.function_arn)
-    conditional = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*",
-                                  "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]}
+    conditional = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
+        ]
+    }
     assert not iam.allows([conditional], "lambda:InvokeFunction", names.function_arn)
     assert iam.trusts(trust(*LAMBDA_TRUSTED), "apigateway.amazonaws.com")
     assert not iam.trusts(trust("lambda.amazonaws.com"), "apigateway.amazonaws.com")

@@ -4,6 +4,7 @@ The diagnostic invocation runs the real ``app.diagnostics.report`` the way
 Zappa's handler runs a command (moto cannot run a function without Docker);
 one test lets moto itself answer, and the exiftool check must then not pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ def test_a_broken_deployment_is_flagged_line_by_line(deployed):
     aws, names = deployed.aws, deployed.names
     notification = deployed.s3_notification(names.source_bucket)
     notification["LambdaFunctionConfigurations"][0]["Filter"] = {
-        "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}
+        "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}
+    }
     aws.s3.put_bucket_notification_configuration(Bucket=names.source_bucket, NotificationConfiguration=notification)
     aws.s3.delete_bucket_cors(Bucket=names.tiles_bucket)
     aws.batch.update_job_queue(jobQueue=names.job_queue, state="DISABLED")
@@ -87,16 +89,25 @@ def test_a_missing_function_fails_and_its_checks_are_unknown(deployment):
     checks = deployment.doctor()
     assert checks["function"].status == "FAIL" and checks["function"].fix == "zappa deploy dev"
     assert {name for name, status in statuses(checks).items() if status == "UNKNOWN"} == {
-        "S3 may invoke", "function timeout", "function /tmp", "function memory", "exiftool in the function",
-        "function settings", "dashboard", "API may invoke", "one image"}
+        "S3 may invoke",
+        "function timeout",
+        "function /tmp",
+        "function memory",
+        "exiftool in the function",
+        "function settings",
+        "dashboard",
+        "API may invoke",
+        "one image",
+    }
     assert checks["source notification"].status == "FAIL"
 
 
 def test_outputs_that_notify_the_function_fail(deployed):
     arn = deployed.aws.lambda_.get_function(FunctionName=deployed.names.function)["Configuration"]["FunctionArn"]
     wiring = {"LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]}]}
-    deployed.aws.s3.put_bucket_notification_configuration(Bucket=deployed.names.tiles_bucket,
-                                                          NotificationConfiguration=wiring)
+    deployed.aws.s3.put_bucket_notification_configuration(
+        Bucket=deployed.names.tiles_bucket, NotificationConfiguration=wiring
+    )
     checks = deployed.doctor()
     assert failing(checks) == {"no self-trigger"}
     assert f"s3://{deployed.names.tiles_bucket} notifies" in checks["no self-trigger"].detail
@@ -134,17 +145,21 @@ def test_a_preflight_is_a_real_request_the_bucket_can_refuse(deployed):
     url = f"{s3.meta.endpoint_url}/{names.tiles_bucket}/any/info.json"
     status, headers = preflight(url, "https://viewer.example.org", "GET")
     assert status == 200 and headers["access-control-allow-origin"] in ("*", "https://viewer.example.org")
-    s3.put_bucket_cors(Bucket=names.tiles_bucket, CORSConfiguration={"CORSRules": [
-        {"AllowedOrigins": ["https://only.example.org"], "AllowedMethods": ["GET"]}]})
+    s3.put_bucket_cors(
+        Bucket=names.tiles_bucket,
+        CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["https://only.example.org"], "AllowedMethods": ["GET"]}]},
+    )
     assert preflight(url, "https://viewer.example.org", "GET")[0] == 403
     assert deployed.doctor()["tiles CORS"].status == "FAIL"
 
 
 def test_a_function_deployed_with_stale_settings_fails(deployed):
     """As after provisioning renamed buckets but before `zappa update`: the function still sees the old names."""
+
     def stale(name, payload):
         report = deployed.run_as_zappa(name, payload)
         return {**report, "settings": {**report["settings"], "source_bucket": "tiler-source"}}
+
     checks = deployed.doctor(invoke=stale)
     assert failing(checks) == {"function settings"}
     assert "source_bucket='tiler-source'" in checks["function settings"].detail
@@ -156,8 +171,11 @@ def test_an_unprovisioned_stage_is_told_to_provision(deployment):
     assert checks["stage settings"].status == "FAIL"
     assert checks["stage settings"].fix.startswith("python -m app provision dev")
     assert checks["tiles CORS"].status == "FAIL" and "does not exist" in checks["tiles CORS"].detail
-    assert not [name for name, check in checks.items()
-                if check.passed and name not in ("no self-trigger", "account public access")]
+    assert not [
+        name
+        for name, check in checks.items()
+        if check.passed and name not in ("no self-trigger", "account public access")
+    ]
 
 
 def test_a_job_definition_behind_the_stage_settings_fails(deployed):
@@ -180,10 +198,13 @@ def test_lambda_and_batch_must_run_the_same_image(deployment):
     older = deployment.push_image("git-0000000000aa", content="a")
     deployment.deploy_function(image=older)
     check = deployment.doctor()["one image"]
-    assert check.status == "FAIL" and older in check.detail and f"{names.repository_uri}:git-0123456789ab" in check.detail
+    assert (
+        check.status == "FAIL" and older in check.detail and f"{names.repository_uri}:git-0123456789ab" in check.detail
+    )
     assert check.fix == f"zappa update dev --docker-image-uri {names.repository_uri}:git-0123456789ab"
-    deployment.aws.lambda_.update_function_code(FunctionName=names.function,
-                                                ImageUri=f"{names.repository_uri}:git-0123456789ab")
+    deployment.aws.lambda_.update_function_code(
+        FunctionName=names.function, ImageUri=f"{names.repository_uri}:git-0123456789ab"
+    )
     assert deployment.doctor()["one image"].passed
 
 
@@ -195,6 +216,8 @@ def test_a_function_too_small_for_its_largest_jpeg_2000_fails_with_the_bound_tha
     deployment.deploy_function()
     checks = deployment.doctor()
     assert failing(checks) == {"function memory"}
-    assert "cannot decode a JPEG 2000 of LAMBDA_MAX_JP2_PIXELS=200,000,000 (about 4,000 MB)" in checks[
-        "function memory"].detail
+    assert (
+        "cannot decode a JPEG 2000 of LAMBDA_MAX_JP2_PIXELS=200,000,000 (about 4,000 MB)"
+        in checks["function memory"].detail
+    )
     assert "set LAMBDA_MAX_JP2_PIXELS to at most 150000000" in checks["function memory"].fix

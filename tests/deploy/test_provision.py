@@ -1,4 +1,5 @@
 """Provisioning against moto over HTTP: what it creates, that a second run changes nothing, that drift is repaired."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,15 @@ from tooling.deploy.stage import OWNER_TAG, StageError
 def test_creates_every_resource_and_writes_the_stage(deployment):
     changes = deployment.provision()
     assert {c.action for c in changes[:-1]} == {"created"}
-    assert [c.kind for c in changes] == ["bucket"] * 4 + ["origin access control", "distribution", "bucket policy",
-                                                          "repository"] + ["role"] * 3 + [
-        "compute environment", "job queue", "job definition"]
-    assert changes[-1].action == "skipped" and "scripts/push_batch_image.sh dev" in changes[-1].detail, \
+    assert [c.kind for c in changes] == ["bucket"] * 4 + [
+        "origin access control",
+        "distribution",
+        "bucket policy",
+        "repository",
+    ] + ["role"] * 3 + ["compute environment", "job queue", "job definition"]
+    assert changes[-1].action == "skipped" and "scripts/push_batch_image.sh dev" in changes[-1].detail, (
         "no job definition before an image is pushed: it would name an image that does not exist"
+    )
     stage, names = deployment.stage, deployment.names
     function = stage.function_name
     env = stage.environment
@@ -25,14 +30,20 @@ def test_creates_every_resource_and_writes_the_stage(deployment):
     assert env["PUBLIC_BASE_URL"] == f"https://{distribution['Distribution']['DomainName']}"
     assert (env["BATCH_JOB_QUEUE"], env["BATCH_JOB_DEFINITION"]) == (function, f"{function}-batch")
     assert env["LAMBDA_MAX_PIXELS"] == "50000000", "settings provisioning does not own are kept"
-    assert stage.settings["events"] == [{"function": "app.events.handle_s3_event", "event_source": {
-        "arn": f"arn:aws:s3:::{names.source_bucket}", "events": ["s3:ObjectCreated:*"]}}]
+    assert stage.settings["events"] == [
+        {
+            "function": "app.events.handle_s3_event",
+            "event_source": {"arn": f"arn:aws:s3:::{names.source_bucket}", "events": ["s3:ObjectCreated:*"]},
+        }
+    ]
     assert stage.settings["role_arn"] == f"arn:aws:iam::123456789012:role/{function}-lambda"
     assert stage.settings["manage_roles"] is False, "Zappa uses the least-privilege role, makes none of its own"
     assert stage.settings["s3_bucket"] == f"{function}-deploys-123456789012"
     assert "extra_permissions" not in json.loads(deployment.settings_file.read_text())["dev"]
-    assert deployment.output[-1].startswith("Next: scripts/push_batch_image.sh dev (builds, pushes, registers the image "
-                                             "with Batch), then zappa deploy dev --docker-image-uri URI")
+    assert deployment.output[-1].startswith(
+        "Next: scripts/push_batch_image.sh dev (builds, pushes, registers the image "
+        "with Batch), then zappa deploy dev --docker-image-uri URI"
+    )
 
 
 def test_buckets_have_their_access_cors_and_lifecycle(deployment):
@@ -47,19 +58,23 @@ def test_buckets_have_their_access_cors_and_lifecycle(deployment):
     for bucket in (*names.buckets, names.deploy_bucket):
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         assert [r["AbortIncompleteMultipartUpload"] for r in rules if r["ID"] == LIFECYCLE_RULE_ID] == [
-            {"DaysAfterInitiation": 1}]
+            {"DaysAfterInitiation": 1}
+        ]
         tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
         assert tags[OWNER_TAG] == names.function
         expiring = [(r.get("Filter", {}).get("Prefix"), r["Expiration"]) for r in rules if "Expiration" in r]
-        assert expiring == ([("cache/", {"Days": 30})] if bucket == names.tiles_bucket else []), \
+        assert expiring == ([("cache/", {"Days": 30})] if bucket == names.tiles_bucket else []), (
             "only the dynamic endpoint's stored answers expire; nothing else is ever deleted by age"
+        )
 
 
 def test_roles_are_least_privilege(deployment):
     deployment.provision()
     iam, names = deployment.aws.iam, deployment.names
-    policies = {role: iam.get_role_policy(RoleName=role, PolicyName="tiler")["PolicyDocument"]
-                for role in (names.lambda_role, names.job_role, names.execution_role)}
+    policies = {
+        role: iam.get_role_policy(RoleName=role, PolicyName="tiler")["PolicyDocument"]
+        for role in (names.lambda_role, names.job_role, names.execution_role)
+    }
     stage_buckets = {f"arn:aws:s3:::{b}" for b in names.buckets} | {f"arn:aws:s3:::{b}/*" for b in names.buckets}
     for role, policy in policies.items():
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
@@ -67,13 +82,23 @@ def test_roles_are_least_privilege(deployment):
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             if any(action.startswith("s3:") for action in statement["Action"]):
                 assert set(resources) <= stage_buckets, f"{role} reaches beyond the stage's buckets"
-    submitters = {role: s["Resource"] for role, policy in policies.items() for s in policy["Statement"]
-                  if "batch:SubmitJob" in s["Action"]}
+    submitters = {
+        role: s["Resource"]
+        for role, policy in policies.items()
+        for s in policy["Statement"]
+        if "batch:SubmitJob" in s["Action"]
+    }
     assert list(submitters) == [names.lambda_role]
-    assert all(f":job-queue/{names.job_queue}" in r or f":job-definition/{names.job_definition}" in r
-               for r in submitters[names.lambda_role])
-    job_s3 = {a for s in policies[names.job_role]["Statement"] for a in s["Action"]
-              if f"arn:aws:s3:::{names.source_bucket}/*" in str(s["Resource"])}
+    assert all(
+        f":job-queue/{names.job_queue}" in r or f":job-definition/{names.job_definition}" in r
+        for r in submitters[names.lambda_role]
+    )
+    job_s3 = {
+        a
+        for s in policies[names.job_role]["Statement"]
+        for a in s["Action"]
+        if f"arn:aws:s3:::{names.source_bucket}/*" in str(s["Resource"])
+    }
     assert job_s3 == {"s3:GetObject"}, "the Batch job only reads the source bucket"
     trust = iam.get_role(RoleName=names.lambda_role)["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": ["lambda.amazonaws.com", "apigateway.amazonaws.com"]}
@@ -83,7 +108,8 @@ def test_batch_runs_the_stage_image_on_fargate_from_zero(deployment):
     deployment.provision_and_push()
     batch, names = deployment.aws.batch, deployment.names
     environment = batch.describe_compute_environments(computeEnvironments=[names.compute_environment])[
-        "computeEnvironments"][0]
+        "computeEnvironments"
+    ][0]
     assert environment["computeResources"]["type"] == "FARGATE" and environment["state"] == "ENABLED"
     assert "minvCpus" not in environment["computeResources"], "Fargate keeps no capacity: an idle stage costs nothing"
     queue = batch.describe_job_queues(jobQueues=[names.job_queue])["jobQueues"][0]
@@ -113,14 +139,24 @@ def test_a_rerun_repairs_drift(deployment):
     aws, names = deployment.aws, deployment.names
     aws.s3.delete_bucket_cors(Bucket=names.tiles_bucket)
     aws.batch.update_job_queue(jobQueue=names.job_queue, state="DISABLED")
-    aws.iam.put_role_policy(RoleName=names.job_role, PolicyName="by-hand", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    aws.iam.put_role_policy(
+        RoleName=names.job_role,
+        PolicyName="by-hand",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        ),
+    )
     other_rule = {"ID": "expire-old", "Status": "Enabled", "Filter": {"Prefix": "old/"}, "Expiration": {"Days": 30}}
-    aws.s3.put_bucket_lifecycle_configuration(Bucket=names.source_bucket,
-                                              LifecycleConfiguration={"Rules": [other_rule]})
+    aws.s3.put_bucket_lifecycle_configuration(
+        Bucket=names.source_bucket, LifecycleConfiguration={"Rules": [other_rule]}
+    )
     changed = {c.name: c.detail for c in deployment.provision() if c.action == "updated"}
-    assert changed == {names.tiles_bucket: "CORS", names.job_queue: "enabled",
-                       names.job_role: "removed inline policy by-hand", names.source_bucket: "lifecycle"}
+    assert changed == {
+        names.tiles_bucket: "CORS",
+        names.job_queue: "enabled",
+        names.job_role: "removed inline policy by-hand",
+        names.source_bucket: "lifecycle",
+    }
     rules = aws.s3.get_bucket_lifecycle_configuration(Bucket=names.source_bucket)["Rules"]
     assert {r["ID"] for r in rules} == {"expire-old", LIFECYCLE_RULE_ID}, "other lifecycle rules are kept"
     assert {c.action for c in deployment.provision()} <= {"unchanged", "skipped"}  # skipped: no image pushed
@@ -154,9 +190,12 @@ def test_images_are_pinned_pushed_and_kept(deployment):
     names, uri = deployment.names, deployment.push_image("git-feedfacecafe")
     repository = deployment.aws.ecr.describe_repositories(repositoryNames=[names.repository])["repositories"][0]
     assert repository["imageTagMutability"] == "IMMUTABLE", "a commit tag can never be moved to other bytes"
-    for refused, reason in ((f"{names.repository_uri}:latest", "moving tag"), (names.repository_uri, "moving tag"),
-                            (f"{names.repository_uri}:git-000000000000", "is not in ECR"),
-                            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:git-feedfacecafe", "not in the stage")):
+    for refused, reason in (
+        (f"{names.repository_uri}:latest", "moving tag"),
+        (names.repository_uri, "moving tag"),
+        (f"{names.repository_uri}:git-000000000000", "is not in ECR"),
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:git-feedfacecafe", "not in the stage"),
+    ):
         with pytest.raises(StageError, match=reason):
             deployment.provision(image=refused)
     deployment.provision(image=uri)

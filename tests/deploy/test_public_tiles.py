@@ -1,6 +1,7 @@
 """Public tiles under any Block Public Access: CloudFront in front of a private bucket, or a public bucket where
 the account allows it; the serving TIFFs private either way. Provisioning, the doctor's outside view (through
 the stand-ins in standins.py) and tear-down, against moto over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ from tooling.deploy.stage import OWNER_TAG, StageError
 
 ACCOUNT = "123456789012"
 CERTIFICATE = f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0f6c3b1e"
-ACCOUNT_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-                 "RestrictPublicBuckets": True}
+ACCOUNT_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
 
 
 def failing(checks):
@@ -48,14 +53,21 @@ def test_tiles_are_served_by_cloudfront_from_a_private_bucket(deployment):
     assert origin["DomainName"] == f"{names.tiles_bucket}.s3.eu-west-1.amazonaws.com", "the regional endpoint"
     oac = aws.client("cloudfront").get_origin_access_control(Id=origin["OriginAccessControlId"])
     assert oac["OriginAccessControl"]["OriginAccessControlConfig"] == {
-        "Name": oac_name(names.function), "Description": f"{OWNER_TAG}={names.function}", "SigningProtocol": "sigv4",
-        "SigningBehavior": "always", "OriginAccessControlOriginType": "s3"}
+        "Name": oac_name(names.function),
+        "Description": f"{OWNER_TAG}={names.function}",
+        "SigningProtocol": "sigv4",
+        "SigningBehavior": "always",
+        "OriginAccessControlOriginType": "s3",
+    }
     behaviour = config["DefaultCacheBehavior"]
     assert behaviour["ViewerProtocolPolicy"] == "redirect-to-https" and behaviour["Compress"] is True
     assert sorted(behaviour["AllowedMethods"]["Items"]) == ["GET", "HEAD", "OPTIONS"]
     assert sorted(behaviour["AllowedMethods"]["CachedMethods"]["Items"]) == ["GET", "HEAD"], "preflights reach S3"
     assert (behaviour["CachePolicyId"], behaviour["OriginRequestPolicyId"], behaviour["ResponseHeadersPolicyId"]) == (
-        CACHING_OPTIMIZED, CORS_S3_ORIGIN, CORS_WITH_PREFLIGHT)
+        CACHING_OPTIMIZED,
+        CORS_S3_ORIGIN,
+        CORS_WITH_PREFLIGHT,
+    )
     assert config["PriceClass"] == "PriceClass_100" and config["Enabled"] is True
     tags = aws.client("cloudfront").list_tags_for_resource(Resource=distribution["ARN"])["Tags"]["Items"]
     assert {"Key": OWNER_TAG, "Value": names.function} in tags
@@ -63,20 +75,31 @@ def test_tiles_are_served_by_cloudfront_from_a_private_bucket(deployment):
     block = aws.s3.get_public_access_block(Bucket=names.tiles_bucket)["PublicAccessBlockConfiguration"]
     assert block == documents.PRIVATE, "all four settings on: the bucket is private"
     allow, deny = json.loads(aws.s3.get_bucket_policy(Bucket=names.tiles_bucket)["Policy"])["Statement"]
-    assert allow == {"Sid": "CloudFrontReadsTiles", "Effect": "Allow",
-                     "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
-                     "Resource": f"arn:aws:s3:::{names.tiles_bucket}/*",
-                     "Condition": {"StringEquals": {"AWS:SourceArn": distribution["ARN"]}}}
-    assert deny == {"Sid": "ServingTiffsStayPrivate", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{names.tiles_bucket}/derivatives/*",
-                    "Condition": {"StringNotEquals": {"aws:PrincipalAccount": ACCOUNT}}}
+    assert allow == {
+        "Sid": "CloudFrontReadsTiles",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"},
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{names.tiles_bucket}/*",
+        "Condition": {"StringEquals": {"AWS:SourceArn": distribution["ARN"]}},
+    }
+    assert deny == {
+        "Sid": "ServingTiffsStayPrivate",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{names.tiles_bucket}/derivatives/*",
+        "Condition": {"StringNotEquals": {"aws:PrincipalAccount": ACCOUNT}},
+    }
 
     for role in (names.lambda_role, names.job_role):
         statements = aws.iam.get_role_policy(RoleName=role, PolicyName="tiler")["PolicyDocument"]["Statement"]
         assert [s["Resource"] for s in statements if "cloudfront:CreateInvalidation" in s["Action"]] == [
-            distribution["ARN"]], f"{role} invalidates in this distribution only"
-    job = aws.batch.describe_job_definitions(jobDefinitionName=names.job_definition, status="ACTIVE")[
-        "jobDefinitions"][-1]["containerProperties"]["environment"]
+            distribution["ARN"]
+        ], f"{role} invalidates in this distribution only"
+    job = aws.batch.describe_job_definitions(jobDefinitionName=names.job_definition, status="ACTIVE")["jobDefinitions"][
+        -1
+    ]["containerProperties"]["environment"]
     assert {"name": "CDN_DISTRIBUTION_ID", "value": distribution["Id"]} in job, "Batch invalidates what it replaces"
 
     settings = deployment.settings_file.read_bytes()
@@ -95,7 +118,8 @@ def test_drift_in_the_distribution_is_repaired(deployment):
     changed = {c.kind: c.detail for c in deployment.provision() if c.action == "updated"}
     assert changed == {"distribution": "cache behaviour, price class"}
     assert distribution_of(deployment)["DistributionConfig"]["DefaultCacheBehavior"]["OriginRequestPolicyId"] == (
-        CORS_S3_ORIGIN)
+        CORS_S3_ORIGIN
+    )
 
 
 def test_a_custom_domain_is_kept_on_later_runs(deployment):
@@ -106,22 +130,25 @@ def test_a_custom_domain_is_kept_on_later_runs(deployment):
     assert config["ViewerCertificate"]["SSLSupportMethod"] == "sni-only"
     assert deployment.stage.environment["PUBLIC_BASE_URL"] == "https://tiles.example.org"
     assert any(line.startswith("DNS: tiles.example.org must point at ") for line in deployment.output)
-    assert {c.action for c in deployment.provision()} == {"unchanged"}, \
+    assert {c.action for c in deployment.provision()} == {"unchanged"}, (
         "no --domain on a later run: the distribution keeps its domain and certificate"
+    )
     with pytest.raises(StageError, match="ACM certificate in us-east-1"):
         deployment.provision(domain="tiles.example.org", certificate_arn=CERTIFICATE.replace("us-east-1", "eu-west-1"))
 
 
 def test_a_public_bucket_is_refused_when_the_account_blocks_public_policies(deployment, capsys):
-    deployment.aws.client("s3control").put_public_access_block(AccountId=ACCOUNT,
-                                                               PublicAccessBlockConfiguration=ACCOUNT_BLOCK)
+    deployment.aws.client("s3control").put_public_access_block(
+        AccountId=ACCOUNT, PublicAccessBlockConfiguration=ACCOUNT_BLOCK
+    )
     code = main(["provision", "dev", "--public-bucket", "--settings-file", str(deployment.settings_file)])
     error = capsys.readouterr().err
     assert code == 1 and "blocks public bucket policies (BlockPublicPolicy, RestrictPublicBuckets)" in error
     assert "python -m app provision dev --cloudfront" in error
     assert f"aws s3control put-public-access-block --account-id {ACCOUNT}" in error
-    assert not [b for b in deployment.aws.s3.list_buckets()["Buckets"] if b["Name"].startswith(
-        deployment.names.function)], "refused before anything was created"
+    assert not [
+        b for b in deployment.aws.s3.list_buckets()["Buckets"] if b["Name"].startswith(deployment.names.function)
+    ], "refused before anything was created"
 
 
 def test_a_public_bucket_where_the_account_allows_it(deployment):
@@ -131,10 +158,12 @@ def test_a_public_bucket_where_the_account_allows_it(deployment):
     block = aws.s3.get_public_access_block(Bucket=names.tiles_bucket)["PublicAccessBlockConfiguration"]
     assert block == documents.PUBLIC_POLICY_ONLY
     assert json.loads(aws.s3.get_bucket_policy(Bucket=names.tiles_bucket)["Policy"]) == documents.public_read(
-        names.tiles_bucket, ACCOUNT)
+        names.tiles_bucket, ACCOUNT
+    )
     assert aws.client("cloudfront").list_distributions()["DistributionList"].get("Items") is None
-    assert {c.action for c in deployment.provision()} == {"unchanged"}, \
+    assert {c.action for c in deployment.provision()} == {"unchanged"}, (
         "a later run without --public-bucket keeps the bucket public: its URLs are published"
+    )
     deployment.provision(public_bucket=False)  # --cloudfront
     assert deployment.stage.environment["PUBLIC_BASE_URL"] == f"https://{distribution_of(deployment)['DomainName']}"
     block = aws.s3.get_public_access_block(Bucket=names.tiles_bucket)["PublicAccessBlockConfiguration"]
@@ -165,8 +194,11 @@ def test_putting_a_public_policy_retries_access_denied_with_backoff():
 def test_teardown_disables_the_distribution_then_deletes_it_once_deployed(deployment, local_s3):
     deployment.provision()
     transition = {"model_name": "cloudfront::distribution"}
-    requests.post(f"{local_s3.url}/moto-api/state-manager/set-transition", timeout=10,
-                  json={**transition, "transition": {"progression": "manual", "times": 1000}}).raise_for_status()
+    requests.post(
+        f"{local_s3.url}/moto-api/state-manager/set-transition",
+        timeout=10,
+        json={**transition, "transition": {"progression": "manual", "times": 1000}},
+    ).raise_for_status()
     try:
         changes = {c.kind: c for c in deployment.teardown(force=True)}
     finally:
@@ -199,13 +231,15 @@ def test_the_doctor_proves_the_public_side_from_outside(deployed):
     assert "is refused (403)" in checks["serving TIFF private"].detail
     assert checks["public CORS"].detail.startswith(f"{deployed.edge_url}/")
     assert checks["dashboard"].detail == f'{deployed.api_url}/healthz answers 200 {{"ok": true}}'
-    assert not deployed.aws.s3.list_objects_v2(Bucket=deployed.names.tiles_bucket).get("Contents"), \
+    assert not deployed.aws.s3.list_objects_v2(Bucket=deployed.names.tiles_bucket).get("Contents"), (
         "the probes are deleted"
+    )
 
 
 def test_an_account_block_is_harmless_behind_cloudfront(deployed):
-    deployed.aws.client("s3control").put_public_access_block(AccountId=ACCOUNT,
-                                                             PublicAccessBlockConfiguration=ACCOUNT_BLOCK)
+    deployed.aws.client("s3control").put_public_access_block(
+        AccountId=ACCOUNT, PublicAccessBlockConfiguration=ACCOUNT_BLOCK
+    )
     checks = deployed.doctor()
     assert failing(checks) == set(), "\n".join(deployed.output)
     assert "harmless" in checks["account public access"].detail
@@ -249,8 +283,9 @@ def test_an_account_block_fails_a_public_bucket_with_the_fix(deployment):
     deployment.provision_and_push(public_bucket=True)
     deployment.deploy_function()
     assert failing(deployment.doctor()) == set(), "\n".join(deployment.output)
-    deployment.aws.client("s3control").put_public_access_block(AccountId=ACCOUNT,
-                                                               PublicAccessBlockConfiguration=ACCOUNT_BLOCK)
+    deployment.aws.client("s3control").put_public_access_block(
+        AccountId=ACCOUNT, PublicAccessBlockConfiguration=ACCOUNT_BLOCK
+    )
     checks = deployment.doctor()
     assert failing(checks) == {"account public access", "tiles public"}, "the bucket's policy still reads public"
     assert "viewers get 403 for every tile" in checks["account public access"].detail

@@ -1,4 +1,5 @@
 """Stage settings, the diagnostic report, the command line and the image push script, without AWS."""
+
 from __future__ import annotations
 
 import json
@@ -75,18 +76,26 @@ def run_push_script(tmp_path, pushed: bool = False) -> tuple[subprocess.Complete
     (project / "zappa_settings.json").write_text((REPO / "zappa_settings.json").read_text())
     tools, log = tmp_path / "bin", tmp_path / "calls.log"
     tools.mkdir()
-    for name, body in {"aws": f'case "$*" in *describe-repositories*) echo {REPOSITORY};; *describe-images*) '
-                              f'exit {0 if pushed else 254};; *) echo secret;; esac',
-                       "docker": 'if [ "$1" = login ]; then cat >/dev/null; fi',
-                       "zappa": 'touch "$4"; test -e zappa_settings.py',
-                       "python": f'case "$*" in "-m app provision"*) ;; *) exec {sys.executable} "$@";; esac'}.items():
+    for name, body in {
+        "aws": f'case "$*" in *describe-repositories*) echo {REPOSITORY};; *describe-images*) '
+        f"exit {0 if pushed else 254};; *) echo secret;; esac",
+        "docker": 'if [ "$1" = login ]; then cat >/dev/null; fi',
+        "zappa": 'touch "$4"; test -e zappa_settings.py',
+        "python": f'case "$*" in "-m app provision"*) ;; *) exec {sys.executable} "$@";; esac',
+    }.items():
         record = f'case "$*" in "-c"*) ;; *) echo "{name} $*" >> {log};; esac'  # not the script's inline Python
-        (tools / name).write_text(f'#!/bin/sh\n{record}\n{body}\n')
+        (tools / name).write_text(f"#!/bin/sh\n{record}\n{body}\n")
         (tools / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "PY": str(tools / "python"),
-           "ZAPPA": str(tools / "zappa"), "PYTHONPATH": str(REPO)}
-    result = subprocess.run(["bash", "scripts/push_batch_image.sh", "dev"], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{tools}:{os.environ['PATH']}",
+        "PY": str(tools / "python"),
+        "ZAPPA": str(tools / "zappa"),
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        ["bash", "scripts/push_batch_image.sh", "dev"], cwd=project, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
     assert not (project / "zappa_settings.py").exists(), "the generated settings file is removed"
@@ -98,15 +107,22 @@ REPOSITORY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/tiler-dev"
 
 def test_the_push_script_pushes_one_commit_tag_and_points_batch_at_it(tmp_path):
     result, calls = run_push_script(tmp_path)
-    assert calls[0] == "aws ecr describe-repositories --region eu-west-1 --repository-names tiler-dev --query " \
-                       "repositories[0].repositoryUri --output text"
+    assert (
+        calls[0] == "aws ecr describe-repositories --region eu-west-1 --repository-names tiler-dev --query "
+        "repositories[0].repositoryUri --output text"
+    )
     assert calls[1] == "zappa save-python-settings-file dev -o zappa_settings.py"
-    assert set(calls[2:4]) == {"aws ecr get-login-password --region eu-west-1",  # one pipeline: either may log first
-                               "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com"}
+    assert set(calls[2:4]) == {
+        "aws ecr get-login-password --region eu-west-1",  # one pipeline: either may log first
+        "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    }
     image = next(word for word in calls[5].split() if ":git-" in word)
     assert image.startswith(f"{REPOSITORY}:git-") and "latest" not in " ".join(calls)
-    assert calls[5:] == [f"docker build --platform linux/amd64 --provenance=false -f batch_fallback/Dockerfile -t {image} .",
-                         f"docker push {image}", f"python -m app provision dev --image {image}"]
+    assert calls[5:] == [
+        f"docker build --platform linux/amd64 --provenance=false -f batch_fallback/Dockerfile -t {image} .",
+        f"docker push {image}",
+        f"python -m app provision dev --image {image}",
+    ]
     assert f"zappa deploy dev --docker-image-uri {image}" in result.stdout
 
 

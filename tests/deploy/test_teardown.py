@@ -1,4 +1,5 @@
 """Tear-down against moto over HTTP: everything provisioning made goes, data only when asked, nothing else."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,10 +21,14 @@ def test_removes_everything_provisioning_created(deployment):
     aws, names = deployment.aws, deployment.names
     assert not [b for b in aws.s3.list_buckets()["Buckets"] if b["Name"].startswith(names.function)]
     assert aws.batch.describe_job_queues(jobQueues=[names.job_queue])["jobQueues"] == []
-    assert aws.batch.describe_compute_environments(computeEnvironments=[names.compute_environment])[
-        "computeEnvironments"] == []
-    assert aws.batch.describe_job_definitions(jobDefinitionName=names.job_definition, status="ACTIVE")[
-        "jobDefinitions"] == []
+    assert (
+        aws.batch.describe_compute_environments(computeEnvironments=[names.compute_environment])["computeEnvironments"]
+        == []
+    )
+    assert (
+        aws.batch.describe_job_definitions(jobDefinitionName=names.job_definition, status="ACTIVE")["jobDefinitions"]
+        == []
+    )
     assert not [r for r in aws.iam.list_roles()["Roles"] if r["RoleName"].startswith(names.function)]
     assert aws.ecr.describe_repositories()["repositories"] == []
     assert {c.action for c in deployment.teardown()} == {"absent"}, "a second tear-down finds nothing to do"

@@ -1,4 +1,5 @@
 """The dynamic IIIF endpoint against the embedded S3 endpoint: serving TIFFs made exactly as the pipeline makes them."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """The endpoint's HTTP contract (headers, media types, info.json) and its pixels, against TIFFs on the S3 endpoint."""
+
 import json
 
 import pytest
@@ -14,8 +15,9 @@ QUADRANTS = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]]  # top-left, 
 
 def _quadrants(width=800, height=600) -> pyvips.Image:
     top = solid(width // 2, height // 2, QUADRANTS[0]).join(solid(width // 2, height // 2, QUADRANTS[1]), "horizontal")
-    bottom = solid(width // 2, height // 2, QUADRANTS[2]).join(solid(width // 2, height // 2, QUADRANTS[3]),
-                                                                "horizontal")
+    bottom = solid(width // 2, height // 2, QUADRANTS[2]).join(
+        solid(width // 2, height // 2, QUADRANTS[3]), "horizontal"
+    )
     return top.join(bottom, "vertical")
 
 
@@ -40,11 +42,18 @@ def test_info_json_describes_a_level2_service_at_the_requests_own_url(client):
     assert response.headers["Content-Type"] == "application/json"
     assert info["id"] == "https://api.example.org/dev/iiif/3/maps/quadrants"  # behind a stage prefix too
     assert (info["@context"], info["type"], info["protocol"], info["profile"]) == (
-        "http://iiif.io/api/image/3/context.json", "ImageService3", "http://iiif.io/api/image", "level2")
+        "http://iiif.io/api/image/3/context.json",
+        "ImageService3",
+        "http://iiif.io/api/image",
+        "level2",
+    )
     assert (info["width"], info["height"]) == (800, 600)
     settings = Settings()  # the defaults: the test environment sets none of these
     assert (info["maxWidth"], info["maxHeight"], info["maxArea"]) == (
-        settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
+        settings.iiif_max_width,
+        settings.iiif_max_height,
+        settings.iiif_max_area,
+    )
     assert info["sizes"] == [{"width": 400, "height": 300}, {"width": 800, "height": 600}]
     assert info["tiles"] == [{"width": 512, "height": 512, "scaleFactors": [1, 2]}]
     assert set(info["extraFeatures"]) >= {"mirroring", "rotationArbitrary", "sizeUpscaling", "canonicalLinkHeader"}
@@ -58,8 +67,10 @@ def test_info_json_describes_a_level2_service_at_the_requests_own_url(client):
 def test_info_json_is_json_ld_when_asked_and_revalidates_by_etag(client):
     response = client.get("/iiif/3/maps/quadrants/info.json", headers={"Accept": "application/ld+json"})
     assert response.headers["Content-Type"] == 'application/ld+json;profile="http://iiif.io/api/image/3/context.json"'
-    again = client.get("/iiif/3/maps/quadrants/info.json", headers={"Accept": "application/ld+json",
-                                                                     "If-None-Match": response.headers["ETag"]})
+    again = client.get(
+        "/iiif/3/maps/quadrants/info.json",
+        headers={"Accept": "application/ld+json", "If-None-Match": response.headers["ETag"]},
+    )
     assert again.status_code == 304
     plain = client.get("/iiif/3/maps/quadrants/info.json", headers={"If-None-Match": response.headers["ETag"]})
     assert plain.status_code == 200 and plain.headers["Content-Type"] == "application/json"
@@ -75,19 +86,27 @@ def test_images_carry_media_type_canonical_and_profile_links_cache_and_cors(clie
     response = client.get("/iiif/3/maps/quadrants/square/^!1000,1000/!90/gray.png")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/png"
-    assert response.headers["Link"] == ('<http://localhost/iiif/3/maps/quadrants/100,0,600,600/%5E1000,1000/!90/'
-                                        'gray.png>;rel="canonical",<http://iiif.io/api/image/3/level2.json>;rel="profile"')
+    assert response.headers["Link"] == (
+        "<http://localhost/iiif/3/maps/quadrants/100,0,600,600/%5E1000,1000/!90/"
+        'gray.png>;rel="canonical",<http://iiif.io/api/image/3/level2.json>;rel="profile"'
+    )
     assert response.headers["Cache-Control"] == "public, max-age=86400"
     assert response.headers["Access-Control-Allow-Origin"] == "*"
-    again = client.get("/iiif/3/maps/quadrants/square/^!1000,1000/!90/gray.png",
-                       headers={"If-None-Match": response.headers["ETag"]})
+    again = client.get(
+        "/iiif/3/maps/quadrants/square/^!1000,1000/!90/gray.png", headers={"If-None-Match": response.headers["ETag"]}
+    )
     assert again.status_code == 304 and not again.data
 
 
-@pytest.mark.parametrize("fmt,media_type,magic", [
-    ("jpg", "image/jpeg", b"\xff\xd8\xff"), ("png", "image/png", b"\x89PNG"), ("webp", "image/webp", b"RIFF"),
-    ("tif", "image/tiff", b"II*\x00"),
-])
+@pytest.mark.parametrize(
+    "fmt,media_type,magic",
+    [
+        ("jpg", "image/jpeg", b"\xff\xd8\xff"),
+        ("png", "image/png", b"\x89PNG"),
+        ("webp", "image/webp", b"RIFF"),
+        ("tif", "image/tiff", b"II*\x00"),
+    ],
+)
 def test_every_format_has_its_media_type_and_bytes(client, fmt, media_type, magic):
     response = client.get(f"/iiif/3/maps/quadrants/full/200,/0/default.{fmt}")
     assert response.headers["Content-Type"] == media_type
@@ -112,7 +131,7 @@ def test_arbitrary_angles_leave_transparent_corners_or_white_in_jpeg(client):
     assert png.bands == 4 and png(0, 0)[3] == 0
     jpeg = _image(client.get("/iiif/3/maps/quadrants/full/400,/45/default.jpg"))
     assert jpeg.bands == 3 and _near(jpeg(0, 0), [255, 255, 255], 10)
-    assert png.width == png.height == round((400 + 300) / 2 ** 0.5)
+    assert png.width == png.height == round((400 + 300) / 2**0.5)
 
 
 def test_gray_and_bitonal_qualities(client):

@@ -1,4 +1,5 @@
 """Answers too big for a Lambda response are stored once in the tiles bucket and redirected to, never a 502."""
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,8 @@ from app.iiif.request import MEDIA_TYPES, Limits, parse, plan
 from app.pipeline import render
 from app.storage.s3 import TILE_CACHE, S3Storage
 from app.web import oversize
-from tooling.synth import photo_like
 from tests.image_service.conftest import serving_tiff
+from tooling.synth import photo_like
 
 ID = "photos/large"
 PHOTO = (2600, 1700)  # 4.4 MP, above the default maxArea: full/max is cut to it
@@ -76,8 +77,9 @@ def _direct(served, path, params: str) -> tuple[str, pyvips.Image]:
     pyramid = render.read_pyramid(open_page)
     limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
     wanted = plan(parse(*params.replace(".", "/").split("/")), pyramid.width, pyramid.height, limits)
-    return wanted.canonical, pyvips.Image.new_from_buffer(direct_render(wanted, pyramid, open_page,
-                                                                        settings.jpeg_quality), "")
+    return wanted.canonical, pyvips.Image.new_from_buffer(
+        direct_render(wanted, pyramid, open_page, settings.jpeg_quality), ""
+    )
 
 
 def _fetch(url: str) -> tuple[bytes, str, str]:
@@ -87,8 +89,9 @@ def _fetch(url: str) -> tuple[bytes, str, str]:
 
 
 def _same_pixels(a: pyvips.Image, b: pyvips.Image) -> bool:
-    return (a.width, a.height, a.bands) == (b.width, b.height, b.bands) and \
-        (a.cast("int") - b.cast("int")).abs().max() == 0
+    return (a.width, a.height, a.bands) == (b.width, b.height, b.bands) and (
+        a.cast("int") - b.cast("int")
+    ).abs().max() == 0
 
 
 @pytest.mark.parametrize("fmt", ["png", "tif"])
@@ -175,18 +178,36 @@ def test_an_answer_of_the_limit_fits_a_lambda_response_after_zappas_base64(serve
     monkeypatch.setattr(render, "render", lambda *args: bytes(oversize.MAX_INLINE_BYTES))
     settings = types.ModuleType("zappa_settings_of_the_limit_test")
     settings.__dict__.update(
-        API_STAGE="dev", PROJECT_NAME="tiler", APP_MODULE=settings.__name__, APP_FUNCTION="app", app=served.app(),
-        BINARY_SUPPORT=True, DEBUG=False, LOG_LEVEL=None, DJANGO_SETTINGS=None, DOMAIN=None, ENVIRONMENT_VARIABLES={},
-        CONTEXT_HEADER_MAPPINGS={}, EXCEPTION_HANDLER=None)
+        API_STAGE="dev",
+        PROJECT_NAME="tiler",
+        APP_MODULE=settings.__name__,
+        APP_FUNCTION="app",
+        app=served.app(),
+        BINARY_SUPPORT=True,
+        DEBUG=False,
+        LOG_LEVEL=None,
+        DJANGO_SETTINGS=None,
+        DOMAIN=None,
+        ENVIRONMENT_VARIABLES={},
+        CONTEXT_HEADER_MAPPINGS={},
+        EXCEPTION_HANDLER=None,
+    )
     monkeypatch.setitem(sys.modules, settings.__name__, settings)
     monkeypatch.setattr(LambdaHandler, "_LambdaHandler__instance", None)  # a singleton: ours, for this test only
     for name in ("SERVERTYPE", "FRAMEWORK", "PROJECT", "STAGE"):
         monkeypatch.setenv(name, "")  # the handler sets them; restored afterwards
     headers = {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "Accept": "image/png"}
-    event = {"httpMethod": "GET", "path": f"/iiif/3/{long_id}/full/max/0/default.png", "headers": headers,
-             "multiValueHeaders": {name: [value] for name, value in headers.items()}, "queryStringParameters": None,
-             "multiValueQueryStringParameters": None, "requestContext": {"stage": "dev"}, "body": None,
-             "isBase64Encoded": False}
+    event = {
+        "httpMethod": "GET",
+        "path": f"/iiif/3/{long_id}/full/max/0/default.png",
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "requestContext": {"stage": "dev"},
+        "body": None,
+        "isBase64Encoded": False,
+    }
 
     answer = LambdaHandler(settings.__name__).handler(event, None)
 

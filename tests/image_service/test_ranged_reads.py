@@ -1,4 +1,5 @@
 """A tile of a large serving TIFF costs a few ranged GETs, never a download of the file."""
+
 import pytest
 
 from app.iiif.request import Limits, parse, plan

@@ -1,5 +1,6 @@
 """The renderer applies the specification's order, region, size, rotation, quality: a bitonal answer is only
 black and white and a gray one has one band, at any angle (a rotation interpolates, so quality comes after it)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ def rendered(tmp_path_factory):
     def answer(rotation: str, quality: str, fmt: str) -> pyvips.Image:
         wanted = plan(parse("full", "!400,400", rotation, quality, fmt), pyramid.width, pyramid.height, LIMITS)
         return pyvips.Image.new_from_buffer(render(wanted, pyramid, open_page), "")
+
     return answer
 
 

@@ -1,4 +1,5 @@
 """The IIIF 3.0 request grammar and its arithmetic, without pixels."""
+
 import pytest
 
 from app.iiif import request
@@ -14,38 +15,43 @@ from app.iiif.request import (
 LIMITS = Limits(4096, 4096, 4096 * 4096)
 
 
-def _plan(region="full", size="max", rotation="0", quality="default", fmt="jpg", width=1000, height=800,
-          limits=LIMITS):
+def _plan(region="full", size="max", rotation="0", quality="default", fmt="jpg", width=1000, height=800, limits=LIMITS):
     return plan(parse(region, size, rotation, quality, fmt), width, height, limits)
 
 
-@pytest.mark.parametrize("region,expected", [
-    ("full", (0, 0, 1000, 800)),
-    ("square", (100, 0, 800, 800)),
-    ("10,20,30,40", (10, 20, 30, 40)),
-    ("900,700,500,500", (900, 700, 100, 100)),  # clipped to the image
-    ("pct:10,10,50,50", (100, 80, 500, 400)),
-    ("pct:0,0,100,100", (0, 0, 1000, 800)),
-    ("pct:99.9,0,0.001,1", (999, 0, 1, 8)),  # a sliver is still one pixel
-])
+@pytest.mark.parametrize(
+    "region,expected",
+    [
+        ("full", (0, 0, 1000, 800)),
+        ("square", (100, 0, 800, 800)),
+        ("10,20,30,40", (10, 20, 30, 40)),
+        ("900,700,500,500", (900, 700, 100, 100)),  # clipped to the image
+        ("pct:10,10,50,50", (100, 80, 500, 400)),
+        ("pct:0,0,100,100", (0, 0, 1000, 800)),
+        ("pct:99.9,0,0.001,1", (999, 0, 1, 8)),  # a sliver is still one pixel
+    ],
+)
 def test_regions_resolve_to_pixels_inside_the_image(region, expected):
     assert request.region_pixels(parse(region, "max", "0", "default", "jpg").region, 1000, 800) == expected
 
 
-@pytest.mark.parametrize("size,expected,canonical", [
-    ("max", (1000, 800), "max"),
-    ("500,", (500, 400), "500,400"),
-    (",400", (500, 400), "500,400"),
-    ("pct:50", (500, 400), "500,400"),
-    ("300,300", (300, 300), "300,300"),
-    ("!300,300", (300, 240), "300,240"),
-    ("!2000,400", (500, 400), "500,400"),
-    ("^2000,", (2000, 1600), "^2000,1600"),
-    ("^pct:150", (1500, 1200), "^1500,1200"),
-    ("^!2000,2000", (2000, 1600), "^2000,1600"),
-    ("^max", (4096, 3277), "^4096,3277"),
-    ("1000,800", (1000, 800), "max"),
-])
+@pytest.mark.parametrize(
+    "size,expected,canonical",
+    [
+        ("max", (1000, 800), "max"),
+        ("500,", (500, 400), "500,400"),
+        (",400", (500, 400), "500,400"),
+        ("pct:50", (500, 400), "500,400"),
+        ("300,300", (300, 300), "300,300"),
+        ("!300,300", (300, 240), "300,240"),
+        ("!2000,400", (500, 400), "500,400"),
+        ("^2000,", (2000, 1600), "^2000,1600"),
+        ("^pct:150", (1500, 1200), "^1500,1200"),
+        ("^!2000,2000", (2000, 1600), "^2000,1600"),
+        ("^max", (4096, 3277), "^4096,3277"),
+        ("1000,800", (1000, 800), "max"),
+    ],
+)
 def test_sizes_and_their_canonical_form(size, expected, canonical):
     wanted = _plan(size=size)
     assert wanted.size == expected
@@ -79,10 +85,18 @@ def test_fit_keeps_the_aspect_ratio_inside_the_box():
     assert request.fit(1000, 800, 300, 300) == (300, 240)
 
 
-@pytest.mark.parametrize("rotation,mirror,degrees,canonical", [
-    ("0", False, 0.0, "0"), ("90", False, 90.0, "90"), ("!0", True, 0.0, "!0"), ("22.50", False, 22.5, "22.5"),
-    ("!180", True, 180.0, "!180"), ("360", False, 0.0, "0"), ("0.125", False, 0.125, "0.125"),
-])
+@pytest.mark.parametrize(
+    "rotation,mirror,degrees,canonical",
+    [
+        ("0", False, 0.0, "0"),
+        ("90", False, 90.0, "90"),
+        ("!0", True, 0.0, "!0"),
+        ("22.50", False, 22.5, "22.5"),
+        ("!180", True, 180.0, "!180"),
+        ("360", False, 0.0, "0"),
+        ("0.125", False, 0.125, "0.125"),
+    ],
+)
 def test_rotation_and_mirroring(rotation, mirror, degrees, canonical):
     wanted = _plan(rotation=rotation)
     assert (wanted.mirror, wanted.rotation) == (mirror, degrees)
@@ -95,35 +109,38 @@ def test_canonical_region_is_full_only_for_the_whole_image():
     assert _plan(region="pct:50,50,50,50", quality="gray", fmt="png").canonical == "500,400,500,400/max/0/gray.png"
 
 
-@pytest.mark.parametrize("region,size,rotation,quality,fmt", [
-    ("full", "full", "0", "default", "jpg"),  # 2.x syntax
-    ("full", "max", "0", "grey", "jpg"),
-    ("full", "max", "0", "native", "jpg"),
-    ("full", "max", "0", "default", "jpeg"),
-    ("full", "max", "0", "default", "JPG"),
-    ("Full", "max", "0", "default", "jpg"),
-    ("0,0,0,10", "max", "0", "default", "jpg"),
-    ("0,0,10", "max", "0", "default", "jpg"),
-    ("-1,0,10,10", "max", "0", "default", "jpg"),
-    ("1_0,0,10,10", "max", "0", "default", "jpg"),
-    ("１0,0,10,10", "max", "0", "default", "jpg"),  # a full-width digit: int() would take it
-    ("pct:nan,0,10,10", "max", "0", "default", "jpg"),
-    ("pct:1e2,0,10,10", "max", "0", "default", "jpg"),
-    ("pct:0,0,0,10", "max", "0", "default", "jpg"),
-    ("full", "0,", "0", "default", "jpg"),
-    ("full", "pct:0", "0", "default", "jpg"),
-    ("full", "!0,10", "0", "default", "jpg"),
-    ("full", "^^max", "0", "default", "jpg"),
-    ("full", "!^10,10", "0", "default", "jpg"),
-    ("full", "10,10,", "0", "default", "jpg"),
-    ("full", "max", "361", "default", "jpg"),
-    ("full", "max", "-90", "default", "jpg"),
-    ("full", "max", "!!90", "default", "jpg"),
-    ("full", "max", "inf", "default", "jpg"),
-    ("full", "max", "90.", "default", "jpg"),
-    ("full", "1" * 100 + ",", "0", "default", "jpg"),
-    ("full", "max", "0", "default", "x" * 1000),
-])
+@pytest.mark.parametrize(
+    "region,size,rotation,quality,fmt",
+    [
+        ("full", "full", "0", "default", "jpg"),  # 2.x syntax
+        ("full", "max", "0", "grey", "jpg"),
+        ("full", "max", "0", "native", "jpg"),
+        ("full", "max", "0", "default", "jpeg"),
+        ("full", "max", "0", "default", "JPG"),
+        ("Full", "max", "0", "default", "jpg"),
+        ("0,0,0,10", "max", "0", "default", "jpg"),
+        ("0,0,10", "max", "0", "default", "jpg"),
+        ("-1,0,10,10", "max", "0", "default", "jpg"),
+        ("1_0,0,10,10", "max", "0", "default", "jpg"),
+        ("１0,0,10,10", "max", "0", "default", "jpg"),  # a full-width digit: int() would take it
+        ("pct:nan,0,10,10", "max", "0", "default", "jpg"),
+        ("pct:1e2,0,10,10", "max", "0", "default", "jpg"),
+        ("pct:0,0,0,10", "max", "0", "default", "jpg"),
+        ("full", "0,", "0", "default", "jpg"),
+        ("full", "pct:0", "0", "default", "jpg"),
+        ("full", "!0,10", "0", "default", "jpg"),
+        ("full", "^^max", "0", "default", "jpg"),
+        ("full", "!^10,10", "0", "default", "jpg"),
+        ("full", "10,10,", "0", "default", "jpg"),
+        ("full", "max", "361", "default", "jpg"),
+        ("full", "max", "-90", "default", "jpg"),
+        ("full", "max", "!!90", "default", "jpg"),
+        ("full", "max", "inf", "default", "jpg"),
+        ("full", "max", "90.", "default", "jpg"),
+        ("full", "1" * 100 + ",", "0", "default", "jpg"),
+        ("full", "max", "0", "default", "x" * 1000),
+    ],
+)
 def test_malformed_requests_are_bad_requests(region, size, rotation, quality, fmt):
     with pytest.raises(BadRequest):
         _plan(region, size, rotation, quality, fmt)

@@ -1,4 +1,5 @@
 """Work that overlaps with tiling runs at idle priority, and only the threads made for it do."""
+
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ def test_the_exiftool_thread_and_its_children_run_at_idle_priority():
     before = _niceness()
     assert metadata._exiftool_thread().submit(_niceness).result() == background.IDLE_NICENESS
     child = metadata._exiftool_thread().submit(
-        lambda: subprocess.run(["sh", "-c", "cut -d' ' -f19 /proc/self/stat"], capture_output=True, text=True))
+        lambda: subprocess.run(["sh", "-c", "cut -d' ' -f19 /proc/self/stat"], capture_output=True, text=True)
+    )
     assert int(child.result().stdout) == background.IDLE_NICENESS  # exiftool inherits it
     assert _niceness() == before  # the caller's own thread is untouched
 

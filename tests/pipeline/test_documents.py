@@ -1,4 +1,5 @@
 """Documents (PDF, multi-page TIFF): checked from their headers, split into one source per page, each an image."""
+
 import json
 
 import pytest
@@ -50,7 +51,10 @@ def three_page_pdf(path):
 def test_a_pdf_is_a_document_whose_pages_are_sized_at_pdf_dpi(tmp_path, settings):
     document = inspect_document(three_page_pdf(tmp_path / "book.pdf"), "pdf", settings.with_overrides(pdf_dpi=144))
     assert [(p.number, p.label, p.width, p.height) for p in document.pages] == [
-        (1, "1", 400, 600), (2, "2", 500, 600), (3, "3", 600, 600)]
+        (1, "1", 400, 600),
+        (2, "2", 500, 600),
+        (3, "3", 600, 600),
+    ]
     files = split(tmp_path / "book.pdf", document, tmp_path / "pages")
     assert [f.name for f in files] == ["p0001.pdf", "p0002.pdf", "p0003.pdf"]
     with pdf.opened(files[1], 1) as single:  # a page alone, not rendered yet
@@ -59,8 +63,11 @@ def test_a_pdf_is_a_document_whose_pages_are_sized_at_pdf_dpi(tmp_path, settings
 
 def test_a_multipage_tiff_is_a_document_but_a_pyramid_is_one_image(tmp_path, settings):
     document = inspect_document(multipage_tiff(tmp_path / "scan.tif", [(120, 80)] * 3), "tiff", settings)
-    assert [(p.number, p.index, p.width, p.height) for p in document.pages] == [(1, 0, 120, 80), (2, 1, 120, 80),
-                                                                                 (3, 2, 120, 80)]
+    assert [(p.number, p.index, p.width, p.height) for p in document.pages] == [
+        (1, 0, 120, 80),
+        (2, 1, 120, 80),
+        (3, 2, 120, 80),
+    ]
     files = split(tmp_path / "scan.tif", document, tmp_path / "pages")
     second = pyvips.Image.new_from_file(str(files[1]))
     assert (second.width, second.height, second.get("n-pages")) == (120, 80, 1)
@@ -72,13 +79,16 @@ def test_a_multipage_tiff_is_a_document_but_a_pyramid_is_one_image(tmp_path, set
     assert inspect_document(tmp_path / "scan.tif", "jpeg", settings) is None
 
 
-@pytest.mark.parametrize("kind,error,reason", [
-    ("scripted", UnsupportedFormat, "carries JavaScript"),
-    ("encrypted", UnsupportedFormat, "encrypted with a password"),
-    ("many pages", ImageTooLarge, "has 10,000 pages, over the limit of 1,000 \\(MAX_PAGES\\)"),
-    ("huge page", ImageTooLarge, "page 1 is 16667x25000 at 1200 dpi"),
-    ("damaged", CorruptImage, "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "kind,error,reason",
+    [
+        ("scripted", UnsupportedFormat, "carries JavaScript"),
+        ("encrypted", UnsupportedFormat, "encrypted with a password"),
+        ("many pages", ImageTooLarge, "has 10,000 pages, over the limit of 1,000 \\(MAX_PAGES\\)"),
+        ("huge page", ImageTooLarge, "page 1 is 16667x25000 at 1200 dpi"),
+        ("damaged", CorruptImage, "cannot be read"),
+    ],
+)
 def test_hostile_pdfs_are_refused_from_their_headers(tmp_path, settings, kind, error, reason):
     path = tmp_path / f"{kind}.pdf"
     if kind == "many pages":
@@ -102,15 +112,31 @@ def test_the_cli_converts_a_document_into_an_item_of_pages_with_a_valid_manifest
     from app.__main__ import main
 
     src = three_page_pdf(tmp_path / "ledger.pdf")
-    assert main(["convert", str(src), "--tiles-dir", str(tmp_path / "t"), "--metadata-dir", str(tmp_path / "m"),
-                 "--base-url", "http://tiles.example.org"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(src),
+                "--tiles-dir",
+                str(tmp_path / "t"),
+                "--metadata-dir",
+                str(tmp_path / "m"),
+                "--base-url",
+                "http://tiles.example.org",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "t" / "ledger" / "manifest.json").read_text())
     schema_path = SHARED / "iiif-presentation-schema" / "iiif_3_0.json"
     if schema_path.exists():
         schema = json.loads(schema_path.read_text())
         assert list(jsonschema.validators.validator_for(schema)(schema).iter_errors(manifest)) == []
     assert [(c["label"]["none"][0], c["width"]) for c in manifest["items"]] == [
-        ("p. 1", 834), ("p. 2", 1042), ("p. 3", 1250)]  # 300 dpi, in page order
+        ("p. 1", 834),
+        ("p. 2", 1042),
+        ("p. 3", 1250),
+    ]  # 300 dpi, in page order
     assert manifest["thumbnail"][0]["service"][0]["id"] == "http://tiles.example.org/ledger/p0001"
     for page, colour in zip(("p0001", "p0002", "p0003"), PAGE_COLOURS, strict=True):
         assert (tmp_path / "t" / "ledger" / page / "info.json").exists()

@@ -1,4 +1,5 @@
 """Tiles are handed over as soon as libvips closes them, each once, under every path it is published as."""
+
 import sys
 import threading
 from pathlib import Path
@@ -24,8 +25,9 @@ def test_every_public_tile_path_is_reported_once_and_the_folder_holds_each_tile_
     src = tmp_path / "photo.jpg"
     photo(1500, 1100).jpegsave(str(src))
     reports = []
-    conversion = convert(src, tmp_path / "out", settings, "img",
-                         on_tile=lambda path, names: reports.append((path, names)))
+    conversion = convert(
+        src, tmp_path / "out", settings, "img", on_tile=lambda path, names: reports.append((path, names))
+    )
 
     root = Path(conversion.tiles_root)
     names = [name for _, paths in reports for name in paths]

@@ -5,8 +5,9 @@ import pytest
 from app.iiif import grid, info
 
 
-@pytest.mark.parametrize("width,height,expected", [(1000, 1000, [1, 2]), (512, 300, [1]), (513, 10, [1, 2]),
-                                                   (8000, 6000, [1, 2, 4, 8, 16])])
+@pytest.mark.parametrize(
+    "width,height,expected", [(1000, 1000, [1, 2]), (512, 300, [1]), (513, 10, [1, 2]), (8000, 6000, [1, 2, 4, 8, 16])]
+)
 def test_scale_factors_stop_at_the_first_single_tile_level(width, height, expected):
     assert grid.scale_factors(width, height, 512) == expected
 
@@ -15,13 +16,17 @@ def test_levels_halve_rounding_up_like_deep_zoom():
     assert grid.max_dz_level(1000, 1000) == 10
     assert grid.max_dz_level(1, 1) == 0
     assert grid.max_dz_level(1025, 3) == 11
-    assert [grid.level_size(1001, 7, 2 ** k) for k in range(4)] == [(1001, 7), (501, 4), (251, 2), (126, 1)]
+    assert [grid.level_size(1001, 7, 2**k) for k in range(4)] == [(1001, 7), (501, 4), (251, 2), (126, 1)]
 
 
 def test_tiles_cover_every_level_exactly_once():
     width, height, size = 1300, 700, 256
     for scale in grid.scale_factors(width, height, size):
-        level = [t for t in grid.tiles(width, height, size) if t.dz_level == grid.max_dz_level(width, height) - int(math.log2(scale))]
+        level = [
+            t
+            for t in grid.tiles(width, height, size)
+            if t.dz_level == grid.max_dz_level(width, height) - int(math.log2(scale))
+        ]
         assert sum(t.region[2] * t.region[3] for t in level) == width * height
         level_w, level_h = grid.level_size(width, height, scale)
         assert sum(t.size[0] * t.size[1] for t in level) == level_w * level_h

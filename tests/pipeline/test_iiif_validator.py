@@ -1,4 +1,5 @@
 """The official IIIF Image API validator, level 0, every test, against our static output."""
+
 import random
 
 import pytest
@@ -20,8 +21,9 @@ def test_level0_output_passes_every_validator_test(tmp_path, settings, iiif_test
     tiles = tmp_path / "out" / "tiles"
     tiles.mkdir(parents=True)
     if source == "jp2":  # the same pixels as a lossless JPEG 2000 master
-        iiif_test_image = jpeg2000(pyvips.Image.new_from_file(str(iiif_test_image)).extract_band(0, n=3),
-                                   tmp_path / "master.jp2")
+        iiif_test_image = jpeg2000(
+            pyvips.Image.new_from_file(str(iiif_test_image)).extract_band(0, n=3), tmp_path / "master.jp2"
+        )
     with serve_directory(tiles) as base_url:
         convert_local(iiif_test_image, tmp_path / "out", settings.with_overrides(public_base_url=base_url), IDENTIFIER)
         names = _level0_tests()
@@ -29,7 +31,9 @@ def test_level0_output_passes_every_validator_test(tmp_path, settings, iiif_test
         failures = {}
         random.seed(0)  # id_squares samples squares at random: make a failure reproducible
         for name in names:
-            result = validator.ImageAPI(IDENTIFIER, base_url.removeprefix("http://"), "", "http", "", "3.0", debug=False)
+            result = validator.ImageAPI(
+                IDENTIFIER, base_url.removeprefix("http://"), "", "http", "", "3.0", debug=False
+            )
             validator.TestSuite(validator.ValidationInfo()).run_test(name, result)
             if result.exception:
                 failures[name] = f"{result.exception.message} (got {result.exception.got!r}, urls {result.urls})"

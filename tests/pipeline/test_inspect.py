@@ -1,4 +1,5 @@
 """Untrusted input: decided by content, checked from the header, rejected with a clear reason."""
+
 import pytest
 import pyvips
 
@@ -16,10 +17,13 @@ def test_format_is_decided_by_content_not_extension(tmp_path, settings):
     assert convert_local(disguised, tmp_path / "out", settings).facts.format == "png"
 
 
-@pytest.mark.parametrize("name,content,reason", [
-    ("notes.jpg", b"just some text, not pixels", "not an image format"),
-    ("empty.png", b"", "not an image format"),
-])
+@pytest.mark.parametrize(
+    "name,content,reason",
+    [
+        ("notes.jpg", b"just some text, not pixels", "not an image format"),
+        ("empty.png", b"", "not an image format"),
+    ],
+)
 def test_non_images_are_rejected(tmp_path, name, content, reason):
     path = tmp_path / name
     path.write_bytes(content)

@@ -1,4 +1,5 @@
 """The output contract: Deep Zoom and IIIF level 0 files, exactly as viewers expect them."""
+
 import json
 import math
 import os
@@ -57,7 +58,9 @@ def test_iiif_layout_declares_exactly_what_exists(tmp_path, settings):
         # one encode serves both layouts: the IIIF tile is the Deep Zoom tile's bytes
         assert os.path.samefile(path, tiles / tile.dz_path("maps/sheet_1"))
     for size in info["sizes"]:
-        image = pyvips.Image.new_from_file(str(tiles / f"maps/sheet_1/full/{size['width']},{size['height']}/0/default.jpg"))
+        image = pyvips.Image.new_from_file(
+            str(tiles / f"maps/sheet_1/full/{size['width']},{size['height']}/0/default.jpg")
+        )
         assert (image.width, image.height) == (size["width"], size["height"])
     full_max = pyvips.Image.new_from_file(str(tiles / "maps/sheet_1/full/max/0/default.jpg"))
     assert (full_max.width, full_max.height) == (1300, 700)
@@ -102,7 +105,8 @@ def test_nested_ids_publish_side_by_side_in_either_order(tmp_path, settings):
 def test_jpeg_quality_reaches_the_tile_encoder(tmp_path, settings):
     sizes = {}
     for quality in (40, 95):
-        conversion, tiles = _convert_photo(tmp_path / str(quality), settings.with_overrides(jpeg_quality=quality),
-                                           width=600, height=400, image_id="q")
+        conversion, tiles = _convert_photo(
+            tmp_path / str(quality), settings.with_overrides(jpeg_quality=quality), width=600, height=400, image_id="q"
+        )
         sizes[quality] = (tiles / "q_files" / "10" / "0_0.jpg").stat().st_size
     assert sizes[95] > 1.5 * sizes[40]

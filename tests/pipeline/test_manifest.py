@@ -1,4 +1,5 @@
 """IIIF Presentation 3 manifests: valid against the official schema, labelled from the embedded metadata."""
+
 import json
 import os
 import subprocess
@@ -54,16 +55,28 @@ def test_manifest_is_valid_and_paints_the_image_service(tmp_path, settings, vali
 
 
 def test_label_summary_metadata_and_rights_come_from_the_embedded_metadata(tmp_path, settings, validator):
-    manifest = _manifest(tmp_path, settings, "-XMP-dc:Title=Harbour at dawn", "-XMP-dc:Description=Fishing boats",
-                         "-XMP-dc:Creator=A. Photographer", "-EXIF:Make=TestCam", "-EXIF:Model=T1",
-                         "-XMP-dc:Rights=© 2026 The Museum", "-XMP-cc:License=https://creativecommons.org/licenses/by/4.0/")
+    manifest = _manifest(
+        tmp_path,
+        settings,
+        "-XMP-dc:Title=Harbour at dawn",
+        "-XMP-dc:Description=Fishing boats",
+        "-XMP-dc:Creator=A. Photographer",
+        "-EXIF:Make=TestCam",
+        "-EXIF:Model=T1",
+        "-XMP-dc:Rights=© 2026 The Museum",
+        "-XMP-cc:License=https://creativecommons.org/licenses/by/4.0/",
+    )
     _assert_valid(validator, manifest)
     assert manifest["label"] == {"none": ["Harbour at dawn"]}
     assert manifest["summary"] == {"none": ["Fishing boats"]}
     assert manifest["rights"] == "http://creativecommons.org/licenses/by/4.0/"  # the spec's canonical form
     pairs = {item["label"]["none"][0]: item["value"]["none"][0] for item in manifest["metadata"]}
-    assert pairs == {"Creator": "A. Photographer", "Rights": "© 2026 The Museum", "Camera": "TestCam T1",
-                     "Dimensions": "1500 x 1000 pixels"}
+    assert pairs == {
+        "Creator": "A. Photographer",
+        "Rights": "© 2026 The Museum",
+        "Camera": "TestCam T1",
+        "Dimensions": "1500 x 1000 pixels",
+    }
 
 
 def test_a_licence_that_is_not_a_rights_uri_stays_out_of_rights(tmp_path, settings, validator):
@@ -76,12 +89,20 @@ def test_manifests_off_writes_no_manifest_and_never_imports_iiif_prezi3(tmp_path
     """IIIF_MANIFESTS=false: the layouts and metadata as always, no manifest, and none of iiif-prezi3's import cost."""
     src = tmp_path / "harbour.jpg"
     photo(1500, 1000).jpegsave(str(src))
-    script = ("import sys; from pathlib import Path; from app.pipeline import convert; from config import Settings; "
-              "conversion = convert(Path(sys.argv[1]), Path(sys.argv[2]), Settings.from_env(), 'harbour'); "
-              "print('iiif_prezi3' in sys.modules, *conversion.descriptors)")
-    done = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "out")], cwd=ROOT, check=True,
-                          env={**os.environ, "IIIF_MANIFESTS": "false", "SERVING_TIFF": "false"},
-                          capture_output=True, text=True, timeout=120)
+    script = (
+        "import sys; from pathlib import Path; from app.pipeline import convert; from config import Settings; "
+        "conversion = convert(Path(sys.argv[1]), Path(sys.argv[2]), Settings.from_env(), 'harbour'); "
+        "print('iiif_prezi3' in sys.modules, *conversion.descriptors)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(src), str(tmp_path / "out")],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "IIIF_MANIFESTS": "false", "SERVING_TIFF": "false"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     imported, *descriptors = done.stdout.split()
     assert imported == "False"
     assert "harbour/info.json" in descriptors and not any(d.endswith("manifest.json") for d in descriptors)

@@ -11,7 +11,7 @@ def test_dominant_colours_with_their_shares(tmp_path, settings):
     palette = json.loads((tmp_path / "out" / "metadata" / "img.json").read_text())["palette"]
     assert palette == list(conversion.palette)
     top = palette[0]
-    red, green, blue = (int(top["hex"][i:i + 2], 16) for i in (1, 3, 5))
+    red, green, blue = (int(top["hex"][i : i + 2], 16) for i in (1, 3, 5))
     assert red > 170 and green < 70 and blue < 70 and 0.65 <= top["share"] <= 0.85
     second = palette[1]
     assert int(second["hex"][5:7], 16) > 180 and 0.15 <= second["share"] <= 0.35

@@ -1,4 +1,5 @@
 """Faithful pixels: what a viewer shows must be what the photographer saw."""
+
 import json
 
 import pytest
@@ -11,7 +12,9 @@ RED, BLUE = [200, 40, 40], [40, 60, 200]
 
 def _close(actual, expected, tolerance):
     assert len(actual) == 3, f"tiles must be 3-band sRGB, got {len(actual)} bands"
-    assert all(abs(a - e) <= tolerance for a, e in zip(actual, expected)), f"{actual} is not within {tolerance} of {expected}"
+    assert all(abs(a - e) <= tolerance for a, e in zip(actual, expected)), (
+        f"{actual} is not within {tolerance} of {expected}"
+    )
 
 
 def _convert(tmp_path, settings, image, name, **save):
@@ -21,8 +24,10 @@ def _convert(tmp_path, settings, image, name, **save):
     return conversion, tmp_path / "out" / "tiles" / "img_files"
 
 
-@pytest.mark.parametrize("orientation,size,red_at", [
-    (1, (300, 200), "left"), (6, (200, 300), "top"), (3, (300, 200), "right"), (8, (200, 300), "bottom")])
+@pytest.mark.parametrize(
+    "orientation,size,red_at",
+    [(1, (300, 200), "left"), (6, (200, 300), "top"), (3, (300, 200), "right"), (8, (200, 300), "bottom")],
+)
 def test_exif_orientation_is_applied(tmp_path, settings, orientation, size, red_at):
     # left half red, right half blue, as stored; the viewer must see it rotated per EXIF
     stored = solid(150, 200, RED).join(solid(150, 200, BLUE), "horizontal")
@@ -32,8 +37,12 @@ def test_exif_orientation_is_applied(tmp_path, settings, orientation, size, red_
     top = tiles / "9" / "0_0.jpg"
     image = pyvips.Image.new_from_file(str(top))
     assert (image.width, image.height) == size
-    probe = {"left": (10, size[1] // 2), "right": (size[0] - 10, size[1] // 2),
-             "top": (size[0] // 2, 10), "bottom": (size[0] // 2, size[1] - 10)}[red_at]
+    probe = {
+        "left": (10, size[1] // 2),
+        "right": (size[0] - 10, size[1] // 2),
+        "top": (size[0] // 2, 10),
+        "bottom": (size[0] // 2, size[1] - 10),
+    }[red_at]
     _close(tile_pixel(top, *probe), RED, 12)
 
 

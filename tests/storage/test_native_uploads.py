@@ -1,4 +1,5 @@
 """The native uploader against the S3 endpoint over HTTP: keys, headers, bytes, errors, cancelling."""
+
 import pytest
 
 from app.errors import SourceGone
@@ -14,9 +15,12 @@ def test_awkward_keys_land_whole_with_their_headers(cloud, uploader, tmp_path):
     source = tmp_path / "tile.jpg"
     source.write_bytes(b"\xff\xd8" + bytes(range(256)) * 300)
     keys = ["a b+c (é)/0/0_0.jpg", "box-3/letter 7/full/512,384/0/default.jpg", "100%/~tilde.jpg"]
-    uploads = [uploader.put_file(source, "tiler-tiles", key, {"Content-Type": "image/jpeg",
-                                                              "Cache-Control": s3_storage.TILE_CACHE})
-               for key in keys]
+    uploads = [
+        uploader.put_file(
+            source, "tiler-tiles", key, {"Content-Type": "image/jpeg", "Cache-Control": s3_storage.TILE_CACHE}
+        )
+        for key in keys
+    ]
     assert [upload.result(timeout=30) for upload in uploads] == [source.stat().st_size] * len(keys)
     assert cloud.tiles() == set(keys)
     for key in keys:
@@ -52,7 +56,8 @@ def test_objects_go_where_botocore_would_send_them(monkeypatch):
     from app.storage.native_uploads import NativeUploader
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    uploader = NativeUploader(boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b",
-                                                    region_name="eu-west-1"), Config(), 4)
+    uploader = NativeUploader(
+        boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1"), Config(), 4
+    )
     assert uploader._where("tiler-tiles") == ("tiler-tiles.s3.eu-west-1.amazonaws.com", "/")
     assert uploader._where("my.tiles") == ("s3.eu-west-1.amazonaws.com", "/my.tiles/")

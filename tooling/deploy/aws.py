@@ -3,6 +3,7 @@
 boto3 honours AWS_ENDPOINT_URL, so the same code reaches the embedded moto
 endpoint in tests and AWS in a deployment.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,7 +31,8 @@ class Aws:
         if service not in self._clients:
             client = self.session.client(service)
             if service == "s3control" and not (urlparse(client.meta.endpoint_url).hostname or "").endswith(
-                    "amazonaws.com"):  # S3 Control's endpoint rules put ACCOUNT. in front of a local host name too
+                "amazonaws.com"
+            ):  # S3 Control's endpoint rules put ACCOUNT. in front of a local host name too
                 client.meta.events.register("before-sign.s3-control", _without_account_host)
             self._clients[service] = client
         return self._clients[service]

@@ -6,6 +6,7 @@ resource to settle before the next one refers to it. A job definition cannot be
 updated, only given a new revision, so a digest of its document (a tag) decides
 whether one is needed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,15 +38,25 @@ def default_network(aws: Aws) -> Network:
     return Network(tuple(sorted(s["SubnetId"] for s in subnets)), tuple(g["GroupId"] for g in groups))
 
 
-def ensure_compute_environment(aws: Aws, name: str, service_role: str, max_vcpus: int, network: Network | None,
-                               tags: dict[str, str]) -> tuple[Change, str]:
+def ensure_compute_environment(
+    aws: Aws, name: str, service_role: str, max_vcpus: int, network: Network | None, tags: dict[str, str]
+) -> tuple[Change, str]:
     found = _compute_environment(aws, name)
     if found is None:
         network = network or default_network(aws)
         arn = aws.batch.create_compute_environment(
-            computeEnvironmentName=name, type="MANAGED", state="ENABLED", serviceRole=service_role, tags=tags,
-            computeResources={"type": "FARGATE", "maxvCpus": max_vcpus, "subnets": list(network.subnets),
-                              "securityGroupIds": list(network.security_groups)})["computeEnvironmentArn"]
+            computeEnvironmentName=name,
+            type="MANAGED",
+            state="ENABLED",
+            serviceRole=service_role,
+            tags=tags,
+            computeResources={
+                "type": "FARGATE",
+                "maxvCpus": max_vcpus,
+                "subnets": list(network.subnets),
+                "securityGroupIds": list(network.security_groups),
+            },
+        )["computeEnvironmentArn"]
         _settle(aws, name)
         return Change("created", "compute environment", name, f"Fargate, 0 to {max_vcpus} vCPUs"), arn
     resources, parts = found["computeResources"], []
@@ -55,11 +66,14 @@ def ensure_compute_environment(aws: Aws, name: str, service_role: str, max_vcpus
     if resources.get("maxvCpus") != max_vcpus:
         update["maxvCpus"] = max_vcpus
     if network and (sorted(resources.get("subnets", [])), sorted(resources.get("securityGroupIds", []))) != (
-            sorted(network.subnets), sorted(network.security_groups)):
+        sorted(network.subnets),
+        sorted(network.security_groups),
+    ):
         update.update(subnets=list(network.subnets), securityGroupIds=list(network.security_groups))
     if update or found["state"] != "ENABLED":
-        aws.batch.update_compute_environment(computeEnvironment=name, state="ENABLED",
-                                             **({"computeResources": update} if update else {}))
+        aws.batch.update_compute_environment(
+            computeEnvironment=name, state="ENABLED", **({"computeResources": update} if update else {})
+        )
         parts += [*update] + (["enabled"] if found["state"] != "ENABLED" else [])
         _settle(aws, name)
     return updated_or_unchanged("compute environment", name, parts), found["computeEnvironmentArn"]
@@ -69,12 +83,19 @@ def ensure_job_queue(aws: Aws, name: str, environment_arn: str, tags: dict[str, 
     order = [{"order": 1, "computeEnvironment": environment_arn}]
     found = _job_queue(aws, name)
     if found is None:
-        aws.batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=order,
-                                   tags=tags)
+        aws.batch.create_job_queue(
+            jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=order, tags=tags
+        )
         _settle(aws, name, queue=True)
         return Change("created", "job queue", name)
-    parts = [part for part, differs in (("enabled", found["state"] != "ENABLED"),
-                                        ("compute environment", found["computeEnvironmentOrder"] != order)) if differs]
+    parts = [
+        part
+        for part, differs in (
+            ("enabled", found["state"] != "ENABLED"),
+            ("compute environment", found["computeEnvironmentOrder"] != order),
+        )
+        if differs
+    ]
     if parts:
         aws.batch.update_job_queue(jobQueue=name, state="ENABLED", computeEnvironmentOrder=order)
         _settle(aws, name, queue=True)
@@ -83,7 +104,9 @@ def ensure_job_queue(aws: Aws, name: str, environment_arn: str, tags: dict[str, 
 
 def newest_job_definition(aws: Aws, name: str) -> dict[str, Any] | None:
     """The newest ACTIVE revision of job definition ``name``, or None."""
-    active = aws.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"] if name else []
+    active = (
+        aws.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"] if name else []
+    )
     return max(active, key=lambda d: d["revision"], default=None)
 
 
@@ -93,15 +116,21 @@ def ensure_job_definition(aws: Aws, spec: dict[str, Any]) -> Change:
     if latest and (latest.get("tags") or {}).get("tiler:spec") == digest:
         return Change("unchanged", "job definition", f"{name}:{latest['revision']}")
     revision = aws.batch.register_job_definition(**spec)["revision"]
-    return Change("created" if latest is None else "updated", "job definition", f"{name}:{revision}",
-                  f"image {spec['containerProperties']['image']}")
+    return Change(
+        "created" if latest is None else "updated",
+        "job definition",
+        f"{name}:{revision}",
+        f"image {spec['containerProperties']['image']}",
+    )
 
 
 def delete_batch(aws: Aws, names: Names, owner: str) -> list[Change]:
     """Queue first (it refers to the environment), then the environment, then every revision of the definition."""
-    return [_delete(aws, names.job_queue, owner, queue=True),
-            _delete(aws, names.compute_environment, owner, queue=False),
-            _deregister(aws, names.job_definition, owner)]
+    return [
+        _delete(aws, names.job_queue, owner, queue=True),
+        _delete(aws, names.compute_environment, owner, queue=False),
+        _deregister(aws, names.job_definition, owner),
+    ]
 
 
 def _delete(aws: Aws, name: str, owner: str, queue: bool) -> Change:

@@ -7,6 +7,7 @@ tear-down deletes only buckets that carry the stage's owner tag, and only empty
 ones unless forced. The account's own Block Public Access overrides every
 bucket's, so a public bucket is refused up front when it is on.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ from tooling.deploy.stage import OWNER_TAG, StageError
 POLICY_RETRY_DELAYS = (1, 2, 4, 8, 16, 32)  # seconds between attempts to put a bucket policy
 BLOCKS_PUBLIC_POLICIES = ("BlockPublicPolicy", "RestrictPublicBuckets")
 
+
 @dataclass(frozen=True)
 class BucketSpec:
     name: str
@@ -40,15 +42,19 @@ class BucketSpec:
 
 def ensure_bucket(aws: Aws, spec: BucketSpec, tags: dict[str, str]) -> Change:
     created = _create(aws, spec.name, tags)
-    parts = [label for label, converge in (("public access", _public_access), ("CORS", _cors),
-                                           ("lifecycle", _lifecycle)) if converge(aws.s3, spec)]
+    parts = [
+        label
+        for label, converge in (("public access", _public_access), ("CORS", _cors), ("lifecycle", _lifecycle))
+        if converge(aws.s3, spec)
+    ]
     if created:
         return Change("created", "bucket", spec.name, spec.role)
     return updated_or_unchanged("bucket", spec.name, parts)
 
 
-def ensure_policy(aws: Aws, bucket: str, policy: dict[str, Any], detail: str,
-                  sleep: Callable[[float], None] = time.sleep) -> Change:
+def ensure_policy(
+    aws: Aws, bucket: str, policy: dict[str, Any], detail: str, sleep: Callable[[float], None] = time.sleep
+) -> Change:
     """The bucket's policy, after its public access (``ensure_bucket``): written only when it differs."""
     current = _read(lambda: json.loads(aws.s3.get_bucket_policy(Bucket=bucket)["Policy"]), "NoSuchBucketPolicy")
     if current == policy:
@@ -72,23 +78,33 @@ def put_policy(s3: Any, bucket: str, policy: dict[str, Any], sleep: Callable[[fl
                     f"S3 still refuses the policy of s3://{bucket} after {sum(POLICY_RETRY_DELAYS)} s (AccessDenied): "
                     "these credentials may lack s3:PutBucketPolicy, or an organisation-level Block Public Access or "
                     "SCP forbids public bucket policies (then provision --cloudfront: CloudFront serves the tiles "
-                    "from a private bucket)") from None
+                    "from a private bucket)"
+                ) from None
         sleep(delay)
 
 
 def account_blocks(aws: Aws) -> list[str]:
     """The account-level Block Public Access settings that deny a public bucket policy whatever the bucket says
     (GetBucketPolicyStatus does not show them)."""
-    block = _read(lambda: aws.client("s3control").get_public_access_block(AccountId=aws.account)[
-        "PublicAccessBlockConfiguration"], "NoSuchPublicAccessBlockConfiguration") or {}
+    block = (
+        _read(
+            lambda: aws.client("s3control").get_public_access_block(AccountId=aws.account)[
+                "PublicAccessBlockConfiguration"
+            ],
+            "NoSuchPublicAccessBlockConfiguration",
+        )
+        or {}
+    )
     return [name for name in BLOCKS_PUBLIC_POLICIES if block.get(name)]
 
 
 def account_blocks_fix(account: str, stage: str) -> str:
-    return (f"python -m app provision {stage} --cloudfront (CloudFront serves the tiles from a private bucket under "
-            "any Block Public Access), or allow public bucket policies in this account: aws s3control "
-            f"put-public-access-block --account-id {account} --public-access-block-configuration "
-            "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=false,RestrictPublicBuckets=false")
+    return (
+        f"python -m app provision {stage} --cloudfront (CloudFront serves the tiles from a private bucket under "
+        "any Block Public Access), or allow public bucket policies in this account: aws s3control "
+        f"put-public-access-block --account-id {account} --public-access-block-configuration "
+        "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=false,RestrictPublicBuckets=false"
+    )
 
 
 def delete_bucket(aws: Aws, name: str, owner: str, force: bool) -> Change:
@@ -128,8 +144,10 @@ def _create(aws: Aws, name: str, tags: dict[str, str]) -> bool:
 
 
 def _public_access(s3: Any, spec: BucketSpec) -> bool:
-    current = _read(lambda: s3.get_public_access_block(Bucket=spec.name)["PublicAccessBlockConfiguration"],
-                    "NoSuchPublicAccessBlockConfiguration")
+    current = _read(
+        lambda: s3.get_public_access_block(Bucket=spec.name)["PublicAccessBlockConfiguration"],
+        "NoSuchPublicAccessBlockConfiguration",
+    )
     if current == spec.public_access:
         return False
     s3.put_public_access_block(Bucket=spec.name, PublicAccessBlockConfiguration=spec.public_access)
@@ -147,14 +165,17 @@ def _cors(s3: Any, spec: BucketSpec) -> bool:
 
 
 def _lifecycle(s3: Any, spec: BucketSpec) -> bool:
-    rules = _read(lambda: s3.get_bucket_lifecycle_configuration(Bucket=spec.name)["Rules"],
-                  "NoSuchLifecycleConfiguration") or []
+    rules = (
+        _read(lambda: s3.get_bucket_lifecycle_configuration(Bucket=spec.name)["Rules"], "NoSuchLifecycleConfiguration")
+        or []
+    )
     ours = {r["ID"]: _comparable(r) for r in rules if r.get("ID", "").startswith(LIFECYCLE_RULE_PREFIX)}
     if ours == {r["ID"]: _comparable(r) for r in spec.lifecycle}:
         return False
     others = [rule for rule in rules if not rule.get("ID", "").startswith(LIFECYCLE_RULE_PREFIX)]
-    s3.put_bucket_lifecycle_configuration(Bucket=spec.name, LifecycleConfiguration={"Rules": [*others,
-                                                                                              *spec.lifecycle]})
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=spec.name, LifecycleConfiguration={"Rules": [*others, *spec.lifecycle]}
+    )
     return True
 
 
@@ -162,8 +183,11 @@ def _comparable(rule: dict[str, Any]) -> dict[str, Any]:
     """A rule as it matters: S3 may answer an empty prefix as a missing one, a filter's prefix as a plain one."""
     prefix = rule.get("Prefix") or (rule.get("Filter") or {}).get("Prefix") or ""
     others = set(rule.get("Filter") or {}) - {"Prefix"}
-    return {**{k: v for k, v in rule.items() if k not in ("Prefix", "Filter")}, "prefix": prefix,
-            "other filters": sorted(others)}
+    return {
+        **{k: v for k, v in rule.items() if k not in ("Prefix", "Filter")},
+        "prefix": prefix,
+        "other filters": sorted(others),
+    }
 
 
 def _read(get: Any, missing: str) -> Any:
@@ -185,7 +209,9 @@ def _empty(s3: Any, name: str) -> None:
     for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        objects = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         for start in range(0, len(objects), 1000):
-            s3.delete_objects(Bucket=name, Delete={"Objects": objects[start:start + 1000], "Quiet": True})
+            s3.delete_objects(Bucket=name, Delete={"Objects": objects[start : start + 1000], "Quiet": True})

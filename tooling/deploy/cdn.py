@@ -9,6 +9,7 @@ CloudFront takes about 15 minutes to deploy a change, and deletes a
 distribution only once it is disabled and deployed, so tear-down may take two
 runs rather than wait.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -32,9 +33,17 @@ CORS_S3_ORIGIN = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf"
 # CORS-With-Preflight (response headers policy): Access-Control-Allow-Origin * on every answer to a CORS request,
 # cached ones included (the cache key has no Origin, so a tile first fetched without one is served to all).
 CORS_WITH_PREFLIGHT = "5cc3b908-e619-4b99-88e5-2cf7f45965bd"
-_LABELS = {"Comment": "comment", "Enabled": "enabled", "Aliases": "domain", "Origins": "origin",
-           "DefaultCacheBehavior": "cache behaviour", "PriceClass": "price class", "HttpVersion": "HTTP versions",
-           "IsIPV6Enabled": "IPv6", "ViewerCertificate": "certificate"}
+_LABELS = {
+    "Comment": "comment",
+    "Enabled": "enabled",
+    "Aliases": "domain",
+    "Origins": "origin",
+    "DefaultCacheBehavior": "cache behaviour",
+    "PriceClass": "price class",
+    "HttpVersion": "HTTP versions",
+    "IsIPV6Enabled": "IPv6",
+    "ViewerCertificate": "certificate",
+}
 
 
 @dataclass(frozen=True)
@@ -59,21 +68,30 @@ def ensure_origin_access_control(aws: Aws, function: str) -> tuple[Change, str]:
     return Change("updated", "origin access control", wanted["Name"], "signing"), found["Id"]
 
 
-def ensure_distribution(aws: Aws, names: Names, oac_id: str, domain: str | None, certificate_arn: str | None,
-                        tags: dict[str, str]) -> tuple[Change, Distribution]:
+def ensure_distribution(
+    aws: Aws, names: Names, oac_id: str, domain: str | None, certificate_arn: str | None, tags: dict[str, str]
+) -> tuple[Change, Distribution]:
     """The distribution serving the tiles bucket; ``domain`` and ``certificate_arn`` None keep what it has."""
     cloudfront = aws.client("cloudfront")
     found = find_distribution(aws, names.function)
     if found is None:
-        config = {**distribution_config(names, oac_id, domain, certificate_arn),
-                  "CallerReference": f"{names.function}-{uuid.uuid4().hex}"}
-        made = cloudfront.create_distribution_with_tags(DistributionConfigWithTags={
-            "DistributionConfig": config, "Tags": {"Items": [{"Key": k, "Value": v} for k, v in tags.items()]}})[
-            "Distribution"]
-        distribution = Distribution(made["Id"], made["ARN"], made["DomainName"],
-                                    f"https://{domain or made['DomainName']}")
-        detail = (f"{distribution.url} serves s3://{names.tiles_bucket} (Origin Access Control), {PRICE_CLASS}; "
-                  "CloudFront deploys it in about 15 minutes")
+        config = {
+            **distribution_config(names, oac_id, domain, certificate_arn),
+            "CallerReference": f"{names.function}-{uuid.uuid4().hex}",
+        }
+        made = cloudfront.create_distribution_with_tags(
+            DistributionConfigWithTags={
+                "DistributionConfig": config,
+                "Tags": {"Items": [{"Key": k, "Value": v} for k, v in tags.items()]},
+            }
+        )["Distribution"]
+        distribution = Distribution(
+            made["Id"], made["ARN"], made["DomainName"], f"https://{domain or made['DomainName']}"
+        )
+        detail = (
+            f"{distribution.url} serves s3://{names.tiles_bucket} (Origin Access Control), {PRICE_CLASS}; "
+            "CloudFront deploys it in about 15 minutes"
+        )
         return Change("created", "distribution", made["Id"], detail), distribution
     answer = cloudfront.get_distribution_config(Id=found["Id"])
     current = answer["DistributionConfig"]
@@ -81,36 +99,55 @@ def ensure_distribution(aws: Aws, names: Names, oac_id: str, domain: str | None,
     if certificate_arn is None:
         certificate_arn = current["ViewerCertificate"].get("ACMCertificateArn") or None
     wanted = distribution_config(names, oac_id, domain, certificate_arn)
-    parts = [_LABELS[key] for key, value in wanted.items()
-             if not covers(_canonical(current.get(key)), _canonical(value))]
+    parts = [
+        _LABELS[key] for key, value in wanted.items() if not covers(_canonical(current.get(key)), _canonical(value))
+    ]
     if parts:
         cloudfront.update_distribution(Id=found["Id"], IfMatch=answer["ETag"], DistributionConfig={**current, **wanted})
     return updated_or_unchanged("distribution", found["Id"], parts), Distribution(
-        found["Id"], found["ARN"], found["DomainName"], f"https://{domain or found['DomainName']}")
+        found["Id"], found["ARN"], found["DomainName"], f"https://{domain or found['DomainName']}"
+    )
 
 
-def distribution_config(names: Names, oac_id: str, domain: str | None,
-                        certificate_arn: str | None) -> dict[str, Any]:
+def distribution_config(names: Names, oac_id: str, domain: str | None, certificate_arn: str | None) -> dict[str, Any]:
     """HTTPS for viewers, GET/HEAD/OPTIONS, compressed, the managed cache and CORS policies, the bucket's regional
     endpoint as the origin. Preflights (OPTIONS) are not cached: the cache key ignores Access-Control-Request-*,
     and browsers keep a preflight's answer for a day themselves (the bucket's CORS MaxAgeSeconds)."""
     aliases = [domain] if domain else []
-    certificate = ({"ACMCertificateArn": certificate_arn, "SSLSupportMethod": "sni-only",
-                    "MinimumProtocolVersion": "TLSv1.2_2021"} if certificate_arn
-                   else {"CloudFrontDefaultCertificate": True})
+    certificate = (
+        {"ACMCertificateArn": certificate_arn, "SSLSupportMethod": "sni-only", "MinimumProtocolVersion": "TLSv1.2_2021"}
+        if certificate_arn
+        else {"CloudFrontDefaultCertificate": True}
+    )
     return {
         "Comment": _comment(names.function),
         "Enabled": True,
         "Aliases": {"Quantity": len(aliases), **({"Items": aliases} if aliases else {})},
-        "Origins": {"Quantity": 1, "Items": [{
-            "Id": ORIGIN_ID, "DomainName": names.tiles_domain, "OriginPath": "",
-            "S3OriginConfig": {"OriginAccessIdentity": ""}, "OriginAccessControlId": oac_id}]},
+        "Origins": {
+            "Quantity": 1,
+            "Items": [
+                {
+                    "Id": ORIGIN_ID,
+                    "DomainName": names.tiles_domain,
+                    "OriginPath": "",
+                    "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    "OriginAccessControlId": oac_id,
+                }
+            ],
+        },
         "DefaultCacheBehavior": {
-            "TargetOriginId": ORIGIN_ID, "ViewerProtocolPolicy": "redirect-to-https", "Compress": True,
-            "AllowedMethods": {"Quantity": 3, "Items": ["GET", "HEAD", "OPTIONS"],
-                               "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]}},
-            "CachePolicyId": CACHING_OPTIMIZED, "OriginRequestPolicyId": CORS_S3_ORIGIN,
-            "ResponseHeadersPolicyId": CORS_WITH_PREFLIGHT},
+            "TargetOriginId": ORIGIN_ID,
+            "ViewerProtocolPolicy": "redirect-to-https",
+            "Compress": True,
+            "AllowedMethods": {
+                "Quantity": 3,
+                "Items": ["GET", "HEAD", "OPTIONS"],
+                "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]},
+            },
+            "CachePolicyId": CACHING_OPTIMIZED,
+            "OriginRequestPolicyId": CORS_S3_ORIGIN,
+            "ResponseHeadersPolicyId": CORS_WITH_PREFLIGHT,
+        },
         "PriceClass": PRICE_CLASS,
         "HttpVersion": "http2and3",
         "IsIPV6Enabled": True,
@@ -121,8 +158,15 @@ def distribution_config(names: Names, oac_id: str, domain: str | None,
 def find_distribution(aws: Aws, function: str) -> dict[str, Any] | None:
     """The stage's distribution (a ListDistributions summary: Id, ARN, DomainName, Status, ...), or None."""
     pages = aws.client("cloudfront").get_paginator("list_distributions").paginate()
-    return next((d for page in pages for d in page["DistributionList"].get("Items") or []
-                 if d.get("Comment") == _comment(function)), None)
+    return next(
+        (
+            d
+            for page in pages
+            for d in page["DistributionList"].get("Items") or []
+            if d.get("Comment") == _comment(function)
+        ),
+        None,
+    )
 
 
 def delete_cdn(aws: Aws, function: str, owner: str) -> list[Change]:
@@ -133,17 +177,28 @@ def delete_cdn(aws: Aws, function: str, owner: str) -> list[Change]:
         return [Change("absent", "distribution", f"(none for {function})"), _delete_oac(aws, function)]
     tags = cloudfront.list_tags_for_resource(Resource=found["ARN"])["Tags"].get("Items") or []
     if {t["Key"]: t.get("Value") for t in tags}.get(OWNER_TAG) != owner:
-        return [Change("kept", "distribution", found["Id"], f"not created by provisioning (no {OWNER_TAG}={owner} "
-                       "tag)"), Change("kept", "origin access control", oac, f"used by {found['Id']}")]
+        return [
+            Change("kept", "distribution", found["Id"], f"not created by provisioning (no {OWNER_TAG}={owner} tag)"),
+            Change("kept", "origin access control", oac, f"used by {found['Id']}"),
+        ]
     answer = cloudfront.get_distribution_config(Id=found["Id"])
     if answer["DistributionConfig"]["Enabled"]:
-        cloudfront.update_distribution(Id=found["Id"], IfMatch=answer["ETag"],
-                                       DistributionConfig={**answer["DistributionConfig"], "Enabled": False})
+        cloudfront.update_distribution(
+            Id=found["Id"],
+            IfMatch=answer["ETag"],
+            DistributionConfig={**answer["DistributionConfig"], "Enabled": False},
+        )
     now = cloudfront.get_distribution(Id=found["Id"])
     if now["Distribution"]["Status"] != "Deployed":
-        return [Change("kept", "distribution", found["Id"], "disabled; run teardown again in about 15 minutes, once "
-                       "CloudFront has deployed that"), Change("kept", "origin access control", oac,
-                                                               f"used by {found['Id']}")]
+        return [
+            Change(
+                "kept",
+                "distribution",
+                found["Id"],
+                "disabled; run teardown again in about 15 minutes, once CloudFront has deployed that",
+            ),
+            Change("kept", "origin access control", oac, f"used by {found['Id']}"),
+        ]
     cloudfront.delete_distribution(Id=found["Id"], IfMatch=now["ETag"])
     return [Change("deleted", "distribution", found["Id"]), _delete_oac(aws, function)]
 
@@ -166,13 +221,25 @@ def _origin_access_control(aws: Aws, function: str) -> dict[str, Any] | None:
     """The stage's OAC (OACs take no tags: its description names the stage, as the owner tag would)."""
     wanted = _oac_config(function)
     pages = aws.client("cloudfront").get_paginator("list_origin_access_controls").paginate()
-    return next((c for page in pages for c in page["OriginAccessControlList"].get("Items") or []
-                 if (c["Name"], c.get("Description")) == (wanted["Name"], wanted["Description"])), None)
+    return next(
+        (
+            c
+            for page in pages
+            for c in page["OriginAccessControlList"].get("Items") or []
+            if (c["Name"], c.get("Description")) == (wanted["Name"], wanted["Description"])
+        ),
+        None,
+    )
 
 
 def _oac_config(function: str) -> dict[str, str]:
-    return {"Name": oac_name(function), "Description": f"{OWNER_TAG}={function}", "SigningProtocol": "sigv4",
-            "SigningBehavior": "always", "OriginAccessControlOriginType": "s3"}
+    return {
+        "Name": oac_name(function),
+        "Description": f"{OWNER_TAG}={function}",
+        "SigningProtocol": "sigv4",
+        "SigningBehavior": "always",
+        "OriginAccessControlOriginType": "s3",
+    }
 
 
 def _comment(function: str) -> str:

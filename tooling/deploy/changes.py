@@ -1,4 +1,5 @@
 """What provisioning and tear-down did to each resource, one printable line each."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Change:
     action: str  # created | updated | unchanged | skipped | deleted | kept | absent
-    kind: str    # bucket, role, repository, compute environment, ...
+    kind: str  # bucket, role, repository, compute environment, ...
     name: str
     detail: str = ""
 

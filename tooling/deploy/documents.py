@@ -6,6 +6,7 @@ write the source bucket) and alone may submit to the stage's queue; the Batch
 job role reads the source and writes the outputs, nothing else; the execution
 role only pulls the stage's image and writes its logs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,24 +26,54 @@ LIFECYCLE_RULE_ID = "tiler-abort-incomplete-uploads"
 # The settings that shape what a conversion writes and publishes: a Batch job must convert exactly as the function
 # does (and invalidate a replaced image's CDN paths as it does), so those the stage sets are copied into the job
 # definition (the rest have the same defaults on both sides).
-CONVERSION_SETTINGS = ("PUBLIC_BASE_URL", "TILE_SIZE", "JPEG_QUALITY", "MAX_PIXELS", "IIIF_MAX_SIZE",
-                       "ALLOWED_FORMATS", "FLATTEN_BACKGROUND", "SERVING_TIFF", "IIIF_MANIFESTS", "DERIVATIVES_FILE",
-                       "CDN_DISTRIBUTION_ID", "PDF_DPI", "MAX_PAGES")
+CONVERSION_SETTINGS = (
+    "PUBLIC_BASE_URL",
+    "TILE_SIZE",
+    "JPEG_QUALITY",
+    "MAX_PIXELS",
+    "IIIF_MAX_SIZE",
+    "ALLOWED_FORMATS",
+    "FLATTEN_BACKGROUND",
+    "SERVING_TIFF",
+    "IIIF_MANIFESTS",
+    "DERIVATIVES_FILE",
+    "CDN_DISTRIBUTION_ID",
+    "PDF_DPI",
+    "MAX_PAGES",
+)
 
-TILES_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"],
-                             "ExposeHeaders": ["ETag", "Content-Length"], "MaxAgeSeconds": 86400}]}
-UPLOAD_CORS = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"],
-                              "MaxAgeSeconds": 3600}]}  # the dashboard's presigned POST; the signature guards it
+TILES_CORS = {
+    "CORSRules": [
+        {
+            "AllowedOrigins": ["*"],
+            "AllowedMethods": ["GET", "HEAD"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag", "Content-Length"],
+            "MaxAgeSeconds": 86400,
+        }
+    ]
+}
+UPLOAD_CORS = {
+    "CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3600}]
+}  # the dashboard's presigned POST; the signature guards it
 PRIVATE = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}  # no ACLs, one policy
 # Large outputs (the serving TIFF) go up in parts: aborting a failed multipart upload is part of writing.
 WRITE_OUTPUTS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-ABORT_INCOMPLETE_UPLOADS = {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
-                            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+ABORT_INCOMPLETE_UPLOADS = {
+    "ID": LIFECYCLE_RULE_ID,
+    "Status": "Enabled",
+    "Filter": {"Prefix": ""},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
 # The dynamic endpoint's stored large answers (app/web/oversize.py): named by the image's version, so
 # replaced images leave theirs behind; a month later nobody asks for them.
-EXPIRE_CACHED_ANSWERS = {"ID": "tiler-expire-cached-answers", "Status": "Enabled", "Filter": {"Prefix": "cache/"},
-                         "Expiration": {"Days": 30}}
+EXPIRE_CACHED_ANSWERS = {
+    "ID": "tiler-expire-cached-answers",
+    "Status": "Enabled",
+    "Filter": {"Prefix": "cache/"},
+    "Expiration": {"Days": 30},
+}
 SERVING_PREFIX = serving.PREFIX  # the serving TIFFs in the tiles bucket: full resolution, never public
 
 
@@ -53,25 +84,40 @@ LAMBDA_TRUSTED = ("lambda.amazonaws.com", "apigateway.amazonaws.com")
 
 def trust(*services: str) -> dict[str, Any]:
     principal = services[0] if len(services) == 1 else list(services)
-    return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
+    }
 
 
 def cloudfront_read(bucket: str, distribution_arn: str, account: str) -> dict[str, Any]:
     """Only the stage's CloudFront distribution may read tiles (signed by its Origin Access Control); nobody
     may list the bucket, and the serving TIFFs stay private."""
-    return _policy({"Sid": "CloudFrontReadsTiles", "Effect": "Allow",
-                    "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{bucket}/*",
-                    "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}}},
-                   _serving_tiffs_private(bucket, account))
+    return _policy(
+        {
+            "Sid": "CloudFrontReadsTiles",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudfront.amazonaws.com"},
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+            "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}},
+        },
+        _serving_tiffs_private(bucket, account),
+    )
 
 
 def public_read(bucket: str, account: str) -> dict[str, Any]:
     """Anyone may read tiles (viewers on any site); nobody may list the bucket, and the serving TIFFs stay private."""
-    return _policy({"Sid": "PublicReadTiles", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{bucket}/*"},
-                   _serving_tiffs_private(bucket, account))
+    return _policy(
+        {
+            "Sid": "PublicReadTiles",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*",
+        },
+        _serving_tiffs_private(bucket, account),
+    )
 
 
 def _serving_tiffs_private(bucket: str, account: str) -> dict[str, Any]:
@@ -82,9 +128,14 @@ def _serving_tiffs_private(bucket: str, account: str) -> dict[str, Any]:
     https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html:
     "If the policy condition requires that the key is not matched, such as StringNotLike or ArnNotLike, and the
     right key is not present, the condition is true"."""
-    return {"Sid": "ServingTiffsStayPrivate", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
-            "Resource": f"arn:aws:s3:::{bucket}/{SERVING_PREFIX}*",
-            "Condition": {"StringNotEquals": {"aws:PrincipalAccount": account}}}
+    return {
+        "Sid": "ServingTiffsStayPrivate",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/{SERVING_PREFIX}*",
+        "Condition": {"StringNotEquals": {"aws:PrincipalAccount": account}},
+    }
 
 
 def lambda_policy(names: Names) -> dict[str, Any]:
@@ -96,9 +147,14 @@ def lambda_policy(names: Names) -> dict[str, Any]:
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),
         _allow(["s3:ListBucket"], [f"arn:aws:s3:::{b}" for b in names.buckets]),  # 404, not 403, for a gone source
-        _allow(["batch:SubmitJob"], [names.arn("batch", f"job-queue/{names.job_queue}"),
-                                     names.arn("batch", f"job-definition/{names.job_definition}"),
-                                     names.arn("batch", f"job-definition/{names.job_definition}:*")]),
+        _allow(
+            ["batch:SubmitJob"],
+            [
+                names.arn("batch", f"job-queue/{names.job_queue}"),
+                names.arn("batch", f"job-definition/{names.job_definition}"),
+                names.arn("batch", f"job-definition/{names.job_definition}:*"),
+            ],
+        ),
         _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [log_group, f"{log_group}:*"]),
         *_invalidations(names),
     )
@@ -123,20 +179,34 @@ def execution_policy(names: Names) -> dict[str, Any]:
     log_group = names.arn("logs", f"log-group:{BATCH_LOG_GROUP}")
     return _policy(
         _allow(["ecr:GetAuthorizationToken"], "*"),  # the one ECR action that takes no resource
-        _allow(["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-               names.arn("ecr", f"repository/{names.repository}")),
+        _allow(
+            ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            names.arn("ecr", f"repository/{names.repository}"),
+        ),
         _allow(["logs:CreateLogStream", "logs:PutLogEvents"], [log_group, f"{log_group}:*"]),
     )
 
 
 def repository_lifecycle() -> dict[str, Any]:
-    return {"rules": [{"rulePriority": 1, "description": "keep the last 10 untagged images",
-                       "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 10},
-                       "action": {"type": "expire"}}]}
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "keep the last 10 untagged images",
+                "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 10},
+                "action": {"type": "expire"},
+            }
+        ]
+    }
 
 
-def job_definition(names: Names, tags: dict[str, str], stage_environment: Mapping[str, str], image: str,
-                   template: Path = JOB_DEFINITION_TEMPLATE) -> dict[str, Any]:
+def job_definition(
+    names: Names,
+    tags: dict[str, str],
+    stage_environment: Mapping[str, str],
+    image: str,
+    template: Path = JOB_DEFINITION_TEMPLATE,
+) -> dict[str, Any]:
     """batch_fallback/jobdefinition.json with this stage's name, pinned image, roles, buckets and conversion settings.
 
     The ``tiler:spec`` tag is a digest of everything else: a new revision is
@@ -148,9 +218,13 @@ def job_definition(names: Names, tags: dict[str, str], stage_environment: Mappin
     container["image"] = image
     container["jobRoleArn"] = names.role_arn(names.job_role)
     container["executionRoleArn"] = names.role_arn(names.execution_role)
-    values = {"SOURCE_BUCKET": names.source_bucket, "TILES_BUCKET": names.tiles_bucket,
-              "METADATA_BUCKET": names.metadata_bucket, "PUBLIC_BASE_URL": names.public_base_url,
-              **conversion_settings(stage_environment)}
+    values = {
+        "SOURCE_BUCKET": names.source_bucket,
+        "TILES_BUCKET": names.tiles_bucket,
+        "METADATA_BUCKET": names.metadata_bucket,
+        "PUBLIC_BASE_URL": names.public_base_url,
+        **conversion_settings(stage_environment),
+    }
     template_values = {v["name"]: v["value"] for v in container.get("environment", [])}
     container["environment"] = [{"name": name, "value": value} for name, value in {**template_values, **values}.items()]
     spec["tags"] = {**spec.get("tags", {}), **tags}

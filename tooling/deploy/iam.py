@@ -5,6 +5,7 @@ explicit Deny wins, then any Allow whose action and resource patterns match.
 An Allow with a Condition is not counted, since whether it applies depends on
 the request: a check built on it must not pass on a guess.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -19,17 +20,21 @@ from tooling.deploy.aws import Aws, error_code
 
 def trusts(trust_policy: dict[str, Any], service: str) -> bool:
     """True when the role's trust policy lets ``service`` assume it unconditionally."""
-    return any(statement.get("Effect") == "Allow" and not statement.get("Condition")
-               and _matches(statement.get("Action"), "sts:AssumeRole", fold=True)
-               and service in _listed((statement.get("Principal") or {}).get("Service"))
-               for statement in trust_policy.get("Statement", []))
+    return any(
+        statement.get("Effect") == "Allow"
+        and not statement.get("Condition")
+        and _matches(statement.get("Action"), "sts:AssumeRole", fold=True)
+        and service in _listed((statement.get("Principal") or {}).get("Service"))
+        for statement in trust_policy.get("Statement", [])
+    )
 
 
 def allows(policies: Iterable[dict[str, Any]], action: str, resource: str) -> bool:
     """True when identity ``policies`` allow ``action`` on ``resource`` and none denies it."""
     statements = [s for policy in policies for s in _listed(policy.get("Statement"))]
-    applies = [s for s in statements
-               if _matches(s.get("Action"), action, fold=True) and _matches(s.get("Resource"), resource)]
+    applies = [
+        s for s in statements if _matches(s.get("Action"), action, fold=True) and _matches(s.get("Resource"), resource)
+    ]
     if any(s.get("Effect") == "Deny" for s in applies):
         return False
     return any(s.get("Effect") == "Allow" and not s.get("Condition") for s in applies)
@@ -44,20 +49,29 @@ def role_documents(aws: Aws, role_arn: str) -> tuple[dict[str, Any], list[dict[s
         if error_code(error) == "NoSuchEntity":
             return None
         raise
-    inline = [document(aws.iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"])
-              for policy in aws.iam.list_role_policies(RoleName=name)["PolicyNames"]]
+    inline = [
+        document(aws.iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"])
+        for policy in aws.iam.list_role_policies(RoleName=name)["PolicyNames"]
+    ]
     attached = []
     for policy in aws.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
         version = aws.iam.get_policy(PolicyArn=policy["PolicyArn"])["Policy"]["DefaultVersionId"]
-        attached.append(document(aws.iam.get_policy_version(PolicyArn=policy["PolicyArn"], VersionId=version)[
-            "PolicyVersion"]["Document"]))
+        attached.append(
+            document(
+                aws.iam.get_policy_version(PolicyArn=policy["PolicyArn"], VersionId=version)["PolicyVersion"][
+                    "Document"
+                ]
+            )
+        )
     return document(role["AssumeRolePolicyDocument"]), inline + attached
 
 
 def _matches(patterns: Any, value: str, fold: bool = False) -> bool:
     """IAM's wildcards, ``*`` and ``?``; ``fold`` for actions, which IAM compares case-insensitively."""
+
     def norm(text: str) -> str:
         return text.lower() if fold else text
+
     return any(fnmatch.fnmatchcase(norm(value), norm(pattern)) for pattern in _listed(patterns))
 
 

@@ -6,6 +6,7 @@ a mutable tag such as ``latest``: the repository's tags are immutable, so the
 job definition and ``zappa deploy --docker-image-uri`` given the same name run
 the same bytes, and the doctor compares their digests.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ def checked_image(aws: Aws, names: Names, uri: str, stage: str) -> ImageName:
     if image.repository_uri != names.repository_uri:
         raise StageError(f"image {uri} is not in the stage's repository {names.repository_uri}")
     if image.tag in MUTABLE_TAGS:
-        raise StageError(f"image {uri} names a moving tag: Lambda and Batch could run different code; use the "
-                         f"git-COMMIT tag or digest scripts/push_batch_image.sh {stage} prints")
+        raise StageError(
+            f"image {uri} names a moving tag: Lambda and Batch could run different code; use the "
+            f"git-COMMIT tag or digest scripts/push_batch_image.sh {stage} prints"
+        )
     if digest_of(aws, image) is None:
         raise StageError(f"image {uri} is not in ECR: push it first (scripts/push_batch_image.sh {stage})")
     return image

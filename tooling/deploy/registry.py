@@ -3,6 +3,7 @@
 Tags are immutable: a ``git-COMMIT`` tag names the same bytes forever, which is what lets the job definition and
 the function be compared by name and digest.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,12 @@ from tooling.deploy.stage import OWNER_TAG
 def ensure_repository(aws: Aws, name: str, tags: dict[str, str]) -> Change:
     found = _repository(aws, name)
     if found is None:
-        aws.ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE",
-                                  imageScanningConfiguration={"scanOnPush": True},
-                                  tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        aws.ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
     parts = []
     if found is not None and found.get("imageTagMutability") != "IMMUTABLE":
         aws.ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")

@@ -4,6 +4,7 @@ The roles are named after the stage and belong to it, so provisioning removes
 any other inline or attached policy it finds on them: a role that gained a
 permission by hand is no longer least-privilege.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,12 @@ def ensure_role(aws: Aws, name: str, services: tuple[str, ...], policy: dict[str
     role, trusted = _get(aws, name), trust(*services)
     parts = []
     if role is None:
-        aws.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trusted),
-                            Description=f"tiler: assumed by {' and '.join(services)}",
-                            Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        aws.iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trusted),
+            Description=f"tiler: assumed by {' and '.join(services)}",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
     elif document(role["AssumeRolePolicyDocument"]) != trusted:
         aws.iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trusted))
         parts.append("trust")
@@ -90,4 +94,3 @@ def _inline(aws: Aws, role: str, policy: str) -> dict[str, Any] | None:
         if error_code(error) == "NoSuchEntity":
             return None
         raise
-

@@ -6,6 +6,7 @@ bucket names also carry the account id because S3 names are global. What the
 function must know (buckets, queue) is written into the stage's settings and
 read back from there.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,11 @@ class Stage:
 
     def s3_events(self) -> list[dict[str, Any]]:
         """The event_source of every S3 event the stage wires to the function."""
-        return [event["event_source"] for event in self.settings.get("events") or []
-                if str(event.get("event_source", {}).get("arn", "")).startswith("arn:aws:s3:::")]
+        return [
+            event["event_source"]
+            for event in self.settings.get("events") or []
+            if str(event.get("event_source", {}).get("arn", "")).startswith("arn:aws:s3:::")
+        ]
 
     def intended_filter(self) -> dict[str, str]:
         """The prefix/suffix filter the stage asks Zappa to put on the source bucket's notification."""
@@ -62,6 +66,7 @@ class Stage:
 @dataclass(frozen=True)
 class Names:
     """Every resource name of one stage; the ones the function uses are in its settings, the rest derived."""
+
     function: str
     account: str
     region: str
@@ -138,13 +143,22 @@ def load_stage(name: str, path: Path = SETTINGS_FILE) -> Stage:
 def derived_names(stage: Stage, account: str, **buckets: str | None) -> Names:
     """The names provisioning uses: ``<function>-<kind>-<account>`` unless a bucket name is given."""
     function = stage.function_name
-    chosen = {kind: buckets.get(kind) or f"{function}-{kind.split('_')[0]}-{account}"
-              for kind in ("source_bucket", "tiles_bucket", "metadata_bucket")}
+    chosen = {
+        kind: buckets.get(kind) or f"{function}-{kind.split('_')[0]}-{account}"
+        for kind in ("source_bucket", "tiles_bucket", "metadata_bucket")
+    }
     deploy = stage.settings.get("s3_bucket") or ""
     if not deploy or "CHANGE-ME" in deploy:
         deploy = f"{function}-deploys-{account}"
-    names = Names(function, account, stage.region, **chosen, deploy_bucket=deploy, job_queue=function,
-                  job_definition=f"{function}-batch")
+    names = Names(
+        function,
+        account,
+        stage.region,
+        **chosen,
+        deploy_bucket=deploy,
+        job_queue=function,
+        job_definition=f"{function}-batch",
+    )
     for bucket in (*names.buckets, names.deploy_bucket):
         if not 3 <= len(bucket) <= 63:
             raise StageError(f"bucket name {bucket!r} is not 3-63 characters: choose names with --*-bucket")
@@ -155,10 +169,16 @@ def stage_names(stage: Stage, account: str) -> Names:
     """The names a deployed stage uses, as its settings record them (what the function will see)."""
     env = stage.environment
     names = derived_names(stage, account)
-    return replace(names, source_bucket=env.get("SOURCE_BUCKET", ""), tiles_bucket=env.get("TILES_BUCKET", ""),
-                   metadata_bucket=env.get("METADATA_BUCKET", ""), deploy_bucket=stage.settings.get("s3_bucket", ""),
-                   job_queue=env.get("BATCH_JOB_QUEUE", ""), job_definition=env.get("BATCH_JOB_DEFINITION", ""),
-                   distribution_id=env.get("CDN_DISTRIBUTION_ID", ""))
+    return replace(
+        names,
+        source_bucket=env.get("SOURCE_BUCKET", ""),
+        tiles_bucket=env.get("TILES_BUCKET", ""),
+        metadata_bucket=env.get("METADATA_BUCKET", ""),
+        deploy_bucket=stage.settings.get("s3_bucket", ""),
+        job_queue=env.get("BATCH_JOB_QUEUE", ""),
+        job_definition=env.get("BATCH_JOB_DEFINITION", ""),
+        distribution_id=env.get("CDN_DISTRIBUTION_ID", ""),
+    )
 
 
 def write_stage(stage: Stage, values: dict[str, Any], drop: tuple[str, ...] = ()) -> bool:
@@ -189,8 +209,10 @@ def compact_json(value: Any, indent: int = 0, lead: int = 0, width: int = 124) -
         return flat
     pad, end = " " * (indent + 4), " " * indent
     if isinstance(value, dict):
-        items = [f"{pad}{json.dumps(k)}: {compact_json(v, indent + 4, len(json.dumps(k)) + 2, width)}"
-                 for k, v in value.items()]
+        items = [
+            f"{pad}{json.dumps(k)}: {compact_json(v, indent + 4, len(json.dumps(k)) + 2, width)}"
+            for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + "\n" + end + "}" if items else "{}"
     if not nested and value:
         lines = _packed([json.dumps(v, ensure_ascii=False) for v in value], pad, width)

@@ -1,12 +1,12 @@
 """``python -m app teardown STAGE``: remove what provisioning created, in the reverse order.
 
-Only resources tagged ``tiler:stage=<function>`` (set when provisioning created
-them) are touched; buckets and the image repository only when empty, unless
-``--force``; the CloudFront distribution once it is disabled and deployed (a
-second run, some 15 minutes after the first disabled it). While the stage's function is still deployed nothing is removed:
-deleting its role and buckets under it would leave a function that fails on
-every event, so ``zappa undeploy STAGE`` comes first.
+Only resources tagged ``tiler:stage=<function>`` (set when provisioning created them) are touched; buckets and the
+image repository only when empty, unless ``--force``; the CloudFront distribution once it is disabled and deployed
+(a second run, some 15 minutes after the first disabled it). While the stage's function is still deployed nothing
+is removed: deleting its role and buckets under it would leave a function that fails on every event, so ``zappa
+undeploy STAGE`` comes first.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,13 +27,16 @@ class FunctionStillDeployed(Exception):
     """The stage's Lambda function exists: undeploy it first."""
 
 
-def teardown(stage: Stage, force: bool = False, aws: Aws | None = None,
-             out: Callable[[str], None] = print) -> list[Change]:
+def teardown(
+    stage: Stage, force: bool = False, aws: Aws | None = None, out: Callable[[str], None] = print
+) -> list[Change]:
     aws = aws or Aws(stage.region)
     names = stage_names(stage, aws.account)
     if _function_exists(aws, names.function):
-        raise FunctionStillDeployed(f"function {names.function} is still deployed: run `zappa undeploy {stage.name}` "
-                                    f"first, then this command again")
+        raise FunctionStillDeployed(
+            f"function {names.function} is still deployed: run `zappa undeploy {stage.name}` "
+            f"first, then this command again"
+        )
     owner = names.function
     out(f"Tearing down stage {stage.name} (function {owner}) in {aws.region}, account {aws.account}")
     changes: list[Change] = []
@@ -42,18 +45,25 @@ def teardown(stage: Stage, force: bool = False, aws: Aws | None = None,
         out(change.line())
     removals: list[Callable[[], Change]] = [
         lambda: delete_repository(aws, names.repository, owner, force),
-        *[lambda role=role: delete_role(aws, role, owner)
-          for role in (names.lambda_role, names.job_role, names.execution_role)],
-        *[lambda bucket=bucket: delete_bucket(aws, bucket, owner, force)
-          for bucket in (*names.buckets, names.deploy_bucket)],
+        *[
+            lambda role=role: delete_role(aws, role, owner)
+            for role in (names.lambda_role, names.job_role, names.execution_role)
+        ],
+        *[
+            lambda bucket=bucket: delete_bucket(aws, bucket, owner, force)
+            for bucket in (*names.buckets, names.deploy_bucket)
+        ],
     ]
     for remove in removals:
         changes.append(remove())
         out(changes[-1].line())
     kept = [c for c in changes if c.action == "kept"]
-    out(f"{len(kept)} resource(s) kept, see above." if kept else
-        f"Stage {stage.name} is gone. Its settings in {stage.path} still name it: `python -m app provision "
-        f"{stage.name}` brings it back.")
+    out(
+        f"{len(kept)} resource(s) kept, see above."
+        if kept
+        else f"Stage {stage.name} is gone. Its settings in {stage.path} still name it: `python -m app provision "
+        f"{stage.name}` brings it back."
+    )
     return changes
 
 

@@ -3,6 +3,7 @@
 A check that could not be carried out is UNKNOWN, never ok: the doctor exits
 non-zero unless every check has positively passed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,6 +60,7 @@ def unknown(detail: str, fix: str = "") -> Check:
 class Context:
     """What every check may look at; the function, the job definition and the diagnostic report are fetched
     once, when first needed."""
+
     stage: Stage
     names: Names
     aws: Aws

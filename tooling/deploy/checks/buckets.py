@@ -7,6 +7,7 @@ answer every preflight permissively when a bucket has no rules at all. The
 tiles' public side (anonymous reads and a viewer's preflight through
 PUBLIC_BASE_URL) is checked from outside in checks/public.py.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -21,7 +22,7 @@ from tooling.deploy.aws import error_code
 from tooling.deploy.checks import Check, Context, fail, ok
 
 VIEWER_ORIGIN = "https://viewer.example.org"  # any site: viewers embed tiles everywhere
-PROBE_KEY = "tiler-doctor/probe/info.json"     # need not exist: S3 answers preflights from the bucket's rules
+PROBE_KEY = "tiler-doctor/probe/info.json"  # need not exist: S3 answers preflights from the bucket's rules
 
 
 def tiles_cors(ctx: Context) -> Check:
@@ -32,8 +33,9 @@ def tiles_cors(ctx: Context) -> Check:
 
 def upload_cors(ctx: Context) -> Check:
     bucket = ctx.names.source_bucket
-    return _missing_rule(ctx, bucket, "POST") or answered_preflight(object_url(ctx, bucket, PROBE_KEY), "POST",
-                                                                     _cors_fix(ctx, "POST"))
+    return _missing_rule(ctx, bucket, "POST") or answered_preflight(
+        object_url(ctx, bucket, PROBE_KEY), "POST", _cors_fix(ctx, "POST")
+    )
 
 
 def answered_preflight(url: str, method: str, fix: str) -> Check:
@@ -45,8 +47,11 @@ def answered_preflight(url: str, method: str, fix: str) -> Check:
     allowed_origin = headers.get("access-control-allow-origin")
     methods = [m.strip() for m in headers.get("access-control-allow-methods", "").split(",")]
     if status != 200 or allowed_origin not in ("*", VIEWER_ORIGIN) or method not in methods:
-        return fail(f"a preflight from {VIEWER_ORIGIN} for {method} to {url} got {status}, "
-                    f"Access-Control-Allow-Origin {allowed_origin!r}, -Methods {', '.join(methods)!r}", fix)
+        return fail(
+            f"a preflight from {VIEWER_ORIGIN} for {method} to {url} got {status}, "
+            f"Access-Control-Allow-Origin {allowed_origin!r}, -Methods {', '.join(methods)!r}",
+            fix,
+        )
     return ok(f"{url} answers a preflight from any origin for {method} (Access-Control-Allow-Origin {allowed_origin})")
 
 
@@ -58,11 +63,17 @@ def metadata_private(ctx: Context) -> Check:
         if error_code(error) != "NoSuchPublicAccessBlockConfiguration":
             raise
         block = {}
-    open_settings = [key for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
-                                     "RestrictPublicBuckets") if not block.get(key)]
+    open_settings = [
+        key
+        for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+        if not block.get(key)
+    ]
     if open_settings:
-        return fail(f"s3://{bucket} does not block public access ({', '.join(open_settings)} off): job records "
-                    "and source keys could be exposed", f"python -m app provision {ctx.stage.name}")
+        return fail(
+            f"s3://{bucket} does not block public access ({', '.join(open_settings)} off): job records "
+            "and source keys could be exposed",
+            f"python -m app provision {ctx.stage.name}",
+        )
     return ok(f"s3://{bucket} blocks all public access")
 
 
@@ -76,8 +87,11 @@ def _missing_rule(ctx: Context, bucket: str, method: str) -> Check | None:
         rules = []
     if any(_allows(rule, VIEWER_ORIGIN, method) for rule in rules):
         return None
-    return fail(f"s3://{bucket} has no CORS rule allowing {method} from any origin"
-                + ("" if rules else " (no CORS rules at all)"), _cors_fix(ctx, method))
+    return fail(
+        f"s3://{bucket} has no CORS rule allowing {method} from any origin"
+        + ("" if rules else " (no CORS rules at all)"),
+        _cors_fix(ctx, method),
+    )
 
 
 def _cors_fix(ctx: Context, method: str) -> str:
@@ -86,8 +100,9 @@ def _cors_fix(ctx: Context, method: str) -> str:
 
 def preflight(url: str, origin: str, method: str) -> tuple[int, dict[str, str]]:
     """(status, lower-cased headers) of a browser's CORS preflight."""
-    request = urllib.request.Request(url, method="OPTIONS", headers={"Origin": origin,
-                                                                     "Access-Control-Request-Method": method})
+    request = urllib.request.Request(
+        url, method="OPTIONS", headers={"Origin": origin, "Access-Control-Request-Method": method}
+    )
     try:
         with urllib.request.urlopen(request, timeout=15) as answer:
             return answer.status, {k.lower(): v for k, v in answer.headers.items()}
@@ -105,7 +120,8 @@ def object_url(ctx: Context, bucket: str, key: str) -> str:
 
 def _allows(rule: dict[str, Any], origin: str, method: str) -> bool:
     return method in rule.get("AllowedMethods", []) and any(
-        fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", []))
+        fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", [])
+    )
 
 
 CHECKS = {"tiles CORS": tiles_cors, "upload CORS": upload_cors, "metadata private": metadata_private}

@@ -8,6 +8,7 @@ must be refused the same way (the serving TIFFs are full resolution). The
 dashboard's /healthz is asked through API Gateway, which takes the whole invoke
 path (API Gateway assumes the function's role to call it).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,10 +49,12 @@ def tiles_public(ctx: Context) -> Check:
 def public_cors(ctx: Context) -> Check:
     if not ctx.public_base_url:
         return unknown("PUBLIC_BASE_URL is not set in the stage", f"python -m app provision {ctx.stage.name}")
-    fix = (f"python -m app provision {ctx.stage.name} (the distribution forwards CORS requests to S3 and adds "
-           "Access-Control-Allow-Origin; the tiles bucket's CORS rules answer the preflight)"
-           if ctx.names.distribution_id else
-           f"python -m app provision {ctx.stage.name} --public-bucket (sets the tiles bucket's CORS rules)")
+    fix = (
+        f"python -m app provision {ctx.stage.name} (the distribution forwards CORS requests to S3 and adds "
+        "Access-Control-Allow-Origin; the tiles bucket's CORS rules answer the preflight)"
+        if ctx.names.distribution_id
+        else f"python -m app provision {ctx.stage.name} --public-bucket (sets the tiles bucket's CORS rules)"
+    )
     return answered_preflight(f"{ctx.public_base_url}/{PROBE_KEY}", "GET", fix)
 
 
@@ -65,9 +68,12 @@ def serving_tiff_private(ctx: Context) -> Check:
         return ok(f"an anonymous GET of {ctx.public_base_url}/{SERVING_PREFIX}... is refused ({status})")
     if status is None:
         return unknown(f"no answer from {ctx.public_base_url} ({why})")
-    return fail(f"an anonymous GET of {ctx.public_base_url}/{key} answered {status}: anyone can download the "
-                "full-resolution serving TIFFs", f"python -m app provision {ctx.stage.name} (the tiles bucket's "
-                f"policy denies {SERVING_PREFIX}* to anyone outside the account)")
+    return fail(
+        f"an anonymous GET of {ctx.public_base_url}/{key} answered {status}: anyone can download the "
+        "full-resolution serving TIFFs",
+        f"python -m app provision {ctx.stage.name} (the tiles bucket's "
+        f"policy denies {SERVING_PREFIX}* to anyone outside the account)",
+    )
 
 
 def account_public_access(ctx: Context) -> Check:
@@ -76,10 +82,15 @@ def account_public_access(ctx: Context) -> Check:
         return ok(f"account {ctx.aws.account} blocks no public bucket policy")
     settings = ", ".join(blocking)
     if ctx.names.distribution_id:
-        return ok(f"account {ctx.aws.account} blocks public bucket policies ({settings}): harmless, CloudFront "
-                  "reads the private tiles bucket with its Origin Access Control")
-    return fail(f"account {ctx.aws.account} blocks public bucket policies ({settings}), whatever the tiles bucket "
-                "says: viewers get 403 for every tile", account_blocks_fix(ctx.aws.account, ctx.stage.name))
+        return ok(
+            f"account {ctx.aws.account} blocks public bucket policies ({settings}): harmless, CloudFront "
+            "reads the private tiles bucket with its Origin Access Control"
+        )
+    return fail(
+        f"account {ctx.aws.account} blocks public bucket policies ({settings}), whatever the tiles bucket "
+        "says: viewers get 403 for every tile",
+        account_blocks_fix(ctx.aws.account, ctx.stage.name),
+    )
 
 
 def tiles_cdn(ctx: Context) -> Check:
@@ -88,8 +99,11 @@ def tiles_cdn(ctx: Context) -> Check:
     block = _tiles_block(ctx)
     if not names.distribution_id:
         if any(block.get(setting) for setting in BLOCKS_PUBLIC_POLICIES):
-            return fail(f"no CloudFront distribution (CDN_DISTRIBUTION_ID unset), and s3://{names.tiles_bucket} "
-                        "blocks public policies: nobody can read the tiles", provision)
+            return fail(
+                f"no CloudFront distribution (CDN_DISTRIBUTION_ID unset), and s3://{names.tiles_bucket} "
+                "blocks public policies: nobody can read the tiles",
+                provision,
+            )
         return ok("no CloudFront distribution: the tiles bucket is public itself (provision --public-bucket)")
     try:
         found = ctx.aws.client("cloudfront").get_distribution(Id=names.distribution_id)["Distribution"]
@@ -100,20 +114,34 @@ def tiles_cdn(ctx: Context) -> Check:
     config, origin = found["DistributionConfig"], found["DistributionConfig"]["Origins"]["Items"][0]
     hosts = [found["DomainName"], *(config["Aliases"].get("Items") or [])]
     stage_url = ctx.stage.environment.get("PUBLIC_BASE_URL", "")
-    problems = [problem for problem, wrong in (
-        ("it is disabled", not config["Enabled"]),
-        (f"its origin is {origin['DomainName']}, not {names.tiles_domain}", origin["DomainName"] != names.tiles_domain),
-        ("it has no Origin Access Control (unsigned, its reads of the private bucket are refused)",
-         not origin.get("OriginAccessControlId")),
-        (f"PUBLIC_BASE_URL {stage_url} is none of https://{', https://'.join(hosts)}",
-         stage_url.rstrip("/") not in [f"https://{host}" for host in hosts]),
-        (f"s3://{names.tiles_bucket} does not block all public access", not all(block.get(k) for k in PRIVATE)))
-        if wrong]
+    problems = [
+        problem
+        for problem, wrong in (
+            ("it is disabled", not config["Enabled"]),
+            (
+                f"its origin is {origin['DomainName']}, not {names.tiles_domain}",
+                origin["DomainName"] != names.tiles_domain,
+            ),
+            (
+                "it has no Origin Access Control (unsigned, its reads of the private bucket are refused)",
+                not origin.get("OriginAccessControlId"),
+            ),
+            (
+                f"PUBLIC_BASE_URL {stage_url} is none of https://{', https://'.join(hosts)}",
+                stage_url.rstrip("/") not in [f"https://{host}" for host in hosts],
+            ),
+            (f"s3://{names.tiles_bucket} does not block all public access", not all(block.get(k) for k in PRIVATE)),
+        )
+        if wrong
+    ]
     if problems:
         return fail(f"distribution {names.distribution_id}: " + "; ".join(problems), provision)
     if found["Status"] != "Deployed":
-        return unknown(f"distribution {names.distribution_id} is {found['Status']}: CloudFront is still deploying "
-                       "its last change (about 15 minutes)", f"python -m app doctor {ctx.stage.name} again later")
+        return unknown(
+            f"distribution {names.distribution_id} is {found['Status']}: CloudFront is still deploying "
+            "its last change (about 15 minutes)",
+            f"python -m app doctor {ctx.stage.name} again later",
+        )
     return ok(f"distribution {names.distribution_id} serves {stage_url} from the private s3://{names.tiles_bucket}")
 
 
@@ -130,14 +158,17 @@ def dashboard(ctx: Context) -> Check:
     except ValueError:
         healthy = False
     if healthy:
-        return ok(f"{url} answers 200 {{\"ok\": true}}")
-    fixes = {500: f"API Gateway could not invoke the function: python -m app provision {ctx.stage.name} (the "
-                  "function's role trusts apigateway.amazonaws.com and may invoke the function; API Gateway calls it "
-                  f"with that role), then zappa update {ctx.stage.name}; see the 'API may invoke' line",
-             502: f"the function failed or answered no valid response: zappa tail {ctx.stage.name}"}
-    return fail(f"{url} answered {why or status}" + (f": {body[:120]!r}" if body else ""),
-                fixes.get(status, f"zappa update {ctx.stage.name} (redeploys the API), then zappa tail "
-                          f"{ctx.stage.name}"))
+        return ok(f'{url} answers 200 {{"ok": true}}')
+    fixes = {
+        500: f"API Gateway could not invoke the function: python -m app provision {ctx.stage.name} (the "
+        "function's role trusts apigateway.amazonaws.com and may invoke the function; API Gateway calls it "
+        f"with that role), then zappa update {ctx.stage.name}; see the 'API may invoke' line",
+        502: f"the function failed or answered no valid response: zappa tail {ctx.stage.name}",
+    }
+    return fail(
+        f"{url} answered {why or status}" + (f": {body[:120]!r}" if body else ""),
+        fixes.get(status, f"zappa update {ctx.stage.name} (redeploys the API), then zappa tail {ctx.stage.name}"),
+    )
 
 
 def _tiles_block(ctx: Context) -> dict[str, bool]:
@@ -158,12 +189,16 @@ def api_url(ctx: Context) -> str | None:
 
 def _reach_fix(ctx: Context) -> str:
     if ctx.names.distribution_id:
-        return (f"python -m app provision {ctx.stage.name} (the bucket policy lets distribution "
-                f"{ctx.names.distribution_id} read); a distribution created or changed in the last 15 minutes may "
-                "still be deploying: see the 'tiles CDN' line")
-    return (f"python -m app provision {ctx.stage.name} --public-bucket; if the account blocks public policies (see "
-            f"the 'account public access' line), serve the tiles through CloudFront: python -m app provision "
-            f"{ctx.stage.name} --cloudfront")
+        return (
+            f"python -m app provision {ctx.stage.name} (the bucket policy lets distribution "
+            f"{ctx.names.distribution_id} read); a distribution created or changed in the last 15 minutes may "
+            "still be deploying: see the 'tiles CDN' line"
+        )
+    return (
+        f"python -m app provision {ctx.stage.name} --public-bucket; if the account blocks public policies (see "
+        f"the 'account public access' line), serve the tiles through CloudFront: python -m app provision "
+        f"{ctx.stage.name} --cloudfront"
+    )
 
 
 @contextlib.contextmanager
@@ -194,6 +229,11 @@ def _probe_jpeg() -> bytes:
     return pyvips.Image.black(8, 8).jpegsave_buffer()
 
 
-CHECKS = {"tiles CDN": tiles_cdn, "tiles public": tiles_public, "public CORS": public_cors,
-          "serving TIFF private": serving_tiff_private, "account public access": account_public_access,
-          "dashboard": dashboard}
+CHECKS = {
+    "tiles CDN": tiles_cdn,
+    "tiles public": tiles_public,
+    "public CORS": public_cors,
+    "serving TIFF private": serving_tiff_private,
+    "account public access": account_public_access,
+    "dashboard": dashboard,
+}

@@ -5,6 +5,7 @@ silently ignored) and replaces only its own notification (Id = the function
 name), so a hand-made or stale notification can survive a deploy: the check
 reads the bucket, not the settings.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -16,22 +17,31 @@ from botocore.exceptions import ClientError
 from tooling.deploy.aws import error_code
 from tooling.deploy.checks import Check, Context, fail, ok, unknown
 
-CREATED_EVENTS = {"s3:ObjectCreated:Put", "s3:ObjectCreated:Post", "s3:ObjectCreated:Copy",
-                  "s3:ObjectCreated:CompleteMultipartUpload"}
+CREATED_EVENTS = {
+    "s3:ObjectCreated:Put",
+    "s3:ObjectCreated:Post",
+    "s3:ObjectCreated:Copy",
+    "s3:ObjectCreated:CompleteMultipartUpload",
+}
 
 
 def stage_settings(ctx: Context) -> Check:
     stage, names = ctx.stage, ctx.names
-    missing = [var for var in ("SOURCE_BUCKET", "TILES_BUCKET", "METADATA_BUCKET", "BATCH_JOB_QUEUE",
-                               "BATCH_JOB_DEFINITION") if not stage.environment.get(var)]
+    missing = [
+        var
+        for var in ("SOURCE_BUCKET", "TILES_BUCKET", "METADATA_BUCKET", "BATCH_JOB_QUEUE", "BATCH_JOB_DEFINITION")
+        if not stage.environment.get(var)
+    ]
     problems = [f"{', '.join(missing)} not set"] if missing else []
     if f"arn:aws:s3:::{names.source_bucket}" not in [e["arn"] for e in stage.s3_events()]:
         problems.append("no S3 event for SOURCE_BUCKET")
     if stage.settings.get("role_arn") != names.role_arn(names.lambda_role) or stage.settings.get("manage_roles", True):
         problems.append(f"role_arn is not {names.lambda_role}'s with manage_roles false (Zappa makes a broad role)")
     if problems:
-        return fail(f"{stage.path} stage {stage.name}: " + "; ".join(problems),
-                    f"python -m app provision {stage.name}, then zappa update {stage.name}")
+        return fail(
+            f"{stage.path} stage {stage.name}: " + "; ".join(problems),
+            f"python -m app provision {stage.name}, then zappa update {stage.name}",
+        )
     return ok(f"{stage.path} stage {stage.name} names every resource and the {names.lambda_role} role")
 
 
@@ -43,21 +53,29 @@ def notification(ctx: Context) -> Check:
     mine = [c for c in configs.get("LambdaFunctionConfigurations", []) if _targets(c, names.function_arn)]
     ignored = [e for e in stage.s3_events() if e.get("key_filters")]
     if ignored:
-        return fail("the stage's S3 event has key_filters, which Zappa ignores",
-                    "use \"prefix\"/\"suffix\" in event_source instead, then " + redo)
+        return fail(
+            "the stage's S3 event has key_filters, which Zappa ignores",
+            'use "prefix"/"suffix" in event_source instead, then ' + redo,
+        )
     if not mine:
         others = [c["LambdaFunctionArn"] for c in configs.get("LambdaFunctionConfigurations", [])]
-        return fail(f"s3://{bucket} sends no event to {names.function}"
-                    + (f" (it notifies {', '.join(others)})" if others else ""), redo)
+        return fail(
+            f"s3://{bucket} sends no event to {names.function}"
+            + (f" (it notifies {', '.join(others)})" if others else ""),
+            redo,
+        )
     if len(mine) > 1:
-        return fail(f"{len(mine)} notifications on s3://{bucket} target {names.function}: "
-                    f"Ids {', '.join(c.get('Id', '?') for c in mine)}",
-                    f"remove all but Id {names.function} (aws s3api put-bucket-notification-configuration), "
-                    f"then {redo}")
+        return fail(
+            f"{len(mine)} notifications on s3://{bucket} target {names.function}: "
+            f"Ids {', '.join(c.get('Id', '?') for c in mine)}",
+            f"remove all but Id {names.function} (aws s3api put-bucket-notification-configuration), then {redo}",
+        )
     events, actual = set(mine[0]["Events"]), _filter(mine[0])
-    if "s3:ObjectCreated:*" not in events and not CREATED_EVENTS <= events:
-        return fail(f"s3://{bucket} notifies {names.function} for {', '.join(sorted(events))}, "
-                    "not every s3:ObjectCreated:*", redo)
+    if "s3:ObjectCreated:*" not in events and not events >= CREATED_EVENTS:
+        return fail(
+            f"s3://{bucket} notifies {names.function} for {', '.join(sorted(events))}, not every s3:ObjectCreated:*",
+            redo,
+        )
     if actual != intended:
         return fail(f"s3://{bucket} filter is {_describe(actual)}, the stage intends {_describe(intended)}", redo)
     return ok(f"s3://{bucket} s3:ObjectCreated:* -> {names.function}, {_describe(intended)}")
@@ -75,8 +93,11 @@ def invoke_permission(ctx: Context) -> Check:
         policy = {"Statement": []}
     source = f"arn:aws:s3:::{names.source_bucket}"
     if not any(_allows_s3(statement, source) for statement in policy["Statement"]):
-        return fail(f"{names.function}'s resource policy does not let s3.amazonaws.com invoke it for {source}: "
-                    "S3 drops the events", f"zappa schedule {ctx.stage.name} adds the permission")
+        return fail(
+            f"{names.function}'s resource policy does not let s3.amazonaws.com invoke it for {source}: "
+            "S3 drops the events",
+            f"zappa schedule {ctx.stage.name} adds the permission",
+        )
     return ok(f"{names.function} accepts invocations from s3.amazonaws.com for {source}")
 
 
@@ -92,9 +113,12 @@ def no_self_trigger(ctx: Context) -> Check:
     wired = [e["arn"] for e in ctx.stage.s3_events() if e["arn"] != f"arn:aws:s3:::{names.source_bucket}"]
     problems += [f"the stage wires {arn} to the function" for arn in wired]
     if problems:
-        return fail("; ".join(problems), "keep tiles and metadata in their own buckets with no notification to "
-                    "the function (remove it with aws s3api put-bucket-notification-configuration and from the "
-                    "stage's events), then zappa update " + ctx.stage.name)
+        return fail(
+            "; ".join(problems),
+            "keep tiles and metadata in their own buckets with no notification to "
+            "the function (remove it with aws s3api put-bucket-notification-configuration and from the "
+            "stage's events), then zappa update " + ctx.stage.name,
+        )
     return ok(f"outputs go to {' and '.join(sorted(outputs))}, which never notify {names.function}")
 
 
@@ -122,13 +146,24 @@ def _allows_s3(statement: dict[str, Any], source_arn: str) -> bool:
     actions = [actions] if isinstance(actions, str) else actions or []
     principal = statement.get("Principal", {})
     service = principal.get("Service") if isinstance(principal, dict) else principal
-    conditions = [value for operator in statement.get("Condition", {}).values() for key, value in operator.items()
-                  if key.lower() == "aws:sourcearn"]
+    conditions = [
+        value
+        for operator in statement.get("Condition", {}).values()
+        for key, value in operator.items()
+        if key.lower() == "aws:sourcearn"
+    ]
     patterns = [p for value in conditions for p in ([value] if isinstance(value, str) else value)] or [source_arn]
-    return (statement.get("Effect") == "Allow" and service in ("s3.amazonaws.com", "*")
-            and any(a in ("lambda:InvokeFunction", "lambda:*") for a in actions)
-            and any(fnmatch.fnmatchcase(source_arn, pattern) for pattern in patterns))
+    return (
+        statement.get("Effect") == "Allow"
+        and service in ("s3.amazonaws.com", "*")
+        and any(a in ("lambda:InvokeFunction", "lambda:*") for a in actions)
+        and any(fnmatch.fnmatchcase(source_arn, pattern) for pattern in patterns)
+    )
 
 
-CHECKS = {"stage settings": stage_settings, "source notification": notification, "S3 may invoke": invoke_permission,
-          "no self-trigger": no_self_trigger}
+CHECKS = {
+    "stage settings": stage_settings,
+    "source notification": notification,
+    "S3 may invoke": invoke_permission,
+    "no self-trigger": no_self_trigger,
+}
