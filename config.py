@@ -172,10 +172,28 @@ class Settings:
     )
     # Dashboard
     dashboard_password: str = _setting(
-        "DASHBOARD_PASSWORD", "", "Password for uploads and retries; without one the dashboard is read-only."
+        "DASHBOARD_PASSWORD",
+        "",
+        "Plain password for uploads and retries, for the local demo; deployed, use DASHBOARD_PASSWORD_HASH. Without "
+        "either the dashboard is read-only.",
+    )
+    dashboard_password_hash: str = _setting(
+        "DASHBOARD_PASSWORD_HASH",
+        "",
+        "Slow hash of the dashboard's password (python -m app hash-password); preferred to DASHBOARD_PASSWORD.",
     )
     secret_key: str = _setting(
-        "SECRET_KEY", "", "Signs the dashboard's session cookie (default: derived from DASHBOARD_PASSWORD)."
+        "SECRET_KEY",
+        "",
+        "Signs the dashboard's session cookie (default: random, made once and kept at secrets/session-key in "
+        "METADATA_BUCKET).",
+    )
+    session_hours: float = _setting("SESSION_HOURS", 12.0, "Hours a dashboard sign-in lasts.")
+    dashboard_base_url: str = _setting(
+        "DASHBOARD_BASE_URL",
+        "",
+        "The API's public URL (e.g. https://ID.execute-api.REGION.amazonaws.com/dev): absolute URLs the app emits are "
+        "built on it, never on the Host header.",
     )
     page_size: int = _setting("PAGE_SIZE", 50, "Images per dashboard page.")
     upload_prefix: str = _setting(

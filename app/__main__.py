@@ -99,10 +99,33 @@ def _parser() -> argparse.ArgumentParser:
     teardown.add_argument("--force", action="store_true", help="also delete buckets and images that are not empty")
     teardown.set_defaults(run=_teardown)
 
+    hashing = commands.add_parser(
+        "hash-password", help="print DASHBOARD_PASSWORD_HASH for a password read from the terminal or stdin"
+    )
+    hashing.set_defaults(run=_hash_password)
+
     show = commands.add_parser("settings", help="print every setting, its variable and current value")
     show.add_argument("--markdown", action="store_true", help="print the README's table of variables and defaults")
     show.set_defaults(run=_settings)
     return parser
+
+
+def _hash_password(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    """A slow salted hash (scrypt) for DASHBOARD_PASSWORD_HASH, so the stage's settings never hold the password."""
+    import getpass
+
+    from werkzeug.security import generate_password_hash
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            parser.error("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        parser.error("use at least 12 characters")
+    print(generate_password_hash(password, method="scrypt"))
+    return 0
 
 
 def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

@@ -18,14 +18,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     # templates/ and static/ sit beside config.py, in the Lambda package and the image as in a clone
     app = Flask(__name__, root_path=str(PROJECT_ROOT), template_folder="templates", static_folder="static")
-    app.config.update(
-        SETTINGS=settings,
-        SECRET_KEY=auth.secret_key(settings),
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_HTTPONLY=True,
-        MAX_CONTENT_LENGTH=64 * 1024,
-    )
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=64 * 1024)
     app.extensions["catalog"] = Catalog(settings)
+    auth.install(app, settings)
     app.register_blueprint(pages)
     image_service.register(app)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, signed_in=auth.signed_in, writable=auth.writable)

@@ -16,6 +16,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.exceptions import TooManyRequests
 
 from app.errors import SourceGone
 from app.ids import is_valid_id
@@ -129,8 +130,16 @@ def login():
         abort(403, "this dashboard is read-only: set DASHBOARD_PASSWORD to allow uploads and retries")
     if request.method == "POST":
         auth.check_csrf()
+        wait = auth.retry_after()
+        if wait:
+            message = f"Too many failed sign-ins: try again in {wait} seconds."
+            return Response(
+                render_template("error.html", error=TooManyRequests(message)), 429, {"Retry-After": str(wait)}
+            )
         if auth.sign_in(request.form.get("password", "")):
+            auth.record_success()
             return redirect(url_for("dashboard.images"))
+        auth.record_failure()
         flash("Wrong password.", "error")
     return render_template("login.html")
 
@@ -138,7 +147,7 @@ def login():
 @pages.post("/logout")
 def logout():
     auth.check_csrf()
-    auth.session.clear()
+    auth.sign_out()
     return redirect(url_for("dashboard.images"))
 
 
