@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.web import auth, image_service, presenting
+from app.web import auth, image_service, presenting, urls
 from app.web.catalog import Catalog
 from app.web.dashboard import pages
 from config import PROJECT_ROOT, Settings
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.install(app, settings)
     app.register_blueprint(pages)
     image_service.register(app)
+    urls.install(app)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, signed_in=auth.signed_in, writable=auth.writable)
     app.jinja_env.filters.update(
         megabytes=presenting.megabytes, megapixels=presenting.megapixels, ago=presenting.ago, dollars=presenting.dollars

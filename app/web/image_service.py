@@ -3,8 +3,8 @@
 Rendered from the tiled pyramidal TIFF the pipeline writes to
 ``derivatives/ID.tif`` in the tiles bucket, read with ranged GETs (see
 ``app.storage.ranged``); the static level-0 tiles are untouched. Every
-URL is built with ``url_for(..., _external=True)``, so ``id`` and the canonical
-``Link`` are right under an API Gateway stage prefix too. Errors are a short
+absolute URL is built by ``app.web.urls.external_url``: on DASHBOARD_BASE_URL
+when set, so ``id`` and the canonical ``Link`` never come from the Host header. Errors are a short
 text with their IIIF status (400, 403, 404, 501, 503), with CORS like every
 other answer, so viewers on other sites can read them.
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, current_app, redirect, request, url_for
+from flask import Blueprint, Flask, Response, current_app, redirect, request
 
 from app import records
 from app.errors import SourceGone, TilerError
@@ -46,6 +46,7 @@ from app.pipeline.inspect import harden_libvips
 from app.storage.ranged import BLOCKS, RemoteTiff
 from app.storage.s3 import DESCRIPTOR_CACHE, TILE_CACHE, S3Storage
 from app.web import oversize
+from app.web.urls import external_url
 from config import Settings
 
 JSON_LD = f'application/ld+json;profile="{CONTEXT}"'
@@ -63,14 +64,14 @@ def register(app: Flask) -> None:
 def base(image_id: str):
     """The base URI redirects to the image information, as the specification asks."""
     _check_id(image_id)
-    return redirect(url_for("image_service.info", image_id=image_id, _external=True), code=303)
+    return redirect(external_url("image_service.info", image_id=image_id), code=303)
 
 
 @image_service.get("/<path:image_id>/info.json")
 def info(image_id: str):
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
-    service_id, limits = url_for("image_service.base", image_id=image_id, _external=True), _limits()
+    service_id, limits = external_url("image_service.base", image_id=image_id), _limits()
     document = level2(service_id, pyramid.pages, limits)
     wants_ld = request.accept_mimetypes["application/ld+json"] > request.accept_mimetypes["application/json"]
     response = Response(
@@ -90,9 +91,7 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
     wanted = plan(parsed, pyramid.width, pyramid.height, _limits())
-    canonical = (
-        url_for("image_service.base", image_id=image_id, _external=True) + "/" + quote(wanted.canonical, safe="/,:!")
-    )
+    canonical = external_url("image_service.base", image_id=image_id) + "/" + quote(wanted.canonical, safe="/,:!")
     headers = {"Link": f'<{canonical}>;rel="canonical",<{LEVEL2_PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
     made = f"{image_id}/{wanted.canonical}"
     if made in _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag):
