@@ -1,4 +1,5 @@
 """Collections: task files (native and AWS Batch IIIF generator), CSV titles, multi-canvas manifests."""
+
 import json
 import time
 
@@ -15,13 +16,20 @@ from app.collection.task import (
 from tests.helpers import SHARED, photo
 
 GENERATOR_TASK = {
-    "jobName": "job1", "jobQueue": "iiifjq", "jobDefinition": "iiifjd:3", "command": "./createiiif.sh",
+    "jobName": "job1",
+    "jobQueue": "iiifjq",
+    "jobDefinition": "iiifjd:3",
+    "command": "./createiiif.sh",
     "environment": [
-        {"name": "AWS_REGION", "value": "us-east-1"}, {"name": "SRC_BUCKET", "value": "tiler-source"},
-        {"name": "AWS_BUCKET_NAME", "value": "target"}, {"name": "CSV_NAME", "value": "Ms2016_012_Box2.csv"},
+        {"name": "AWS_REGION", "value": "us-east-1"},
+        {"name": "SRC_BUCKET", "value": "tiler-source"},
+        {"name": "AWS_BUCKET_NAME", "value": "target"},
+        {"name": "CSV_NAME", "value": "Ms2016_012_Box2.csv"},
         {"name": "ACCESS_DIR", "value": "Women_of_Design/Ms2016_012/Box2/"},
-        {"name": "CSV_PATH", "value": "Women_of_Design/Ms2016_012/CSV/"}, {"name": "DEST_BUCKET", "value": "iiifs3"},
-        {"name": "DEST_URL", "value": "https://s3.amazonaws.com/iawa-target-data"}, {"name": "UPLOAD_BOOL", "value": "false"},
+        {"name": "CSV_PATH", "value": "Women_of_Design/Ms2016_012/CSV/"},
+        {"name": "DEST_BUCKET", "value": "iiifs3"},
+        {"name": "DEST_URL", "value": "https://s3.amazonaws.com/iawa-target-data"},
+        {"name": "UPLOAD_BOOL", "value": "false"},
     ],
 }
 
@@ -29,15 +37,26 @@ GENERATOR_TASK = {
 def test_the_batch_iiif_generators_task_files_are_accepted_unchanged():
     task = parse_task(GENERATOR_TASK)
     assert (task.collection, task.source_prefix, task.csv_key) == (
-        "Ms2016_012", "Women_of_Design/Ms2016_012/Box2/", "Women_of_Design/Ms2016_012/CSV/Ms2016_012_Box2.csv")
+        "Ms2016_012",
+        "Women_of_Design/Ms2016_012/Box2/",
+        "Women_of_Design/Ms2016_012/CSV/Ms2016_012_Box2.csv",
+    )
     assert (task.destination_prefix, task.public_base_url, task.source_bucket) == (
-        "iiifs3", "https://s3.amazonaws.com/iawa-target-data", "tiler-source")
+        "collections/Ms2016_012",
+        "https://s3.amazonaws.com/iawa-target-data",
+        "tiler-source",
+    )  # DEST_BUCKET unused
 
 
-@pytest.mark.parametrize("document,reason", [
-    ([], "must be a JSON object"), ({"collection": "c"}, "lacks source_prefix"),
-    ({"source_prefix": "x/"}, "lacks collection"), ({"collection": "a b", "source_prefix": "x/"}, "use letters"),
-])
+@pytest.mark.parametrize(
+    "document,reason",
+    [
+        ([], "must be a JSON object"),
+        ({"collection": "c"}, "lacks source_prefix"),
+        ({"source_prefix": "x/"}, "lacks collection"),
+        ({"collection": "a b", "source_prefix": "x/"}, "use letters"),
+    ],
+)
 def test_bad_task_files_are_refused_with_a_reason(document, reason):
     with pytest.raises(TaskError, match=reason):
         parse_task(document)
@@ -45,21 +64,36 @@ def test_bad_task_files_are_refused_with_a_reason(document, reason):
 
 def test_items_are_folders_in_file_name_order_and_csv_gives_titles():
     task = parse_task({"collection": "c", "source_prefix": "c/"})
-    items = group_items(task, ["c/Box1/Access/Box1_010.tif", "c/Box1/Access/Box1_002.jp2", "c/Box2/p_1.jpg",
-                               "c/items.csv", "c/Box2/notes.txt"])
+    items = group_items(
+        task,
+        [
+            "c/Box1/Access/Box1_010.tif",
+            "c/Box1/Access/Box1_002.jp2",
+            "c/Box2/p_1.jpg",
+            "c/items.csv",
+            "c/Box2/notes.txt",
+        ],
+    )
     assert [(i.identifier, i.image_keys) for i in items] == [
-        ("Box1", ("c/Box1/Access/Box1_002.jp2", "c/Box1/Access/Box1_010.tif")), ("Box2", ("c/Box2/p_1.jpg",))]
-    titled = apply_csv(items, "\ufeffIdentifier,Title,Description\nBox1,Letters,\"Correspondence, 1970s\"\n\n")
+        ("Box1", ("c/Box1/Access/Box1_002.jp2", "c/Box1/Access/Box1_010.tif")),
+        ("Box2", ("c/Box2/p_1.jpg",)),
+    ]
+    titled = apply_csv(items, '\ufeffIdentifier,Title,Description\nBox1,Letters,"Correspondence, 1970s"\n\n')
     assert (titled[0].title, titled[0].description, titled[1].title) == ("Letters", "Correspondence, 1970s", None)
     assert [page_label(k, n) for n, k in enumerate(titled[0].image_keys, 1)] == ["Page 2", "Page 10"]
     assert page_label("c/Box3/cover.jpg", 1) == "Page 1"
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("", "empty"), ("name,caption\nBox1,x\n", "must name identifier and title"),
-    ("identifier,title\nBox9,x\n", "identifier 'Box9', which has no images"),
-    ("identifier,title\nBox1,x,extra\n", "line 2 has 3 fields"), ('identifier,title\n"Box1,x\n', "malformed"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("", "empty"),
+        ("name,caption\nBox1,x\n", "must name identifier and title"),
+        ("identifier,title\nBox9,x\n", "identifier 'Box9', which has no images"),
+        ("identifier,title\nBox1,x,extra\n", "line 2 has 3 fields"),
+        ('identifier,title\n"Box1,x\n', "malformed"),
+    ],
+)
 def test_bad_csvs_are_refused_with_a_reason(text, reason):
     items = group_items(parse_task({"collection": "c", "source_prefix": "c/"}), ["c/Box1/a.jpg"])
     with pytest.raises(TaskError, match=reason):
@@ -67,6 +101,7 @@ def test_bad_csvs_are_refused_with_a_reason(text, reason):
 
 
 # Through the S3 endpoint, with events flowing as in a deployment -------------------------------------------
+
 
 def _validator():
     schema_path = SHARED / "iiif-presentation-schema" / "iiif_3_0.json"
@@ -111,8 +146,13 @@ def test_a_task_publishes_item_manifests_and_a_collection(flowing):
         for page in range(pages, 0, -1):
             cloud.upload(f"Ms2016_012/{box}/Access/{box}_{page:03}.jpg", photo(200 + page, 150))
     cloud.upload("Ms2016_012/items.csv", b"identifier,title,description\nBox1,Letters,Correspondence\n")
-    _task(cloud, "Ms2016_012", label="Women's Development Corporation", source_prefix="Ms2016_012/",
-          csv="Ms2016_012/items.csv")
+    _task(
+        cloud,
+        "Ms2016_012",
+        label="Women's Development Corporation",
+        source_prefix="Ms2016_012/",
+        csv="Ms2016_012/items.csv",
+    )
 
     document = _wait(cloud, "Ms2016_012")
     assert document["status"] == "done" and document["progress"] == {"done": 4, "total": 4}
@@ -120,7 +160,9 @@ def test_a_task_publishes_item_manifests_and_a_collection(flowing):
     assert list(validator.iter_errors(collection)) == []
     assert collection["label"] == {"none": ["Women's Development Corporation"]}
     assert [(m["id"].rsplit("/", 2)[-2], m["label"]["none"][0]) for m in collection["items"]] == [
-        ("Box1", "Letters"), ("Box2", "Box2")]
+        ("Box1", "Letters"),
+        ("Box2", "Box2"),
+    ]
     box1 = json.loads(cloud.read("tiler-tiles", "collections/Ms2016_012/Box1/manifest.json"))
     assert list(validator.iter_errors(box1)) == []
     assert box1["summary"] == {"none": ["Correspondence"]}
@@ -134,7 +176,9 @@ def test_a_task_publishes_item_manifests_and_a_collection(flowing):
     again = _wait(cloud, "Ms2016_012", task_etag=etag)
     assert again["status"] == "done" and again["task"]["label"] == "Renamed"
     assert {i: cloud.record(i)["updated_at"] for i in again["images"]} == converted  # nothing re-tiled
-    assert json.loads(cloud.read("tiler-tiles", "collections/Ms2016_012/collection.json"))["label"] == {"none": ["Renamed"]}
+    assert json.loads(cloud.read("tiler-tiles", "collections/Ms2016_012/collection.json"))["label"] == {
+        "none": ["Renamed"]
+    }
 
     cloud.upload("Ms2016_012/Box2/Access/Box2_001.jpg", photo(333, 150))  # a changed image is re-tiled
     etag = _task(cloud, "Ms2016_012", source_prefix="Ms2016_012/", csv="Ms2016_012/items.csv")
@@ -145,13 +189,19 @@ def test_a_task_publishes_item_manifests_and_a_collection(flowing):
     assert box2["items"][0]["width"] == 333
 
 
-@pytest.mark.parametrize("files,fields,reason", [
-    ({}, {"source_prefix": "empty/"}, "no images under"),
-    ({"c/A/1.jpg": None, "c/items.csv": b"identifier,title\nZ,x\n"}, {"source_prefix": "c/", "csv": "c/items.csv"},
-     "identifier 'Z', which has no images"),
-    ({"c/A/1.jpg": None}, {"source_prefix": "c/", "csv": "c/missing.csv"}, "does not exist"),
-    ({}, {"source_prefix": "c/", "source_bucket": "elsewhere"}, "images must be in"),
-])
+@pytest.mark.parametrize(
+    "files,fields,reason",
+    [
+        ({}, {"source_prefix": "empty/"}, "no images under"),
+        (
+            {"c/A/1.jpg": None, "c/items.csv": b"identifier,title\nZ,x\n"},
+            {"source_prefix": "c/", "csv": "c/items.csv"},
+            "identifier 'Z', which has no images",
+        ),
+        ({"c/A/1.jpg": None}, {"source_prefix": "c/", "csv": "c/missing.csv"}, "does not exist"),
+        ({}, {"source_prefix": "c/", "source_bucket": "elsewhere"}, "images must be in"),
+    ],
+)
 def test_a_bad_task_fails_with_its_reason_and_publishes_nothing(cloud, files, fields, reason):
     from app.events import handle_s3_event
 
@@ -185,5 +235,10 @@ def test_a_collection_of_200_images_accounts_for_every_image(flowing):
     assert document["status"] == "done" and document["progress"] == {"done": 200, "total": 200}
     collection = json.loads(cloud.read("tiler-tiles", "collections/big-run/collection.json"))
     assert len(collection["items"]) == 10
-    assert sum(len(json.loads(cloud.read("tiler-tiles", f"collections/big-run/{n:02}/manifest.json"))["items"])
-               for n in range(10)) == 200
+    assert (
+        sum(
+            len(json.loads(cloud.read("tiler-tiles", f"collections/big-run/{n:02}/manifest.json"))["items"])
+            for n in range(10)
+        )
+        == 200
+    )

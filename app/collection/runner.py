@@ -152,8 +152,14 @@ def _publish(store: S3Storage, settings: Settings, document: dict[str, Any]) -> 
 def _read_task(store: S3Storage, ref: SourceRef, settings: Settings) -> Task:
     try:
         task = parse_task(json.loads(store.read_text(ref.bucket, ref.key)))
+    except SourceGone:
+        raise TaskError("the task file was deleted before it could be read") from None
+    except UnicodeDecodeError:
+        raise TaskError("the task file is not UTF-8 text (UTF-16 or Latin-1?): save it as UTF-8") from None
     except json.JSONDecodeError as error:
         raise TaskError(f"the task file is not valid JSON: {error}") from None
+    except RecursionError:
+        raise TaskError("the task file is nested too deeply") from None
     if task.source_bucket and task.source_bucket != settings.source_bucket:
         raise TaskError(f"the task names bucket {task.source_bucket!r}; images must be in {settings.source_bucket!r}")
     return task

@@ -72,41 +72,86 @@ class Item:
         object.__setattr__(self, "image_ids", tuple(image_id_for(key) for key in self.image_keys))
 
 
+COLLECTIONS_ROOT = "collections"  # every collection publishes under it, so none can overwrite an image's outputs
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_FIELDS = ("collection", "label", "source_prefix", "csv", "destination_prefix", "public_base_url", "source_bucket")
+
+
 def parse_task(document: object) -> Task:
-    """A Task from a task file's JSON, native or AWS Batch IIIF generator form."""
+    """A Task from a task file's JSON, native or AWS Batch IIIF generator form; every field checked."""
     if not isinstance(document, dict):
         raise TaskError("the task file must be a JSON object")
     if "environment" in document:
         document = _from_batch_generator(document)
+    for name in _FIELDS:
+        value = document.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TaskError(f"{name} must be a string, not {type(value).__name__}")
+        if value and _UNPRINTABLE.search(value):
+            raise TaskError(f"{name} holds control characters")
     missing = [name for name in ("collection", "source_prefix") if not document.get(name)]
     if missing:
         raise TaskError(f"the task file lacks {', '.join(missing)}")
-    collection = str(document["collection"]).strip("/")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", collection):
+    collection = document["collection"].strip("/")
+    if not _SEGMENT.fullmatch(collection):
         raise TaskError(f"collection {collection!r}: use letters, digits, '.', '_' and '-'")
-    prefix = str(document["source_prefix"]).strip("/") + "/"
+    destination = _relative_path("destination_prefix", document.get("destination_prefix") or "")
+    if not destination:
+        destination = f"{COLLECTIONS_ROOT}/{collection}"
+    parts = destination.split("/")
+    if parts[0] != COLLECTIONS_ROOT or len(parts) < 2 or not all(_SEGMENT.fullmatch(part) for part in parts[1:]):
+        raise TaskError(
+            f"destination_prefix {destination!r} must be a folder under {COLLECTIONS_ROOT}/ "
+            "(letters, digits, '.', '_' and '-' in each part)"
+        )
+    public = document.get("public_base_url") or None
+    if public and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public):
+        raise TaskError(f"public_base_url {public!r} must be an http(s) URL")
     return Task(
         collection=collection,
-        source_prefix=prefix,
-        label=document.get("label"),
-        destination_prefix=str(document.get("destination_prefix") or f"collections/{collection}").strip("/"),
-        csv_key=document.get("csv") or None,
-        public_base_url=document.get("public_base_url") or None,
+        source_prefix=_relative_path("source_prefix", document["source_prefix"]) + "/",
+        label=document.get("label") or None,
+        destination_prefix=destination,
+        csv_key=_relative_path("csv", document.get("csv") or "") or None,
+        public_base_url=public,
         source_bucket=document.get("source_bucket") or None,
     )
 
 
+def _relative_path(name: str, value: str) -> str:
+    """A key or prefix inside our buckets: no leading '/', no '.' or '..' parts, no scheme, not tasks/."""
+    if value.startswith("/") or "://" in value or value.startswith("s3:"):
+        raise TaskError(f"{name} {value!r} must be relative to the bucket (no leading '/', no URL)")
+    stripped = value.strip("/")
+    parts = stripped.split("/") if stripped else []
+    if any(part in ("", ".", "..") for part in parts):
+        raise TaskError(f"{name} {value!r} must not have empty, '.' or '..' parts")
+    if parts and parts[0] == "tasks":
+        raise TaskError(f"{name} {value!r} must not be under tasks/")
+    return stripped
+
+
 def _from_batch_generator(document: dict) -> dict:
-    env = {
-        entry.get("name"): entry.get("value") for entry in document.get("environment") or [] if isinstance(entry, dict)
-    }
+    """The generator's environment list as native fields. DEST_BUCKET names another bucket, so it is not used:
+    the collection publishes under collections/ in the tiles bucket."""
+    entries = document.get("environment")
+    if not isinstance(entries, list):
+        raise TaskError("environment must be a list of {name, value} objects")
+    env = {}
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            value = entry.get("value")
+            if not isinstance(value, str):
+                raise TaskError(f"environment {entry['name']}: the value must be a string")
+            env[entry["name"]] = value
     csv_key = "/".join(part.strip("/") for part in (env.get("CSV_PATH"), env.get("CSV_NAME")) if part) or None
     found = re.search(r"Ms\d{4}_\d{3}", env.get("CSV_NAME") or "")
+    job_name = document.get("jobName")
     return {
-        "collection": found.group(0) if found else document.get("jobName"),
+        "collection": found.group(0) if found else job_name if isinstance(job_name, str) else None,
         "source_prefix": env.get("ACCESS_DIR"),
         "csv": csv_key,
-        "destination_prefix": env.get("DEST_BUCKET"),
         "public_base_url": env.get("DEST_URL"),
         "source_bucket": env.get("SRC_BUCKET"),
     }
@@ -122,7 +167,13 @@ def group_items(task: Task, keys: list[str]) -> list[Item]:
         relative = PurePosixPath(key[len(task.source_prefix) :])
         parts = [p for p in relative.parent.parts if p.lower() != "access"]  # the generator's Item/Access/ layout
         folders.setdefault(parts[0] if parts else PurePosixPath(task.source_prefix).name, []).append(key)
-    return [Item(identifier, tuple(keys)) for identifier, keys in sorted(folders.items())]
+    for identifier in folders:
+        if identifier in (".", "..") or _UNPRINTABLE.search(identifier):
+            raise TaskError(f"folder {identifier!r} under {task.source_prefix!r} cannot name an item")
+    try:
+        return [Item(identifier, tuple(keys)) for identifier, keys in sorted(folders.items())]
+    except ValueError as error:  # a key no image id can be derived from
+        raise TaskError(str(error)) from None
 
 
 def apply_csv(items: list[Item], text: str) -> list[Item]:
