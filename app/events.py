@@ -3,7 +3,9 @@
 Every record of an event is handled, not only the first. Keys arrive
 URL-encoded the way S3 sends them (``+`` for space). Test events, non-create
 events and keys that look like this project's own outputs are ignored, so the
-function can never trigger itself. A record that cannot be routed is an error.
+function can never trigger itself. Each record is checked on its own: a
+malformed one (missing keys, wrong types, another bucket) is logged with its
+reason and is an error, raised once the well-formed records beside it are done.
 """
 
 from __future__ import annotations
@@ -45,17 +47,21 @@ class UnroutableRecord(Exception):
 
 
 def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Zappa's entry point: convert every object the event names; raise if any needs a retry."""
+    """Zappa's entry point: convert every object the event names; raise if any needs a retry.
+
+    A malformed record is logged with its reason and raised only after the
+    well-formed records beside it have been handled.
+    """
     settings = Settings.from_env()
     runtime = jobs.Runtime(
         owner=_owner(context),
         remaining_seconds=_remaining(context),
         memory_mb=int(getattr(context, "memory_limit_in_mb", 0) or 0),
     )
-    if event.get("Event") == "s3:TestEvent":
+    if isinstance(event, dict) and event.get("Event") == "s3:TestEvent":
         log.info("ignored s3:TestEvent")
         return {"handled": 0, "ignored": 1}
-    refs, ignored = sources_in(event, settings)
+    refs, ignored, malformed = _routed(event, settings)
     failures: list[Exception] = []
     statuses = []
     for ref in refs:
@@ -71,42 +77,87 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
             else:
                 log.exception("s3://%s/%s will be retried", ref.bucket, ref.key)
             failures.append(error)
+    failures += malformed
     if failures:
         raise failures[0]
     return {"handled": len(refs), "ignored": ignored, "statuses": statuses}
 
 
 def sources_in(event: dict[str, Any], settings: Settings) -> tuple[list[SourceRef], int]:
-    """The source versions an S3 event names, and how many records were ignored."""
-    if "Records" not in event:
-        raise UnroutableRecord(f"not an S3 event: {sorted(event)}")
-    refs, ignored = [], 0
-    for record in event["Records"]:
-        if record.get("eventSource") != "aws:s3" or "s3" not in record:
-            raise UnroutableRecord(f"not an S3 record: {record.get('eventSource')!r}")
-        name = record.get("eventName", "")
-        bucket = record["s3"]["bucket"]["name"]
-        key = unquote_plus(record["s3"]["object"]["key"])
-        if not name.startswith("ObjectCreated:"):
-            log.info("ignored %s for s3://%s/%s", name, bucket, key)
-            ignored += 1
-        elif _OUTPUT_KEY.search(key) or key.endswith("/"):
-            log.warning("ignored s3://%s/%s: an output or folder key, never a source", bucket, key)
-            ignored += 1
-        elif key.startswith(PAGES_PREFIX) and not page_of(key):
-            log.warning("ignored s3://%s/%s: pages/ holds documents' pages only", bucket, key)
-            ignored += 1
-        elif key.lower().endswith(".csv"):
-            log.info("ignored s3://%s/%s: a collection's item list, not an image", bucket, key)
-            ignored += 1
-        elif bucket != settings.source_bucket:
-            raise UnroutableRecord(
-                f"s3://{bucket}/{key}: events must come from SOURCE_BUCKET {settings.source_bucket!r}"
-            )
-        else:
-            obj = record["s3"]["object"]
-            refs.append(SourceRef(bucket, key, (obj.get("eTag") or "").strip('"') or None, obj.get("size")))
+    """The source versions an S3 event names, and how many records were ignored; raises on a malformed record."""
+    refs, ignored, malformed = _routed(event, settings)
+    if malformed:
+        raise malformed[0]
     return refs, ignored
+
+
+def _routed(event: Any, settings: Settings) -> tuple[list[SourceRef], int, list[UnroutableRecord]]:
+    """Each record on its own: a malformed one is logged and set aside, the others still routed."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        keys = sorted(map(str, event)) if isinstance(event, dict) else type(event).__name__
+        error = UnroutableRecord(f"not an S3 event: {keys}")
+        log.error("%s", error)
+        return [], 0, [error]
+    refs, ignored, malformed = [], 0, []
+    for number, record in enumerate(event["Records"]):
+        try:
+            ref = _source_of(record, settings)
+        except UnroutableRecord as error:
+            log.error("event record %d refused: %s", number, error)
+            malformed.append(error)
+            continue
+        if ref is None:
+            ignored += 1
+        else:
+            refs.append(ref)
+    return refs, ignored, malformed
+
+
+def _source_of(record: Any, settings: Settings) -> SourceRef | None:
+    """The source version one record names; None when it is to be ignored; UnroutableRecord when malformed."""
+    if not isinstance(record, dict):
+        raise UnroutableRecord(f"a record must be an object, not {type(record).__name__}")
+    if record.get("eventSource") != "aws:s3" or "s3" not in record:
+        raise UnroutableRecord(f"not an S3 record: {str(record.get('eventSource'))[:100]!r}")
+    name = record.get("eventName", "")
+    s3 = record["s3"]
+    bucket = _field(s3, "bucket", "name")
+    raw_key = _field(s3, "object", "key")
+    if not isinstance(name, str):
+        raise UnroutableRecord(f"eventName must be a string, not {type(name).__name__}")
+    key = unquote_plus(raw_key)
+    if len(key.encode("utf-8", "surrogatepass")) > 1024 or "\x00" in key:
+        raise UnroutableRecord(f"s3://{bucket}/{key[:100]!r}: not a key S3 could hold")
+    if not name.startswith("ObjectCreated:"):
+        log.info("ignored %s for s3://%s/%s", name, bucket, key)
+        return None
+    if _OUTPUT_KEY.search(key) or key.endswith("/"):
+        log.warning("ignored s3://%s/%s: an output or folder key, never a source", bucket, key)
+        return None
+    if key.startswith(PAGES_PREFIX) and not page_of(key):
+        log.warning("ignored s3://%s/%s: pages/ holds documents' pages only", bucket, key)
+        return None
+    if key.lower().endswith(".csv"):
+        log.info("ignored s3://%s/%s: a collection's item list, not an image", bucket, key)
+        return None
+    if bucket != settings.source_bucket:
+        raise UnroutableRecord(f"s3://{bucket}/{key}: events must come from SOURCE_BUCKET {settings.source_bucket!r}")
+    obj = s3["object"]
+    etag, size = obj.get("eTag"), obj.get("size")
+    if etag is not None and not isinstance(etag, str):
+        raise UnroutableRecord(f"s3://{bucket}/{key}: eTag must be a string, not {type(etag).__name__}")
+    if size is not None and (type(size) is not int or size < 0):
+        raise UnroutableRecord(f"s3://{bucket}/{key}: size must be a whole number of bytes, not {size!r}"[:300])
+    return SourceRef(bucket, key, (etag or "").strip('"') or None, size)
+
+
+def _field(s3: Any, parent: str, name: str) -> str:
+    """``s3[parent][name]``, a non-empty string, or a clear reason why not."""
+    inner = s3.get(parent) if isinstance(s3, dict) else None
+    value = inner.get(name) if isinstance(inner, dict) else None
+    if not isinstance(value, str) or not value:
+        raise UnroutableRecord(f"s3.{parent}.{name} must be a non-empty string, not {type(value).__name__}")
+    return value
 
 
 def _owner(context: Any) -> str:

@@ -43,6 +43,10 @@ class PreconditionFailed(Exception):
     """A conditional write lost: someone else wrote first (or the object changed)."""
 
 
+class InvalidToken(ValueError):
+    """A listing's continuation token that S3 did not issue: the client's fault, not S3's."""
+
+
 @functools.cache
 def _session() -> boto3.session.Session:
     return boto3.session.Session()
@@ -178,9 +182,14 @@ class S3Storage:
         """One page of keys under ``prefix`` and the continuation token of the next (None at the end)."""
         self.count("write")
         with classified():
-            answer = self.s3.list_objects_v2(
-                Bucket=bucket, Prefix=prefix, MaxKeys=size, **({"ContinuationToken": token} if token else {})
-            )
+            try:
+                answer = self.s3.list_objects_v2(
+                    Bucket=bucket, Prefix=prefix, MaxKeys=size, **({"ContinuationToken": token} if token else {})
+                )
+            except ClientError as error:
+                if token and error.response.get("Error", {}).get("Code") == "InvalidArgument":
+                    raise InvalidToken("the page token is not one this listing gave") from None
+                raise
         return [item["Key"] for item in answer.get("Contents", [])], answer.get("NextContinuationToken")
 
     def put_sources(self, bucket: str, files: Iterable[tuple[Path, str]]) -> None:

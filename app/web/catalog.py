@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import mimetypes
+import re
 import secrets
 import unicodedata
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from app.collection import runner as collection_runner
 from app.errors import SourceGone, TransientError
 from app.ids import image_id_for
 from app.model import SourceRef, Status
-from app.storage.s3 import S3Storage
+from app.storage.s3 import InvalidToken, S3Storage
 from config import Settings
 
 STATUSES = (Status.RUNNING, Status.QUEUED, Status.PAGES, Status.RETRYING, Status.DONE, Status.FAILED, Status.GONE)
@@ -32,6 +33,7 @@ KEY_ATTEMPTS = 3  # random suffixes tried; a taken one is a 1 in 4 billion chanc
 # Unicode categories refused in upload names: controls (NUL, tab ...), format characters (U+200E/F, U+202A-E,
 # U+2066-9 ...), surrogates, and the line and paragraph separators.
 HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{1,2048}")
 
 
 class CannotRetry(Exception):
@@ -65,6 +67,8 @@ class Catalog:
         self, prefix: str, suffix: str, token: str | None, read: Callable[[str], dict[str, Any] | None]
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One S3 page of keys ``prefix + NAME + suffix``, each NAME read in parallel; nothing found is left out."""
+        if token and not _TOKEN.fullmatch(token):  # S3's tokens are base64; anything else is refused before S3
+            raise InvalidToken("the page token is not one this listing gave")
         keys, next_token = self.store.list_page(self.settings.metadata_bucket, prefix, token, self.settings.page_size)
         with ThreadPoolExecutor(max_workers=16) as pool:
             found = pool.map(read, (key[len(prefix) :].removesuffix(suffix) for key in keys))

@@ -16,10 +16,11 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import BadRequest, TooManyRequests
 
 from app.errors import SourceGone
 from app.ids import is_valid_id
+from app.storage.s3 import InvalidToken
 from app.web import auth, presenting
 from app.web.catalog import STATUSES, CannotRetry, Catalog
 
@@ -182,6 +183,11 @@ def api_upload():
 @pages.get("/healthz")
 def healthz():
     return {"ok": True}
+
+
+@pages.errorhandler(InvalidToken)
+def invalid_token(error: InvalidToken):
+    return error_page(BadRequest(str(error)))
 
 
 @pages.app_errorhandler(400)
