@@ -19,6 +19,7 @@ import functools
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import threading
 import time
@@ -114,7 +115,7 @@ def signed_in() -> bool:
 
 def _session_is_live() -> bool:
     session_id = session.get("sid")
-    if not isinstance(session_id, str) or not session_id.isalnum():
+    if not _is_session_id(session_id):
         return False
     found = _store().get_json(_settings().metadata_bucket, _session_key(session_id))
     if found is None:
@@ -148,7 +149,7 @@ def sign_in(password: str) -> bool:
 
 def sign_out() -> None:
     session_id = session.get("sid")
-    if isinstance(session_id, str) and session_id.isalnum():
+    if _is_session_id(session_id):
         _end(session_id)
     session.clear()
     g.signed_in = False
@@ -157,6 +158,10 @@ def sign_out() -> None:
 def _end(session_id: str) -> None:
     _store().delete(_settings().metadata_bucket, _session_key(session_id))
     session.clear()
+
+
+def _is_session_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{48}", value) is not None
 
 
 def _session_key(session_id: str) -> str:

@@ -194,3 +194,27 @@ def test_hash_password_refuses_a_short_password(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
     with pytest.raises(SystemExit):
         main(["hash-password"])
+
+
+def test_behind_api_gateway_the_cookie_is_secure_and_the_client_is_the_forwarded_address(cloud, hashed):
+    """Zappa builds the WSGI environ from API Gateway's event: the scheme from X-Forwarded-Proto, the address from
+    X-Forwarded-For (the entry API Gateway appended, not one the client sent)."""
+    from werkzeug.test import run_wsgi_app
+    from zappa.wsgi import create_wsgi_request
+
+    event = {
+        "httpMethod": "GET",
+        "path": "/login",
+        "headers": {
+            "Host": "abc.execute-api.eu-west-1.amazonaws.com",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": "10.9.9.9, 203.0.113.5, 130.176.0.1",
+        },
+        "queryStringParameters": None,
+        "body": None,
+        "requestContext": {"identity": {"sourceIp": "203.0.113.5"}},
+    }
+    environ = create_wsgi_request(event, script_name="/dev")
+    assert (environ["wsgi.url_scheme"], environ["REMOTE_ADDR"]) == ("https", "203.0.113.5")
+    _body, status, headers = run_wsgi_app(create_app(hashed).wsgi_app, environ)
+    assert status.startswith("200") and "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
