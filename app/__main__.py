@@ -16,6 +16,8 @@ from app.errors import InputError, TilerError
 from app.ids import image_id_for, is_valid_id
 from config import Settings
 
+SECRET_SETTINGS = {"dashboard_password", "dashboard_password_hash", "secret_key"}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -238,6 +240,8 @@ def _settings(args: argparse.Namespace, settings: Settings, parser: argparse.Arg
     for f in fields(Settings):
         value = getattr(settings, f.name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        if f.name in SECRET_SETTINGS and value:
+            shown = "(set, not shown)"  # terminals are scrolled back, logged and shared
         print(f"{f.metadata['env']}={shown}\n    {f.metadata['doc']}")
     return 0
 

@@ -218,3 +218,13 @@ def test_behind_api_gateway_the_cookie_is_secure_and_the_client_is_the_forwarded
     assert (environ["wsgi.url_scheme"], environ["REMOTE_ADDR"]) == ("https", "203.0.113.5")
     _body, status, headers = run_wsgi_app(create_app(hashed).wsgi_app, environ)
     assert status.startswith("200") and "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+
+
+def test_the_settings_command_never_prints_a_secret(monkeypatch, capsys):
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("DASHBOARD_PASSWORD_HASH", "scrypt:32768:8:1$salt$abcdef")
+    assert main(["settings"]) == 0
+    printed = capsys.readouterr().out
+    assert "open sesame" not in printed and "k" * 40 not in printed and "abcdef" not in printed
+    assert "SECRET_KEY=(set, not shown)" in printed and "SESSION_HOURS=12.0" in printed
