@@ -128,7 +128,7 @@ def retry(image_id: str):
 @pages.route("/login", methods=["GET", "POST"])
 def login():
     if not auth.writable():
-        abort(403, "this dashboard is read-only: set DASHBOARD_PASSWORD to allow uploads and retries")
+        abort(403, "this dashboard is read-only: set DASHBOARD_PASSWORD_HASH to allow uploads and retries")
     if request.method == "POST":
         auth.check_csrf()
         wait = auth.retry_after()
