@@ -188,7 +188,7 @@ class Settings:
         "Signs the dashboard's session cookie (default: random, made once and kept at secrets/session-key in "
         "METADATA_BUCKET).",
     )
-    session_hours: float = _setting("SESSION_HOURS", 12.0, "Hours a dashboard sign-in lasts.")
+    session_hours: float = _setting("SESSION_HOURS", 12.0, "Hours a dashboard sign-in lasts (at most 48).")
     dashboard_base_url: str = _setting(
         "DASHBOARD_BASE_URL",
         "",
@@ -286,6 +286,8 @@ class Settings:
             raise ValueError("UPLOAD_MAX_BYTES must be between 1 and 5368709120 (5 GiB, the most S3 takes in one POST)")
         if not 1 <= self.upload_form_minutes <= 60:
             raise ValueError("UPLOAD_FORM_MINUTES must be between 1 and 60")
+        if not 0 < self.session_hours <= 48:  # the metadata bucket's lifecycle removes sessions after two days
+            raise ValueError("SESSION_HOURS must be more than 0 and at most 48")
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

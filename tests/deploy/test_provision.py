@@ -62,10 +62,11 @@ def test_buckets_have_their_access_cors_and_lifecycle(deployment):
         ]
         tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
         assert tags[OWNER_TAG] == names.function
-        expiring = [(r.get("Filter", {}).get("Prefix"), r["Expiration"]) for r in rules if "Expiration" in r]
-        assert expiring == ([("cache/", {"Days": 30})] if bucket == names.tiles_bucket else []), (
-            "only the dynamic endpoint's stored answers expire; nothing else is ever deleted by age"
-        )
+        expiring = {r.get("Filter", {}).get("Prefix"): r["Expiration"] for r in rules if "Expiration" in r}
+        assert expiring == {
+            names.tiles_bucket: {"cache/": {"Days": 30}},
+            names.metadata_bucket: {"sessions/": {"Days": 2}, "signin/": {"Days": 1}},
+        }.get(bucket, {}), "only stored answers and sign-in state expire; nothing else is ever deleted by age"
 
 
 def test_roles_are_least_privilege(deployment):

@@ -74,6 +74,16 @@ EXPIRE_CACHED_ANSWERS = {
     "Filter": {"Prefix": "cache/"},
     "Expiration": {"Days": 30},
 }
+# The dashboard's sign-in state (app/web/auth.py): sessions outlive no SESSION_HOURS, throttling counters no day.
+EXPIRE_SIGN_IN_STATE = tuple(
+    {
+        "ID": f"tiler-expire-{prefix.rstrip('/')}",
+        "Status": "Enabled",
+        "Filter": {"Prefix": prefix},
+        "Expiration": {"Days": days},
+    }
+    for prefix, days in (("sessions/", 2), ("signin/", 1))
+)
 SERVING_PREFIX = serving.PREFIX  # the serving TIFFs in the tiles bucket: full resolution, never public
 
 

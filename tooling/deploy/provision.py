@@ -185,7 +185,12 @@ def bucket_specs(names: Names, public: bool) -> list[BucketSpec]:
             cors=documents.TILES_CORS,
             lifecycle=(documents.ABORT_INCOMPLETE_UPLOADS, documents.EXPIRE_CACHED_ANSWERS),
         ),
-        BucketSpec(names.metadata_bucket, f"metadata, private, {aborts}", documents.PRIVATE),
+        BucketSpec(
+            names.metadata_bucket,
+            f"metadata, private, {aborts}, sign-in sessions and counters expired after 2 and 1 days",
+            documents.PRIVATE,
+            lifecycle=(documents.ABORT_INCOMPLETE_UPLOADS, *documents.EXPIRE_SIGN_IN_STATE),
+        ),
         BucketSpec(names.deploy_bucket, f"Zappa's deployment packages, private, {aborts}", documents.PRIVATE),
     ]
 
