@@ -7,12 +7,14 @@ on, so duplicate or concurrent deliveries of one event do the work once. A
 claim whose job has stopped moving (the worker died) can be taken over with a
 second conditional write (If-Match), so a retry still completes the job.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -48,14 +50,19 @@ def claim_key(image_id: str, etag: str) -> str:
     return f"{CLAIMS_PREFIX}{image_id}/{etag}.json"
 
 
+def now() -> datetime:
+    """The clock every stamp and age is read from, in one place so a test can age a job without waiting."""
+    return datetime.now(UTC)
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return now().isoformat(timespec="milliseconds")
 
 
 def age_seconds(stamp: str | None) -> float:
     if not stamp:
         return float("inf")
-    return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+    return (now() - datetime.fromisoformat(stamp)).total_seconds()
 
 
 def read_record(store: S3Storage, bucket: str, image_id: str) -> dict[str, Any] | None:
@@ -71,8 +78,15 @@ class Claim:
     BUSY = "busy"  # another worker is on it and alive: a retry later will find it done, or stale
 
 
-def claim(store: S3Storage, bucket: str, image_id: str, ref: SourceRef, owner: str, stale_after: float,
-          resume_batch: bool = False) -> str:
+def claim(
+    store: S3Storage,
+    bucket: str,
+    image_id: str,
+    ref: SourceRef,
+    owner: str,
+    stale_after: float,
+    resume_batch: bool = False,
+) -> str:
     """Try to take this source version on, with an S3 conditional write; returns a ``Claim`` value."""
     key = claim_key(image_id, ref.etag)
     try:
@@ -88,8 +102,9 @@ def claim(store: S3Storage, bucket: str, image_id: str, ref: SourceRef, owner: s
     if verdict != Claim.OURS:
         return verdict
     try:
-        store.put_json(bucket, key, {"owner": owner, "at": now_iso(), "took_over_from": holder.get("owner")},
-                       if_match=claim_etag)
+        store.put_json(
+            bucket, key, {"owner": owner, "at": now_iso(), "took_over_from": holder.get("owner")}, if_match=claim_etag
+        )
     except PreconditionFailed:
         return Claim.BUSY  # another delivery took it over first
     log.warning("took over %s from %s", key, holder.get("owner"))
@@ -122,13 +137,32 @@ class Journal:
 
     HEARTBEAT_SECONDS = 5.0
 
-    def __init__(self, store: S3Storage, bucket: str, image_id: str, ref: SourceRef, route: str, owner: str,
-                 indexed_as: str | None = None, replaces: str | None = None) -> None:
-        self.store, self.bucket = store, bucket
+    def __init__(
+        self,
+        store: S3Storage,
+        bucket: str,
+        image_id: str,
+        ref: SourceRef,
+        route: str,
+        owner: str,
+        indexed_as: str | None = None,
+        replaces: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.bucket, self._clock = store, bucket, clock  # monotonic seconds: spaces the heartbeats
         self.record: dict[str, Any] = {
-            "id": image_id, "source": ref.to_dict(), "route": route, "status": Status.RUNNING,
-            "progress": {"phase": "claimed", "done": 0, "total": 0}, "timings": {}, "error": None,
-            "batch_job_id": None, "owner": owner, "created_at": now_iso(), "updated_at": None, "finished_at": None,
+            "id": image_id,
+            "source": ref.to_dict(),
+            "route": route,
+            "status": Status.RUNNING,
+            "progress": {"phase": "claimed", "done": 0, "total": 0},
+            "timings": {},
+            "error": None,
+            "batch_job_id": None,
+            "owner": owner,
+            "created_at": now_iso(),
+            "updated_at": None,
+            "finished_at": None,
             "replaces": replaces,  # the source ETag of the version published before, whose tiles this job replaces
         }
         self._state = threading.Lock()  # guards the record; held briefly, never across a request
@@ -158,9 +192,9 @@ class Journal:
         """
         with self._state:
             self.record["progress"] = {**self.record["progress"], "done": done, "total": total}
-            due = time.monotonic() - self._last_write >= self.HEARTBEAT_SECONDS
+            due = self._clock() - self._last_write >= self.HEARTBEAT_SECONDS
             if due:
-                self._last_write = time.monotonic()  # one heartbeat, whichever thread noticed first
+                self._last_write = self._clock()  # one heartbeat, whichever thread noticed first
         if due:
             self._write_soon()
 
@@ -180,7 +214,7 @@ class Journal:
         with self._writing:
             with self._state:
                 self.record["updated_at"] = now_iso()
-                self._last_write = time.monotonic()
+                self._last_write = self._clock()
                 snapshot = json.loads(json.dumps(self.record, default=str))
             self.store.put_json(self.bucket, record_key(snapshot["id"]), snapshot)
             self._reindex(snapshot["status"], snapshot["id"])

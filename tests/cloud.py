@@ -102,6 +102,24 @@ class Cloud:
         return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
 
     @contextlib.contextmanager
+    def requests_to(self, bucket: str) -> Iterator[list[tuple[str, str]]]:
+        """Yields (method, path) of each request the endpoint receives for ``bucket`` meanwhile: what reached S3,
+        whichever client sent it."""
+        server = self.endpoint._server  # the werkzeug server of tooling.local_s3.LocalS3
+        served, seen = server.app, []
+
+        def watching(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ["PATH_INFO"].startswith(f"/{bucket}/"):
+                seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+            return served(environ, start_response)
+
+        server.app = watching
+        try:
+            yield seen
+        finally:
+            server.app = served
+
+    @contextlib.contextmanager
     def slow_down(self, count: int, bucket: str) -> Iterator[list[str]]:
         """The endpoint answers the next ``count`` PUTs to ``bucket`` with 503 SlowDown, as S3 does under load;
         yields the paths it refused."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from tests.helpers import IIIF_TEST_IMAGE
+from tests.helpers import IIIF_TEST_IMAGE, Clock
 
 
 @pytest.fixture
@@ -20,6 +20,16 @@ def iiif_test_image() -> Path:
     if not IIIF_TEST_IMAGE.exists():
         pytest.skip(f"the official IIIF test image is not at {IIIF_TEST_IMAGE} (../shared is absent)")
     return IIIF_TEST_IMAGE
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The records' time, moved only by the test (``clock.advance``): jobs age without sleeping."""
+    from app import records
+
+    clock = Clock()
+    monkeypatch.setattr(records, "now", clock.now)
+    return clock
 
 
 @pytest.fixture(scope="session")

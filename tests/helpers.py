@@ -10,6 +10,7 @@ import struct
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,30 @@ from tooling.synth import photo_like
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IIIF_TEST_IMAGE = SHARED / "iiif-test-image" / "67352ccc-d1b0-11e1-89ae-279075081939.png"
+
+
+class Clock:
+    """Time that moves only when the test moves it: the records' wall clock (``records.now``) and a monotonic one
+    for a Journal's heartbeats, so a job ages without the test sleeping."""
+
+    def __init__(self) -> None:
+        self.started, self.seconds = datetime.now(UTC), 0.0
+
+    def now(self) -> datetime:
+        return self.started + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
+def journals_settled() -> None:
+    """Wait for the progress writes journals have sent so far: they land in order, on one background thread."""
+    from app import records
+
+    records._background_writes.submit(lambda: None).result()
 
 
 def photo(width: int, height: int) -> pyvips.Image:

@@ -1,4 +1,5 @@
 """Jobs against the S3 endpoint: crashes, throttling, deadlines, AWS Batch, bursts."""
+
 import json
 import time
 from concurrent.futures import Future
@@ -6,12 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app import jobs, records
 from app.errors import TransientError
 from app.events import handle_s3_event
 from app.jobs import InProgressElsewhere
-from app.records import claim_key
+from app.model import SourceRef
+from app.records import Journal, claim_key
 from app.storage.publishing import Publisher
-from tests.helpers import photo
+from app.storage.s3 import S3Storage
+from tests.helpers import journals_settled, photo
 
 DESCRIPTORS = ("info.json", ".dzi", "/full/max/0/default.jpg")
 
@@ -83,9 +87,14 @@ def test_a_dead_workers_claim_is_taken_over(cloud, monkeypatch):
     event = _one_event(cloud)
     etag = event["Records"][0]["s3"]["object"]["eTag"]
     long_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "dead", "at": long_ago}))
-    cloud.s3.put_object(Bucket="tiler-metadata", Key="jobs/img.json", Body=json.dumps({
-        "id": "img", "status": "running", "source": {"etag": etag}, "updated_at": long_ago}))
+    cloud.s3.put_object(
+        Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "dead", "at": long_ago})
+    )
+    cloud.s3.put_object(
+        Bucket="tiler-metadata",
+        Key="jobs/img.json",
+        Body=json.dumps({"id": "img", "status": "running", "source": {"etag": etag}, "updated_at": long_ago}),
+    )
 
     assert handle_s3_event(event)["statuses"] == ["done"]
     claim = json.loads(cloud.read("tiler-metadata", claim_key("img", etag)))
@@ -96,10 +105,37 @@ def test_a_live_claim_is_left_alone(cloud):
     event = _one_event(cloud)
     etag = event["Records"][0]["s3"]["object"]["eTag"]
     now = datetime.now(UTC).isoformat()
-    cloud.s3.put_object(Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "busy", "at": now}))
+    cloud.s3.put_object(
+        Bucket="tiler-metadata", Key=claim_key("img", etag), Body=json.dumps({"owner": "busy", "at": now})
+    )
     with pytest.raises(InProgressElsewhere):  # fails, so Lambda retries once the other worker is done or dead
         handle_s3_event(event)
     assert cloud.record("img") is None
+
+
+def test_the_heartbeat_keeps_a_long_job_from_being_taken_over_until_it_stops(cloud, clock):
+    """A conversion far longer than STALE_AFTER_SECONDS keeps its claim while its progress beats; once the beat
+    stops for longer than that (the worker died), the next delivery takes the job over and completes it."""
+    event, settings = _one_event(cloud), cloud.settings
+    store = S3Storage(settings.upload_workers)
+    ref = store.head(SourceRef(settings.source_bucket, "img.jpg"))
+    claimed = records.claim(store, settings.metadata_bucket, "img", ref, "worker-1", settings.stale_after_seconds)
+    assert claimed == records.Claim.OURS
+    journal = Journal(store, settings.metadata_bucket, "img", ref, "lambda", "worker-1", clock=clock.monotonic)
+    journal.phase("convert", 0, 100)  # what jobs.handle does; then convert reports progress as it goes
+    for percent in range(10, 100, 10):
+        clock.advance(settings.stale_after_seconds / 2)
+        journal.progress(percent, 100)
+        journals_settled()
+        assert cloud.record("img")["updated_at"] == records.now_iso()  # the record says the job is alive now
+        with pytest.raises(InProgressElsewhere):  # so a duplicate delivery meanwhile is told to come back later
+            handle_s3_event(event)
+    assert clock.seconds > 2 * settings.stale_after_seconds
+
+    clock.advance(settings.stale_after_seconds + 1)  # no beat since: the worker is gone
+    assert handle_s3_event(event)["statuses"] == ["done"]
+    claim = json.loads(cloud.read(settings.metadata_bucket, claim_key("img", ref.etag)))
+    assert claim["took_over_from"] == "worker-1"
 
 
 def test_slowdown_503s_are_survived(cloud):
@@ -120,11 +156,35 @@ def _with_batch(cloud, monkeypatch, **env):
         monkeypatch.setenv(name, str(value))
 
 
-def test_too_little_remaining_time_hands_the_job_to_batch_before_publishing(cloud, monkeypatch):
+def test_too_little_remaining_time_hands_the_job_to_batch_before_converting(cloud, monkeypatch):
     _with_batch(cloud, monkeypatch)
     assert handle_s3_event(_one_event(cloud), FakeContext(seconds_left=8))["statuses"] == ["queued"]
     record = cloud.record("img")
     assert record["route"] == "batch" and record["batch_job_id"] and "Lambda has left" in record["routed_because"]
+    assert cloud.tiles() == set()
+
+
+def test_time_running_out_during_conversion_hands_the_job_to_batch_and_deletes_its_early_tiles(cloud, monkeypatch):
+    """Enough time to convert, too little left after it to publish: Batch gets the job, and the tiles that went up
+    while libvips worked are deleted, since no descriptor will ever point at them."""
+    _with_batch(cloud, monkeypatch)
+    context, converting = FakeContext(seconds_left=900), jobs.convert
+
+    def converting_uses_up_the_time(*args, **kwargs):
+        conversion = converting(*args, **kwargs)
+        context.seconds_left = jobs.SAFETY_SECONDS
+        return conversion
+
+    monkeypatch.setattr(jobs, "convert", converting_uses_up_the_time)
+    event = _one_event(cloud, "big.jpg", photo(2600, 2600))
+    with cloud.requests_to(cloud.settings.tiles_bucket) as requests:
+        assert handle_s3_event(event, context)["statuses"] == ["queued"]
+    record = cloud.record("big")
+    assert record["route"] == "batch" and record["routed_because"] == "not enough Lambda time left to publish"
+    (job,) = cloud.batch_jobs()
+    assert job["jobId"] == record["batch_job_id"]
+    assert job["parameters"] == {"bucket": "tiler-source", "key": "big.jpg", "etag": record["source"]["etag"]}
+    assert any(method == "PUT" and "/big_files/" in path for method, path in requests)  # up while converting
     assert cloud.tiles() == set()
 
 
@@ -150,7 +210,10 @@ def test_oversize_goes_to_batch_and_the_container_publishes_identical_output(clo
     big, twin = sorted(cloud.tiles("big")), sorted(cloud.tiles("twin"))
     assert [key.replace("big", "twin", 1) for key in big] == twin
     for key in big:
-        batch_bytes, lambda_bytes = cloud.read("tiler-tiles", key), cloud.read("tiler-tiles", key.replace("big", "twin", 1))
+        batch_bytes, lambda_bytes = (
+            cloud.read("tiler-tiles", key),
+            cloud.read("tiler-tiles", key.replace("big", "twin", 1)),
+        )
         if key.endswith((".json", ".dzi")):  # descriptors name the image; tiles must be the very same bytes
             batch_bytes = batch_bytes.replace(b"big", b"twin")
         assert batch_bytes == lambda_bytes, key
@@ -215,11 +278,11 @@ def test_a_burst_of_uploads_all_end_done_or_failed(cloud):
     assert all(record["error"] for record in final.values() if record["status"] == "failed")
 
 
-def test_a_late_duplicate_never_resubmits_a_queued_batch_job(cloud, monkeypatch):
-    _with_batch(cloud, monkeypatch, LAMBDA_MAX_PIXELS=1000, STALE_AFTER_SECONDS=1)
+def test_a_late_duplicate_never_resubmits_a_queued_batch_job(cloud, monkeypatch, clock):
+    _with_batch(cloud, monkeypatch, LAMBDA_MAX_PIXELS=1000)
     event = _one_event(cloud)
     assert handle_s3_event(event)["statuses"] == ["queued"]
-    time.sleep(1.5)  # the queued record is now older than STALE_AFTER_SECONDS: Batch owns it all the same
+    clock.advance(cloud.settings.stale_after_seconds + 1)  # the queued record is stale: Batch owns it all the same
     assert handle_s3_event(event)["statuses"] == ["duplicate"]
     assert len(cloud.batch_jobs()) == 1
 
@@ -227,8 +290,9 @@ def test_a_late_duplicate_never_resubmits_a_queued_batch_job(cloud, monkeypatch)
 def test_scratch_left_by_killed_jobs_is_swept_and_live_jobs_are_left_alone(cloud):
     import os
 
-    dead, reused, live = (cloud.work_dir / name for name in
-                          ("tiler-999999-abc", f"tiler-{os.getpid()}-old", "tiler-1-running"))
+    dead, reused, live = (
+        cloud.work_dir / name for name in ("tiler-999999-abc", f"tiler-{os.getpid()}-old", "tiler-1-running")
+    )
     for folder in (dead, reused, live):
         (folder / "out").mkdir(parents=True)
     handle_s3_event(_one_event(cloud))
@@ -253,8 +317,9 @@ def test_an_image_that_breaks_mid_tiling_leaves_none_of_its_early_tiles_behind(c
     assert cloud.tiles() == set()
 
 
-def test_a_jpeg_2000_over_its_memory_bound_goes_to_batch_and_one_batch_could_not_hold_fails(cloud, monkeypatch,
-                                                                                           tmp_path):
+def test_a_jpeg_2000_over_its_memory_bound_goes_to_batch_and_one_batch_could_not_hold_fails(
+    cloud, monkeypatch, tmp_path
+):
     from tests.helpers import jpeg2000
 
     master = jpeg2000(photo(500, 400), tmp_path / "master.jp2").read_bytes()

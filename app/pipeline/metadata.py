@@ -5,6 +5,7 @@ warm Lambda or a CLI run over many files pays Perl's start-up once. When
 exiftool is missing, broken or hangs, the conversion still completes: the
 record says why the metadata is partial and carries libvips' own EXIF fields.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -27,8 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ARGS = ["-G", "-struct"]  # family-0 groups, structured XMP; exiftool -j already types numbers
-_PRIVATE_TAGS = ("SourceFile", "File:Directory", "File:FileName", "File:FilePermissions",
-                 "File:FileAccessDate", "File:FileInodeChangeDate")
+_PRIVATE_TAGS = (
+    "SourceFile",
+    "File:Directory",
+    "File:FileName",
+    "File:FilePermissions",
+    "File:FileAccessDate",
+    "File:FileInodeChangeDate",
+)
+TIMEOUT_SECONDS = 120.0  # how long a conversion waits for exiftool's answer (a module value, so tests need not)
 _helpers: dict[str, exiftool.ExifToolHelper] = {}
 _stops: dict[str, threading.Event] = {}
 Tags = tuple[dict[str, Any], "str | None"]
@@ -39,8 +47,9 @@ def read_embedded_soon(path: Path, executable: str) -> Future:
     return _exiftool_thread().submit(read_embedded, path, executable)
 
 
-def collect(future: Future, executable: str, timeout: float = 120.0) -> Tags:
+def collect(future: Future, executable: str, timeout: float | None = None) -> Tags:
     """The tags from ``read_embedded_soon``; a hung exiftool is killed and reported, never waited on forever."""
+    timeout = TIMEOUT_SECONDS if timeout is None else timeout
     try:
         return future.result(timeout=timeout)
     except FutureTimeout:
@@ -102,12 +111,14 @@ def _watch(helper: exiftool.ExifToolHelper, stop: threading.Event) -> None:
     forever on a dead process's end-of-file; with the pipes closed the read
     raises, and the caller records the metadata as partial instead of hanging.
     """
+
     def watch() -> None:
         while not stop.wait(0.1):
             process = getattr(helper, "_process", None)
             if process is not None and process.poll() is not None:
                 _close_pipes(process)
                 return
+
     threading.Thread(target=watch, name="exiftool-watch", daemon=True).start()
 
 
