@@ -1,4 +1,5 @@
 """Dashboard pages and JSON API, served by the Flask test client from records the real handler wrote."""
+
 import json
 import re
 
@@ -107,8 +108,10 @@ def test_works_under_an_api_gateway_stage_prefix(cloud, client):
 
 def test_nothing_from_the_environment_is_rendered(cloud, client, monkeypatch):
     _convert(cloud, "quiet.jpg")
-    pages = "".join(client.get(url).get_data(as_text=True) for url in ("/", "/images/quiet", "/api/images",
-                                                                        "/api/images/quiet", "/login"))
+    pages = "".join(
+        client.get(url).get_data(as_text=True)
+        for url in ("/", "/images/quiet", "/api/images", "/api/images/quiet", "/login")
+    )
     assert "open sesame" not in pages and "AWS_SECRET_ACCESS_KEY" not in pages
 
 
@@ -125,22 +128,40 @@ def test_uploads_need_sign_in_and_csrf(cloud, client):
     assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 401
     csrf = _sign_in(client)
     assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 400  # no CSRF token
-    form = client.post("/api/uploads", json={"filename": "new scan.tif", "content_type": "image/tiff"},
-                       headers={"X-CSRF-Token": csrf}).get_json()
+    form = client.post(
+        "/api/uploads", json={"filename": "new scan.tif", "content_type": "image/tiff"}, headers={"X-CSRF-Token": csrf}
+    ).get_json()
     assert re.fullmatch(r"uploads/new scan-[0-9a-f]{8}\.tif", form["key"]) and form["id"] == image_id_for(form["key"])
     assert form["id"].startswith("uploads/new_scan-")
     assert form["url"] == f"{cloud.url}/tiler-source"
     assert form["fields"]["key"] == form["key"] and form["fields"]["Content-Type"] == "image/tiff"
 
 
-@pytest.mark.parametrize("filename", ["x\x00.jpg", "\u202egpj.exe", "a\u200eb.jpg", "a\u200fb.jpg",
-                                      "a\u2066b\u2069.jpg", "tab\t.jpg", "../x.jpg", "tasks/x.json",
-                                      "C:\\photos\\scan.tif", ".hidden.jpg", "a" * 300 + ".jpg", "\u00e9" * 128, "",
-                                      "   ", "x${filename}.jpg"])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "x\x00.jpg",
+        "\u202egpj.exe",
+        "a\u200eb.jpg",
+        "a\u200fb.jpg",
+        "a\u2066b\u2069.jpg",
+        "tab\t.jpg",
+        "../x.jpg",
+        "tasks/x.json",
+        "C:\\photos\\scan.tif",
+        ".hidden.jpg",
+        "a" * 300 + ".jpg",
+        "\u00e9" * 128,
+        "",
+        "   ",
+        "x${filename}.jpg",
+    ],
+)
 def test_upload_names_that_could_hide_or_escape_answer_400(cloud, client, filename):
     csrf = _sign_in(client)
-    answer = client.post("/api/uploads", json={"filename": filename, "content_type": "image/jpeg"},
-                         headers={"X-CSRF-Token": csrf})
+    answer = client.post(
+        "/api/uploads", json={"filename": filename, "content_type": "image/jpeg"}, headers={"X-CSRF-Token": csrf}
+    )
     assert answer.status_code == 400 and answer.get_json()["error"]
     assert cloud.keys("tiler-source") == set()
 
@@ -171,8 +192,9 @@ def test_an_upload_form_never_names_an_existing_key(cloud, client, monkeypatch):
     csrf = _sign_in(client)
 
     def ask():
-        return client.post("/api/uploads", json={"filename": "scan.jpg", "content_type": "image/jpeg"},
-                           headers={"X-CSRF-Token": csrf}).get_json()
+        return client.post(
+            "/api/uploads", json={"filename": "scan.jpg", "content_type": "image/jpeg"}, headers={"X-CSRF-Token": csrf}
+        ).get_json()
 
     first, second = ask(), ask()
     assert first["key"] != second["key"] and first["id"] != second["id"]  # two drops of one name both land
@@ -219,10 +241,15 @@ def test_a_page_costs_the_same_requests_however_many_images_there_are(cloud, mon
 
     for number in range(120):
         image_id = f"bulk/{number:04}"
-        record = {"id": image_id, "status": "done" if number % 3 else "failed", "route": "lambda",
-                  "source": {"bucket": "tiler-source", "key": f"{image_id}.jpg", "etag": "e", "size": 1000},
-                  "progress": {"phase": "done", "done": 1, "total": 1}, "updated_at": "2026-01-01T00:00:00+00:00",
-                  "error": None if number % 3 else "broken"}
+        record = {
+            "id": image_id,
+            "status": "done" if number % 3 else "failed",
+            "route": "lambda",
+            "source": {"bucket": "tiler-source", "key": f"{image_id}.jpg", "etag": "e", "size": 1000},
+            "progress": {"phase": "done", "done": 1, "total": 1},
+            "updated_at": "2026-01-01T00:00:00+00:00",
+            "error": None if number % 3 else "broken",
+        }
         cloud.s3.put_object(Bucket="tiler-metadata", Key=f"jobs/{image_id}.json", Body=json.dumps(record))
         cloud.s3.put_object(Bucket="tiler-metadata", Key=f"index/{record['status']}/{image_id}", Body=b"{}")
     monkeypatch.setenv("PAGE_SIZE", "25")
@@ -246,7 +273,9 @@ def test_a_page_costs_the_same_requests_however_many_images_there_are(cloud, mon
 def test_collections_pages_show_progress_failures_and_mirador_links(cloud, client):
     cloud.upload("set/A/1.jpg", photo(120, 90))
     cloud.upload("set/B/1.jpg", b"broken")
-    cloud.upload("tasks/set.json", json.dumps({"collection": "set", "label": "<b>Set</b>", "source_prefix": "set/"}).encode())
+    cloud.upload(
+        "tasks/set.json", json.dumps({"collection": "set", "label": "<b>Set</b>", "source_prefix": "set/"}).encode()
+    )
     for _ in range(3):
         for event in cloud.events():
             handle_s3_event(event)
