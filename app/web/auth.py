@@ -49,6 +49,12 @@ _keys: dict[str, str] = {}  # bucket -> key, read once per process
 # The signing key ------------------------------------------------------------------------------
 
 
+def now() -> float:
+    """The wall clock of sessions and throttling; tests move this one, never time.time (botocore's own rate
+    limiter reads that)."""
+    return time.time()
+
+
 def session_key(settings: Settings, store: Any) -> str:
     """SECRET_KEY, else the stage's random key: created with a conditional write so concurrent instances agree."""
     if settings.secret_key:
@@ -124,7 +130,7 @@ def _session_is_live() -> bool:
     document = found[0]
     expires = document.get("expires")
     fingerprint = document.get("fingerprint")
-    if not isinstance(expires, (int, float)) or time.time() >= expires:
+    if not isinstance(expires, (int, float)) or now() >= expires:
         _end(session_id)
         return False
     if not isinstance(fingerprint, str) or not hmac.compare_digest(fingerprint, password_fingerprint()):
@@ -138,7 +144,7 @@ def sign_in(password: str) -> bool:
         return False
     session.clear()
     session_id = secrets.token_hex(24)
-    expires = time.time() + _settings().session_hours * 3600
+    expires = now() + _settings().session_hours * 3600
     document = {"expires": expires, "fingerprint": password_fingerprint()}
     _store().put_json(_settings().metadata_bucket, _session_key(session_id), document, create_only=True)
     session.permanent = True
@@ -206,13 +212,13 @@ def client_id() -> str:
 
 def retry_after() -> int:
     """Seconds until this client may try again (0: now), by its own failures and everyone's."""
-    now = time.time()
+    moment = now()
     waits = [0.0]
     for key, free in ((_client_key(), CLIENT_FREE_FAILURES), (_global_key(), GLOBAL_FREE_FAILURES)):
         found = _store().get_json(_settings().metadata_bucket, key)
         if found:
             failures, last = _counted(found[0])
-            waits.append(last + delay_after(failures, free) - now)
+            waits.append(last + delay_after(failures, free) - moment)
     return max(0, math.ceil(max(waits)))
 
 
@@ -231,9 +237,9 @@ def _bump(key: str) -> None:
     for _attempt in range(5):
         found = store.get_json(bucket, key)
         failures, last = _counted(found[0]) if found else (0, 0.0)
-        if found and time.time() - last > MAX_DELAY_SECONDS * 2:
+        if found and now() - last > MAX_DELAY_SECONDS * 2:
             failures = 0  # an old run of failures is forgotten
-        document = {"failures": failures + 1, "last": time.time()}
+        document = {"failures": failures + 1, "last": now()}
         try:
             if found:
                 store.put_json(bucket, key, document, if_match=found[1])

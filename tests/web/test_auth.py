@@ -110,8 +110,8 @@ def test_sessions_expire(cloud, hashed, monkeypatch):
     client = create_app(hashed).test_client()
     _try(client, PASSWORD)
     assert _signed_in(client)
-    later = auth.time.time() + hashed.session_hours * 3600 + 1
-    monkeypatch.setattr(auth.time, "time", lambda: later)
+    later = auth.now() + hashed.session_hours * 3600 + 1
+    monkeypatch.setattr(auth, "now", lambda: later)
     assert not _signed_in(client)
 
 
@@ -121,7 +121,7 @@ def test_a_session_whose_stored_expiry_passed_is_signed_out_and_deleted(cloud, h
     store = _store()
     (key,) = store.list_keys(hashed.metadata_bucket, auth.SESSIONS_PREFIX)
     document = store.get_json(hashed.metadata_bucket, key)[0]
-    store.put_json(hashed.metadata_bucket, key, {**document, "expires": auth.time.time() - 1})
+    store.put_json(hashed.metadata_bucket, key, {**document, "expires": auth.now() - 1})
     assert not _signed_in(client)
     assert list(store.list_keys(hashed.metadata_bucket, auth.SESSIONS_PREFIX)) == []
 
