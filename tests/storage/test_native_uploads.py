@@ -33,7 +33,7 @@ def test_an_error_answer_is_classified_like_botocores(cloud, uploader, tmp_path)
     source = tmp_path / "tile.jpg"
     source.write_bytes(b"tile")
     upload = uploader.put_file(source, "no-such-bucket", "x.jpg", {})
-    with pytest.raises(SourceGone), s3_storage._classified():
+    with pytest.raises(SourceGone), s3_storage.classified():
         upload.result(timeout=30)
 
 
