@@ -95,10 +95,9 @@ class Catalog:
             record["status"] in (Status.RUNNING, Status.QUEUED, Status.PAGES) and stalled
         ):
             raise CannotRetry(f"the job is {record['status']}; only failed or stalled jobs can be retried")
-        source = SourceRef(**{k: record["source"].get(k) for k in ("bucket", "key", "etag", "size")})
-        if source.etag:
-            self.store.delete(self.settings.metadata_bucket, records.claim_key(image_id, source.etag))
-        self.store.touch(source.bucket, source.key)
+        source = record["source"]
+        self.store.delete(self.settings.metadata_bucket, records.claim_key(image_id))
+        self.store.touch(source["bucket"], source["key"])
 
     def upload_form(self, filename: str, media_type: str = "", size: int | None = None) -> dict[str, Any]:
         """Where and how the browser posts one file: a presigned POST for a fresh key under UPLOAD_PREFIX.
