@@ -268,7 +268,11 @@ def _run(
             if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
                 early.discard()
                 return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
-            _check_still_ours(store, settings, image_id, ref, owner)
+            try:
+                _check_still_ours(store, settings, image_id, ref, owner)
+            except ClaimLost:
+                early.take()  # not ours to delete: the keys may hold the new owner's tiles by now
+                raise
             journal.phase("publish", 0, objects)
             publish_started = time.perf_counter()
             stored = publisher.publish(conversion, on_progress=journal.progress, early=early)
@@ -462,7 +466,11 @@ def _other_owner(store: S3Storage, previous: dict[str, Any] | None, current: Sou
     if not previous or previous["status"] in (Status.WITHDRAWN, Status.GONE):
         return None
     key = previous["source"].get("key")
-    if not key or key == current.key or (page_of(key) or ("", 0))[:2] == (page_of(current.key) or ("", 0))[:2] != ("", 0):
+    if (
+        not key
+        or key == current.key
+        or (page_of(key) or ("", 0))[:2] == (page_of(current.key) or ("", 0))[:2] != ("", 0)
+    ):
         return None  # the same key, or the same page of a newer version of its document
     return key if store.exists(current.bucket, key) else None
 
