@@ -33,7 +33,7 @@ from urllib.parse import quote_plus
 
 from app import records
 from app.events import RUN_FIELD
-from app.ids import PAGES_PREFIX, distinct_id, image_id_for, key_problem
+from app.ids import PAGES_PREFIX, distinct_id, image_id_for, key_problem, page_of
 from app.model import Status
 from app.storage.s3 import S3Storage
 from app.web import presenting
@@ -132,6 +132,8 @@ def _candidates(store: S3Storage, settings: Settings, key: str, etag: str) -> tu
     if record and record.get("kind") == "item":
         pages = []
         for page in sorted(store.list_objects(settings.source_bucket, f"{PAGES_PREFIX}{image_id}/")):
+            if (page_of(page[0]) or ("",))[0] != image_id:
+                continue  # a nested item's page
             page_id, page_record, page_etag = _record_of(store, settings, page[0])
             if page_record and page_record["status"] != Status.WITHDRAWN:
                 pages.append(_candidate(settings, page[0], page[1], page_id, key, page_record, page_etag))
@@ -191,7 +193,6 @@ def s3_event(bucket: str, key: str, etag: str, size: int | None, run: str) -> di
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
-        "awsRegion": "",
         "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "eventName": "ObjectCreated:Put",
         "s3": {
@@ -394,7 +395,7 @@ def summary_line(state: dict[str, Any]) -> str:
 def describe(plan_: Plan, estimate: dict[str, Any], at_once: int, scope: str) -> Iterator[str]:
     """What the run will do, before it does it."""
     statuses = Counter(c.status or "never converted" for c in plan_.candidates)
-    yield f"{estimate['images']:,} images to re-process ({scope})" + (
+    yield f"{_images(estimate['images'])} to re-process ({scope})" + (
         ": " + ", ".join(f"{n:,} {status}" for status, n in sorted(statuses.items())) if statuses else ""
     )
     for reason, count in sorted(plan_.skipped.items()):
@@ -411,6 +412,10 @@ def describe(plan_: Plan, estimate: dict[str, Any], at_once: int, scope: str) ->
     )
     yield f"Estimated cost: {presenting.dollars(estimate['usd'])} in compute and S3 requests ({measured})"
     yield f"Estimated time: {_duration(estimate['seconds'])}, with at most {at_once} converting at a time"
+
+
+def _images(count: int) -> str:
+    return f"{count:,} image" if count == 1 else f"{count:,} images"
 
 
 def _duration(seconds: float | None) -> str:
@@ -443,6 +448,7 @@ def command(
     yes: bool = False,
     at_once: int = DEFAULT_IN_FLIGHT,
     out: Callable[[str], None] = print,
+    err: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     confirm: Callable[[str], str] = input,
     interactive: bool | None = None,
 ) -> int:
@@ -455,7 +461,7 @@ def command(
     if resume:
         state = load_state(store, settings, resume)
         if state is None:
-            out(f"error: no run {resume!r} in s3://{settings.metadata_bucket}/{STATE_PREFIX}")
+            err(f"error: no run {resume!r} in s3://{settings.metadata_bucket}/{STATE_PREFIX}")
             return 1
         prefix, status = state["prefix"], state["status"]
         if state["finished"]:
@@ -479,7 +485,7 @@ def command(
         return 0
     if not yes:
         if not interactive:
-            out("error: refusing to start without confirmation: stdin is not a terminal; pass --yes to start anyway")
+            err("error: refusing to start without confirmation: stdin is not a terminal; pass --yes to start anyway")
             return 1
         try:
             answer = confirm("Start? [y/N] ")

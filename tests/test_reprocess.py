@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -86,7 +87,9 @@ def conversions(monkeypatch):
 
 @contextlib.contextmanager
 def pumping(cloud):
-    """The local event source mapping, handing queued events to the handler while a run waits for them."""
+    """The local event source mapping, handing queued events to the handler while a run waits for them; a
+    delivery that failed (the image was busy) comes back after a second."""
+    cloud.sqs.set_queue_attributes(QueueUrl=cloud.stack.queue_url, Attributes={"VisibilityTimeout": "1"})
     cloud.stack.start()
     try:
         yield
@@ -99,7 +102,7 @@ def reprocess_cli(stage_file, *args):
 
 
 def keys_of(events):
-    return [record["s3"]["object"]["key"] for event in events for record in event["Records"]]
+    return [unquote_plus(record["s3"]["object"]["key"]) for event in events for record in event["Records"]]
 
 
 def test_a_dry_run_prints_the_count_and_estimate_and_sends_nothing(cloud, stage_file, converted, capsys):
@@ -116,7 +119,7 @@ def test_a_dry_run_prints_the_count_and_estimate_and_sends_nothing(cloud, stage_
 
 def test_without_a_terminal_or_yes_it_refuses_and_sends_nothing(cloud, stage_file, converted, capsys):
     assert reprocess_cli(stage_file) == 1  # pytest's stdin is not a terminal
-    assert "refusing to start without confirmation" in capsys.readouterr().out
+    assert "refusing to start without confirmation: stdin is not a terminal; pass --yes" in capsys.readouterr().err
     assert cloud.events() == []
 
 
@@ -173,7 +176,7 @@ def test_withdrawn_images_are_never_sent(cloud, stage_file, converted, capsys):
 
 
 def test_a_stopped_run_resumed_sends_only_what_is_left(cloud, stage_file, sent, conversions, monkeypatch, capsys):
-    keys = [f"batch/{n}.jpg" for n in range(4)]
+    keys = [f"batch/{n}.jpg" for n in range(3)]
     for key in keys:
         cloud.upload(key, photo(300, 200))
     for event in cloud.events():
@@ -181,20 +184,20 @@ def test_a_stopped_run_resumed_sends_only_what_is_left(cloud, stage_file, sent, 
     conversions.clear()
     real = reprocess.Run._send
 
-    def stopped_at_the_third(run, candidate):
-        if run.state["sent"] == 2:
+    def stopped_at_the_second(run, candidate):
+        if run.state["sent"] == 1:
             raise KeyboardInterrupt  # Ctrl-C
         real(run, candidate)
 
-    monkeypatch.setattr(reprocess.Run, "_send", stopped_at_the_third)
+    monkeypatch.setattr(reprocess.Run, "_send", stopped_at_the_second)
     assert reprocess_cli(stage_file, "--yes") == 130
     out = capsys.readouterr().out
     run = out.split("Run ", 1)[1].split(":", 1)[0]
     assert f"Resume with: python -m app reprocess {STAGE} --resume {run}" in out
-    assert keys_of(sent) == keys[:2]
+    assert keys_of(sent) == keys[:1]
     state = json.loads(cloud.read(cloud.settings.metadata_bucket, f"reprocess/{run}.json"))
-    assert state["cursor"] == keys[1] and state["sent"] == 2 and len(state["pending"]) == 2
-    for event in cloud.events():  # the two sent before the stop are converted meanwhile
+    assert state["cursor"] == keys[0] and state["sent"] == 1 and len(state["pending"]) == 1
+    for event in cloud.events():  # the one sent before the stop is converted meanwhile
         assert handle_s3_event(event)["statuses"] == ["done"]
 
     monkeypatch.setattr(reprocess.Run, "_send", real)
@@ -203,12 +206,12 @@ def test_a_stopped_run_resumed_sends_only_what_is_left(cloud, stage_file, sent, 
         assert reprocess_cli(stage_file, "--resume", run, "--yes") == 0
 
     out = capsys.readouterr().out
-    assert "2 images to re-process" in out and "2 sent before, 2 still converting" in out
-    assert keys_of(sent) == keys[2:]  # only what was left
+    assert "2 images to re-process" in out and "1 sent before, 1 still converting" in out
+    assert keys_of(sent) == keys[1:]  # only what was left
     assert all(record[RUN_FIELD] == run for event in sent for record in event["Records"])
-    assert {cloud.record(f"batch/{n}")["run"] for n in range(4)} == {run}
-    assert conversions == {f"batch/{n}": 1 for n in range(4)}
-    assert f"Run {run} finished: 4 sent; 4 done; 0 converting" in out
+    assert {cloud.record(f"batch/{n}")["run"] for n in range(3)} == {run}
+    assert conversions == {f"batch/{n}": 1 for n in range(3)}
+    assert f"Run {run} finished: 3 sent; 3 done; 0 converting" in out
     assert reprocess_cli(stage_file, "--resume", run) == 0  # a finished run says so and does nothing
     assert "finished already" in capsys.readouterr().out
 
@@ -237,3 +240,25 @@ def test_without_a_queue_the_function_is_invoked_asynchronously_with_an_event_za
     handler.settings = type("ZappaSettings", (), {"AWS_EVENT_MAPPING": {}})()
     assert handler.get_function_for_aws_event(event["Records"][0]) == ["app.events.handle_s3_event"]
     assert event["Records"][0]["s3"]["object"]["key"] == "maps/sheet+12.tif"  # URL-encoded, as S3 sends it
+
+
+def test_a_document_is_re_run_page_by_page(cloud, stage_file, sent, conversions, tmp_path, capsys):
+    from tests.pipeline.test_documents import three_page_pdf
+
+    cloud.upload("box/ledger.pdf", three_page_pdf(tmp_path / "ledger.pdf").read_bytes())
+    while events := cloud.events():  # the document, then its pages, as S3 delivers them
+        for event in events:
+            handle_s3_event(event)
+    assert cloud.record("box/ledger")["status"] == "done"
+    conversions.clear()
+
+    with pumping(cloud):
+        assert reprocess_cli(stage_file, "--yes") == 0
+
+    pages = [f"box/ledger/p000{n}" for n in (1, 2, 3)]
+    assert [key.split("@")[0] for key in keys_of(sent)] == [f"pages/{page}" for page in pages]
+    assert conversions == dict.fromkeys(pages, 1)
+    run = sent[0]["Records"][0][RUN_FIELD]
+    assert all(cloud.record(page)["run"] == run and cloud.record(page)["status"] == "done" for page in pages)
+    assert cloud.record("box/ledger")["status"] == "done" and cloud.tiles("box/ledger/manifest.json")
+    assert "not sent: 3 page sources (re-run with their documents)" in capsys.readouterr().out
