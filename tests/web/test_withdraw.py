@@ -68,7 +68,7 @@ def test_a_signed_in_user_withdraws_an_image_after_a_confirmation_step_and_the_s
     assert cloud.keys(cloud.settings.source_bucket) == {"maps/sheet.jpg"}  # the source is kept
 
     shown = client.get("/images/maps/sheet").get_data(as_text=True)
-    assert 'id="viewer"' not in shown and "Withdraw…" not in shown
+    assert 'id="viewer"' not in shown and "Withdraw…" not in shown and "Deleted with the withdrawal" in shown
     assert "Withdrawn: maps/sheet is no longer published" in shown  # the flash
     assert re.search(r"Taken down \d{4}-\d\d-\d\d \d\d:\d\d UTC by <strong>dashboard</strong>: rights", shown)
     listed = client.get("/?status=withdrawn").get_data(as_text=True)
@@ -154,6 +154,7 @@ def test_a_converting_new_version_shows_the_published_one_with_a_notice(cloud, c
 
 
 def test_a_refused_twin_names_the_key_that_holds_the_id(cloud, client):
+    _sign_in(client)
     _convert(cloud, "x.jpg")
     _convert(cloud, "x.png", photo(300, 200).write_to_buffer(".png"))
     twin = distinct_id("x.png")
@@ -162,4 +163,4 @@ def test_a_refused_twin_names_the_key_that_holds_the_id(cloud, client):
     page = client.get(f"/images/{twin}").get_data(as_text=True)
 
     assert "The id is held by <code>x.jpg</code>" in page and 'href="/images/x"' in page
-    assert 'id="viewer"' not in page
+    assert 'id="viewer"' not in page and "Withdraw…" not in page  # nothing of it is published to withdraw
