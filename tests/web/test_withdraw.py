@@ -164,3 +164,17 @@ def test_a_refused_twin_names_the_key_that_holds_the_id(cloud, client):
 
     assert "The id is held by <code>x.jpg</code>" in page and 'href="/images/x"' in page
     assert 'id="viewer"' not in page and "Withdraw…" not in page  # nothing of it is published to withdraw
+
+
+def test_a_withdrawn_image_is_published_again_only_by_a_changed_upload(cloud, client):
+    """What the withdrawn page promises: the same file again changes nothing, a changed one is published."""
+    original = photo(600, 400).write_to_buffer(".jpg")
+    _convert(cloud, "a.jpg", original)
+    csrf = _sign_in(client)
+    client.post("/images/a/withdraw", data={"csrf": csrf, "reason": "rights"})
+
+    assert _convert(cloud, "a.jpg", original) == [{"handled": 1, "ignored": 0, "statuses": ["duplicate"]}]
+    assert cloud.record("a")["status"] == "withdrawn" and cloud.tiles("a") == set()
+
+    _convert(cloud, "a.jpg", photo(500, 300))
+    assert cloud.record("a")["status"] == "done" and "a.dzi" in cloud.tiles("a")
