@@ -17,6 +17,7 @@ import pytest
 from app import jobs, reprocess, takedown
 from app.__main__ import main
 from app.events import RUN_FIELD, handle_s3_event
+from app.storage.s3 import S3Storage
 from tests.helpers import photo
 from tooling.local_stack import QUEUE_NAME
 
@@ -117,10 +118,17 @@ def test_a_dry_run_prints_the_count_and_estimate_and_sends_nothing(cloud, stage_
     assert cloud.keys(cloud.settings.metadata_bucket, "reprocess/") == set()
 
 
-def test_without_a_terminal_or_yes_it_refuses_and_sends_nothing(cloud, stage_file, converted, capsys):
+def test_it_asks_first_and_without_a_terminal_or_yes_it_refuses_and_sends_nothing(cloud, stage_file, converted, capsys):
     assert reprocess_cli(stage_file) == 1  # pytest's stdin is not a terminal
     assert "refusing to start without confirmation: stdin is not a terminal; pass --yes" in capsys.readouterr().err
-    assert cloud.events() == []
+
+    asked = []
+    store = S3Storage(cloud.settings.upload_workers)
+    answer = reprocess.command(
+        store, cloud.settings, STAGE, connect=None, interactive=True, confirm=lambda q: asked.append(q) or "n"
+    )
+    assert answer == 1 and asked == ["Start? [y/N] "] and "Not started." in capsys.readouterr().out
+    assert cloud.events() == [] and cloud.keys(cloud.settings.metadata_bucket, "reprocess/") == set()
 
 
 def test_a_run_converts_each_image_once_even_when_every_event_arrives_twice(
