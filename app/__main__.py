@@ -120,8 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         metavar="N",
-        help="most images converting at a time for this run (default 20; the stage's MAXIMUM_CONCURRENCY, if "
-        "lower, bounds the estimate)",
+        help="most images of this run converting at a time (default 20, or the stage's MAXIMUM_CONCURRENCY if lower)",
     )
     reprocess.set_defaults(run=_reprocess)
 
