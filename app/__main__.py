@@ -350,6 +350,9 @@ def _reprocess(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
         except TilerError as error:  # S3 unreachable, a bucket missing: one line, not a traceback
             print(f"error: {error}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # while planning or asking: nothing was sent (a started run handles its own)
+            print("\nStopped before anything was sent.", file=sys.stderr)
+            return 130
 
     return _on_stage(args, run)
 

@@ -363,7 +363,7 @@ class Progress:
         if self.interactive and self.total:
             from tqdm import tqdm  # only terminals get bars
 
-            self._bar = tqdm(total=self.total, unit="image", desc="final", file=sys.stderr)
+            self._bar = tqdm(total=self.total, unit="image", desc="re-processed", file=sys.stderr)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -463,6 +463,9 @@ def command(
         if state is None:
             err(f"error: no run {resume!r} in s3://{settings.metadata_bucket}/{STATE_PREFIX}")
             return 1
+        if state["stage"] != stage:
+            err(f"error: run {resume} belongs to stage {state['stage']}, not {stage}")
+            return 1
         prefix, status = state["prefix"], state["status"]
         if state["finished"]:
             out(f"Run {resume} finished already: {summary_line(state)}")
@@ -483,17 +486,8 @@ def command(
     if not chosen.candidates and not (state and state["pending"]):
         out("Nothing to re-process.")
         return 0
-    if not yes:
-        if not interactive:
-            err("error: refusing to start without confirmation: stdin is not a terminal; pass --yes to start anyway")
-            return 1
-        try:
-            answer = confirm("Start? [y/N] ")
-        except EOFError:
-            answer = ""
-        if answer.strip().lower() not in ("y", "yes"):
-            out("Not started.")
-            return 1
+    if not yes and not _confirmed(interactive, confirm, out, err):
+        return 1
     deliver = connect()
     if state is None:
         state = new_state(new_run_id(), stage, prefix, status, len(chosen.candidates))
@@ -511,3 +505,20 @@ def command(
         return 130
     out(f"Run {run.run_id} finished: {summary_line(state)}")
     return 0
+
+
+def _confirmed(
+    interactive: bool, confirm: Callable[[str], str], out: Callable[[str], None], err: Callable[[str], None]
+) -> bool:
+    """A yes typed at a terminal; without one (CI, cron) nobody can answer, so it is a refusal, never a hang."""
+    if not interactive:
+        err("error: refusing to start without confirmation: stdin is not a terminal; pass --yes to start anyway")
+        return False
+    try:
+        answer = confirm("Start? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    out("Not started.")
+    return False
