@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -392,15 +392,16 @@ def summary_line(state: dict[str, Any]) -> str:
     return f"{state['sent']} sent; {counts}; {len(state['pending'])} converting"
 
 
-def describe(plan_: Plan, estimate: dict[str, Any], at_once: int, scope: str) -> Iterator[str]:
+def describe(chosen: Plan, at_once: int, scope: str) -> Iterator[str]:
     """What the run will do, before it does it."""
-    statuses = Counter(c.status or "never converted" for c in plan_.candidates)
+    estimate = chosen.estimate(at_once)
+    statuses = Counter(c.status or "never converted" for c in chosen.candidates)
     yield f"{_images(estimate['images'])} to re-process ({scope})" + (
         ": " + ", ".join(f"{n:,} {status}" for status, n in sorted(statuses.items())) if statuses else ""
     )
-    for reason, count in sorted(plan_.skipped.items()):
+    for reason, count in sorted(chosen.skipped.items()):
         yield f"  not sent: {count:,} {reason}"
-    if not plan_.candidates:
+    if not chosen.candidates:
         return
     if estimate["usd"] is None:
         yield "Estimated cost and time: unknown (none of these images has a finished conversion to learn from)"
@@ -426,10 +427,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 5400:
         return f"about {round(seconds / 60)} min"
     return f"about {seconds / 3600:.1f} h"
-
-
-def candidates_json(plan_: Plan) -> list[dict[str, Any]]:
-    return [asdict(c) for c in plan_.candidates]
 
 
 # The command -------------------------------------------------------------------------------------------
@@ -474,7 +471,7 @@ def command(
     scope = f"stage {stage}, prefix {prefix or '(all)'}, status {status or 'any'}"
     if state:
         scope += f"; run {state['run']}: {state['sent']:,} sent before, {len(state['pending'])} still converting"
-    for line in describe(chosen, chosen.estimate(at_once), at_once, scope):
+    for line in describe(chosen, at_once, scope):
         out(line)
     if dry_run:
         for candidate in chosen.candidates[:SHOWN_IN_DRY_RUN]:
