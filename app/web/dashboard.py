@@ -96,9 +96,10 @@ def image(image_id: str):
     )
 
 
-@pages.get("/images/<path:image_id>/withdraw")
+@pages.get("/withdraw/<path:image_id>")
 def withdraw_confirmation(image_id: str):
-    """What withdrawing will do, and the form that does it: a step of its own, never one click."""
+    """What withdrawing will do, and the form that does it: a step of its own, never one click. (Not under
+    /images/ID/: an image whose id ends in /withdraw would lose its page.)"""
     if not auth.writable():
         abort(403, "this dashboard is read-only: set DASHBOARD_PASSWORD_HASH to allow withdrawals")
     if not auth.signed_in():
@@ -108,7 +109,7 @@ def withdraw_confirmation(image_id: str):
     return render_template("withdraw.html", image=record, objects=objects, by=_who())
 
 
-@pages.post("/images/<path:image_id>/withdraw")
+@pages.post("/withdraw/<path:image_id>")
 @auth.require_sign_in
 def withdraw(image_id: str):
     _record_or_404(image_id)

@@ -45,9 +45,9 @@ def test_a_signed_in_user_withdraws_an_image_after_a_confirmation_step_and_the_s
     assert cloud.tiles("maps/sheet")
     csrf = _sign_in(client)
     page = client.get("/images/maps/sheet").get_data(as_text=True)
-    assert 'href="/images/maps/sheet/withdraw"' in page  # a link to the confirmation, not a one-click form
+    assert 'href="/withdraw/maps/sheet"' in page  # a link to the confirmation, not a one-click form
 
-    confirm = client.get("/images/maps/sheet/withdraw")
+    confirm = client.get("/withdraw/maps/sheet")
     text = _text(confirm.get_data(as_text=True))
     published = len(cloud.tiles("maps/sheet")) + len(cloud.tiles("derivatives/maps/sheet"))  # + the serving TIFF
     assert confirm.status_code == 200
@@ -55,10 +55,10 @@ def test_a_signed_in_user_withdraws_an_image_after_a_confirmation_step_and_the_s
     assert "s3://tiler-source/maps/sheet.jpg stays in the source bucket" in text
     assert cloud.tiles("maps/sheet") and cloud.record("maps/sheet")["status"] == "done"  # the GET changed nothing
 
-    refused = client.post("/images/maps/sheet/withdraw", data={"reason": "no token"})
+    refused = client.post("/withdraw/maps/sheet", data={"reason": "no token"})
     assert refused.status_code == 400 and cloud.record("maps/sheet")["status"] == "done"
 
-    answer = client.post("/images/maps/sheet/withdraw", data={"csrf": csrf, "reason": "rights holder's request"})
+    answer = client.post("/withdraw/maps/sheet", data={"csrf": csrf, "reason": "rights holder's request"})
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/images/maps/sheet")
     record = cloud.record("maps/sheet")
     assert record["status"] == "withdrawn" and record["published"] is None
@@ -79,21 +79,19 @@ def test_a_signed_in_user_withdraws_an_image_after_a_confirmation_step_and_the_s
 def test_the_withdrawal_names_who_the_identity_provider_signed_in(cloud, client):
     _convert(cloud, "a.jpg")
     csrf = _sign_in(client)
-    client.post(
-        "/images/a/withdraw", data={"csrf": csrf, "reason": "sensitive"}, environ_base={"REMOTE_USER": "j.archivist"}
-    )
+    client.post("/withdraw/a", data={"csrf": csrf, "reason": "sensitive"}, environ_base={"REMOTE_USER": "j.archivist"})
     assert cloud.record("a")["withdrawn"]["by"] == "j.archivist"
 
 
 def test_only_a_signed_in_user_can_withdraw(cloud, client, monkeypatch):
     _convert(cloud, "a.jpg")
-    assert client.get("/images/a/withdraw").status_code == 401
-    assert client.post("/images/a/withdraw", data={"reason": "x"}).status_code == 401
+    assert client.get("/withdraw/a").status_code == 401
+    assert client.post("/withdraw/a", data={"reason": "x"}).status_code == 401
     assert "Withdraw…" not in client.get("/images/a").get_data(as_text=True)
     monkeypatch.delenv("DASHBOARD_PASSWORD")
     read_only = create_app(Settings.from_env()).test_client()
-    assert read_only.get("/images/a/withdraw").status_code == 403
-    assert read_only.post("/images/a/withdraw", data={"reason": "x"}).status_code == 403
+    assert read_only.get("/withdraw/a").status_code == 403
+    assert read_only.post("/withdraw/a", data={"reason": "x"}).status_code == 403
     assert cloud.record("a")["status"] == "done" and cloud.tiles("a")
 
 
@@ -110,7 +108,7 @@ def test_an_image_being_converted_answers_409_and_nothing_is_withdrawn(cloud, cl
     journals_settled()
     csrf = _sign_in(client)
 
-    answer = client.post("/images/a/withdraw", data={"csrf": csrf, "reason": "rights"})
+    answer = client.post("/withdraw/a", data={"csrf": csrf, "reason": "rights"})
 
     assert answer.status_code == 409
     assert "a is being converted" in answer.get_data(as_text=True) and "Nothing was withdrawn" in answer.get_data(
@@ -171,10 +169,16 @@ def test_a_withdrawn_image_is_published_again_only_by_a_changed_upload(cloud, cl
     original = photo(600, 400).write_to_buffer(".jpg")
     _convert(cloud, "a.jpg", original)
     csrf = _sign_in(client)
-    client.post("/images/a/withdraw", data={"csrf": csrf, "reason": "rights"})
+    client.post("/withdraw/a", data={"csrf": csrf, "reason": "rights"})
 
     assert _convert(cloud, "a.jpg", original) == [{"handled": 1, "ignored": 0, "statuses": ["duplicate"]}]
     assert cloud.record("a")["status"] == "withdrawn" and cloud.tiles("a") == set()
 
     _convert(cloud, "a.jpg", photo(500, 300))
     assert cloud.record("a")["status"] == "done" and "a.dzi" in cloud.tiles("a")
+
+
+def test_an_image_named_withdraw_keeps_its_page(cloud, client):
+    _convert(cloud, "letters/withdraw.jpg")
+    page = client.get("/images/letters/withdraw")
+    assert page.status_code == 200 and 'id="viewer"' in page.get_data(as_text=True)
