@@ -330,8 +330,8 @@ class Run:
     def _outcome(self, pending: dict[str, str]) -> str | None:
         """The final status this run's delivery led to; None while it is still on its way."""
         found = self.store.get_json(self.settings.metadata_bucket, records.record_key(pending["id"]))
-        if not found:
-            return None
+        if not found:  # none yet (never converted), or none any more (a page its document no longer has)
+            return "removed" if pending["record"] else None
         record, etag = found
         if record["status"] not in Status.FINAL:
             return None
