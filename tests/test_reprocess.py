@@ -19,7 +19,6 @@ from app.__main__ import main
 from app.events import RUN_FIELD, handle_s3_event
 from app.storage.s3 import S3Storage
 from tests.helpers import photo
-from tooling.local_stack import QUEUE_NAME
 
 STAGE = "archive"
 
@@ -35,7 +34,7 @@ def stage_file(cloud, tmp_path):
         "METADATA_BUCKET": settings.metadata_bucket,
         "PUBLIC_BASE_URL": settings.public_base_url,
         "WORK_DIR": settings.work_dir,
-        "EVENT_QUEUE": QUEUE_NAME,
+        "EVENT_QUEUE": cloud.stack.queue_url.rsplit("/", 1)[1],  # the queue the local stack's S3 notifies
     }
     stage = {"project_name": "tiler", "aws_region": "us-east-1", "environment_variables": environment}
     path.write_text(json.dumps({STAGE: stage}))
