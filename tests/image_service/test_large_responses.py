@@ -165,8 +165,8 @@ def test_the_redirect_target_is_a_url_even_for_upscaled_canonical_paths(served, 
     monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)
     served.put(ID, photo_like(300, 200))
     response = served.client().get(f"/iiif/3/{ID}/full/^450,300/!0/gray.png")
+    assert response.status_code == 302
     assert response.headers["Location"].endswith(quote("/full/^450,300/!0/gray.png", safe="/,!"))
-    assert response.headers["Location"].endswith(quote(f"/{ID}/full/^450,300/!0/gray.png", safe="/,!"))
     image = pyvips.Image.new_from_buffer(_fetch(response.headers["Location"])[0], "")
     assert (image.width, image.height, image.bands) == (450, 300, 1)
 
