@@ -98,12 +98,13 @@ class Catalog:
         return found[0] if found else None
 
     def retry(self, image_id: str) -> None:
-        """Free the job's claim and re-send its source through the normal event path."""
+        """Free the job's claim and re-send its source through the normal event path (for a withdrawn image
+        whose source was kept: publish it again)."""
         record = self.record(image_id)
         if record is None:
             raise CannotRetry("no such image")
         stalled = records.age_seconds(record.get("updated_at")) > self.settings.stale_after_seconds
-        if record["status"] not in (Status.FAILED, Status.RETRYING, Status.GONE) and not (
+        if record["status"] not in (Status.FAILED, Status.RETRYING, Status.GONE, Status.WITHDRAWN) and not (
             record["status"] in (Status.RUNNING, Status.QUEUED, Status.PAGES) and stalled
         ):
             raise CannotRetry(f"the job is {record['status']}; only failed or stalled jobs can be retried")

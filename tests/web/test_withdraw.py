@@ -178,6 +178,18 @@ def test_a_withdrawn_image_is_published_again_only_by_a_changed_upload(cloud, cl
     assert cloud.record("a")["status"] == "done" and "a.dzi" in cloud.tiles("a")
 
 
+def test_a_withdrawn_image_whose_source_was_kept_is_published_again_on_request(cloud, client):
+    _convert(cloud, "a.jpg")
+    published = cloud.tiles("a")
+    csrf = _sign_in(client)
+    client.post("/withdraw/a", data={"csrf": csrf, "reason": "rights check"})
+    assert cloud.tiles("a") == set() and "Publish again" in client.get("/images/a").get_data(as_text=True)
+
+    assert client.post("/images/a/retry", data={"csrf": csrf}).status_code == 302
+    assert [handle_s3_event(event)["statuses"] for event in cloud.events()] == [["done"]]
+    assert cloud.record("a")["status"] == "done" and cloud.tiles("a") == published
+
+
 def test_an_image_named_withdraw_keeps_its_page(cloud, client):
     _convert(cloud, "letters/withdraw.jpg")
     page = client.get("/images/letters/withdraw")
