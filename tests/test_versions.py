@@ -277,3 +277,19 @@ def test_a_withdrawn_image_is_not_published_again_by_a_late_duplicate(cloud):
     assert handle_s3_event(copy.deepcopy(event))["statuses"] == ["duplicate"]
     assert _published(cloud, "a") == {} and records.read_record  # the source stays; nothing comes back
     assert json.loads(cloud.read(META, "jobs/a.json"))["status"] == "withdrawn"
+
+
+def test_deleting_a_document_withdraws_its_pages_and_their_sources(cloud, tmp_path):
+    cloud.upload("ledger.tif", multipage_tiff(tmp_path / "two.tif", [(300, 200)] * 2).read_bytes())
+    while events := cloud.events():
+        for event in events:
+            handle_s3_event(event)
+    assert cloud.record("ledger")["status"] == "done" and cloud.tiles("ledger/p0002")
+    cloud.s3.delete_object(Bucket="tiler-source", Key="ledger.tif")
+    statuses = [handle_s3_event(event)["statuses"] for event in cloud.events()]
+    assert statuses == [["withdrawn"]]
+    for event in cloud.events():  # the removals of its page sources change nothing more
+        handle_s3_event(event)
+    assert cloud.tiles("ledger") == set() and not cloud.keys("tiler-source", "pages/")
+    assert [cloud.record(i)["status"] for i in ("ledger", "ledger/p0001", "ledger/p0002")] == ["withdrawn"] * 3
+    assert not cloud.keys(META, "ledger/")
