@@ -22,9 +22,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app import cdn, dispatch, items, records, takedown
+from app import cdn, dispatch, items, records, refusals, takedown
 from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
-from app.ids import distinct_id, image_id_for, key_problem, page_of
+from app.ids import image_id_for, key_problem, page_of
 from app.iiif import grid
 from app.model import ImageFacts, Route, SourceRef, Status
 from app.pipeline import convert, jp2
@@ -148,7 +148,9 @@ def _one_version(
         return None
     problem = key_problem(ref.key)
     if problem:
-        return _finished(_refused_key(store, settings, image_id, current, runtime, problem), settings, listeners)
+        reason = f"{ref.key!r} cannot be published: {problem}; rename it"
+        refused = refusals.refuse(store, settings, current, runtime.route, runtime.owner, reason)
+        return _finished(refused, settings, listeners)
     claimed = records.claim(
         store,
         settings.metadata_bucket,
@@ -166,10 +168,15 @@ def _one_version(
         _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, listeners, current)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
-    holder = _other_owner(store, previous, current)
+    holder = refusals.holder_of(store, previous, current)
     if holder:
         records.release(store, settings.metadata_bucket, image_id, owner)
-        return _finished(_refused_twin(store, settings, image_id, current, runtime, holder), settings, listeners)
+        reason = (
+            f"{ref.key} would be published as {image_id!r}, the id of {holder}: rename one of them, or delete "
+            f"{holder} (which withdraws it) and retry this one"
+        )
+        refused = refusals.refuse(store, settings, current, runtime.route, runtime.owner, reason, conflict=holder)
+        return _finished(refused, settings, listeners)
     journal = Journal(
         store,
         settings.metadata_bucket,
@@ -282,7 +289,7 @@ def _run(
             for page in previous.get("pages") or ():
                 takedown.retire(store, settings, page["id"])
             store.delete_keys(settings.source_bucket, takedown.page_sources(store, settings.source_bucket, image_id))
-        _forget_twin(store, settings, ref.key)
+        refusals.forget(store, settings, ref.key)
         _invalidate_replaced(settings, image_id, ref.etag, previous)
         timings["publish"] = round(time.perf_counter() - publish_started, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
@@ -459,63 +466,6 @@ def _check_still_ours(store: S3Storage, settings: Settings, image_id: str, ref: 
     complete version goes up whole first, and the newest follows it."""
     if not records.holds(store, settings.metadata_bucket, image_id, owner):
         raise ClaimLost(f"the claim on {image_id} passed to another job")
-
-
-def _other_owner(store: S3Storage, previous: dict[str, Any] | None, current: SourceRef) -> str | None:
-    """The other source key that holds this image id (``x.png`` arriving while ``x.jpg`` is published)."""
-    if not previous or previous["status"] in (Status.WITHDRAWN, Status.GONE):
-        return None
-    key = previous["source"].get("key")
-    if (
-        not key
-        or key == current.key
-        or (page_of(key) or ("", 0))[:2] == (page_of(current.key) or ("", 0))[:2] != ("", 0)
-    ):
-        return None  # the same key, or the same page of a newer version of its document
-    return key if store.exists(current.bucket, key) else None
-
-
-def _refused_twin(
-    store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime, holder: str
-) -> dict[str, Any]:
-    reason = (
-        f"{ref.key} would be published as {image_id!r}, the id of {holder}: rename one of them, or delete "
-        f"{holder} (which withdraws it) and retry this one"
-    )
-    return _refused(store, settings, ref, runtime, reason, conflict=holder)
-
-
-def _refused_key(
-    store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime, problem: str
-) -> dict[str, Any]:
-    return _refused(store, settings, ref, runtime, f"{ref.key!r} cannot be published: {problem}; rename it")
-
-
-def _refused(
-    store: S3Storage, settings: Settings, ref: SourceRef, runtime: Runtime, reason: str, conflict: str | None = None
-) -> dict[str, Any]:
-    """A failed record for a key that is bad input, under an id of its own (the key's hash keeps it apart)."""
-    log.warning("refused s3://%s/%s: %s", ref.bucket, ref.key, reason)
-    image_id = distinct_id(ref.key)
-    previous = records.read_record(store, settings.metadata_bucket, image_id)
-    journal = Journal(
-        store,
-        settings.metadata_bucket,
-        image_id,
-        ref,
-        runtime.route,
-        runtime.owner,
-        indexed_as=previous and previous.get("status"),
-    )
-    return journal.save(
-        status=Status.FAILED, error=reason, conflict=conflict, progress={"phase": "refused", "done": 0, "total": 0}
-    )
-
-
-def _forget_twin(store: S3Storage, settings: Settings, key: str) -> None:
-    """The key has its id now: drop the failed record it got while another key held the id."""
-    twin = distinct_id(key)
-    store.delete_keys(settings.metadata_bucket, [records.record_key(twin), records.index_key(Status.FAILED, twin)])
 
 
 def _published(previous: dict[str, Any] | None) -> dict[str, Any] | None:
