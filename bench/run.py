@@ -38,7 +38,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
 
 import archive  # noqa: E402
+import batch  # noqa: E402
 import iiif_load  # noqa: E402
+import iiif_peer  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
@@ -53,8 +55,10 @@ IMAGES = {  # key: (width, height, peak-RSS target in MB or None)
 }
 MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
+    batch.measure,
     s3_flow.measure,
     iiif_load.measure,
+    iiif_peer.measure,
     archive.measure,
 ]
 
@@ -68,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--serial-runs must be at least 1")
     if args.s3_latency_ms < 0:
         parser.error("--s3-latency-ms cannot be negative")
-    if args.iiif_requests < 1 or args.iiif_clients < 1:
-        parser.error("--iiif-requests and --iiif-clients must be at least 1")
+    if args.iiif_requests < 1 or args.iiif_clients < 1 or args.iiif_peer_requests < 1:
+        parser.error("--iiif-requests, --iiif-peer-requests and --iiif-clients must be at least 1")
+    unknown = set(args.iiif_peer_images) - set(iiif_peer.SIZES)
+    if unknown or not args.iiif_peer_images:
+        parser.error(f"--iiif-peer-images: a comma-separated list of {', '.join(iiif_peer.SIZES)}")
     started = time.perf_counter()
     report: dict[str, Any] = {"environment": environment(), "options": _options(args)}
     _print_environment(report["environment"])
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 "serial_runs": args.serial_runs,
                 "iiif_requests": args.iiif_requests,
                 "iiif_clients": args.iiif_clients,
+                "iiif_peer_images": args.iiif_peer_images,
+                "iiif_peer_requests": args.iiif_peer_requests,
             },
         )
         _clear_runs(ctx)
@@ -117,7 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
         help="benchmark one image only, or run one section only (tiling: both images; "
+        "batch: 50 pages of 2500x2000 in one convert call, made on first use; "
         "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
+        "iiif-peer: dynamic endpoint vs iiif-processor, 100 and 430 MP; "
         "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)",
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
@@ -155,7 +166,22 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=iiif_load.DEFAULT_CLIENTS,
         metavar="N",
-        help=f"iiif: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})",
+        help=f"iiif, iiif-peer: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})",
+    )
+    parser.add_argument(
+        "--iiif-peer-images",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=list(iiif_peer.DEFAULT_IMAGES),
+        metavar="KEYS",
+        help="iiif-peer: the images, comma-separated (default 100mp,430mp; the 430 MP one makes the section long: "
+        "the peer streams its whole 200 MB TIFF for every request)",
+    )
+    parser.add_argument(
+        "--iiif-peer-requests",
+        type=int,
+        default=iiif_peer.DEFAULT_REQUESTS,
+        metavar="N",
+        help=f"iiif-peer: requests per pass (default {iiif_peer.DEFAULT_REQUESTS})",
     )
     return parser
 
@@ -170,6 +196,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "serial_runs": args.serial_runs,
         "iiif_requests": args.iiif_requests,
         "iiif_clients": args.iiif_clients,
+        "iiif_peer_images": args.iiif_peer_images,
+        "iiif_peer_requests": args.iiif_peer_requests,
     }
 
 

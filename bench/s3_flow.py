@@ -163,7 +163,7 @@ def measure(ctx: Context) -> Section:
         "app.events.handle_s3_event returns, the event taken from moto's SQS queue or built in S3's shape "
         "(stand-in); the job record jobs/bench.json is checked to say done",
         "S3 requests: the requests the job made, as its record counts them (retries not included), plus the "
-        "upload; convert s: the conversion inside the handler (the record's inspect+tile+describe+"
+        "upload; convert s: the conversion inside the handler (the record's inspect+tile+serving_tiff+describe+"
         "metadata), during which tiles are already being uploaded as libvips finishes them; publish s: what is "
         "left after it (the last tiles, descriptors, metadata); objects/s: objects / (convert s + publish s)",
         f"conversion alone: app.pipeline.convert(src, workdir, settings, 'bench'), TILE_SIZE={TILE_SIZE}, "
@@ -348,7 +348,10 @@ def _upload_to_done(
     if record.get("status") != "done":
         raise SystemExit(f"{key}: job record says {record.get('status')!r} ({record.get('error')}); handler: {outcome}")
     timings, publish_s = record["timings"], record["timings"]["publish"]
-    convert_s = round(sum(timings.get(lap, 0) for lap in ("inspect", "tile", "describe", "metadata")), 3)
+    convert_s = round(
+        sum(timings.get(lap, 0) for lap in ("inspect", "tile", "serving_tiff", "derivatives", "describe", "metadata")),
+        3,
+    )
     return {
         "seconds": round(finished - started, 3),
         "upload_s": round(uploaded - started, 3),

@@ -21,7 +21,7 @@ pays the same latency. Not S3: ``POST /__reset`` forgets everything,
 ``GET /__stats`` returns the request counts by method and the object bytes
 sent (``bytes_out``) as JSON.
 
-Run alone: ``python bench/s3_standin.py [--port P] [--latency-ms 25]``.
+Run alone: ``python bench/s3_standin.py [--port P] [--latency-ms 25] [--until-stdin-closes]``.
 """
 
 from __future__ import annotations
@@ -485,10 +485,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="A fast in-memory S3 stand-in with a fixed per-request latency.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=25.0)
+    parser.add_argument(
+        "--until-stdin-closes", action="store_true", help="stop when standard input closes (as a benchmark's child)"
+    )
     args = parser.parse_args()
     with StandInS3(args.latency_ms / 1000, args.port) as standin:
         print(f"S3 stand-in on {standin.url} ({args.latency_ms:g} ms per request); Ctrl-C to stop", flush=True)
         try:
-            threading.Event().wait()
+            if args.until_stdin_closes:
+                sys.stdin.read()
+            else:
+                threading.Event().wait()
         except KeyboardInterrupt:
             pass
