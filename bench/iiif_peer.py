@@ -55,6 +55,7 @@ TILE_SIZE, QUALITY = 512, 85
 SEED = 21  # issue 21
 MIX = (("tile", 0.8), ("full", 0.1), ("crop", 0.1))
 SIDES = ("ours", "peer")
+PASSES = ("first", "cold", "warm")
 _READY = "READY "
 
 COLUMNS = [
@@ -103,7 +104,10 @@ def measure(ctx: Context) -> Section:
                     )
                     for name, result in run.items():
                         passes.setdefault((side, name), []).append(result)
-        rows = [_row(key, side, name, results, clients) for (side, name), results in sorted(passes.items())]
+        rows = sorted(
+            (_row(key, side, name, results, clients) for (side, name), results in passes.items()),
+            key=lambda row: (SIDES.index(row["side"]), PASSES.index(row["pass"])),
+        )
         section.rows += rows
         section.runs += [
             _run_record(key, side, name, result) for (side, name), results in passes.items() for result in results
@@ -209,7 +213,6 @@ def _row(image: str, side: str, name: str, runs: list[dict[str, Any]], clients: 
         "image": image,
         "side": side,
         "pass": name,
-        "order": (image, SIDES.index(side), ("first", "cold", "warm").index(name)),
         "requests": runs[0]["requests"],
         "first_ms": median(lambda r: statistics.median(latencies(r)) if r["ok"] else None) if first else None,
         "rps": None if first else median(lambda r: r["requests"] / r["wall_s"]),

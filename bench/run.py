@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,7 @@ import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
 from proc import RunFailed, run_measured  # noqa: E402
-from results import BenchImage, Context, Section, format_table  # noqa: E402
+from results import BenchImage, Context, Section, format_table, update_markdown  # noqa: E402
 
 REPO = HERE.parent
 DATA = HERE / "data"
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     for section in sections:
         print_section(section)
+    if args.markdown is not None:
+        written = update_markdown(args.markdown, sections, provenance(report["environment"], argv))
+        print(f"\nFigures of {', '.join(written)} written to {args.markdown}")
     print(
         f"\nWhole benchmark: {report['total_seconds']:.0f} s"
         + (f"; kept outputs in {ctx.work_dir}" if args.keep else "")
@@ -141,6 +145,16 @@ def _parser() -> argparse.ArgumentParser:
         "(default bench/data; try a tmpfs to take disk metadata speed out of the numbers)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
+        metavar="PATH",
+        help="where each section's figures are written, between its markers (default BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--no-markdown", dest="markdown", action="store_const", const=None, help="print only; write no Markdown"
+    )
     parser.add_argument(
         "--s3-latency-ms",
         type=float,
@@ -297,9 +311,22 @@ def environment() -> dict[str, Any]:
         "vips_cli": _first_line(["vips", "--version"]),  # informational only; the reference does not use it
         "exiftool": _first_line(["exiftool", "-ver"]),
         "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         "platform": platform.platform(),
         "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
     }
+
+
+def provenance(env: dict[str, Any], argv: list[str] | None) -> str:
+    """The line that says when, where and how a section's figures were measured."""
+    command = shlex.join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"Measured {when} by `{command}` (`make bench` runs `bench/run.py`) on {env['cpus']} CPUs "
+        f"({env['cpu_model'] or 'unknown CPU'}), {env['memory_gb']:.0f} GB, {env['platform']}; libvips "
+        f"{env['libvips']}, Python {env['python']}, exiftool {env['exiftool'] or 'missing'}, git {env['git']}."
+    )
 
 
 def _print_environment(env: dict[str, Any]) -> None:
@@ -309,6 +336,14 @@ def _print_environment(env: dict[str, Any]) -> None:
     )
     if env["vips_cli"]:
         print(f"vips on PATH: {env['vips_cli']} (not used; the reference runs the project's libvips via pyvips)")
+
+
+def _cpu_model() -> str | None:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
 def _first_line(cmd: list[str]) -> str | None:
