@@ -313,17 +313,22 @@ def _prepare(ctx: Context, key: str, width: int, height: int) -> tuple[Path, lis
 
 
 def _upload(endpoint: str, tiff: Path, pages: list[tuple[int, int]]) -> None:
-    """The TIFF where our endpoint reads it, its page sizes in its metadata for the peer's dimension function."""
+    """The TIFF where our endpoint reads it, with the metadata the publisher gives it (where its directories are)
+    and its page sizes for the peer's dimension function."""
     s3 = iiif_load._boto_client(endpoint)
     for bucket in (iiif_load.SOURCE_BUCKET, iiif_load.TILES_BUCKET, iiif_load.METADATA_BUCKET):
         s3.create_bucket(Bucket=bucket)
+    from app.storage.ranged import directory_metadata
+
+    key = f"derivatives/{IMAGE_ID}.tif"
     with tiff.open("rb") as body:
         s3.put_object(
             Bucket=iiif_load.TILES_BUCKET,
-            Key=f"derivatives/{IMAGE_ID}.tif",
+            Key=key,
             Body=body,
             ContentType="image/tiff",
-            Metadata={"pages": ",".join(f"{w}x{h}" for w, h in pages)},
+            # ours: where the directories are, as the publisher writes it; the peer's: the page sizes
+            Metadata={**directory_metadata(tiff, key), "pages": ",".join(f"{w}x{h}" for w, h in pages)},
         )
 
 
