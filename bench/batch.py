@@ -120,6 +120,7 @@ def measure(ctx: Context) -> Section:
                 "<=",
                 STORAGE_TARGET,
                 "x",
+                digits=3,
             )
         )
     profile = _profile(ctx, pages, work)

@@ -63,6 +63,7 @@ class Target:
     op: str  # "<=" or "<"
     limit: float
     unit: str = ""
+    digits: int = 2  # decimals shown: enough that a PASS/MISS never shows equal numbers
 
     @property
     def passed(self) -> bool:
@@ -71,7 +72,7 @@ class Target:
     def describe(self) -> str:
         verdict = "PASS" if self.passed else "MISS"
         target = f"target {self.op} {self.limit:g}{self.unit}"
-        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.2f}{self.unit} ({target})"
+        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.{self.digits}f}{self.unit} ({target})"
 
 
 @dataclass

@@ -314,7 +314,7 @@ def environment() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         "platform": platform.platform(),
-        "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+        "git": _git_version(),
     }
 
 
@@ -336,6 +336,17 @@ def _print_environment(env: dict[str, Any]) -> None:
     )
     if env["vips_cli"]:
         print(f"vips on PATH: {env['vips_cli']} (not used; the reference runs the project's libvips via pyvips)")
+
+
+def _git_version() -> str | None:
+    """The commit, "-dirty" if a tracked file other than BENCHMARKS.md (which the runs write) differs from it."""
+    commit = _first_line(["git", "-C", str(REPO), "describe", "--always"])
+    changed = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{commit}-dirty" if commit and changed else commit
 
 
 def _cpu_model() -> str | None:
