@@ -242,7 +242,7 @@ def _notes(ctx: Context, by_side: dict[str, dict[str, Any]], profile: dict[str, 
     extra = {k: v for k, v in defaults["stored_by_kind_kb"].items()}
     laps = profile["ms_per_page"]
     return [
-        f"reference: {ctx.python} -c <a loop of pyvips dzsave(tile_size={TILE_SIZE}, overlap=0, "
+        f"reference: python -c <a loop of pyvips dzsave(tile_size={TILE_SIZE}, overlap=0, "
         f".jpg[Q={QUALITY}])> OUT PAGES... (bench/batch.py REFERENCE_SCRIPT); one process for all {PAGES} pages",
         f"layouts: python -m app convert PAGES... --tiles-dir T --metadata-dir M with SERVING_TIFF=false "
         f"IIIF_MANIFESTS=false; defaults: the same call with the default settings (TILE_SIZE={TILE_SIZE}, "

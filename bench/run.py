@@ -311,6 +311,7 @@ def environment() -> dict[str, Any]:
         "vips_cli": _first_line(["vips", "--version"]),  # informational only; the reference does not use it
         "exiftool": _first_line(["exiftool", "-ver"]),
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],  # a shared machine's other work, at the start
         "cpu_model": _cpu_model(),
         "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         "platform": platform.platform(),
@@ -324,7 +325,8 @@ def provenance(env: dict[str, Any], argv: list[str] | None) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (
         f"Measured {when} by `{command}` (`make bench` runs `bench/run.py`) on {env['cpus']} CPUs "
-        f"({env['cpu_model'] or 'unknown CPU'}), {env['memory_gb']:.0f} GB, {env['platform']}; libvips "
+        f"({env['cpu_model'] or 'unknown CPU'}), {env['memory_gb']:.0f} GB, load average {env['load_average']:.1f} at "
+        f"the start, {env['platform']}; libvips "
         f"{env['libvips']}, Python {env['python']}, exiftool {env['exiftool'] or 'missing'}, git {env['git']}."
     )
 
