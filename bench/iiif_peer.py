@@ -50,6 +50,7 @@ SIZES = {"100mp": (12000, 8400), "430mp": (24000, 18000)}
 DEFAULT_IMAGES = ("100mp", "430mp")
 DEFAULT_REQUESTS = 100
 PEER_PACKAGE, PEER_VERSION = "iiif-processor", "7.0.0"
+SHARP_VERSION = "0.34.5"  # iiif-processor's libvips binding (an optional dependency, ^0.34.4): pinned as well
 IMAGE_ID = "peer"
 TILE_SIZE, QUALITY = 512, 85
 SEED = 21  # issue 21
@@ -117,7 +118,7 @@ def measure(ctx: Context) -> Section:
             f"{key}: {width}x{height}, serving TIFF {tiff.stat().st_size / 2**20:.0f} MB, {len(pages)} pages; "
             f"{len(sequence)} requests: " + ", ".join(f"{n} {kind}" for kind, n in _mix_counts(sequence).items())
         )
-    section.notes += _notes(ctx, latency_ms, clients)
+    section.notes += _notes(ctx, latency_ms, clients, node_modules)
     if not ctx.keep:
         shutil.rmtree(work, ignore_errors=True)
     return section
@@ -127,18 +128,25 @@ def install_peer(ctx: Context, cache: Path) -> Path:
     """``iiif-processor`` at ``PEER_VERSION`` (and the sharp it brings) in ``cache``, with npm, once."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         raise RunFailed("iiif-peer needs Node.js and npm: scripts/bootstrap.sh --bench installs them from Debian")
-    installed = cache / "node_modules" / PEER_PACKAGE / "package.json"
-    if installed.is_file() and json.loads(installed.read_text()).get("version") == PEER_VERSION:
+    wanted = {PEER_PACKAGE: PEER_VERSION, "sharp": SHARP_VERSION}
+    if all(_installed_version(cache, name) == version for name, version in wanted.items()):
         return cache / "node_modules"
-    ctx.log(f"  installing {PEER_PACKAGE}@{PEER_VERSION} with npm into {cache} ...")
+    ctx.log(f"  installing {PEER_PACKAGE}@{PEER_VERSION} and sharp@{SHARP_VERSION} with npm into {cache} ...")
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "package.json").write_text(json.dumps({"private": True}) + "\n")
     run_measured(
-        ["npm", "install", "--no-audit", "--no-fund", "--save-exact", f"{PEER_PACKAGE}@{PEER_VERSION}"],
+        ["npm", "install", "--no-audit", "--no-fund", "--save-exact", *(f"{n}@{v}" for n, v in wanted.items())],
         log_dir=cache / "logs",
         cwd=cache,
     )
     return cache / "node_modules"
+
+
+def _installed_version(cache: Path, package: str) -> str | None:
+    try:
+        return json.loads((cache / "node_modules" / package / "package.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def request_mix(width: int, height: int, count: int) -> list[str]:
@@ -256,13 +264,29 @@ def _run_record(image: str, side: str, name: str, result: dict[str, Any]) -> dic
     }
 
 
-def _notes(ctx: Context, latency_ms: float, clients: int) -> list[str]:
+def _sharp_libvips(node_modules: Path) -> str | None:
+    script = "console.log(require('sharp').versions.vips)"
+    try:
+        done = subprocess.run(
+            ["node", "-e", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "NODE_PATH": str(node_modules)},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def _notes(ctx: Context, latency_ms: float, clients: int, node_modules: Path) -> list[str]:
     return [
         f"S3: bench/s3_standin.py in a process of its own, {latency_ms:g} ms per request, in memory; both servers "
         f"and the {clients} client threads (keep-alive sessions) share the machine's {os.cpu_count()} cores",
         f"ours: python bench/iiif_load.py serve (app.web.create_app, werkzeug threaded), IIIF_BLOCK_CACHE_MB default; "
-        f"peer: node bench/iiif_peer_server.js with {PEER_PACKAGE}@{PEER_VERSION} (npm, into "
-        "bench/data/iiif-peer-node/), node " + (_first_line(["node", "--version"]) or "?"),
+        f"peer: node bench/iiif_peer_server.js with {PEER_PACKAGE}@{PEER_VERSION} and sharp@{SHARP_VERSION} "
+        f"(libvips {_sharp_libvips(node_modules) or '?'}; npm, into bench/data/iiif-peer-node/), node "
+        + (_first_line(["node", "--version"]) or "?"),
         "first ms: one viewer tile alone on a fresh server process (cold: no block cache, no connections, "
         "pyramid headers unread); cold: the mix right after it; warm: the same mix again",
         "S3 KB/req: object bytes the stand-in sent for the pass / requests (the peer reads the whole TIFF per "
