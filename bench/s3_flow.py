@@ -177,6 +177,11 @@ def measure(ctx: Context) -> Section:
             f"UPLOAD_WORKERS=1 rows: {serial_runs} run(s) each (--serial-runs), the others {ctx.runs} (--runs)"
         )
     section.notes.append(
+        "default settings: SERVING_TIFF and IIIF_MANIFESTS as deployed (on), against the conversion alone with the "
+        "same settings; the serving TIFF goes up as a multipart upload (the native client's 8 MiB parts, each a "
+        "request at the stand-in's latency), which the record's S3 requests count as one write"
+    )
+    section.notes.append(
         "the endpoints run in threads of the benchmark process, sharing the cores with the handler; "
         "the published files go up through the AWS Common Runtime's native client "
         "(app/storage/native_uploads.py), the records and the fetch through boto3"
