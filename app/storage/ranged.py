@@ -16,6 +16,8 @@ where they are (``directory_ranges``, the header, every directory and its
 out-of-line tag values) in the serving TIFF's user metadata, and a cold open
 that finds it there (the HEAD it makes anyway) fetches those blocks in one
 parallel round before libtiff starts; a TIFF without it is read as before.
+One read across several blocks (libtiff reads a whole tile at once) fetches
+its missing blocks in one GET, not one round trip each.
 
 The S3 calls themselves stay in ``app.storage.s3`` (``head_with_metadata``, ``read_range``).
 """
@@ -48,6 +50,7 @@ _SEEK_SET, _SEEK_CUR, _SEEK_END = 0, 1, 2
 DIRECTORY_METADATA = "tiff-directory"  # the user metadata (x-amz-meta-tiff-directory) naming the directory ranges
 MAX_METADATA_CHARS = 1800  # S3 allows 2 KB of user metadata in all
 MAX_PREFETCH_BLOCKS = 64  # 4 MiB: a hint never turns a cold open into a download
+MAX_SPAN_BLOCKS = 32  # one read across blocks fetches at most 2 MiB in one GET
 PREFETCH_WORKERS = 16
 MAX_DIRECTORIES = 64
 _RANGES = re.compile(r"[0-9]{1,15}-[0-9]{1,15}(,[0-9]{1,15}-[0-9]{1,15}){0,200}")
@@ -124,6 +127,9 @@ class S3Source(pyvips.SourceCustom):
             if self.position >= self.ref.size:
                 return 0
             index, offset = divmod(self.position, BLOCK_SIZE)
+            last = min((self.position + len(buffer) - 1) // BLOCK_SIZE, (self.ref.size - 1) // BLOCK_SIZE)
+            if last > index:  # a read across blocks (a whole tile): its missing blocks in one GET, not one each
+                self.fetch_missing(range(index, min(last, index + MAX_SPAN_BLOCKS - 1) + 1))
             chunk = self._block(index)[offset : offset + len(buffer)]
             buffer[: len(chunk)] = chunk
             self.position += len(chunk)
@@ -141,19 +147,33 @@ class S3Source(pyvips.SourceCustom):
         return self.position
 
     def _block(self, index: int) -> bytes:
-        key = (self.ref.bucket, self.ref.key, self.ref.etag, index)
-        block = self.cache.get(key)
+        block = self.cache.get(self._key(index))
         if block is not None:
             self.stats.cache_hits += 1
             return block
-        start = index * BLOCK_SIZE
-        block = self.storage.read_range(
-            self.ref.bucket, self.ref.key, start, min(start + BLOCK_SIZE, self.ref.size), etag=self.ref.etag
+        return self._fetch(index, index)[0]
+
+    def fetch_missing(self, indexes: range) -> None:
+        """Fetch the blocks of ``indexes`` the cache lacks, from the first missing to the last, in one GET."""
+        missing = [i for i in indexes if self.cache.get(self._key(i)) is None]
+        if missing:
+            self._fetch(missing[0], missing[-1])
+
+    def _fetch(self, first: int, last: int) -> list[bytes]:
+        """Blocks ``first`` to ``last`` in one ranged GET, each cached."""
+        start = first * BLOCK_SIZE
+        data = self.storage.read_range(
+            self.ref.bucket, self.ref.key, start, min((last + 1) * BLOCK_SIZE, self.ref.size), etag=self.ref.etag
         )
         self.stats.gets += 1
-        self.stats.bytes_fetched += len(block)
-        self.cache.put(key, block)
-        return block
+        self.stats.bytes_fetched += len(data)
+        blocks = [data[i : i + BLOCK_SIZE] for i in range(0, len(data), BLOCK_SIZE)]
+        for index, block in enumerate(blocks, first):
+            self.cache.put(self._key(index), block)
+        return blocks
+
+    def _key(self, index: int) -> tuple:
+        return (self.ref.bucket, self.ref.key, self.ref.etag, index)
 
 
 class RemoteTiff:
@@ -186,12 +206,18 @@ class RemoteTiff:
         for start, end in ranges:
             wanted.update(range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1))
         source = S3Source(self.storage, self.ref, self.stats, self.cache)
-        cache = source.cache
-        missing = sorted(i for i in wanted if cache.get((self.ref.bucket, self.ref.key, self.ref.etag, i)) is None)
-        missing = missing[:MAX_PREFETCH_BLOCKS]
-        if len(missing) > 1:
-            with ThreadPoolExecutor(min(PREFETCH_WORKERS, len(missing)), thread_name_prefix="prefetch") as pool:
-                list(pool.map(source._block, missing))
+        missing = sorted(i for i in wanted if source.cache.get(source._key(i)) is None)[:MAX_PREFETCH_BLOCKS]
+        runs: list[range] = []  # consecutive blocks: one GET each
+        for index in missing:
+            if runs and index == runs[-1].stop:
+                runs[-1] = range(runs[-1].start, index + 1)
+            else:
+                runs.append(range(index, index + 1))
+        if len(runs) > 1:
+            with ThreadPoolExecutor(min(PREFETCH_WORKERS, len(runs)), thread_name_prefix="prefetch") as pool:
+                list(pool.map(source.fetch_missing, runs))
+        elif runs:
+            source.fetch_missing(runs[0])
 
     def open(self, page: int) -> pyvips.Image:
         """Page ``page`` of the TIFF, lazily: pixels are read only when rendered."""
