@@ -292,9 +292,9 @@ def _notes(ctx: Context, latency_ms: float, clients: int, node_modules: Path) ->
         "S3 KB/req: object bytes the stand-in sent for the pass / requests (the peer reads the whole TIFF per "
         "request: serverless-iiif's stream resolver); S3 GETs/req: GET requests the stand-in answered / requests",
         "peak RSS: the server process's VmHWM after its passes, max over runs",
-        "errors: any answer but 200, summed over the runs; iiif-processor answers some pct: crops scaled down to !1024,1024 with 400 "
-        "'Requested size requires upscaling' (its page choice picks a page smaller than the output), which our "
-        "endpoint renders; they count as errors and not in its latencies",
+        "errors: any answer but 200, summed over the runs; iiif-processor answers some pct: crops scaled down to "
+        "!1024,1024 with 400 'Requested size requires upscaling' (its page choice picks a page smaller than the "
+        "output), which our endpoint renders; they count as errors and not in its latencies",
         "the 430 MP image makes this section long (its TIFF is made once and cached; the peer streams the whole "
         "TIFF for every request): --iiif-peer-images 100mp runs the 100 MP image alone, --iiif-peer-requests sets "
         "the requests per pass",
