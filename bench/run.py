@@ -1,7 +1,8 @@
 """Benchmark: ``make bench``, i.e.
-``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
+``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|batch|s3|iiif|iiif-peer|archive] [--keep]
+[--json PATH] [--no-markdown]``.
 
-Answers four questions with numbers: how much slower than bare libvips dzsave
+Answers these questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
 with the per-image manifest), does a 430 MP image convert in
 under 512 MB of memory (i.e. does it really stream), how long from an
@@ -10,12 +11,17 @@ conversion alone with 25 ms per S3 request), and how fast does the dynamic
 IIIF endpoint answer random tile requests, next to the static tiles? And for
 archive masters: how close is a 100 MP JPEG 2000 to OpenJPEG's own decoder
 plus dzsave (target: at most 1.3x), in how much memory, and how many pages
-of a scanned PDF per second?
+of a scanned PDF per second? And next to what a user would pick instead:
+fifty ordinary pages in one call against a loop of plain dzsave, and the
+dynamic endpoint against iiif-processor (serverless-iiif) on the same TIFF
+and S3.
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
 a ``results.Section``; this file only prepares inputs, runs them, prints and
-saves. It is a benchmark, not a test: a missed target still exits 0; a
+saves, and writes each section's figures into BENCHMARKS.md between its
+markers, with the date, the machine and the command (``--no-markdown`` only
+prints). It is a benchmark, not a test: a missed target still exits 0; a
 crashed run exits 1.
 """
 
