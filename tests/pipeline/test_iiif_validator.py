@@ -20,7 +20,9 @@ def _failures(names, base_url, prefix, version):
     failures = {}
     random.seed(0)  # id_squares samples squares at random: make a failure reproducible
     for name in names:
-        result = validator.ImageAPI(IDENTIFIER, base_url.removeprefix("http://"), prefix, "http", "", version, debug=False)
+        result = validator.ImageAPI(
+            IDENTIFIER, base_url.removeprefix("http://"), prefix, "http", "", version, debug=False
+        )
         validator.TestSuite(validator.ValidationInfo()).run_test(name, result)
         if result.exception:
             failures[name] = f"{result.exception.message} (got {result.exception.got!r}, urls {result.urls})"
