@@ -59,6 +59,24 @@ def tiles(width: int, height: int, tile_size: int) -> Iterator[Tile]:
                 yield Tile(top - int(math.log2(scale)), col, row, region, size)
 
 
+def is_tile(region: tuple[int, int, int, int], size: tuple[int, int], width: int, height: int, tile_size: int) -> bool:
+    """Whether ``region`` at ``size`` is exactly one tile of the pyramid (a static level-0 file)."""
+    for scale in scale_factors(width, height, tile_size):
+        span = tile_size * scale
+        x, y = region[:2]
+        if x % span or y % span:
+            continue
+        level_w, level_h = level_size(width, height, scale)
+        col, row = x // span, y // span
+        expected = (x, y, min(span, width - x), min(span, height - y))
+        if region == expected and size == (
+            min(tile_size, level_w - col * tile_size),
+            min(tile_size, level_h - row * tile_size),
+        ):
+            return True
+    return False
+
+
 def image_path(
     image_id: str,
     width: int,
