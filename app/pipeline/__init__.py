@@ -139,6 +139,9 @@ def convert(
         palette=tuple(document["palette"]),
         named_derivatives=tuple(named),
         iiif_versions=versions,
+        presentation_versions=tuple(sorted(settings.iiif_presentation_versions, reverse=True))
+        if settings.iiif_manifests
+        else (),
     )
 
 
