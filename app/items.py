@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app import cdn, records
 from app.ids import PAGES_PREFIX, page_id, page_key, page_of, version_of
 from app.iiif import grid, serving
+from app.iiif.paths import service_path
 from app.model import SourceRef, Status
 from app.pipeline.manifest import document_manifest
 from app.pipeline.pages import Document, split
@@ -159,6 +160,7 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
         settings.iiif_max_size,
         document.get("summary"),
         document.get("creator"),
+        {page["id"]: found.get("iiif_versions", (3,)) for page, found in zip(item["pages"], page_records, strict=True)},
     )
     store.put_bytes(settings.tiles_bucket, f"{item_id}/manifest.json", json.dumps(manifest).encode())
     first = page_records[0]["facts"]
@@ -206,12 +208,18 @@ def _number(page: str) -> int:
 
 def _retire(store: S3Storage, settings: Settings, item_id: str, retire: dict[str, Any]) -> None:
     """Delete the stale outputs ``_retired`` listed, now that the new manifest no longer points at them."""
-    outputs = [(item_id, r"\.dzi|_files/.*|/info\.json|/[^/]+/[^/]+/0/default\.jpg")] if retire.get("image") else []
-    outputs += [(page, r"\.dzi|_files/.*|/.*") for page in retire.get("pages", [])]
+    image = r"\.dzi|_files/.*|/info\.json|/[^/]+/[^/]+/0/default\.jpg"
+    outputs = (
+        [(item_id, image, r"/info\.json|/manifest\.json|/[^/]+/[^/]+/0/default\.jpg")] if retire.get("image") else []
+    )
+    outputs += [(page, r"\.dzi|_files/.*|/.*", "/.*") for page in retire.get("pages", [])]
     doomed = []
-    for image_id, suffixes in outputs:
+    for image_id, suffixes, v2_suffixes in outputs:
         ours = re.compile(rf"^{re.escape(image_id)}({suffixes})$")  # never a nested item's or page's keys
         doomed += [key for key in store.list_keys(settings.tiles_bucket, image_id) if ours.match(key)]
+        v2 = service_path(2, image_id)  # the 2.1 service, where IIIF_VERSIONS published one
+        ours_v2 = re.compile(rf"^{re.escape(v2)}({v2_suffixes})$")
+        doomed += [key for key in store.list_keys(settings.tiles_bucket, v2) if ours_v2.match(key)]
         doomed.append(serving.key(image_id))
     store.delete_keys(settings.tiles_bucket, doomed)
     for page in retire.get("pages", []):

@@ -13,11 +13,11 @@ import functools
 import gc
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.iiif.info import LEVEL0_PROFILE_2
-from app.iiif.paths import canonical2
+from app.iiif.paths import canonical2, service_path
 from app.model import ImageFacts
 from app.pipeline import background
 
@@ -168,14 +168,15 @@ def build_v2(
 def pages_manifest(
     manifest_url: str,
     label: str,
-    pages: list[tuple[str, str, tuple[int, int], tuple[int, int]]],
+    pages: list[tuple[str | Services, str, tuple[int, int], tuple[int, int]]],
     thumbnail: tuple[int, int],
     summary: str | None = None,
     metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A manifest of several images in order, one canvas each; the first is the thumbnail.
 
-    ``pages`` are (service id, label, size, full/max size); ``thumbnail`` is a declared size of the first.
+    ``pages`` are (services, label, size, full/max size), services a 3.0 service id or ``services_of``'s
+    mapping; ``thumbnail`` is a declared size of the first.
     """
     manifest = prezi().Manifest(id=manifest_url, label=text(label))
     if summary:
@@ -185,9 +186,9 @@ def pages_manifest(
             prezi().KeyValueString(label=text(key), value=text(value)) for key, value in metadata.items()
         ]
     base = manifest_url.removesuffix("/manifest.json")
-    for position, (service_id, page_label, size, max_size) in enumerate(pages, start=1):
-        manifest.add_item(image_canvas(f"{base}/canvas/{position}", page_label, service_id, size, max_size))
-    manifest.thumbnail = [thumbnail_of(pages[0][0], thumbnail)]
+    for position, (services, page_label, size, max_size) in enumerate(pages, start=1):
+        manifest.add_item(image_canvas(f"{base}/canvas/{position}", page_label, services, size, max_size))
+    manifest.thumbnail = [thumbnail_of(pages[0][0], thumbnail, pages[0][2])]
     return json.loads(manifest.jsonld())
 
 
@@ -199,12 +200,19 @@ def document_manifest(
     bound: int,
     summary: str | None = None,
     creator: str | None = None,
+    versions: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a document's item: ``pages`` are (page id, page label, width, height), in page order."""
+    """The manifest of a document's item: ``pages`` are (page id, page label, width, height), in page order;
+    ``versions`` the Image API versions each page was published in (default 3.0)."""
     from app.iiif import grid
 
     canvases = [
-        (f"{base_url}/{page}", f"p. {label}", (width, height), grid.max_size(width, height, bound)[1:])
+        (
+            services_of(base_url, page, (versions or {}).get(page, (3,))),
+            f"p. {label}",
+            (width, height),
+            grid.max_size(width, height, bound)[1:],
+        )
         for page, label, width, height in pages
     ]
     metadata = {"Creator": creator} if creator else {}
@@ -218,6 +226,11 @@ def document_manifest(
         summary,
         metadata,
     )
+
+
+def services_of(base_url: str, image_id: str, versions: Sequence[int]) -> dict[int, str]:
+    """An image's level-0 services by Image API version, for the versions it was published in."""
+    return {version: f"{base_url}/{service_path(version, image_id)}" for version in versions}
 
 
 def image_canvas(

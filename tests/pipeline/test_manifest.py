@@ -168,3 +168,20 @@ def test_presentation_2_needs_the_2_1_image_service(settings):
         settings.with_overrides(iiif_presentation_versions=(2, 3))
     with pytest.raises(ValueError, match="IIIF_VERSIONS"):
         settings.with_overrides(iiif_versions=(1,))
+
+
+def test_document_manifests_paint_each_page_with_the_services_it_was_published_in(validator):
+    from app.pipeline.manifest import document_manifest
+
+    pages = [("scan/p0001", "1", 3000, 2000), ("scan/p0002", "2", 1000, 1500)]
+    versions = {"scan/p0001": (3, 2), "scan/p0002": (2,)}
+    manifest = document_manifest("http://t.example", "scan", "Scan", pages, 1024, versions=versions)
+    _assert_valid(validator, manifest)
+    first, second = (canvas["items"][0]["items"][0]["body"] for canvas in manifest["items"])
+    assert [s.get("type") or s.get("@type") for s in first["service"]] == ["ImageService3", "ImageService2"]
+    assert first["id"] == "http://t.example/scan/p0001/full/max/0/default.jpg"
+    assert second["service"][0]["@id"] == "http://t.example/iiif/2/scan/p0002"
+    assert second["id"] == "http://t.example/iiif/2/scan/p0002/full/max/0/default.jpg"
+    assert manifest["thumbnail"][0]["id"] == "http://t.example/scan/p0001/full/375,250/0/default.jpg"
+    only2 = document_manifest("http://t.example", "scan", "Scan", pages[1:], 1024, versions=versions)
+    assert only2["thumbnail"][0]["id"] == "http://t.example/iiif/2/scan/p0002/full/250,/0/default.jpg"
