@@ -1,12 +1,13 @@
 """Benchmark: ``make bench``, i.e.
-``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
+``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif2|iiif|archive] [--keep] [--json PATH]``.
 
 Answers four questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
 with the per-image manifest), does a 430 MP image convert in
 under 512 MB of memory (i.e. does it really stream), how long from an
 upload to S3 until the image is published (target: within 2x of the
-conversion alone with 25 ms per S3 request), and how fast does the dynamic
+conversion alone with 25 ms per S3 request; and what a IIIF Image API 2.1
+service beside 3.0 adds in objects, bytes and upload time), and how fast does the dynamic
 IIIF endpoint answer random tile requests, next to the static tiles? And for
 archive masters: how close is a 100 MP JPEG 2000 to OpenJPEG's own decoder
 plus dzsave (target: at most 1.3x), in how much memory, and how many pages
@@ -39,6 +40,7 @@ sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ i
 
 import archive  # noqa: E402
 import iiif_load  # noqa: E402
+import iiif_versions  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
@@ -54,6 +56,7 @@ IMAGES = {  # key: (width, height, peak-RSS target in MB or None)
 MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
     s3_flow.measure,
+    iiif_versions.measure,
     iiif_load.measure,
     archive.measure,
 ]
