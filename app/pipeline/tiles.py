@@ -148,7 +148,7 @@ def write_sizes(
     whole = (0, 0, width, height)
     written, largest = [], None
     for scale, w, h in grid.declared_sizes(width, height, bound):
-        wanted = [_size_path(version, image_id, width, height, w, h) for version in versions]
+        wanted = [path for version in versions for path in _size_paths(version, image_id, width, height, w, h)]
         as_tiles = [grid.image_path(image_id, width, height, whole, (w, h), version) for version in versions]
         encoded = next((file_of[path] for path in wanted + as_tiles if path in file_of), None)
         new = [path for path in wanted if path not in file_of]  # a single-tile level's tile is this size already
@@ -171,11 +171,14 @@ def write_sizes(
     return written
 
 
-def _size_path(version: int, image_id: str, width: int, height: int, w: int, h: int) -> str:
-    """Where a declared size lives: 3.0 ``full/w,h`` (even at full size), 2.1 ``full/w,`` or ``full/full``."""
+def _size_paths(version: int, image_id: str, width: int, height: int, w: int, h: int) -> list[str]:
+    """Where a declared size lives: 3.0 ``full/w,h`` (even at full size), 2.1 ``full/w,``, and at full size
+    ``full/full`` too (what OpenSeadragon asks for; ``w,`` is what a client picking from ``sizes`` asks for)."""
     if version == 3:
-        return f"{image_id}/full/{w},{h}/0/default.jpg"
-    return grid.image_path(image_id, width, height, (0, 0, width, height), (w, h), version)
+        return [f"{image_id}/full/{w},{h}/0/default.jpg"]
+    canonical = grid.image_path(image_id, width, height, (0, 0, width, height), (w, h), version)
+    by_width = f"{service_path(version, image_id)}/full/{w},/0/default.jpg"
+    return list(dict.fromkeys([canonical, by_width]))
 
 
 def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.Image:

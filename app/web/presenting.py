@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from app.iiif.paths import canonical2, service_path
+from app.iiif.paths import service_path
 from config import Settings
 
 
@@ -31,12 +32,20 @@ def urls(record: dict[str, Any], settings: Settings) -> dict[str, str]:
             if 2 in presentation:
                 found["manifest2"] = f"{v2}/manifest.json"
     if record.get("thumbnail"):
-        found["thumbnail"] = f"{base}/{image_id}/{record['thumbnail']}"
-        if 3 not in versions and record.get("facts"):  # the same size by its 2.1 name
-            width, height = (int(n) for n in record["thumbnail"].split("/")[1].split(","))
-            full = (record["facts"]["width"], record["facts"]["height"])
-            found["thumbnail"] = f"{v2}/{canonical2((0, 0, *full), (width, height), *full, level0=True)}"
+        found["thumbnail"] = thumbnail_url(base, image_id, record["thumbnail"], versions)
     return found
+
+
+_SIZE_WH = re.compile(r"(^|/)full/(\d+),\d+/")
+
+
+def thumbnail_url(base: str, image_id: str, thumbnail: str, versions: list[int]) -> str:
+    """A record's thumbnail (a 3.0 size path under ``image_id``: ``full/w,h/0/default.jpg``, for an item
+    ``p0001/full/...``), or the same size by its 2.1 name (``full/w,``) where no 3.0 service was published."""
+    if 3 in versions:
+        return f"{base}/{image_id}/{thumbnail}"
+    by_width = _SIZE_WH.sub(r"\1full/\2,/", thumbnail)
+    return f"{base}/{service_path(2, image_id)}/{by_width}"
 
 
 def cost(record: dict[str, Any], settings: Settings) -> dict[str, float] | None:
@@ -78,8 +87,9 @@ def present(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
     if record.get("kind") == "item":
         base = settings.public_base_url.rstrip("/")
+        versions = record.get("iiif_versions", [3])
         presented["page_thumbnails"] = {
-            page["id"]: f"{base}/{page['id']}/{page['thumbnail']}"
+            page["id"]: thumbnail_url(base, page["id"], page["thumbnail"], versions)
             for page in record["pages"]
             if page["status"] == "done" and page.get("thumbnail")
         }

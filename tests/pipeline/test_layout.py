@@ -159,3 +159,4 @@ def test_v2_small_image_full_size_is_full_full(tmp_path, settings):
     full = tiles / "iiif/2/small/full/full/0/default.jpg"
     assert os.path.samefile(full, tiles / "small/full/max/0/default.jpg")
     assert os.path.samefile(tiles / "iiif/2/small/full/max/0/default.jpg", full)
+    assert os.path.samefile(tiles / "iiif/2/small/full/400,/0/default.jpg", full)  # as a client picks it from sizes

@@ -185,3 +185,24 @@ def test_document_manifests_paint_each_page_with_the_services_it_was_published_i
     assert manifest["thumbnail"][0]["id"] == "http://t.example/scan/p0001/full/375,250/0/default.jpg"
     only2 = document_manifest("http://t.example", "scan", "Scan", pages[1:], 1024, versions=versions)
     assert only2["thumbnail"][0]["id"] == "http://t.example/iiif/2/scan/p0002/full/250,/0/default.jpg"
+
+
+def test_collection_item_manifests_paint_each_image_with_the_services_its_record_names(validator):
+    from app.collection.manifests import item_manifest
+    from app.collection.task import Item
+
+    item = Item("Leaf", ("album/Leaf/a.jpg", "album/Leaf/b.jpg"))
+    images = {
+        "album/Leaf/a": {"facts": {"width": 1400, "height": 1000}, "iiif_versions": [3, 2]},
+        "album/Leaf/b": {"facts": {"width": 1400, "height": 1000}},  # recorded before IIIF_VERSIONS: 3.0
+    }
+    manifest = item_manifest(
+        item, "http://t.example", "http://t.example/collections/c/Leaf/manifest.json", images, 2048
+    )
+    _assert_valid(validator, manifest)
+    first, second = (canvas["items"][0]["items"][0]["body"]["service"] for canvas in manifest["items"])
+    assert [s.get("id") or s.get("@id") for s in first] == [
+        "http://t.example/album/Leaf/a",
+        "http://t.example/iiif/2/album/Leaf/a",
+    ]
+    assert [s["id"] for s in second] == ["http://t.example/album/Leaf/b"]

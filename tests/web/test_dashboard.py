@@ -331,3 +331,16 @@ def test_a_record_from_before_iiif_versions_is_3_0_only(cloud, client):
     _convert(cloud, "plain3.jpg")
     urls = client.get("/api/images/plain3").get_json()["urls"]
     assert "info" in urls and "info2" not in urls and "manifest2" not in urls
+
+
+def test_an_items_thumbnails_take_their_2_1_names_where_only_2_1_was_published():
+    from app.web.presenting import present
+
+    settings = Settings.from_env({"PUBLIC_BASE_URL": "http://t.example"})
+    pages = [{"id": "scan/p0001", "status": "done", "thumbnail": "full/300,200/0/default.jpg"}]
+    item = {"id": "scan", "kind": "item", "manifest": True, "pages": pages, "iiif_versions": [2]}
+    presented = present({**item, "thumbnail": "p0001/full/300,200/0/default.jpg"}, settings)
+    assert presented["urls"]["thumbnail"] == "http://t.example/iiif/2/scan/p0001/full/300,/0/default.jpg"
+    assert presented["page_thumbnails"] == {"scan/p0001": "http://t.example/iiif/2/scan/p0001/full/300,/0/default.jpg"}
+    both = present({**item, "iiif_versions": [3, 2], "thumbnail": "p0001/full/300,200/0/default.jpg"}, settings)
+    assert both["urls"]["thumbnail"] == "http://t.example/scan/p0001/full/300,200/0/default.jpg"
