@@ -160,3 +160,15 @@ def test_v2_small_image_full_size_is_full_full(tmp_path, settings):
     assert os.path.samefile(full, tiles / "small/full/max/0/default.jpg")
     assert os.path.samefile(tiles / "iiif/2/small/full/max/0/default.jpg", full)
     assert os.path.samefile(tiles / "iiif/2/small/full/400,/0/default.jpg", full)  # as a client picks it from sizes
+
+
+def test_reconverting_without_2_1_removes_the_2_1_service_and_keeps_nested_ids(tmp_path, settings):
+    both = settings.with_overrides(iiif_versions=(2, 3))
+    src = tmp_path / "src.jpg"
+    photo(1300, 700).jpegsave(str(src))
+    convert_local(src, tmp_path / "out", both, "box")
+    convert_local(src, tmp_path / "out", both, "box/letter")  # a nested id's 2.1 service lives inside box's
+    convert_local(src, tmp_path / "out", settings, "box")  # again, 3.0 only
+    v2 = tmp_path / "out" / "tiles" / "iiif/2/box"
+    assert sorted(path.name for path in v2.iterdir()) == ["letter"]
+    assert (v2 / "letter/info.json").exists() and (tmp_path / "out/tiles/box/info.json").exists()
