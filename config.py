@@ -176,7 +176,7 @@ class Settings:
         4_194_304,
         "Most pixels (width x height) the dynamic IIIF endpoint renders, advertised as maxArea. Answers too big for a "
         "Lambda response (over 4.5 MB: PNG or TIFF of a photo from about 2 MP) are stored once in the tiles bucket "
-        "under cache/iiif/ and answered with a redirect there.",
+        "under cache/iiif/3/ and answered with a redirect there.",
     )
     iiif_block_cache_mb: int = _setting(
         "IIIF_BLOCK_CACHE_MB",

@@ -114,3 +114,8 @@ def test_iiif_versions_2_3_publishes_the_2_1_names_and_the_dynamic_2_1_endpoint_
     assert hit.status_code == 302 and hit.headers["Location"] == small["uri"]
     rendered = client.get("/iiif/2/plate2/0,0,512,512/256,/0/default.jpg")
     assert rendered.status_code == 200 and pyvips.Image.new_from_buffer(rendered.data, "").width == 256
+
+    monkeypatch.setenv("IIIF_VERSIONS", "3")  # a new version published without 2.1: its 2.1 keys are pruned
+    cloud.upload("plate2.jpg", photo(1400, 1000))
+    handle_s3_event(cloud.events()[-1])
+    assert cloud.record("plate2")["status"] == "done" and not cloud.tiles("iiif/2/plate2/")

@@ -18,9 +18,11 @@ other answer, so viewers on other sites can read them.
 
 An answer too big for a Lambda response (``oversize.MAX_INLINE_BYTES``: a
 full-size PNG or TIFF of a photo reaches it well within maxArea) is written
-once to ``cache/iiif/VERSION/ETAG/ID/...`` in the tiles bucket, ETAG being the
+once to ``cache/iiif/3/ID/ETAG/...`` in the tiles bucket, ETAG being the
 serving TIFF's, and answered with a redirect there; a request that could be
-that big looks for the stored answer (one HEAD) before rendering.
+that big looks for the stored answer (one HEAD) before rendering. A 2.1
+answer is stored under the 3.0 canonical path of the same pixels, so both
+versions share one copy.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request
 
-from app import records
+from app import outputs, records
 from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
 from app.iiif import grid, serving
@@ -136,7 +138,9 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
-    cached = oversize.cache_key(tiff.ref.etag, image_id, wanted.canonical, version.number)
+    # kept under the 3.0 canonical path of the same pixels, whichever version asked: one copy, one takedown rule
+    stored_as = canonical_v3(wanted, pyramid.width, pyramid.height, _limits())
+    cached = outputs.stored_answer_key(image_id, tiff.ref.etag, stored_as)
     if oversize.may_exceed(wanted) and _exists(tiff.storage, cached):
         return _redirect_to_cached(cached, headers)
     body = _rendered(tiff, wanted, pyramid)

@@ -5,7 +5,6 @@ import json
 
 import pyvips
 
-from app.web import oversize
 from tests.helpers import solid
 
 QUADRANTS = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]]
@@ -91,10 +90,6 @@ def test_both_versions_render_the_same_plan_into_the_same_bytes(served):
     for two, three in pairs:
         assert _image(client.get(f"/iiif/2/maps/quadrants/{two}")).width > 0
         assert client.get(f"/iiif/2/maps/quadrants/{two}").data == client.get(f"/iiif/3/maps/quadrants/{three}").data
-
-
-def test_oversized_2_1_answers_are_stored_under_their_own_version():
-    assert oversize.cache_key("E", "a", "full/full/0/default.tif", 2) == "cache/iiif/2/E/a/full/full/0/default.tif"
 
 
 def _record(served, image_id, **fields):
