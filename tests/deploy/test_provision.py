@@ -33,7 +33,10 @@ def test_creates_every_resource_and_writes_the_stage(deployment):
     assert stage.settings["events"] == [
         {
             "function": "app.events.handle_s3_event",
-            "event_source": {"arn": f"arn:aws:s3:::{names.source_bucket}", "events": ["s3:ObjectCreated:*"]},
+            "event_source": {
+                "arn": f"arn:aws:s3:::{names.source_bucket}",
+                "events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+            },
         }
     ]
     assert stage.settings["role_arn"] == f"arn:aws:iam::123456789012:role/{function}-lambda"
