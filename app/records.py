@@ -121,10 +121,17 @@ def claim(
 
 
 def _ended(record: dict | None, holder: dict) -> bool:
-    """Whether the holder's job has ended (its record, for its version, says so)."""
-    if record is None or record.get("source", {}).get("etag") != holder.get("etag"):
+    """Whether the holder's job has ended: the record is that job's own (its version, its owner) and final.
+
+    The owner matters: between a job's claim and its first record write, the record is still the previous
+    job's, maybe of the same version, and must not pass for this one's end."""
+    if record is None or _recorded_by(record) != (holder.get("etag"), holder.get("owner")):
         return False
     return record["status"] in Status.FINAL or record["status"] == Status.PAGES  # the pages own the job then
+
+
+def _recorded_by(record: dict) -> tuple[str | None, str | None]:
+    return record.get("source", {}).get("etag"), record.get("owner")
 
 
 def _verdict(
@@ -145,7 +152,7 @@ def _verdict(
             return Claim.OURS  # the next version, or a takedown, after a job that has ended
         handled = record["status"] == Status.WITHDRAWN or run is None or record.get("run") == run
         return Claim.HANDLED if handled else Claim.OURS
-    if record is None or record.get("source", {}).get("etag") != holder.get("etag"):  # claimed, not yet recorded
+    if record is None or _recorded_by(record) != (holder.get("etag"), holder.get("owner")):  # not yet recorded
         return Claim.OURS if age_seconds(holder.get("at")) > stale_after else Claim.BUSY
     if record["status"] == Status.QUEUED and record.get("route") == Route.BATCH:
         if not same_version:

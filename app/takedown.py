@@ -89,7 +89,7 @@ def withdraw(
         _unpublish(store, settings, page["id"], withdrawn)
     if record.get("kind") == "item":
         store.delete_keys(settings.source_bucket, page_sources(store, settings.source_bucket, image_id))
-    final = _unpublish(store, settings, image_id, withdrawn, record)
+    final = _unpublish(store, settings, image_id, withdrawn, {**record, "owner": owner})  # the claim's, now
     _invalidate(settings, image_id, withdrawn["at"])
     log.info("withdrew %s (%s, by %s)", image_id, reason, by)
     for listener in listeners:

@@ -308,3 +308,15 @@ def test_deleting_a_document_withdraws_its_pages_and_their_sources(cloud, tmp_pa
     assert cloud.tiles("ledger") == set() and not cloud.keys("tiler-source", "pages/")
     assert [cloud.record(i)["status"] for i in ("ledger", "ledger/p0001", "ledger/p0002")] == ["withdrawn"] * 3
     assert not cloud.keys(META, "ledger/")
+
+
+def test_a_duplicate_in_one_reprocess_run_waits_for_the_first_delivery_it_cannot_outrun(cloud):
+    """Between a job's claim and its first record write, the record is still the previous job's, of the same
+    version: it must not pass for the new job's end, or a duplicate of the run would convert the image again."""
+    from app.model import SourceRef
+
+    handle_s3_event(_deliver(cloud, "a.jpg", _jpeg(300, 200)))
+    store, settings = jobs.S3Storage(8), cloud.settings
+    ref = store.head(SourceRef("tiler-source", "a.jpg"))
+    claim = [records.claim(store, META, "a", ref, owner, settings.stale_after_seconds, run="R1") for owner in "AB"]
+    assert claim == [records.Claim.OURS, records.Claim.BUSY]
