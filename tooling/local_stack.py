@@ -67,7 +67,7 @@ class LocalStack:
         self,
         settings: Settings,
         concurrency: int = 2,
-        retry_after_seconds: int = 5,
+        visibility_timeout: int = 60,
         batch_size: int = 1,
         handler: Callable[[dict, Any], Any] | None = None,
     ) -> None:
@@ -77,7 +77,7 @@ class LocalStack:
         self.queue_name = settings.event_queue or QUEUE_NAME
         self.dead_letter_queue_name = settings.dead_letter_queue or DEAD_LETTER_QUEUE_NAME
         self.queue_url = self.dead_letter_queue_url = self.queue_arn = ""
-        self.mapping = EventSourceMapping(self, concurrency, batch_size, retry_after_seconds, handler)
+        self.mapping = EventSourceMapping(self, concurrency, batch_size, visibility_timeout, handler)
 
     def provision(self) -> None:
         """Create the three buckets, the tiles bucket's CORS rules, the queues and source-bucket notifications."""
@@ -106,6 +106,12 @@ class LocalStack:
             NotificationConfiguration={"QueueConfigurations": [{"QueueArn": self.queue_arn, "Events": EVENTS}]},
         )
 
+    def attach(self) -> None:
+        """Use the queues ``provision`` made (from another process)."""
+        self.queue_url = self.sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
+        self.dead_letter_queue_url = self.sqs.get_queue_url(QueueName=self.dead_letter_queue_name)["QueueUrl"]
+        self.queue_arn = self._arn(self.queue_url)
+
     def start(self) -> None:
         self.mapping.start()
 
@@ -117,7 +123,13 @@ class LocalStack:
 
 
 class EventSourceMapping:
-    """Lambda's SQS event source mapping, locally: batches, visibility timeout, partial batch failures."""
+    """Lambda's SQS event source mapping, locally: batches, visibility timeout, partial batch failures.
+
+    It polls without SQS's long polling: the embedded endpoint applies one request at a time, so a long poll
+    would hold up every S3 request meanwhile.
+    """
+
+    EMPTY_POLL_SECONDS = 0.1
 
     def __init__(
         self,
@@ -151,12 +163,13 @@ class EventSourceMapping:
                 if not free.acquire(timeout=0.2):
                     continue
                 try:
-                    batch = self.receive(wait_seconds=1)
+                    batch = self.receive()
                 except Exception as error:  # noqa: BLE001 - the endpoint is going away; the loop ends with it
                     log.warning("could not poll the event queue: %s", error)
                     batch = []
                 if not batch:
                     free.release()
+                    self._stop.wait(self.EMPTY_POLL_SECONDS)
                     continue
                 pool.submit(self._invoke, batch).add_done_callback(lambda _: free.release())
 
