@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from app import queue, records, sweep
+from app import events, jobs, queue, records, sweep
 from app.errors import TransientError
-from app.events import handle_s3_event
 from app.storage.s3 import S3Storage
 from tests.helpers import photo
 
@@ -63,7 +62,7 @@ class Invocations:
         ]
         with self._lock:
             self.batches.append(keys) if keys else None  # S3's test event, sent when the notification was set
-        return handle_s3_event(event, context)
+        return events.handle_s3_event(event, context)
 
     def count(self, key: str) -> int:
         return sum(batch.count(key) for batch in self.batches)
@@ -155,7 +154,7 @@ def test_a_message_the_handler_cannot_read_is_reported_failed_and_a_test_event_i
     for body in ("not json", json.dumps(test_event), json.dumps({"Records": "nope"})):
         cloud.sqs.send_message(QueueUrl=cloud.stack.queue_url, MessageBody=body)
     batch = _until(lambda: cloud.stack.mapping.receive(), what="the messages")
-    answer = handle_s3_event({"Records": batch})
+    answer = events.handle_s3_event({"Records": batch})
     by_id = {record["messageId"]: record["body"] for record in batch}
     assert sorted(by_id[item["itemIdentifier"]] for item in answer["batchItemFailures"]) == sorted(
         ["not json", json.dumps({"Records": "nope"})]
@@ -176,7 +175,7 @@ def test_the_function_reports_metrics_in_embedded_metric_format(cloud, capsys):
     cloud.stack.mapping.batch_size = 2
     batch = _until(lambda: cloud.stack.mapping.receive(), what="the messages")
     assert len(batch) == 2
-    assert handle_s3_event({"Records": batch}, Context()) == {"batchItemFailures": []}
+    assert events.handle_s3_event({"Records": batch}, Context()) == {"batchItemFailures": []}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     done = next(line for line in lines if "Done" in line)
     failed = next(line for line in lines if "Failed" in line)
@@ -196,9 +195,9 @@ def test_a_duplicate_delivery_of_a_finished_job_counts_no_second_conversion(clou
 
     cloud.upload("once.jpg", photo(400, 300))
     (event,) = cloud.events()
-    handle_s3_event(event, Context())
+    events.handle_s3_event(event, Context())
     Context.aws_request_id = "req-b"
-    handle_s3_event(event, Context())
+    events.handle_s3_event(event, Context())
     assert capsys.readouterr().out.count('"Done": 1') == 1
 
 
@@ -219,7 +218,7 @@ stack.attach()
 batch = []
 while not batch:
     batch = [r for r in stack.mapping.receive() if "Records" in r["body"]]
-events.handle_s3_event({"Records": batch}, None)
+events.events.handle_s3_event({"Records": batch}, None)
 """
 
 
@@ -253,7 +252,7 @@ def test_a_worker_killed_mid_job_is_redriven_by_the_sweep_and_ends_done_with_eve
         cloud.stack.stop()
     cloud.upload("fresh.jpg", image)  # the same image converted with nothing in the way, for comparison
     (event,) = cloud.events()
-    handle_s3_event(event)
+    events.handle_s3_event(event)
     published = {key.replace("killed", "ID", 1) for key in cloud.tiles("killed")}
     assert published == {key.replace("fresh", "ID", 1) for key in cloud.tiles("fresh")}
     assert {"ID/info.json", "ID.dzi", "ID/full/max/0/default.jpg", "ID/manifest.json"} <= published
@@ -263,7 +262,7 @@ def test_a_job_that_stays_stuck_is_redriven_a_bounded_number_of_times_then_faile
     cloud.upload("poison-stuck.jpg", photo(300, 200))
     (event,) = cloud.events()
     with pytest.raises(TransientError):
-        handle_s3_event(event)
+        events.handle_s3_event(event)
     assert _status(cloud, "poison-stuck") == "retrying"
     for _ in range(cloud.settings.max_redrives):
         clock.advance(sweep.stuck_after_seconds(cloud.settings) + 1)
@@ -271,7 +270,7 @@ def test_a_job_that_stays_stuck_is_redriven_a_bounded_number_of_times_then_faile
         (redriven,) = cloud.events()  # the source's current version, through the normal path
         assert redriven["Records"][0]["s3"]["object"]["key"] == "poison-stuck.jpg"
         with pytest.raises(TransientError):
-            handle_s3_event(redriven)
+            events.handle_s3_event(redriven)
     clock.advance(sweep.stuck_after_seconds(cloud.settings) + 1)
     assert sweep.run() == {"redriven": [], "failed": ["poison-stuck"]}
     record = cloud.record("poison-stuck")
@@ -279,3 +278,53 @@ def test_a_job_that_stays_stuck_is_redriven_a_bounded_number_of_times_then_faile
     assert f"re-driven {cloud.settings.max_redrives} times" in record["error"] and "injected" in record["error"]
     assert "index/failed/poison-stuck" in cloud.keys(cloud.settings.metadata_bucket, "index/")
     assert not cloud.keys(cloud.settings.metadata_bucket, "index/retrying/")
+
+
+def test_a_burst_of_a_thousand_uploads_is_all_accounted_for(cloud, monkeypatch):
+    """Every upload ends done or failed, none lost, none converted twice, through S3 notifications, the queue, the
+    mapping's batches and the handler's claims and records. The conversion itself is a stand-in that records the
+    outcome (a real burst of 100 converts in tests/test_jobs.py): here 1,000 uploads must stay quick."""
+    conversions: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def convert_stand_in(journal, store, ref, image_id, settings, runtime, previous):
+        with lock:
+            conversions[image_id] = conversions.get(image_id, 0) + 1
+        if int(ref.key[6:10]) % 50 == 49:  # the broken uploads below
+            return journal.save(status="failed", error="not an image (stand-in)")
+        return journal.save(status="done", error=None, progress={"phase": "done", "done": 1, "total": 1})
+
+    monkeypatch.setattr(jobs, "_run", convert_stand_in)
+    finals, all_final = set(), threading.Event()
+
+    def count_final(record, _settings, _key):  # in-process: polling S3 for 1,000 records would slow the burst
+        with lock:
+            finals.add(record["id"])
+            if len(finals) == 1000:
+                all_final.set()
+
+    monkeypatch.setattr(events, "SUBSCRIBERS", (*events.SUBSCRIBERS, count_final))
+    cloud.stack.mapping.batch_size, cloud.stack.mapping.concurrency = 10, 4
+    assert cloud.events() == []
+    expected = {}
+    started = time.monotonic()
+    cloud.stack.start()
+    try:
+        for number in range(1000):
+            broken = number % 50 == 49
+            cloud.upload(f"burst/{number:04}.jpg", b"broken %d" % number if broken else b"image %d" % number)
+            expected[f"burst/{number:04}"] = "failed" if broken else "done"
+        uploaded = time.monotonic()
+        assert all_final.wait(timeout=240), f"only {len(finals)} of 1,000 final"
+        finished = time.monotonic()
+        _until(lambda: _depth(cloud, cloud.stack.queue_url) == 0, what="the queue to drain")
+    finally:
+        cloud.stack.stop()
+    statuses = {key.split("/", 2)[2]: key.split("/")[1] for key in cloud.keys(cloud.settings.metadata_bucket, "index/")}
+    assert statuses == expected
+    assert conversions == dict.fromkeys(expected, 1)  # each converted once
+    assert _depth(cloud, cloud.stack.dead_letter_queue_url) == 0
+    print(
+        f"\n1,000 uploads in {uploaded - started:.1f}s; all final {finished - started:.1f}s after the first: "
+        f"{1000 / (finished - started):.0f} uploads/s through {cloud.stack.mapping.invocations} invocations"
+    )
