@@ -159,13 +159,18 @@ def remove_s3_invoke_permissions(aws: Aws, names: Names) -> Change | None:
 
 def concurrency_headroom(aws: Aws, limits: Settings) -> tuple[bool, str]:
     """Whether MAXIMUM_CONCURRENCY leaves the dashboard DASHBOARD_HEADROOM of the account's concurrency."""
-    limit = aws.lambda_.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+    limit = account_concurrency(aws)
     spare = limit - limits.maximum_concurrency
     text = (
         f"conversions take at most {limits.maximum_concurrency} of the account's {limit} unreserved concurrent "
         f"executions, {spare} left for the dashboard and everything else"
     )
     return spare >= DASHBOARD_HEADROOM, text
+
+
+def account_concurrency(aws: Aws) -> int:
+    """The account's Lambda concurrency not reserved by any function (new accounts may have as little as 10)."""
+    return aws.lambda_.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
 
 
 def delete_queue(aws: Aws, name: str, owner: str) -> Change:
