@@ -87,8 +87,9 @@ def ensure_notification(aws: Aws, names: Names) -> Change:
         Bucket=bucket, NotificationConfiguration=wanted, SkipDestinationValidation=False
     )
     dropped = len(have.get("LambdaFunctionConfigurations", [])) - len(functions)
+    existed = any(c.get("Id") == ours["Id"] for c in have.get("QueueConfigurations", []))
     return Change(
-        "updated",
+        "updated" if existed else "created",
         "notification",
         f"s3://{bucket}",
         f"{' and '.join(NOTIFIED_EVENTS)} -> {names.event_queue}"
