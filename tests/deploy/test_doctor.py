@@ -152,7 +152,7 @@ def test_a_queue_without_its_dead_letters_and_a_mapping_without_failure_reports_
     sqs = aws.client("sqs")
     url = sqs.get_queue_url(QueueName=names.event_queue)["QueueUrl"]
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": "", "VisibilityTimeout": "900"})
-    (mapping,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function)["EventSourceMappings"]
+    (mapping,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function_arn)["EventSourceMappings"]
     aws.lambda_.update_event_source_mapping(UUID=mapping["UUID"], FunctionResponseTypes=[], Enabled=False)
     dead = sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"]
     sqs.send_message(QueueUrl=dead, MessageBody="{}")

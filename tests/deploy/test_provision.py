@@ -274,12 +274,12 @@ def test_once_deployed_the_queue_drives_the_function_as_lambda_requires(deployme
         Principal="s3.amazonaws.com",
         SourceArn=f"arn:aws:s3:::{names.source_bucket}",
     )
-    (zappas,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function)["EventSourceMappings"]
+    (zappas,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function_arn)["EventSourceMappings"]
     assert zappas["State"] == "Disabled" and not zappas.get("FunctionResponseTypes")
     changes = {c.kind: c for c in deployment.provision()}
     assert changes["event source mapping"].action == "updated"
     assert changes["function policy"].detail == "removed 1 S3 invoke statement(s)"
-    (mapping,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function)["EventSourceMappings"]
+    (mapping,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function_arn)["EventSourceMappings"]
     assert mapping["UUID"] == zappas["UUID"] and mapping["State"] == "Enabled"
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 10} and mapping["BatchSize"] == 5

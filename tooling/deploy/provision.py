@@ -187,7 +187,13 @@ def provision(
             if options.image
             else f"scripts/push_batch_image.sh {stage.name} (builds, pushes, registers the image with Batch), then "
         )
-        + f"{deploy}, then python -m app doctor {stage.name}"
+        + f"{deploy}, then "
+        + (
+            f"python -m app provision {stage.name} again (connects the event queue to the function), then "
+            if mapping.action == "skipped"
+            else ""
+        )
+        + f"python -m app doctor {stage.name}"
     )
     return changes
 

@@ -109,7 +109,7 @@ def mapping_spec(limits: Settings) -> dict[str, Any]:
 
 def find_mapping(aws: Aws, names: Names) -> dict[str, Any] | None:
     found = aws.lambda_.list_event_source_mappings(
-        FunctionName=names.function, EventSourceArn=names.queue_arn(names.event_queue)
+        FunctionName=names.function_arn, EventSourceArn=names.queue_arn(names.event_queue)
     )["EventSourceMappings"]
     return found[0] if found else None
 
@@ -131,7 +131,7 @@ def ensure_mapping(aws: Aws, names: Names, limits: Settings, stage_name: str) ->
     )
     if mapping is None:
         aws.lambda_.create_event_source_mapping(
-            FunctionName=names.function, EventSourceArn=names.queue_arn(names.event_queue), **spec
+            FunctionName=names.function_arn, EventSourceArn=names.queue_arn(names.event_queue), **spec
         )
         return Change("created", "event source mapping", name, detail)
     enabled = mapping.get("State") in ("Enabled", "Enabling", "Creating", "Updating")
