@@ -328,3 +328,35 @@ def test_a_burst_of_a_thousand_uploads_is_all_accounted_for(cloud, monkeypatch):
         f"\n1,000 uploads in {uploaded - started:.1f}s; all final {finished - started:.1f}s after the first: "
         f"{1000 / (finished - started):.0f} uploads/s through {cloud.stack.mapping.invocations} invocations"
     )
+
+
+def test_the_redrive_command_lists_the_dead_letters_then_sends_them_back(
+    cloud, poisoned, monkeypatch, tmp_path, capsys
+):
+    from app.__main__ import main
+
+    cloud.upload("poison-cli.jpg", photo(300, 200))
+    (event,) = cloud.events()
+    with pytest.raises(TransientError):
+        events.handle_s3_event(event)
+    cloud.sqs.send_message(QueueUrl=cloud.stack.dead_letter_queue_url, MessageBody=json.dumps(event))
+    environment = {
+        name: os.environ[name]
+        for name in ("SOURCE_BUCKET", "TILES_BUCKET", "METADATA_BUCKET", "EVENT_QUEUE", "DEAD_LETTER_QUEUE")
+        if name in os.environ
+    }
+    stage = {"dev": {"aws_region": "us-east-1", "environment_variables": environment}}
+    (tmp_path / "zappa_settings.json").write_text(json.dumps(stage))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the command sets the stage's region
+
+    assert main(["redrive", "dev", "--settings-file", str(tmp_path / "zappa_settings.json"), "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "poison-cli.jpg" in listed and "[retrying: TransientError: S3 is unreachable for this one (injected)]" in listed
+    assert "1 dead letter(s) in tiler-source-events-dead" in listed and "re-drove" not in listed
+
+    poisoned["on"] = False
+    assert main(["redrive", "dev", "--settings-file", str(tmp_path / "zappa_settings.json")]) == 0
+    assert "re-drove 1 to tiler-source-events" in capsys.readouterr().out
+    (again,) = cloud.events()
+    events.handle_s3_event(again)
+    assert _status(cloud, "poison-cli") == "done"
