@@ -218,7 +218,7 @@ stack.attach()
 batch = []
 while not batch:
     batch = [r for r in stack.mapping.receive() if "Records" in r["body"]]
-events.events.handle_s3_event({"Records": batch}, None)
+events.handle_s3_event({"Records": batch}, None)
 """
 
 
