@@ -31,7 +31,8 @@ class Metrics:
 
     def job_finished(self, record: dict[str, Any], _settings: Settings, _key: str) -> None:
         """A listener of ``jobs.handle``: counts a final record this invocation wrote."""
-        if record.get("owner") != self.owner:
+        owner = str(record.get("owner"))
+        if owner != self.owner and not owner.startswith(f"{self.owner}/"):  # a job's owner is the invocation's/JOB
             return
         if record["status"] == Status.FAILED:
             self.emit({"Failed": 1}, image=record["id"], error=record.get("error"))

@@ -287,7 +287,7 @@ def test_a_burst_of_a_thousand_uploads_is_all_accounted_for(cloud, monkeypatch):
     conversions: dict[str, int] = {}
     lock = threading.Lock()
 
-    def convert_stand_in(journal, store, ref, image_id, settings, runtime, previous):
+    def convert_stand_in(journal, store, ref, image_id, *_):
         with lock:
             conversions[image_id] = conversions.get(image_id, 0) + 1
         if int(ref.key[6:10]) % 50 == 49:  # the broken uploads below
