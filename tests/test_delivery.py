@@ -213,11 +213,11 @@ def paused(*args, **kwargs):  # mid-job: tiles of the early kind are up, nothing
     sys.stdin.read()
 
 Publisher.publish = paused
-stack = LocalStack(Settings.from_env(), visibility_timeout=600)  # the killed invocation holds its message long
+stack = LocalStack(Settings.from_env())
 stack.attach()
 batch = []
-while not batch:
-    batch = [r for r in stack.mapping.receive() if "Records" in r["body"]]
+while not batch:  # the killed invocation holds its message long: only the sweep can bring the job back here
+    batch = [r for r in stack.mapping.receive(visibility_timeout=600) if "Records" in r["body"]]
 events.handle_s3_event({"Records": batch}, None)
 """
 

@@ -173,13 +173,15 @@ class EventSourceMapping:
                     continue
                 pool.submit(self._invoke, batch).add_done_callback(lambda _: free.release())
 
-    def receive(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
-        """Up to ``batch_size`` messages as SQS records of a Lambda event (hidden for the visibility timeout)."""
+    def receive(self, wait_seconds: int = 0, visibility_timeout: int | None = None) -> list[dict[str, Any]]:
+        """Up to ``batch_size`` messages as SQS records of a Lambda event, hidden for the queue's visibility timeout
+        (as Lambda's mapping receives them) or ``visibility_timeout``."""
+        hidden = {"VisibilityTimeout": visibility_timeout} if visibility_timeout is not None else {}
         answer = self.stack.sqs.receive_message(
             QueueUrl=self.stack.queue_url,
             MaxNumberOfMessages=self.batch_size,
-            VisibilityTimeout=self.visibility_timeout,
             WaitTimeSeconds=wait_seconds,
+            **hidden,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
