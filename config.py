@@ -130,8 +130,8 @@ class Settings:
     stale_after_seconds: int = _setting(
         "STALE_AFTER_SECONDS",
         120,
-        "A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries "
-        "after about 1 and 3 minutes).",
+        "A running job whose record has not moved for this long is taken over by the next delivery of its event "
+        "(a failed delivery comes back after RETRY_BACKOFF_SECONDS, doubled each time).",
     )
     event_queue: str = _setting(
         "EVENT_QUEUE",
