@@ -143,8 +143,44 @@ class Settings:
     stale_after_seconds: int = _setting(
         "STALE_AFTER_SECONDS",
         120,
-        "A running job whose record has not moved for this long is taken over by the next delivery (Lambda retries "
-        "after about 1 and 3 minutes).",
+        "A running job whose record has not moved for this long is taken over by the next delivery of its event "
+        "(a failed delivery comes back after RETRY_BACKOFF_SECONDS, doubled each time).",
+    )
+    event_queue: str = _setting(
+        "EVENT_QUEUE",
+        "",
+        "SQS queue S3 sends the source bucket's events to, consumed by the function (set by provision; empty: no "
+        "queue, so the stuck-job sweep and the dead-letter list are off).",
+    )
+    dead_letter_queue: str = _setting(
+        "DEAD_LETTER_QUEUE",
+        "",
+        "SQS queue where an event lands after MAX_RECEIVES failed deliveries; the dashboard lists and re-drives it "
+        "(set by provision).",
+    )
+    max_receives: int = _setting(
+        "MAX_RECEIVES",
+        5,
+        "Deliveries of one event before SQS sets it aside in DEAD_LETTER_QUEUE (the queue's maxReceiveCount).",
+    )
+    maximum_concurrency: int = _setting(
+        "MAXIMUM_CONCURRENCY",
+        10,
+        "Most conversions running at once in Lambda (the event source mapping's ScalingConfig, 2-1000): a burst "
+        "waits in the queue instead of taking the account's concurrency from the dashboard.",
+    )
+    event_batch_size: int = _setting(
+        "EVENT_BATCH_SIZE", 5, "Events one invocation takes from the queue (each succeeds or fails on its own)."
+    )
+    retry_backoff_seconds: int = _setting(
+        "RETRY_BACKOFF_SECONDS",
+        60,
+        "A failed event comes back after this long, doubled at each further delivery (at most 15 minutes).",
+    )
+    max_redrives: int = _setting(
+        "MAX_REDRIVES",
+        3,
+        "Times the sweep re-sends a job stuck in running or retrying before recording it failed.",
     )
     batch_vcpus: float = _setting("BATCH_VCPUS", 4.0, "vCPUs of the Batch job definition (for the cost figures).")
     batch_memory_mb: int = _setting(
@@ -307,6 +343,14 @@ class Settings:
             raise ValueError("UPLOAD_MAX_BYTES must be between 1 and 5368709120 (5 GiB, the most S3 takes in one POST)")
         if not 1 <= self.upload_form_minutes <= 60:
             raise ValueError("UPLOAD_FORM_MINUTES must be between 1 and 60")
+        if not 2 <= self.maximum_concurrency <= 1000:
+            raise ValueError("MAXIMUM_CONCURRENCY must be between 2 and 1000 (what Lambda's ScalingConfig takes)")
+        if not 1 <= self.event_batch_size <= 10:
+            raise ValueError("EVENT_BATCH_SIZE must be between 1 and 10")
+        if not 1 <= self.max_receives <= 1000:
+            raise ValueError("MAX_RECEIVES must be between 1 and 1000 (SQS's maxReceiveCount)")
+        if self.max_redrives < 0 or self.retry_backoff_seconds < 0:
+            raise ValueError("MAX_REDRIVES and RETRY_BACKOFF_SECONDS must not be negative")
         if not 0 < self.session_hours <= 48:  # the metadata bucket's lifecycle removes sessions after two days
             raise ValueError("SESSION_HOURS must be more than 0 and at most 48")
 

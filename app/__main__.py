@@ -1,4 +1,4 @@
-"""Command line: ``python -m app convert | demo | settings | provision | doctor | teardown | reprocess``.
+"""Command line: ``python -m app convert | demo | settings | provision | doctor | redrive | teardown | reprocess``.
 
 Every subcommand is a thin adapter over the same code the Lambda handler runs.
 """
@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the pushed image Batch runs, REPO:git-COMMIT or REPO@sha256:... "
         "(scripts/push_batch_image.sh passes it; default: the job definition's current image)",
     )
+    provision.add_argument("--alarm-topic", help="an SNS topic ARN the stage's alarms notify")
+    provision.add_argument(
+        "--alarm-email", help="or an e-mail address: a topic of the stage's own is made and the address subscribed"
+    )
     provision.set_defaults(run=_provision)
 
     doctor = commands.add_parser("doctor", help="check a deployed stage: one line per check, with the fix")
@@ -95,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the stage's URL in API Gateway)",
     )
     doctor.set_defaults(run=_doctor)
+
+    redrive = commands.add_parser(
+        "redrive", help="list a stage's dead letters (events that failed every delivery) and send them back"
+    )
+    _stage_arguments(redrive)
+    redrive.add_argument("--list", action="store_true", help="only list them")
+    redrive.add_argument("--message-id", action="append", help="only this dead letter (repeatable)")
+    redrive.set_defaults(run=_redrive)
 
     teardown = commands.add_parser("teardown", help="remove what provisioning created for a stage")
     _stage_arguments(teardown)
@@ -304,6 +316,8 @@ def _provision(args: argparse.Namespace, settings: Settings, parser: argparse.Ar
         public_bucket=args.public_bucket,
         domain=args.domain,
         certificate_arn=args.certificate_arn,
+        alarm_topic=args.alarm_topic,
+        alarm_email=args.alarm_email,
     )
 
     def run(stage) -> int:
@@ -320,6 +334,35 @@ def _doctor(args: argparse.Namespace, settings: Settings, parser: argparse.Argum
         args,
         lambda stage: 0 if all(check.passed for check in doctor(stage, dashboard_url=args.dashboard_url or "")) else 1,
     )
+
+
+def _redrive(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    import os
+
+    from app import deadletters
+
+    def run(stage) -> int:
+        os.environ["AWS_DEFAULT_REGION"] = stage.region  # the stage's queues, whatever the shell's default region
+        staged = Settings.from_env(stage.environment)
+        if not staged.dead_letter_queue:
+            print(f"error: stage {stage.name} has no DEAD_LETTER_QUEUE: python -m app provision {stage.name}")
+            return 1
+        listed, total = deadletters.listing(staged, limit=1000)
+        for item in listed:
+            letter = item.letter
+            print(
+                f"{letter.message_id}  {', '.join(letter.keys)}  first failed {letter.first_failure}, "
+                f"{letter.attempts} attempts, {letter.redrives} re-drives"
+                + (f"  [{item.status}: {item.error}]" if item.status else "  [no job record]")
+            )
+        print(f"{total} dead letter(s) in {staged.dead_letter_queue}")
+        if args.list or not total:
+            return 0
+        sent = deadletters.redrive(staged, set(args.message_id) if args.message_id else None)
+        print(f"re-drove {len(sent)} to {staged.event_queue}")
+        return 0
+
+    return _on_stage(args, run)
 
 
 def _teardown(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

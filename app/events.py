@@ -1,5 +1,10 @@
 """The S3 event entry point: ObjectCreated and ObjectRemoved on the source bucket.
 
+S3 notifies an SQS queue, whose event source mapping invokes this in batches:
+each message's body is one S3 event (``app.delivery`` answers per message, so
+one failure never re-runs its neighbours). A plain S3 event (tests, a manual
+invocation) is handled the same way without the queue.
+
 Every record of an event is handled, not only the first. Keys arrive
 URL-encoded the way S3 sends them (``+`` for space). ObjectCreated converts
 the key's newest version; ObjectRemoved withdraws what the key published. Test
@@ -24,7 +29,9 @@ from urllib.parse import unquote_plus
 
 from app import items, jobs
 from app.collection import runner as collection_runner
+from app.delivery import handle_batch, is_sqs_batch
 from app.errors import TransientError
+from app.metrics import Metrics
 from app.model import SourceRef
 from config import Settings
 
@@ -54,10 +61,12 @@ class UnroutableRecord(Exception):
 
 
 def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Zappa's entry point: convert every object the event names; raise if any needs a retry.
+    """Zappa's entry point: convert every object the event names.
 
-    A malformed record is logged with its reason and raised only after the
-    well-formed records beside it have been handled.
+    An SQS batch is answered with the messages that failed (``batchItemFailures``);
+    a plain S3 event raises if any record needs a retry. A malformed record is
+    logged with its reason and raised only after the well-formed records beside
+    it have been handled.
     """
     settings = Settings.from_env()
     runtime = jobs.Runtime(
@@ -65,6 +74,16 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
         remaining_seconds=_remaining(context),
         memory_mb=int(getattr(context, "memory_limit_in_mb", 0) or 0),
     )
+    metrics = Metrics(settings, runtime.owner, print if context is not None else None)  # EMF: Lambda's log only
+    if is_sqs_batch(event):
+        return handle_batch(
+            event, lambda body: _handle(body, settings, runtime, metrics), settings.retry_backoff_seconds
+        )
+    return _handle(event, settings, runtime, metrics)
+
+
+def _handle(event: Any, settings: Settings, runtime: jobs.Runtime, metrics: Metrics) -> dict[str, Any]:
+    """One S3 event: every record routed, the failures raised once all are done."""
     if isinstance(event, dict) and event.get("Event") == "s3:TestEvent":
         log.info("ignored s3:TestEvent")
         return {"handled": 0, "ignored": 1}
@@ -79,9 +98,10 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
             elif collection_runner.is_task_key(ref.key):
                 record = collection_runner.start(ref, settings)
             else:
-                record = jobs.handle(ref, settings, runtime, SUBSCRIBERS, run=delivery.run)
+                record = jobs.handle(ref, settings, runtime, (*SUBSCRIBERS, metrics.job_finished), run=delivery.run)
             statuses.append(record["status"] if record else "duplicate")
         except Exception as error:  # keep going: the other records deserve their turn
+            metrics.retried(ref.key, error)
             if isinstance(error, TransientError):
                 log.warning("s3://%s/%s will be retried: %s", ref.bucket, ref.key, error)
             else:

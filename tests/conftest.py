@@ -57,6 +57,9 @@ def cloud(local_s3, tmp_path, monkeypatch):
         "UPLOAD_WORKERS": "8",
         "BATCH_JOB_QUEUE": "",
         "BATCH_JOB_DEFINITION": "",
+        "EVENT_QUEUE": "tiler-source-events",
+        "DEAD_LETTER_QUEUE": "tiler-source-events-dead",
+        "RETRY_BACKOFF_SECONDS": "0",  # a failed message comes back at once: no test waits for a retry
     }.items():
         monkeypatch.setenv(name, value)
     return Cloud(Settings.from_env(), local_s3, work)

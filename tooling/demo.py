@@ -1,10 +1,11 @@
 """``python -m app demo``: the whole flow on one machine, no AWS account.
 
 Starts the embedded S3 endpoint, creates the buckets and event wiring of a
-deployment, uploads sample images (a JPEG 2000 master and a scanned PDF among
-them) to the source bucket and shows each job move through the same event
-handler Lambda runs, then keeps running so more images can be uploaded with
-any S3 client.
+deployment (S3 notifications to an SQS queue with dead letters, consumed as
+Lambda's event source mapping does), uploads sample images (a JPEG 2000
+master and a scanned PDF among them) to the source bucket and shows each job
+move through the same event handler Lambda runs, then keeps running so more
+images can be uploaded with any S3 client.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from app.storage.s3 import S3Storage
 from app.web import create_app
 from config import Settings
 from tooling.local_s3 import LocalS3
-from tooling.local_stack import LocalStack
+from tooling.local_stack import DEAD_LETTER_QUEUE_NAME, QUEUE_NAME, LocalStack
 from tooling.synth import photo_like
 
 SHARED_TEST_IMAGE = (
@@ -44,8 +45,11 @@ def run(port: int = 0, dashboard_port: int = 8000, keep_running: bool = True, sa
         os.environ.update(endpoint.environment())  # what Zappa's environment_variables do in a deployment
         os.environ.setdefault("PUBLIC_BASE_URL", f"{endpoint.url}/{defaults.tiles_bucket}")
         os.environ.setdefault("DASHBOARD_PASSWORD", "demo")
+        os.environ.setdefault("EVENT_QUEUE", QUEUE_NAME)
+        os.environ.setdefault("DEAD_LETTER_QUEUE", DEAD_LETTER_QUEUE_NAME)
+        os.environ.setdefault("RETRY_BACKOFF_SECONDS", "5")  # a failed event comes back within seconds here
         settings = Settings.from_env()
-        stack = LocalStack(settings)
+        stack = LocalStack(settings, batch_size=2)
         stack.provision()
         stack.start()
         dashboard = make_server("127.0.0.1", dashboard_port, create_app(settings), threaded=True)

@@ -19,6 +19,7 @@ from flask import (
 )
 from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests
 
+from app import deadletters
 from app.errors import SourceGone
 from app.ids import image_id_for, is_valid_id
 from app.model import Status
@@ -177,6 +178,29 @@ def retry(image_id: str):
     except (CannotRetry, SourceGone) as error:
         flash(f"Cannot retry: {error}", "error")
     return redirect(url_for("dashboard.image", image_id=image_id))
+
+
+@pages.get("/dead-letters")
+def dead_letters():
+    settings = current_app.config["SETTINGS"]
+    letters, total = deadletters.listing(settings)
+    return render_template(
+        "deadletters.html",
+        letters=letters,
+        total=total,
+        queue=settings.dead_letter_queue,
+        max_receives=settings.max_receives,
+    )
+
+
+@pages.post("/dead-letters/redrive")
+@auth.require_sign_in
+def redrive():
+    """Send the dead letters back to the event queue: one (``message_id``) or all."""
+    message_id = request.form.get("message_id")
+    sent = deadletters.redrive(current_app.config["SETTINGS"], {message_id} if message_id else None)
+    flash(f"Re-drove {len(sent)} event(s): they go through the normal path again.", "ok")
+    return redirect(url_for("dashboard.dead_letters"))
 
 
 @pages.route("/login", methods=["GET", "POST"])

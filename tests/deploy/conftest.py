@@ -3,8 +3,8 @@
 Each test starts from a reset endpoint and a copy of the repository's own
 zappa_settings.json whose project name is unique, so every resource name is
 too. ``deploy_function`` does what ``zappa deploy`` does to AWS that matters
-here: the function with the stage's limits and role, and the S3 notification
-and permission added by Zappa's own event-source code.
+here: the function with the stage's limits and role, and the queue's event
+source mapping added by Zappa's own event-source code.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from zappa.handler import LambdaHandler
 from zappa.utilities import add_event_source
 
 from tests.deploy import standins
+from tooling.deploy import queues
 from tooling.deploy.aws import Aws
 from tooling.deploy.checks import Check
 from tooling.deploy.doctor import doctor
@@ -107,7 +108,8 @@ class Deployment:
         )["FunctionArn"]
         session = boto3.Session(region_name=stage.region)
         for event in settings["events"]:
-            add_event_source(event["event_source"], arn, event["function"], session)
+            if "event_source" in event:  # a schedule (the sweep) is an EventBridge rule, which nothing here checks
+                add_event_source(event["event_source"], arn, event["function"], session)
         return arn
 
     def push_image(self, tag: str = "git-0123456789ab", content: str = "0") -> str:
@@ -168,7 +170,7 @@ def deployment(local_s3, tmp_path, monkeypatch) -> Iterator[Deployment]:
 
 
 def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three things moto does not do as AWS does, set right for the length of a test (its server runs in this
+    """Four things moto does not do as AWS does, set right for the length of a test (its server runs in this
     process): a function's image resolves to ECR's digest, a distribution's origin keeps its Origin Access Control,
     and bucket policies are not evaluated
     on GetObject (moto ignores service principals and the request context, so it would refuse the stage's own
@@ -195,6 +197,8 @@ def _moto_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
         return answer
 
     monkeypatch.setattr(lambda_models.LambdaFunction, "get_code", get_code)
+    # moto has no GetAccountSettings: an account with AWS's default quota of 1,000 concurrent executions
+    monkeypatch.setattr(queues, "account_concurrency", lambda aws: 1000)
 
 
 @pytest.fixture
@@ -202,4 +206,5 @@ def deployed(deployment) -> Deployment:
     """A complete, healthy stage: provisioned, the function deployed with Zappa's wiring, the image pushed."""
     deployment.provision_and_push()
     deployment.deploy_function()
+    deployment.provision()  # now that the function exists: the queue's event source mapping
     return deployment

@@ -11,6 +11,7 @@ import json
 
 from app.__main__ import main
 from config import Settings
+from tooling.deploy import queues
 from tooling.deploy.checks.buckets import preflight
 from tooling.deploy.checks.function import ephemeral_needed_mb
 
@@ -29,12 +30,13 @@ def test_a_healthy_stage_passes_every_check(deployed):
     assert deployed.output[-1] == f"All {len(checks)} checks passed."
     assert "exiftool" in checks["exiftool in the function"].detail
     assert "no key filter" in checks["source notification"].detail
+    assert "failures reported per message" in checks["event source mapping"].detail
 
 
 def test_a_broken_deployment_is_flagged_line_by_line(deployed):
     aws, names = deployed.aws, deployed.names
     notification = deployed.s3_notification(names.source_bucket)
-    notification["LambdaFunctionConfigurations"][0]["Filter"] = {
+    notification["QueueConfigurations"][0]["Filter"] = {
         "Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}
     }
     aws.s3.put_bucket_notification_configuration(Bucket=names.source_bucket, NotificationConfiguration=notification)
@@ -43,8 +45,8 @@ def test_a_broken_deployment_is_flagged_line_by_line(deployed):
 
     checks = deployed.doctor()
     assert failing(checks) == {"source notification", "tiles CORS", "batch queue"}
-    assert "filter is prefix 'uploads/', the stage intends no key filter" in checks["source notification"].detail
-    assert "zappa schedule dev" in checks["source notification"].fix
+    assert "filters keys: some uploads would get no event" in checks["source notification"].detail
+    assert "python -m app provision dev" in checks["source notification"].fix
     assert "no CORS rules at all" in checks["tiles CORS"].detail
     assert "DISABLED" in checks["batch queue"].detail and "--state ENABLED" in checks["batch queue"].fix
     lines = [line for line in deployed.output if line.startswith("FAIL")]
@@ -77,6 +79,7 @@ def test_a_function_without_exiftool_fails_with_the_container_fix(deployed):
 def test_function_limits_below_the_routing_limits_fail(deployment):
     deployment.provision_and_push()
     deployment.deploy_function(Timeout=300, MemorySize=1024, EphemeralStorage={"Size": 512})
+    deployment.provision()
     checks = deployment.doctor()
     assert failing(checks) == {"function timeout", "function memory", "function /tmp"}
     needed = ephemeral_needed_mb(Settings.from_env(deployment.stage.environment))
@@ -89,7 +92,8 @@ def test_a_missing_function_fails_and_its_checks_are_unknown(deployment):
     checks = deployment.doctor()
     assert checks["function"].status == "FAIL" and checks["function"].fix == "zappa deploy dev"
     assert {name for name, status in statuses(checks).items() if status == "UNKNOWN"} == {
-        "S3 may invoke",
+        "no direct S3 invoke",
+        "event source mapping",
         "function timeout",
         "function /tmp",
         "function memory",
@@ -99,7 +103,7 @@ def test_a_missing_function_fails_and_its_checks_are_unknown(deployment):
         "API may invoke",
         "one image",
     }
-    assert checks["source notification"].status == "FAIL"
+    assert checks["source notification"].passed, "provision wires the bucket to the queue: uploads wait there"
 
 
 def test_outputs_that_notify_the_function_fail(deployed):
@@ -122,22 +126,53 @@ def test_a_source_bucket_shared_with_the_outputs_fails(deployed):
     assert "is also an output bucket" in checks["no self-trigger"].detail
 
 
-def test_a_lost_invoke_permission_and_a_missing_image_fail(deployed):
-    names = deployed.names
-    deployed.aws.lambda_.remove_permission(FunctionName=names.function, StatementId=f"s3-{names.source_bucket}")
-    deployed.aws.ecr.batch_delete_image(repositoryName=names.repository, imageIds=[{"imageTag": "git-0123456789ab"}])
+def test_leftovers_of_zappas_s3_wiring_and_a_missing_image_fail(deployed):
+    names, aws = deployed.names, deployed.aws
+    aws.lambda_.add_permission(
+        FunctionName=names.function,
+        StatementId="s3-leftover",
+        Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com",
+        SourceArn=f"arn:aws:s3:::{names.source_bucket}",
+    )
+    notification = deployed.s3_notification(names.source_bucket)
+    arn = aws.lambda_.get_function(FunctionName=names.function)["Configuration"]["FunctionArn"]
+    notification["LambdaFunctionConfigurations"] = [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:Put"]}]
+    aws.s3.put_bucket_notification_configuration(Bucket=names.source_bucket, NotificationConfiguration=notification)
+    aws.ecr.batch_delete_image(repositoryName=names.repository, imageIds=[{"imageTag": "git-0123456789ab"}])
     checks = deployed.doctor()
-    assert failing(checks) == {"S3 may invoke", "batch image"}
+    assert failing(checks) == {"no direct S3 invoke", "source notification", "batch image"}
+    assert "every event would run twice" in checks["source notification"].detail
+    assert checks["no direct S3 invoke"].fix == "python -m app provision dev removes them"
     assert checks["batch image"].fix == "scripts/push_batch_image.sh dev"
 
 
-def test_key_filters_that_zappa_ignores_fail(deployed):
-    document = json.loads(deployed.settings_file.read_text())
-    document["dev"]["events"][0]["event_source"]["key_filters"] = [{"type": "suffix", "value": ".jpg"}]
-    deployed.settings_file.write_text(json.dumps(document))
+def test_a_queue_without_its_dead_letters_a_mapping_without_failure_reports_and_no_headroom_fail(deployed, monkeypatch):
+    names, aws = deployed.names, deployed.aws
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=names.event_queue)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": "", "VisibilityTimeout": "900"})
+    (mapping,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function_arn)["EventSourceMappings"]
+    aws.lambda_.update_event_source_mapping(UUID=mapping["UUID"], FunctionResponseTypes=[], Enabled=False)
+    dead = sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"]
+    sqs.send_message(QueueUrl=dead, MessageBody="{}")
     checks = deployed.doctor()
-    assert failing(checks) == {"source notification"}
-    assert "key_filters" in checks["source notification"].detail
+    assert failing(checks) == {"event queue", "event source mapping", "dead letters"}
+    assert (
+        "no redrive policy" in checks["event queue"].detail and "six function timeouts" in checks["event queue"].detail
+    )
+    assert "Disabled" in checks["event source mapping"].detail
+    assert "would be deleted as done" in checks["event source mapping"].detail
+    assert "python -m app redrive dev" in checks["dead letters"].fix
+    deployed.provision()
+    sqs.purge_queue(QueueUrl=dead)
+    assert failing(deployed.doctor()) == set()
+
+    monkeypatch.setattr(queues, "account_concurrency", lambda aws: 10)  # a new account's quota
+    checks = deployed.doctor()
+    assert failing(checks) == {"dashboard headroom"}
+    assert "at most 10 of the account's 10" in checks["dashboard headroom"].detail
+    assert "MAXIMUM_CONCURRENCY" in checks["dashboard headroom"].fix
 
 
 def test_a_preflight_is_a_real_request_the_bucket_can_refuse(deployed):
@@ -174,7 +209,7 @@ def test_an_unprovisioned_stage_is_told_to_provision(deployment):
     assert not [
         name
         for name, check in checks.items()
-        if check.passed and name not in ("no self-trigger", "account public access")
+        if check.passed and name not in ("no self-trigger", "account public access", "dashboard headroom")
     ]
 
 
@@ -214,6 +249,7 @@ def test_a_function_too_small_for_its_largest_jpeg_2000_fails_with_the_bound_tha
     deployment.settings_file.write_text(json.dumps(settings, indent=4))
     deployment.provision_and_push()
     deployment.deploy_function()
+    deployment.provision()
     checks = deployment.doctor()
     assert failing(checks) == {"function memory"}
     assert (

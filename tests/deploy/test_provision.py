@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from urllib.parse import unquote_plus
 
 import pytest
+from zappa.handler import LambdaHandler
 
+from tooling.deploy import iam
+from tooling.deploy.aws import Aws
 from tooling.deploy.documents import LIFECYCLE_RULE_ID
 from tooling.deploy.stage import OWNER_TAG, StageError
 
 
 def test_creates_every_resource_and_writes_the_stage(deployment):
     changes = deployment.provision()
-    assert {c.action for c in changes[:-1]} == {"created"}
     assert [c.kind for c in changes] == ["bucket"] * 4 + [
         "origin access control",
         "distribution",
         "bucket policy",
+        "queue",
+        "queue",
+        "notification",
         "repository",
-    ] + ["role"] * 3 + ["compute environment", "job queue", "job definition"]
-    assert changes[-1].action == "skipped" and "scripts/push_batch_image.sh dev" in changes[-1].detail, (
+    ] + ["role"] * 3 + ["event source mapping"] + ["alarm"] * 3 + ["compute environment", "job queue", "job definition"]
+    skipped = [c for c in changes if c.action == "skipped"]
+    assert {c.action for c in changes} - {"skipped"} == {"created"}
+    assert [c.kind for c in skipped] == ["event source mapping", "job definition"]
+    assert "python -m app provision dev again after zappa deploy" in skipped[0].detail, "the mapping needs the function"
+    assert "scripts/push_batch_image.sh dev" in skipped[1].detail, (
         "no job definition before an image is pushed: it would name an image that does not exist"
     )
-    stage, names = deployment.stage, deployment.names
+    stage = deployment.stage
     function = stage.function_name
     env = stage.environment
     assert env["SOURCE_BUCKET"] == f"{function}-source-123456789012"
@@ -30,15 +41,15 @@ def test_creates_every_resource_and_writes_the_stage(deployment):
     assert env["PUBLIC_BASE_URL"] == f"https://{distribution['Distribution']['DomainName']}"
     assert (env["BATCH_JOB_QUEUE"], env["BATCH_JOB_DEFINITION"]) == (function, f"{function}-batch")
     assert env["LAMBDA_MAX_PIXELS"] == "50000000", "settings provisioning does not own are kept"
+    queue_arn = f"arn:aws:sqs:{stage.region}:123456789012:{function}-events"
     assert stage.settings["events"] == [
         {
             "function": "app.events.handle_s3_event",
-            "event_source": {
-                "arn": f"arn:aws:s3:::{names.source_bucket}",
-                "events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-            },
-        }
-    ]
+            "event_source": {"arn": queue_arn, "batch_size": 5, "enabled": False},  # until the mapping is set up
+        },
+        {"function": "app.sweep.run", "expression": "rate(10 minutes)", "description": "re-drive or fail stuck jobs"},
+    ], "Zappa's own S3 wiring of the source bucket is gone"
+    assert (env["EVENT_QUEUE"], env["DEAD_LETTER_QUEUE"]) == (f"{function}-events", f"{function}-events-dead")
     assert stage.settings["role_arn"] == f"arn:aws:iam::123456789012:role/{function}-lambda"
     assert stage.settings["manage_roles"] is False, "Zappa uses the least-privilege role, makes none of its own"
     assert stage.settings["s3_bucket"] == f"{function}-deploys-123456789012"
@@ -131,7 +142,7 @@ def test_a_second_run_changes_nothing(deployment):
     deployment.provision_and_push()
     settings_before = deployment.settings_file.read_bytes()
     again = deployment.provision()
-    assert {c.line() for c in again if c.action != "unchanged"} == set()
+    assert [c.kind for c in again if c.action != "unchanged"] == ["event source mapping"]  # skipped: no function yet
     assert deployment.settings_file.read_bytes() == settings_before
     assert deployment.output[-2].startswith("unchanged stage dev")
     definitions = deployment.aws.batch.describe_job_definitions(jobDefinitionName=deployment.names.job_definition)
@@ -209,3 +220,131 @@ def test_images_are_pinned_pushed_and_kept(deployment):
     deployment.provision()
     definitions = deployment.aws.batch.describe_job_definitions(jobDefinitionName=names.job_definition)
     assert [d["containerProperties"]["image"] for d in definitions["jobDefinitions"]] == [uri]
+
+
+def test_an_upload_while_the_notification_is_rewritten_is_still_announced(deployment, monkeypatch):
+    """Provisioning replaces the notification in one request, so an upload at any moment of the rewrite (here:
+    before and after each of its S3 requests) reaches the queue; Zappa's wiring removed it, then added it."""
+    deployment.provision()
+    names, s3 = deployment.names, deployment.aws.s3
+    stale = s3.get_bucket_notification_configuration(Bucket=names.source_bucket)
+    stale.pop("ResponseMetadata")
+    stale["QueueConfigurations"][0]["Events"] = ["s3:ObjectCreated:*"]  # something to rewrite
+    s3.put_bucket_notification_configuration(Bucket=names.source_bucket, NotificationConfiguration=stale)
+    uploads = []
+
+    def upload(**_):
+        uploads.append(f"during/{len(uploads)}.jpg")
+        s3.put_object(Bucket=names.source_bucket, Key=uploads[-1], Body=b"x")
+
+    keep = Aws.client
+
+    def watched(self, service):
+        client = keep(self, service)
+        if service == "s3" and not getattr(client, "_watched", False):
+            for operation in ("GetBucketNotificationConfiguration", "PutBucketNotificationConfiguration"):
+                client.meta.events.register(f"before-call.s3.{operation}", upload)
+                client.meta.events.register(f"after-call.s3.{operation}", upload)
+            client._watched = True
+        return client
+
+    monkeypatch.setattr(Aws, "client", watched)
+    changes = deployment.provision()
+    monkeypatch.setattr(Aws, "client", keep)
+    assert [c.action for c in changes if c.kind == "notification"] == ["updated"]
+    assert len(uploads) == 4
+    sqs = deployment.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=names.event_queue)["QueueUrl"]
+    announced = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            announced += [r["s3"]["object"]["key"] for r in json.loads(message["Body"]).get("Records", [])]
+    assert sorted(unquote_plus(key) for key in announced) == sorted(uploads)
+
+
+def test_once_deployed_the_queue_drives_the_function_as_lambda_requires(deployment):
+    """The second provision, after zappa deploy, configures the mapping Zappa made (Zappa sets neither a concurrency
+    cap nor per-message failures), enables the stage's event, and removes the S3 invoke permission Zappa's old
+    wiring left; the queue is what AWS requires of one behind a function."""
+    deployment.provision_and_push()
+    deployment.deploy_function()
+    names, stage, aws = deployment.names, deployment.stage, deployment.aws
+    aws.lambda_.add_permission(  # what every deploy of Zappa's S3 wiring added, and none removed
+        FunctionName=names.function,
+        StatementId="s3-old-wiring",
+        Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com",
+        SourceArn=f"arn:aws:s3:::{names.source_bucket}",
+    )
+    (zappas,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function_arn)["EventSourceMappings"]
+    assert zappas["State"] == "Disabled" and not zappas.get("FunctionResponseTypes")
+    changes = {c.kind: c for c in deployment.provision()}
+    assert changes["event source mapping"].action == "updated"
+    assert changes["function policy"].detail == "removed 1 S3 invoke statement(s)"
+    (mapping,) = aws.lambda_.list_event_source_mappings(FunctionName=names.function_arn)["EventSourceMappings"]
+    assert mapping["UUID"] == zappas["UUID"] and mapping["State"] == "Enabled"
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 10} and mapping["BatchSize"] == 5
+    assert [e["event_source"]["enabled"] for e in stage.settings["events"] if "event_source" in e] == [False]
+    assert [e["event_source"]["enabled"] for e in deployment.stage.settings["events"] if "event_source" in e] == [True]
+
+    # Zappa's handler routes an SQS record to the function its settings map the queue's ARN to; its settings file
+    # maps each event's ARN to its function as zappa.cli does (create_package, AWS_EVENT_MAPPING)
+    event_mapping: dict = {}
+    for event in deployment.stage.settings["events"]:
+        if event.get("event_source", {}).get("arn") and event.get("function"):
+            event_mapping.setdefault(event["event_source"]["arn"], []).append(event["function"])
+    handler = SimpleNamespace(settings=SimpleNamespace(AWS_EVENT_MAPPING=event_mapping))
+    record = {"eventSource": "aws:sqs", "eventSourceARN": mapping["EventSourceArn"], "body": "{}"}
+    assert LambdaHandler.get_function_for_aws_event(handler, record) == ["app.events.handle_s3_event"]
+
+    queue = aws.client("sqs").get_queue_attributes(
+        QueueUrl=aws.client("sqs").get_queue_url(QueueName=names.event_queue)["QueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
+    assert int(queue["VisibilityTimeout"]) >= 6 * stage.settings["timeout_seconds"], "Lambda's rule for SQS sources"
+    assert int(queue["MessageRetentionPeriod"]) == 14 * 24 * 3600
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert (
+        redrive["deadLetterTargetArn"].endswith(f":{names.dead_letter_queue}") and int(redrive["maxReceiveCount"]) == 5
+    )
+    source = {"aws:SourceArn": f"arn:aws:s3:::{names.source_bucket}", "aws:SourceAccount": names.account}
+    policy = json.loads(queue["Policy"])
+    assert iam.service_may(policy, "s3.amazonaws.com", "sqs:SendMessage", mapping["EventSourceArn"], source)
+    other = {**source, "aws:SourceArn": "arn:aws:s3:::someone-elses-bucket"}
+    assert not iam.service_may(policy, "s3.amazonaws.com", "sqs:SendMessage", mapping["EventSourceArn"], other)
+    role = iam.role_documents(aws, stage.settings["role_arn"])[1]
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"):
+        assert iam.allows(role, action, mapping["EventSourceArn"]), (
+            f"the mapping polls as the function's role: {action}"
+        )
+    assert iam.allows(role, "sqs:SendMessage", mapping["EventSourceArn"]), "the sweep re-drives through the queue"
+    dead_arn = mapping["EventSourceArn"].replace(names.event_queue, names.dead_letter_queue)
+    assert iam.allows(role, "sqs:ReceiveMessage", dead_arn) and not iam.allows(role, "sqs:SendMessage", dead_arn)
+    notification = deployment.s3_notification(names.source_bucket)
+    assert "LambdaFunctionConfigurations" not in notification
+    (wired,) = notification["QueueConfigurations"]
+    assert wired["QueueArn"] == mapping["EventSourceArn"]
+    assert sorted(wired["Events"]) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+
+
+def test_alarms_notify_the_topic_or_address_given(deployment):
+    deployment.provision(alarm_email="ops@example.org")
+    names, aws = deployment.names, deployment.aws
+    topic = f"arn:aws:sns:{deployment.stage.region}:123456789012:{names.alarm_topic}"
+    subscriptions = aws.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", "ops@example.org")]
+    alarms = aws.client("cloudwatch").describe_alarms(AlarmNamePrefix=names.function)["MetricAlarms"]
+    assert {a["AlarmName"].removeprefix(names.function) for a in alarms} == {
+        "-dead-letters",
+        "-oldest-event",
+        "-failure-rate",
+    }
+    assert all(a["AlarmActions"] == [topic] for a in alarms)
+    by_name = {a["AlarmName"].removeprefix(names.function): a for a in alarms}
+    assert by_name["-dead-letters"]["Dimensions"] == [{"Name": "QueueName", "Value": names.dead_letter_queue}]
+    rate = next(m for m in by_name["-failure-rate"]["Metrics"] if m.get("Expression"))
+    assert "failed" in rate["Expression"] and "done" in rate["Expression"]
+    deployment.provision(alarm_topic="arn:aws:sns:eu-west-1:123456789012:ops")
+    again = aws.client("cloudwatch").describe_alarms(AlarmNamePrefix=names.function)["MetricAlarms"]
+    assert all(a["AlarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:ops"] for a in again)

@@ -24,7 +24,6 @@ def test_stages_resolve_extends_and_name_the_function_as_zappa_does():
     assert production.function_name == "tiler-production"
     assert production.settings["runtime"] == "python3.12", "inherited from dev"
     assert production.environment["SOURCE_BUCKET"] == "tiler-production-source"
-    assert production.intended_filter() == {}
 
 
 def test_every_stage_deploys_on_a_new_account():

@@ -20,11 +20,13 @@ from tooling.deploy.checks import batch as batch_checks
 from tooling.deploy.checks import buckets as bucket_checks
 from tooling.deploy.checks import function as function_checks
 from tooling.deploy.checks import public as public_checks
+from tooling.deploy.checks import queues as queue_checks
 from tooling.deploy.checks import wiring as wiring_checks
 from tooling.deploy.stage import Stage, stage_names
 
 CHECKS = {
     **wiring_checks.CHECKS,
+    **queue_checks.CHECKS,
     **function_checks.CHECKS,
     **bucket_checks.CHECKS,
     **public_checks.CHECKS,

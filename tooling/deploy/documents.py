@@ -179,7 +179,46 @@ def lambda_policy(names: Names) -> dict[str, Any]:
             ],
         ),
         _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [log_group, f"{log_group}:*"]),
+        # The event source mapping receives and deletes as the function's role; the handler delays a failed
+        # message's return, the sweep sends stuck jobs again, the dashboard lists and re-drives the dead letters.
+        _allow(EVENT_QUEUE_ACTIONS, names.queue_arn(names.event_queue)),
+        _allow(DEAD_LETTER_ACTIONS, names.queue_arn(names.dead_letter_queue)),
         *_invalidations(names),
+    )
+
+
+EVENT_QUEUE_ACTIONS = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:SendMessage",
+]
+DEAD_LETTER_ACTIONS = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+]
+
+
+def queue_policy(names: Names) -> dict[str, Any]:
+    """Only S3, for the stage's source bucket in this account, may send to the event queue (the function's role
+    sends through its own identity policy)."""
+    return _policy(
+        {
+            "Sid": "SourceBucketEvents",
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": names.queue_arn(names.event_queue),
+            "Condition": {
+                "ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{names.source_bucket}"},
+                "StringEquals": {"aws:SourceAccount": names.account},
+            },
+        }
     )
 
 

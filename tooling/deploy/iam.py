@@ -40,6 +40,47 @@ def allows(policies: Iterable[dict[str, Any]], action: str, resource: str) -> bo
     return any(s.get("Effect") == "Allow" and not s.get("Condition") for s in applies)
 
 
+def service_may(
+    resource_policy: dict[str, Any], service: str, action: str, resource: str, context: dict[str, str]
+) -> bool:
+    """True when a resource policy lets ``service`` do ``action`` on ``resource`` for a request carrying the
+    condition keys ``context`` (e.g. aws:SourceArn), and nothing denies it. Only the condition operators this
+    project writes are understood (String/Arn Equals and Like); any other makes the statement not count."""
+
+    def applies(statement: dict[str, Any]) -> bool:
+        principal = statement.get("Principal")
+        services = _listed(principal.get("Service")) if isinstance(principal, dict) else [principal]
+        return (
+            (service in services or "*" in services)
+            and _matches(statement.get("Action"), action, fold=True)
+            and _matches(statement.get("Resource"), resource)
+            and _conditions_hold(statement.get("Condition") or {}, context)
+        )
+
+    statements = [s for s in _listed(resource_policy.get("Statement")) if applies(s)]
+    return not any(s.get("Effect") == "Deny" for s in statements) and any(
+        s.get("Effect") == "Allow" for s in statements
+    )
+
+
+def _conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> bool:
+    keys = {k.lower(): v for k, v in context.items()}
+    for operator, tests in conditions.items():
+        for key, wanted in tests.items():
+            value = keys.get(key.lower())
+            if value is None:
+                return False
+            if operator in ("StringEquals", "ArnEquals"):
+                if value not in _listed(wanted):
+                    return False
+            elif operator in ("StringLike", "ArnLike"):
+                if not _matches(wanted, value):
+                    return False
+            else:
+                return False
+    return True
+
+
 def role_documents(aws: Aws, role_arn: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """(trust policy, identity policies) of a role: its inline and attached policies; None when it does not exist."""
     name = role_arn.rsplit("/", 1)[-1]

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tooling.deploy import cdn, documents, images
+from config import Settings
+from tooling.deploy import alarms, cdn, documents, images, queues
 from tooling.deploy.aws import Aws
 from tooling.deploy.batch import (
     Network,
@@ -40,6 +41,8 @@ from tooling.deploy.registry import ensure_repository
 from tooling.deploy.roles import ensure_batch_service_role, ensure_role
 from tooling.deploy.stage import (
     S3_EVENT_FUNCTION,
+    SWEEP_FUNCTION,
+    SWEEP_SCHEDULE,
     Names,
     Stage,
     StageError,
@@ -60,6 +63,8 @@ class Options:
     public_bucket: bool | None = None  # None: as the stage was (a new stage: CloudFront, the bucket private)
     domain: str | None = None  # the distribution's custom domain (None: keep what it has)
     certificate_arn: str | None = None  # ACM certificate in us-east-1 covering ``domain``
+    alarm_topic: str | None = None  # an SNS topic ARN the alarms notify
+    alarm_email: str | None = None  # or an address: a topic of the stage's own is made and subscribes it
 
 
 def provision(
@@ -110,11 +115,40 @@ def provision(
         policy = documents.cloudfront_read(names.tiles_bucket, distribution.arn, aws.account)
         detail = f"read only by distribution {distribution.id}, derivatives/ private"
     step(ensure_policy(aws, names.tiles_bucket, policy, detail))
-    values = stage_values(stage, names, public_url)
+    limits = Settings.from_env(stage.environment)
+    wanted = queues.queue_attributes(stage, names, limits)
+    step(
+        queues.ensure_queue(
+            aws, names.dead_letter_queue, wanted[names.dead_letter_queue], "dead letters, kept 14 days", tags
+        )
+    )
+    step(
+        queues.ensure_queue(
+            aws,
+            names.event_queue,
+            wanted[names.event_queue],
+            f"the source bucket's events, to {names.dead_letter_queue} after {limits.max_receives} deliveries",
+            tags,
+        )
+    )
+    step(queues.ensure_notification(aws, names))
+    values = stage_values(stage, names, public_url, limits)
     step(ensure_repository(aws, names.repository, tags))
     step(ensure_role(aws, names.lambda_role, documents.LAMBDA_TRUSTED, documents.lambda_policy(names), tags))
     step(ensure_role(aws, names.job_role, ("ecs-tasks.amazonaws.com",), documents.job_policy(names), tags))
     step(ensure_role(aws, names.execution_role, ("ecs-tasks.amazonaws.com",), documents.execution_policy(names), tags))
+    mapping = queues.ensure_mapping(aws, names, limits, stage.name)
+    step(mapping)
+    if mapping.action != "skipped":
+        step(queues.remove_s3_invoke_permissions(aws, names) or Change("unchanged", "function policy", names.function))
+        enough, headroom = queues.concurrency_headroom(aws, limits)
+        if not enough:
+            out(f"WARNING: {headroom}: lower MAXIMUM_CONCURRENCY or ask AWS for a higher concurrency quota")
+    topic = alarms.ensure_topic(aws, names, options.alarm_topic, options.alarm_email, tags)
+    for change in alarms.ensure_alarms(aws, names, topic, tags):
+        step(change)
+    if options.alarm_email:
+        out(f"Alarms go to {options.alarm_email} once the address confirms the subscription AWS mailed it")
     environment, environment_arn = ensure_compute_environment(
         aws, names.compute_environment, ensure_batch_service_role(aws), options.max_vcpus, options.network, tags
     )
@@ -136,6 +170,7 @@ def provision(
             )
         )
 
+    values["events"] = stage_events(stage, names, limits, mapped=mapping.action != "skipped")
     wrote = write_stage(stage, values, drop=("extra_permissions",))
     out(
         f"{'updated' if wrote else 'unchanged':<9} stage {stage.name} in {stage.path}: "
@@ -152,12 +187,19 @@ def provision(
             if options.image
             else f"scripts/push_batch_image.sh {stage.name} (builds, pushes, registers the image with Batch), then "
         )
-        + f"{deploy}, then python -m app doctor {stage.name}"
+        + f"{deploy}, then "
+        + (
+            f"python -m app provision {stage.name} again (connects the event queue to the function), then "
+            if mapping.action == "skipped"
+            else ""
+        )
+        + f"python -m app doctor {stage.name}"
     )
     return changes
 
 
 _WRITTEN_ENV = (
+    "EVENT_QUEUE",
     "SOURCE_BUCKET",
     "TILES_BUCKET",
     "METADATA_BUCKET",
@@ -195,8 +237,8 @@ def bucket_specs(names: Names, public: bool) -> list[BucketSpec]:
     ]
 
 
-def stage_values(stage: Stage, names: Names, public_url: str) -> dict[str, Any]:
-    """What the stage must say for ``zappa deploy``: the names, the S3 event's bucket, the role."""
+def stage_values(stage: Stage, names: Names, public_url: str, limits: Settings) -> dict[str, Any]:
+    """What the stage must say for ``zappa deploy``: the names, the queue event, the role."""
     environment = {
         **stage.environment,
         "SOURCE_BUCKET": names.source_bucket,
@@ -206,29 +248,42 @@ def stage_values(stage: Stage, names: Names, public_url: str) -> dict[str, Any]:
         "CDN_DISTRIBUTION_ID": names.distribution_id,
         "BATCH_JOB_QUEUE": names.job_queue,
         "BATCH_JOB_DEFINITION": names.job_definition,
+        "EVENT_QUEUE": names.event_queue,
+        "DEAD_LETTER_QUEUE": names.dead_letter_queue,
         **documents.job_resources(),
     }
     if not names.distribution_id:  # a public bucket: no CDN paths to invalidate
         del environment["CDN_DISTRIBUTION_ID"]
-    source_arn = f"arn:aws:s3:::{names.source_bucket}"
-    events = [dict(event) for event in stage.settings.get("events") or []]
-    ours = [event for event in events if event.get("function") == S3_EVENT_FUNCTION]
-    for event in ours:
-        event["event_source"] = {**event.get("event_source", {}), "arn": source_arn}
-    if not ours:
-        events.append(
-            {
-                "function": S3_EVENT_FUNCTION,
-                "event_source": {"arn": source_arn, "events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]},
-            }
-        )
     return {
         "environment_variables": environment,
-        "events": events,
+        "events": stage_events(stage, names, limits, mapped=False),
         "role_arn": names.role_arn(names.lambda_role),
         "manage_roles": False,
         "s3_bucket": names.deploy_bucket,
     }
+
+
+def stage_events(stage: Stage, names: Names, limits: Settings, mapped: bool) -> list[dict[str, Any]]:
+    """The queue's event (Zappa routes an SQS record to the function named for its queue) and the sweep's schedule.
+
+    Zappa's S3 wiring of the source bucket is dropped: the bucket notifies the queue. The queue's event stays
+    disabled until provisioning has set up its mapping (after the function exists), because the mapping Zappa
+    creates reports no per-message failures, and with it a batch's failed messages would be deleted as done.
+    """
+    queue_arn = names.queue_arn(names.event_queue)
+    kept = [
+        dict(event)
+        for event in stage.settings.get("events") or []
+        if event.get("function") not in (S3_EVENT_FUNCTION, SWEEP_FUNCTION)
+    ]
+    return [
+        *kept,
+        {
+            "function": S3_EVENT_FUNCTION,
+            "event_source": {"arn": queue_arn, "batch_size": limits.event_batch_size, "enabled": mapped},
+        },
+        {"function": SWEEP_FUNCTION, "expression": SWEEP_SCHEDULE, "description": "re-drive or fail stuck jobs"},
+    ]
 
 
 def current_image(aws: Aws, names: Names) -> str | None:

@@ -18,6 +18,8 @@ import slugify
 
 SETTINGS_FILE = Path("zappa_settings.json")
 S3_EVENT_FUNCTION = "app.events.handle_s3_event"
+SWEEP_FUNCTION = "app.sweep.run"
+SWEEP_SCHEDULE = "rate(10 minutes)"
 OWNER_TAG = "tiler:stage"  # on everything provisioning creates; tear-down deletes only what carries it
 
 
@@ -48,6 +50,18 @@ class Stage:
     def tags(self) -> dict[str, str]:
         return {**(self.settings.get("tags") or {}), OWNER_TAG: self.function_name}
 
+    @property
+    def timeout_seconds(self) -> int:
+        return int(self.settings.get("timeout_seconds") or 30)  # Zappa's default
+
+    def queue_events(self) -> list[dict[str, Any]]:
+        """The event_source of every SQS event the stage wires to the function."""
+        return [
+            event["event_source"]
+            for event in self.settings.get("events") or []
+            if str(event.get("event_source", {}).get("arn", "")).startswith("arn:aws:sqs:")
+        ]
+
     def s3_events(self) -> list[dict[str, Any]]:
         """The event_source of every S3 event the stage wires to the function."""
         return [
@@ -55,12 +69,6 @@ class Stage:
             for event in self.settings.get("events") or []
             if str(event.get("event_source", {}).get("arn", "")).startswith("arn:aws:s3:::")
         ]
-
-    def intended_filter(self) -> dict[str, str]:
-        """The prefix/suffix filter the stage asks Zappa to put on the source bucket's notification."""
-        source_arn = f"arn:aws:s3:::{self.environment.get('SOURCE_BUCKET')}"
-        source = next((e for e in self.s3_events() if e["arn"] == source_arn), {})
-        return {name: source[name] for name in ("prefix", "suffix") if source.get(name)}
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,21 @@ class Names:
     @property
     def buckets(self) -> tuple[str, str, str]:
         return self.source_bucket, self.tiles_bucket, self.metadata_bucket
+
+    @property
+    def event_queue(self) -> str:
+        return f"{self.function}-events"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.function}-events-dead"
+
+    @property
+    def alarm_topic(self) -> str:
+        return f"{self.function}-alarms"
+
+    def queue_arn(self, queue: str) -> str:
+        return self.arn("sqs", queue)
 
     @property
     def lambda_role(self) -> str:

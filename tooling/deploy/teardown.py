@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
+from tooling.deploy import alarms, queues
 from tooling.deploy.aws import Aws, error_code
 from tooling.deploy.batch import delete_batch
 from tooling.deploy.buckets import delete_bucket
@@ -40,11 +41,17 @@ def teardown(
     owner = names.function
     out(f"Tearing down stage {stage.name} (function {owner}) in {aws.region}, account {aws.account}")
     changes: list[Change] = []
-    for change in [*delete_batch(aws, names, owner), *delete_cdn(aws, names.function, owner)]:
+    for change in [
+        *delete_batch(aws, names, owner),
+        *delete_cdn(aws, names.function, owner),
+        *alarms.delete_alarms(aws, names, owner),
+    ]:
         changes.append(change)
         out(change.line())
     removals: list[Callable[[], Change]] = [
         lambda: delete_repository(aws, names.repository, owner, force),
+        lambda: queues.delete_queue(aws, names.event_queue, owner),
+        lambda: queues.delete_queue(aws, names.dead_letter_queue, owner),
         *[
             lambda role=role: delete_role(aws, role, owner)
             for role in (names.lambda_role, names.job_role, names.execution_role)
