@@ -33,11 +33,10 @@ from app.delivery import handle_batch, is_sqs_batch
 from app.errors import TransientError
 from app.metrics import Metrics
 from app.model import SourceRef
+from app.queue import RUN_FIELD
 from config import Settings
 
 log = logging.getLogger(__name__)
-
-RUN_FIELD = "reprocessRun"  # in an S3 event record: the re-processing run that sent it
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 REDRIVES = "tiler-redrives"  # message attributes a re-drive adds: how often, and when it first failed
 FIRST_FAILURE = "tiler-first-failure"
+S3_EVENT_HANDLER = "app.events.handle_s3_event"
+RUN_FIELD = "reprocessRun"  # in an S3 event record: the re-processing run that sent it
 LOOK_SECONDS = 30  # a listed or re-driven dead letter is hidden from other readers this long
 MAX_BACKOFF_SECONDS = 900
 
@@ -50,8 +52,11 @@ def url_of_arn(arn: str) -> str:
     return url(name, account)
 
 
-def s3_event(ref: SourceRef, name: str = "ObjectCreated:Redrive") -> dict[str, Any]:
-    """An S3 event naming one source version, as S3 would send it (the key URL-encoded)."""
+def s3_event(ref: SourceRef, name: str = "ObjectCreated:Redrive", run: str | None = None) -> dict[str, Any]:
+    """An S3 event naming one source version, as S3 would send it (the key URL-encoded), for the queue or for
+    an asynchronous invocation: ``configurationId`` names the handler after a colon, which is how Zappa's
+    handler finds the function for an S3 record it was invoked with directly. ``run`` names a re-processing
+    run (``RUN_FIELD``): a version already converted is converted again, once per run."""
     obj: dict[str, Any] = {"key": quote_plus(ref.key, safe="/")}
     if ref.etag:
         obj["eTag"] = ref.etag
@@ -62,7 +67,13 @@ def s3_event(ref: SourceRef, name: str = "ObjectCreated:Redrive") -> dict[str, A
         "eventSource": "aws:s3",
         "eventName": name,
         "eventTime": _iso(datetime.now(UTC)),
-        "s3": {"bucket": {"name": ref.bucket, "arn": f"arn:aws:s3:::{ref.bucket}"}, "object": obj},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": f"tiler:{S3_EVENT_HANDLER}",
+            "bucket": {"name": ref.bucket, "arn": f"arn:aws:s3:::{ref.bucket}"},
+            "object": obj,
+        },
+        **({RUN_FIELD: run} if run else {}),
     }
     return {"Records": [record]}
 

@@ -1,7 +1,7 @@
 """``python -m app reprocess STAGE``: send images through the normal path again, on purpose.
 
 After a settings change or a new libvips, every selected source key gets the
-event S3 would send for its current version, plus ``events.RUN_FIELD``, the
+event S3 would send for its current version, plus ``queue.RUN_FIELD``, the
 run's id. The engine converts a version already handled again once per run
 (``records.claim``), so delivering a key twice in one run is harmless: a
 stopped run that is resumed may re-send the last few keys without converting
@@ -29,18 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus
 
-from app import records
-from app.events import RUN_FIELD
+from app import queue, records
 from app.ids import PAGES_PREFIX, distinct_id, image_id_for, key_problem, page_of
-from app.model import Status
+from app.model import SourceRef, Status
 from app.storage.s3 import S3Storage
 from app.web import presenting
 from config import Settings
 
 STATE_PREFIX = "reprocess/"  # reserved in app.outputs: no image id can start with it
-S3_EVENT_FUNCTION = "app.events.handle_s3_event"
 POLL_SECONDS = 5.0  # how often the records of images in flight are read
 SAVE_SECONDS = 2.0  # the state is written at most this often while sending (and always when stopping)
 DEFAULT_IN_FLIGHT = 20
@@ -184,28 +181,6 @@ def _candidate(
     )
 
 
-def s3_event(bucket: str, key: str, etag: str, size: int | None, run: str) -> dict[str, Any]:
-    """What S3 sends for an upload of this version, plus the run's id. ``configurationId`` names the handler
-    after a colon, which is how Zappa's handler picks the function for an S3 record it was invoked with."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "eTag": etag}
-    if size is not None:
-        obj["size"] = size
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "eventName": "ObjectCreated:Put",
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": f"reprocess:{S3_EVENT_FUNCTION}",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": obj,
-        },
-        RUN_FIELD: run,
-    }
-    return {"Records": [record]}
-
-
 def delivery(region: str, function: str, queue: str = "") -> Deliver:
     """How the stage receives events: its SQS queue when its settings name one (``EVENT_QUEUE``), else an
     asynchronous invocation of its function, as S3 itself invokes it."""
@@ -301,7 +276,8 @@ class Run:
         return self.state
 
     def _send(self, candidate: Candidate) -> None:
-        event = s3_event(self.settings.source_bucket, candidate.key, candidate.etag, candidate.size, self.run_id)
+        ref = SourceRef(self.settings.source_bucket, candidate.key, candidate.etag, candidate.size)
+        event = queue.s3_event(ref, "ObjectCreated:Put", run=self.run_id)
         self.deliver(event)
         self.state["pending"].append(
             {"key": candidate.key, "id": candidate.image_id, "etag": candidate.etag, "record": candidate.record_etag}

@@ -14,9 +14,11 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from app import jobs, reprocess, takedown
+from app import jobs, queue, reprocess, takedown
 from app.__main__ import main
-from app.events import RUN_FIELD, handle_s3_event
+from app.events import handle_s3_event
+from app.model import SourceRef
+from app.queue import RUN_FIELD
 from app.storage.s3 import S3Storage
 from tests.helpers import photo
 
@@ -136,7 +138,8 @@ def test_a_run_converts_each_image_once_even_when_every_event_arrives_twice(
     real = reprocess.Run._send
 
     def twice(run, candidate):  # S3 and SQS deliver at least once: a run must shrug off its own duplicates
-        run.deliver(reprocess.s3_event(cloud.settings.source_bucket, candidate.key, candidate.etag, None, run.run_id))
+        ref = SourceRef(cloud.settings.source_bucket, candidate.key, candidate.etag)
+        run.deliver(queue.s3_event(ref, "ObjectCreated:Put", run=run.run_id))
         real(run, candidate)
 
     monkeypatch.setattr(reprocess.Run, "_send", twice)
@@ -232,7 +235,8 @@ def test_without_a_queue_the_function_is_invoked_asynchronously_with_an_event_za
     from zappa.handler import LambdaHandler
 
     client = boto3.client("lambda", region_name="eu-west-1")
-    event = reprocess.s3_event("archive-source", "maps/sheet 12.tif", "0123abcd", 1234, "20261130T120000Z-abcdef")
+    ref = SourceRef("archive-source", "maps/sheet 12.tif", "0123abcd", 1234)
+    event = queue.s3_event(ref, "ObjectCreated:Put", run="20261130T120000Z-abcdef")
     with Stubber(client) as stub:
         stub.add_response(
             "invoke",
