@@ -36,10 +36,7 @@ _OUTPUT_KEY = re.compile(
 
 
 # What sits on top of the per-image engine and hears of every final record.
-SUBSCRIBERS: tuple[jobs.Listener, ...] = (
-    lambda record, settings, _key: collection_runner.image_finished(record, settings),
-    items.page_finished,
-)
+SUBSCRIBERS: tuple[jobs.Listener, ...] = (collection_runner.image_finished, items.page_finished)
 
 
 class UnroutableRecord(Exception):
@@ -66,8 +63,8 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
     statuses = []
     for ref in refs:
         try:
-            if collection_runner.is_task_key(ref.key):
-                record = collection_runner.start(ref, settings)
+            if collection_runner.is_collection_key(ref.key):
+                record = collection_runner.handle(ref, settings)
             else:
                 record = jobs.handle(ref, settings, runtime, SUBSCRIBERS)
             statuses.append(record["status"] if record else "duplicate")
