@@ -246,34 +246,3 @@ def test_a_collection_of_200_images_accounts_for_every_image(flowing):
     )
 
 
-def test_a_tick_that_keeps_losing_its_conditional_write_fails_the_event_and_its_retry_ticks(cloud, monkeypatch):
-    """Never a silent loss: an image whose tick loses every conditional write of the collection record fails its
-    event, so Lambda retries it, and the retry (a duplicate of a done job) ticks the image off and publishes."""
-    from app.collection.runner import collection_key
-    from app.events import handle_s3_event
-    from app.storage.s3 import PreconditionFailed, S3Storage
-
-    cloud.upload("race/A/1.jpg", photo(120, 90))
-    cloud.events()  # the upload's own event: the task sends the image again
-    _task(cloud, "race", source_prefix="race/")
-    (task_event,) = cloud.events()
-    handle_s3_event(task_event)
-    (image_event,) = cloud.events()
-    writing = S3Storage.put_json
-
-    def always_losing(self, bucket, key, document, **conditions):
-        if key == collection_key("race") and conditions.get("if_match"):
-            raise PreconditionFailed(f"{key}: another image finished first")
-        return writing(self, bucket, key, document, **conditions)
-
-    monkeypatch.setattr(S3Storage, "put_json", always_losing)
-    with pytest.raises(RuntimeError, match="too many concurrent updates"):
-        handle_s3_event(image_event)
-    assert cloud.record("race/A/1")["status"] == "done"
-    assert _collection(cloud, "race")["status"] == "running" and not cloud.tiles("collections/")
-
-    monkeypatch.setattr(S3Storage, "put_json", writing)
-    assert handle_s3_event(image_event)["statuses"] == ["duplicate"]  # Lambda's retry of the failed event
-    document = _collection(cloud, "race")
-    assert document["status"] == "done" and document["progress"] == {"done": 1, "total": 1}
-    assert "collections/race/collection.json" in cloud.tiles()

@@ -64,8 +64,9 @@ def described(
     return documents
 
 
-def batches(items: list[dict[str, Any]], size: int = BATCH_IMAGES) -> list[list[dict[str, Any]]]:
+def batches(items: list[dict[str, Any]], size: int | None = None) -> list[list[dict[str, Any]]]:
     """Whole items packed in order into batches of at most ``size`` images; a larger item split over its own."""
+    size = size or BATCH_IMAGES
     packed: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
     count = 0

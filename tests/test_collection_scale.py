@@ -1,0 +1,128 @@
+"""Collections at archive scale: a bounded number of S3 requests per image, counted on the endpoint over HTTP, and
+a run that resumes after a failure without redoing finished batches."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from app import events
+from app.collection import plan, runner
+from app.events import handle_s3_event
+from app.storage.s3 import S3Storage
+from tests.helpers import photo
+
+ITEMS, PAGES = 6, 10  # 60 images in batches of 20: three batches
+
+
+@pytest.fixture
+def archive(cloud, monkeypatch):
+    monkeypatch.setattr(plan, "BATCH_IMAGES", 20)
+    monkeypatch.setenv("SERVING_TIFF", "false")  # the conversions are not what these tests are about
+    for item in range(ITEMS):
+        for page in range(1, PAGES + 1):
+            cloud.upload(f"arch/I{item}/I{item}_{page:03}.png", photo(40 + page, 32), ".png")
+    cloud.events()  # the uploads' own events: the task is what sends these images
+    return cloud
+
+
+def _handle_all(cloud, events_now=None) -> int:
+    """Deliver every event until none is left, as Lambda would; how many were delivered."""
+    delivered = 0
+    pending = events_now if events_now is not None else cloud.events()
+    while pending:
+        for event in pending:
+            handle_s3_event(event)
+            delivered += 1
+        pending = cloud.events()
+    return delivered
+
+
+def _record(cloud, name="arch"):
+    return json.loads(cloud.read(cloud.settings.metadata_bucket, f"collections/{name}.json"))
+
+
+def test_starting_and_completing_cost_a_bounded_number_of_requests_per_image(archive, monkeypatch):
+    cloud, images = archive, ITEMS * PAGES
+    listening = threading.Event()  # set while a collection listener runs: its requests are the bookkeeping
+
+    def listened(record, settings, key):
+        listening.set()
+        try:
+            runner.image_finished(record, settings, key)
+        finally:
+            listening.clear()
+
+    monkeypatch.setattr(events, "SUBSCRIBERS", (listened, *events.SUBSCRIBERS[1:]))
+    cloud.upload("tasks/arch.json", json.dumps({"collection": "arch", "source_prefix": "arch/"}).encode())
+    with cloud.requests() as start:
+        (task_event,) = cloud.events()
+        handle_s3_event(task_event)
+        batch_events = cloud.events()
+        for event in batch_events:
+            handle_s3_event(event)
+    assert len(batch_events) == 3
+    assert len(start) / images <= 2, f"{len(start)} requests to start {images} images"
+    copies = [path for method, path in start if method == "PUT" and path.startswith("/tiler-source/arch/")]
+    assert len(copies) == images  # each image sent once
+
+    with cloud.requests(when=listening.is_set) as bookkeeping:
+        _handle_all(cloud)
+    document = _record(cloud)
+    assert document["status"] == "done" and document["progress"] == {"done": images, "total": images}
+    assert len(bookkeeping) / images <= 5, f"{len(bookkeeping)} bookkeeping requests for {images} images"
+    collection_writes = [path for method, path in bookkeeping if method == "PUT" and path.endswith("/collection.json")]
+    assert len(collection_writes) == 1  # the Collection is assembled once, not rewritten per image
+
+    cloud.upload("tasks/arch.json", json.dumps({"collection": "arch", "source_prefix": "arch/", "label": "A"}).encode())
+    with cloud.requests() as rerun:  # a new run (the task changed) over converted images: none is sent again
+        _handle_all(cloud)
+    document = _record(cloud)
+    assert document["status"] == "done" and document["task"]["label"] == "A"
+    assert [path for method, path in rerun if method == "PUT" and path.startswith("/tiler-source/arch/")] == []
+    record_reads = [path for method, path in rerun if method == "GET" and path.startswith("/tiler-metadata/jobs/")]
+    assert len(record_reads) == 2 * images  # once to start, once as its batch completes
+
+
+def test_a_start_that_dies_midway_resumes_without_redoing_finished_batches(archive, monkeypatch):
+    cloud = archive
+    cloud.upload("tasks/arch.json", json.dumps({"collection": "arch", "source_prefix": "arch/"}).encode())
+    (task_event,) = cloud.events()
+    writing, written = S3Storage.put_json, []
+
+    def dying_after_one_batch(self, bucket, key, document, **conditions):
+        if key.startswith(runner.BATCHES_PREFIX):
+            if written:
+                raise ConnectionError("the start's Lambda died here")
+            written.append(key)
+        return writing(self, bucket, key, document, **conditions)
+
+    monkeypatch.setattr(S3Storage, "put_json", dying_after_one_batch)
+    with pytest.raises(ConnectionError):
+        handle_s3_event(task_event)
+    monkeypatch.setattr(S3Storage, "put_json", writing)
+    first_batch = cloud.events()
+    assert len(first_batch) == 1
+    _handle_all(cloud, first_batch)  # the batch that was written runs and completes
+    run = _record(cloud)["run"]
+    assert cloud.keys(cloud.settings.metadata_bucket, f"collection-runs/arch/{run}/batches/") == {
+        f"collection-runs/arch/{run}/batches/00000.json"
+    }
+    done_before = {key: cloud.record(key)["updated_at"] for key in (f"arch/I{i}/I{i}_001" for i in range(2))}
+
+    with cloud.requests_to(cloud.settings.source_bucket) as source:
+        handle_s3_event(task_event)  # Lambda's retry of the start
+        restarted = cloud.events()
+        handle_s3_event(first_batch[0])  # and a late duplicate of the finished batch's event
+        repeated = cloud.events()
+    writes = sorted(path for method, path in source if method == "PUT")
+    assert writes == [f"/tiler-source/collection-batches/arch/{run}/{n:05}.json" for n in (1, 2)]
+    assert len(restarted) == 2 and repeated == []  # finished batch: nothing re-sent
+    _handle_all(cloud, restarted)
+    document = _record(cloud)
+    assert document["status"] == "done" and document["run"] == run
+    assert document["progress"] == {"done": ITEMS * PAGES, "total": ITEMS * PAGES}
+    assert {key: cloud.record(key)["updated_at"] for key in done_before} == done_before  # not converted again
+    assert len(json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/arch/collection.json"))["items"]) == 6
