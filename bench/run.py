@@ -1,5 +1,6 @@
 """Benchmark: ``make bench``, i.e.
-``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
+``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive|collections] [--keep]
+[--json PATH]``.
 
 Answers four questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
@@ -10,7 +11,9 @@ conversion alone with 25 ms per S3 request), and how fast does the dynamic
 IIIF endpoint answer random tile requests, next to the static tiles? And for
 archive masters: how close is a 100 MP JPEG 2000 to OpenJPEG's own decoder
 plus dzsave (target: at most 1.3x), in how much memory, and how many pages
-of a scanned PDF per second?
+of a scanned PDF per second? And for collections: does a 10,000-image
+collection start in under 60 s, with at most 2 S3 requests per image to start
+and 5 to complete, growing linearly?
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
@@ -38,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
 
 import archive  # noqa: E402
+import collection_scale  # noqa: E402
 import iiif_load  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
@@ -56,6 +60,7 @@ MEASUREMENTS: list[Callable[[Context], Section]] = [
     s3_flow.measure,
     iiif_load.measure,
     archive.measure,
+    collection_scale.measure,
 ]
 
 
@@ -118,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
         help="benchmark one image only, or run one section only (tiling: both images; "
         "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
-        "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)",
+        "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use; "
+        "collections: start and complete 2,500 and 10,000 images on the S3 stand-in)",
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
     parser.add_argument(

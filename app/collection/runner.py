@@ -12,12 +12,14 @@ restarted start writes only the batch documents that are missing.
 
 Batch: images handled at their current version are read (one GET each) and,
 if final, noted in ``started/BATCH.json``; every other image is copied onto
-itself (one COPY each) with user metadata naming its batch and how many images
-the batch sent, so S3 raises its event (one Lambda invocation or Batch job).
+itself (one COPY each) with user metadata naming its batch, its place in it
+and how many images the batch sent, so S3 raises its event (one Lambda invocation or Batch job).
 
 Completion: the listener (``image_finished``) reads that metadata (one HEAD),
-writes the image's marker ``marks/BATCH/ID`` (one PUT) and lists the batch's
-markers (one LIST). The image completing its batch reads the batch's job
+writes the image's marker ``marks/BATCH/GROUP/ID`` (one PUT) and lists its
+group's markers (one LIST of at most ``GROUP`` keys); the image completing its
+group marks the group and lists the batch's groups. The image completing its
+batch reads the batch's job
 records (one GET each), publishes the manifests of the batch's complete items
 and writes the batch's summary; the batch completing the run assembles the
 Collection once, from the summaries. Nothing shared is rewritten per image.
@@ -34,7 +36,7 @@ from typing import Any
 from app import records
 from app.collection import manifests, plan, spreadsheet
 from app.collection.task import Task, TaskError, group_items, parse_task
-from app.errors import SourceGone, TransientError
+from app.errors import SourceGone
 from app.ids import PAGES_PREFIX
 from app.model import SourceRef, Status
 from app.pipeline.manifest import text
@@ -47,7 +49,8 @@ TASKS_PREFIX = "tasks/"
 COLLECTIONS_PREFIX = "collections/"
 BATCHES_PREFIX = "collection-batches/"  # source bucket: one object per batch, whose event runs the batch
 RUNS_PREFIX = "collection-runs/"  # metadata bucket: a run's bookkeeping
-MEMBER_TAG = "tiler-collection"  # user metadata on a sent image: COLLECTION/RUN/BATCH/SENT/BATCHES
+MEMBER_TAG = "tiler-collection"  # user metadata on a sent image: COLLECTION/RUN/BATCH/ORDINAL/SENT
+GROUP = 25  # a batch's markers are counted in groups this size: each count lists only a few keys
 SHOWN = 500  # items and failures kept in the collection record; the rest are counted
 FINISHED = (Status.DONE, Status.FAILED)
 
@@ -104,6 +107,8 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
             page["claimed"] = page["etag"] in claimed.get(page["id"], ())
     batches = plan.batches(documents)
     found = store.get_json(settings.metadata_bucket, collection_key(collection))
+    if found and found[0].get("run") == run and found[0]["status"] in Status.FINAL:
+        run = plan.run_id([run, found[0].get("finished_at") or ""])  # dropped again when over: a new run
     record = found[0] if found and found[0].get("run") == run else None
     if record is None:
         record = _record(collection, ref, task, run, documents, len(batches))
@@ -180,11 +185,18 @@ def run_batch(ref: SourceRef, settings: Settings) -> dict[str, Any] | None:
     else:
         state = started[0]
     marked = set(_marked(store, settings, prefix, number))
-    tag = {MEMBER_TAG: f"{collection}/{run}/{number}/{len(state['sent'])}/{batch['batches']}"}
-    sent = set(state["sent"])
-    store.touch_many(settings.source_bucket, [p["key"] for p in pages if p["id"] in sent - marked], tag)
-    if len(marked & sent) == len(sent):
-        _complete_batch(store, settings, batch)
+    keys = {page["id"]: page["key"] for page in pages}
+    count = len(state["sent"])
+    unmarked = [(n, image_id) for n, image_id in enumerate(state["sent"]) if image_id not in marked]
+    _parallel(
+        store,
+        lambda sent: store.touch(
+            settings.source_bucket, keys[sent[1]], {MEMBER_TAG: f"{collection}/{run}/{number}/{sent[0]}/{count}"}
+        ),
+        unmarked,
+    )
+    if not unmarked:
+        _complete_batch(store, settings, batch, f"batch:{number}")
     return {"status": Status.RUNNING}
 
 
@@ -200,8 +212,9 @@ def _already_finished(store: S3Storage, settings: Settings, pages: list[dict[str
 
 
 def _marked(store: S3Storage, settings: Settings, prefix: str, number: int) -> list[str]:
+    """The ids of the batch's images that have their marker (``marks/BATCH/GROUP/ID``)."""
     marks = f"{prefix}marks/{number:05}/"
-    return [key[len(marks) :] for key in store.list_keys(settings.metadata_bucket, marks)]
+    return [key[len(marks) :].split("/", 1)[1] for key in store.list_keys(settings.metadata_bucket, marks)]
 
 
 # Completion -------------------------------------------------------------------------------------
@@ -218,20 +231,31 @@ def image_finished(record: dict[str, Any], settings: Settings, key: str) -> None
         return
     if not tag:
         return
-    collection, run, number, sent, _ = tag.split("/")
+    collection, run, number, ordinal, sent = tag.split("/")
+    number, group, sent = int(number), int(ordinal) // GROUP, int(sent)
     prefix = _run_prefix(collection, run)
     mark = {"status": record["status"], "error": record.get("error")}
-    store.put_json(settings.metadata_bucket, f"{prefix}marks/{int(number):05}/{record['id']}", mark)
-    if len(_marked(store, settings, prefix, int(number))) >= int(sent):
-        found = store.get_json(settings.source_bucket, _batch_key(collection, run, int(number)))
-        if found:
-            _complete_batch(store, settings, found[0])
+    store.put_json(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/{record['id']}", mark)
+    members = min(GROUP, sent - group * GROUP)
+    if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/")) < members:
+        return
+    store.put_json(settings.metadata_bucket, f"{prefix}groups/{number:05}/{group:03}", {})
+    groups = -(-sent // GROUP)
+    if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}groups/{number:05}/")) < groups:
+        return
+    found = store.get_json(settings.source_bucket, _batch_key(collection, run, number))
+    if found:
+        _complete_batch(store, settings, found[0], f"image:{record['id']}")
 
 
-def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any]) -> None:
-    """Publish the batch's complete items, write its summary, and assemble the Collection if it was the last."""
+def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any], owner: str) -> None:
+    """Publish the batch's complete items, write its summary, and assemble the Collection if it was the last.
+
+    Several of a batch's last images may see it complete at once: one claim lets only one of them do it."""
     collection, run, number = batch["collection"], batch["run"], batch["batch"]
     prefix = _run_prefix(collection, run)
+    if not _exclusive(store, settings, f"{prefix}completing/{number:05}.json", owner):
+        return
     pages = [page for item in batch["items"] for page in item["pages"]]
     found = _parallel(store, lambda p: records.read_record(store, settings.metadata_bucket, p["id"]), pages)
     facts = {page["id"]: record for page, record in zip(pages, found, strict=True)}
@@ -251,7 +275,7 @@ def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any])
         entry["manifest"] = urls.get(entry["identifier"])
     store.put_json(settings.metadata_bucket, f"{prefix}batches/{number:05}.json", summary)
     if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}batches/")) >= batch["batches"]:
-        _assemble(store, settings, collection, run, batch["batches"], task)
+        _assemble(store, settings, collection, run, batch["batches"], task, owner)
 
 
 def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -287,21 +311,13 @@ def _title(item: dict[str, Any]) -> str:
     return next((values[0] for values in _label(item).values() if values), item["identifier"])
 
 
-def _assemble(store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task) -> None:
-    """Once per run (a claim; a stale one is taken over): join split items, publish the Collection if every item
-    is complete, and record the outcome."""
+def _assemble(
+    store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task, owner: str
+) -> None:
+    """Once per run: join split items, publish the Collection if every item is complete, record the outcome."""
     prefix = _run_prefix(collection, run)
-    claim = {"at": records.now_iso()}
-    try:
-        store.put_json(settings.metadata_bucket, f"{prefix}assembly.json", claim, create_only=True)
-    except PreconditionFailed:
-        found = store.get_json(settings.metadata_bucket, collection_key(collection))
-        if found and found[0].get("run") == run and found[0]["status"] in Status.FINAL:
-            return
-        held = store.get_json(settings.metadata_bucket, f"{prefix}assembly.json")
-        if held and records.age_seconds(held[0].get("at")) < settings.stale_after_seconds:
-            raise TransientError(f"collection {collection}: being assembled elsewhere") from None
-        store.put_json(settings.metadata_bucket, f"{prefix}assembly.json", claim, if_match=held[1] if held else None)
+    if not _exclusive(store, settings, f"{prefix}assembly.json", owner):
+        return
     keys = [f"{prefix}batches/{number:05}.json" for number in range(count)]
     summaries = [found[0] for found in _parallel(store, lambda k: store.get_json(settings.metadata_bucket, k), keys)]
     urls = {entry["identifier"]: entry["manifest"] for s in summaries for entry in s["items"] if entry["manifest"]}
@@ -339,6 +355,26 @@ def _assemble(store: S3Storage, settings: Settings, collection: str, run: str, c
         finished_at=records.now_iso(),
     )
     store.put_json(settings.metadata_bucket, collection_key(collection), document)
+
+
+def _exclusive(store: S3Storage, settings: Settings, key: str, owner: str) -> bool:
+    """Whether ``owner`` may do the once-only step the claim ``key`` guards: it made the claim now, or the claim
+    is its own (Lambda's retry of the same event, after a failure) or stale (its holder died and was not retried)."""
+    claim = {"owner": owner, "at": records.now_iso()}
+    try:
+        store.put_json(settings.metadata_bucket, key, claim, create_only=True)
+        return True
+    except PreconditionFailed:
+        held = store.get_json(settings.metadata_bucket, key)
+    if held is None or (
+        held[0].get("owner") != owner and records.age_seconds(held[0].get("at")) < settings.stale_after_seconds
+    ):
+        return False
+    try:
+        store.put_json(settings.metadata_bucket, key, claim, if_match=held[1])
+    except PreconditionFailed:
+        return False
+    return True
 
 
 # Reading the inputs -----------------------------------------------------------------------------

@@ -104,7 +104,8 @@ def uploader(workers: int) -> NativeUploader:
 
 @functools.cache
 def thread_pool(workers: int) -> ThreadPoolExecutor:
-    """For many boto3 calls at once (``touch_many``); bounded, so connections never outnumber the client's pool."""
+    """For many boto3 calls at once (``put_sources``, a collection's batches); bounded, so connections never outnumber
+    the client's pool."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3")
 
 
@@ -202,12 +203,6 @@ class S3Storage:
         self.count("write")
         with classified():
             self.s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type(key)})
-
-    def touch_many(self, bucket: str, keys: Iterable[str], metadata: dict[str, str] | None = None) -> None:
-        """``touch`` many objects in parallel."""
-        futures = [thread_pool(self.workers).submit(self.touch, bucket, key, metadata) for key in keys]
-        for future in futures:
-            future.result()
 
     def touch(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> None:
         """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload. ``metadata``
