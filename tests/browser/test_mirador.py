@@ -15,8 +15,8 @@ def test_mirador_draws_the_first_canvas_of_a_collection_manifest(cloud, dashboar
     for number in (1, 2):
         cloud.upload(f"album/Leaf/Access/Leaf_{number:03}.jpg", photo(1400, 1000))
     cloud.upload("tasks/album.json", json.dumps({"collection": "album", "source_prefix": "album/"}).encode())
-    for _ in range(3):  # uploads, the task, then the conversions the task asked for
-        for event in cloud.events():
+    while events := cloud.events():  # uploads, the task, its batch, then the conversions the batch asked for
+        for event in events:
             handle_s3_event(event)
     manifest_url = f"{cloud.url}/tiler-tiles/collections/album/Leaf/manifest.json"
     assert json.loads(cloud.read("tiler-tiles", "collections/album/Leaf/manifest.json"))["items"]
