@@ -73,9 +73,9 @@ def test_mirador_reads_a_paged_right_to_left_item_in_order_and_shows_its_catalog
         cloud.upload(f"scrolls/Sutra/Sutra_{number:03}.jpg", photo(600, 800))
     cloud.upload(
         "scrolls/items.csv",
-        b"identifier,title [en],Creator,Date,behavior,viewing direction,rights\n"
+        b"identifier,title [en],Creator,Date,behavior,viewing direction,rights,attribution\n"
         b"Sutra,Lotus Sutra,Unknown scribe|Temple workshop,Edo period,paged,right-to-left,"
-        b"http://rightsstatements.org/vocab/NoC-US/1.0/\n",
+        b"http://rightsstatements.org/vocab/NoC-US/1.0/,Courtesy of the Temple Library\n",
     )
     task = {"collection": "scrolls", "source_prefix": "scrolls/", "csv": "scrolls/items.csv"}
     cloud.upload("tasks/scrolls.json", json.dumps(task).encode())
@@ -103,10 +103,13 @@ def test_mirador_reads_a_paged_right_to_left_item_in_order_and_shows_its_catalog
     assert "Sutra_002" in pair.nth(0).get_attribute("src") and "Sutra_003" in pair.nth(1).get_attribute("src")
 
     page.click("button[aria-label='Toggle sidebar']")
-    panel = page.locator(".mirador-companion-window")
-    panel.get_by_text("Unknown scribe").wait_for(timeout=10_000)
-    text = panel.first.inner_text()
+    panel = page.locator(".mirador-window-sidebar-info-panel")  # "About this item": the manifest's metadata
+    panel.get_by_text("Edo period").wait_for(timeout=10_000)
+    text = panel.inner_text()
     for shown in ("Lotus Sutra", "Creator", "Unknown scribe", "Temple workshop", "Date", "Edo period"):
         assert shown in text
-    assert panel.locator("a[href='http://rightsstatements.org/vocab/NoC-US/1.0/']").count() == 1
     screenshot(page, "mirador-right-to-left")
+    page.click("[role='tab'][aria-label='Rights']")  # the rights panel: requiredStatement and rights
+    rights = page.locator(".mirador-attribution-panel")
+    rights.get_by_text("Courtesy of the Temple Library").wait_for(timeout=10_000)
+    assert rights.locator("a[href='http://rightsstatements.org/vocab/NoC-US/1.0/']").count() == 1
