@@ -73,7 +73,9 @@ def test_items_are_folders_in_file_name_order_and_csv_gives_titles():
         ("Box1", ("c/Box1/Access/Box1_002.jp2", "c/Box1/Access/Box1_010.tif")),
         ("Box2", ("c/Box2/p_1.jpg",)),
     ]
-    titled = described(items, '\ufeffIdentifier,Title,Description\nBox1,Letters,"Correspondence, 1970s"\n\n', *[None] * 3)
+    titled = described(
+        items, '\ufeffIdentifier,Title,Description\nBox1,Letters,"Correspondence, 1970s"\n\n', *[None] * 3
+    )
     assert titled[0]["properties"] == {
         "label": {"none": ["Letters"]},
         "summary": {"none": ["Correspondence, 1970s"]},
@@ -244,5 +246,3 @@ def test_a_collection_of_200_images_accounts_for_every_image(flowing):
         )
         == 200
     )
-
-
