@@ -85,6 +85,14 @@ def test_starting_and_completing_cost_a_bounded_number_of_requests_per_image(arc
     record_reads = [path for method, path in rerun if method == "GET" and path.startswith("/tiler-metadata/jobs/")]
     assert len(record_reads) == 2 * images  # once to start, once as its batch completes
 
+    ended = document["run"]
+    cloud.upload("tasks/arch.json", json.dumps({"collection": "arch", "source_prefix": "arch/", "label": "A"}).encode())
+    with cloud.requests() as again:  # the same task dropped again once its run has ended: a new run, nothing sent
+        _handle_all(cloud)
+    document = _record(cloud)
+    assert document["status"] == "done" and document["run"] != ended
+    assert [path for method, path in again if method == "PUT" and path.startswith("/tiler-source/arch/")] == []
+
 
 def test_a_start_that_dies_midway_resumes_without_redoing_finished_batches(archive, monkeypatch):
     cloud = archive
