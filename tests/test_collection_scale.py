@@ -134,3 +134,18 @@ def test_a_start_that_dies_midway_resumes_without_redoing_finished_batches(archi
     assert document["progress"] == {"done": ITEMS * PAGES, "total": ITEMS * PAGES}
     assert {key: cloud.record(key)["updated_at"] for key in done_before} == done_before  # not converted again
     assert len(json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/arch/collection.json"))["items"]) == 6
+
+
+def test_an_image_deleted_before_its_batch_runs_is_listed_gone_and_the_run_still_ends(cloud):
+    for page in (1, 2):
+        cloud.upload(f"gone/A/A_{page:03}.png", photo(40, 32), ".png")
+    cloud.events()
+    cloud.upload("tasks/gone.json", json.dumps({"collection": "gone", "source_prefix": "gone/"}).encode())
+    (task_event,) = cloud.events()
+    handle_s3_event(task_event)
+    cloud.s3.delete_object(Bucket=cloud.settings.source_bucket, Key="gone/A/A_002.png")
+    _handle_all(cloud)
+    document = _record(cloud, "gone")
+    assert document["status"] == "failed" and document["progress"] == {"done": 1, "total": 2}
+    assert [(f["id"], f["status"]) for f in document["failures"]] == [("gone/A/A_002", "gone")]
+    assert not cloud.tiles("collections/gone/")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 from typing import Any
@@ -91,7 +92,7 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
     try:
         task = _read_task(store, ref, settings)
         collection = task.collection
-        current, inputs = _inputs(store, settings, task, ref)
+        current, inputs = _inputs(store, settings, task)
         items = group_items(task, list(current))
         documents = plan.described(items, *inputs)
     except TaskError as error:
@@ -126,7 +127,7 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
     return record
 
 
-def _inputs(store: S3Storage, settings: Settings, task: Task, ref: SourceRef) -> tuple[dict[str, str], tuple]:
+def _inputs(store: S3Storage, settings: Settings, task: Task) -> tuple[dict[str, str], tuple]:
     """The images under the prefix ({key: ETag}) and the spreadsheet inputs: CSV text, mapping, page labels text,
     pattern."""
     current = dict(store.list_objects(settings.source_bucket, task.source_prefix))
@@ -147,19 +148,11 @@ def _claimed(store: S3Storage, settings: Settings, image_ids: list[str]) -> dict
     """{image id: the ETags it was claimed at}, from one listing of the claims under the ids' common prefix
     (``claims/ID/ETAG.json``): only these images can have been handled at their current version."""
     wanted, found = set(image_ids), {}
-    for key in store.list_keys(settings.metadata_bucket, records.CLAIMS_PREFIX + _common_prefix(image_ids)):
+    for key in store.list_keys(settings.metadata_bucket, records.CLAIMS_PREFIX + os.path.commonprefix(image_ids)):
         image_id, _, name = key[len(records.CLAIMS_PREFIX) :].rpartition("/")
         if image_id in wanted:
             found.setdefault(image_id, set()).add(name.removesuffix(".json"))
     return found
-
-
-def _common_prefix(ids: list[str]) -> str:
-    if not ids:
-        return ""
-    low, high = min(ids), max(ids)
-    length = next((n for n, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), min(len(low), len(high)))
-    return low[:length]
 
 
 # Batches ----------------------------------------------------------------------------------------
@@ -188,13 +181,16 @@ def run_batch(ref: SourceRef, settings: Settings) -> dict[str, Any] | None:
     keys = {page["id"]: page["key"] for page in pages}
     count = len(state["sent"])
     unmarked = [(n, image_id) for n, image_id in enumerate(state["sent"]) if image_id not in marked]
-    _parallel(
-        store,
-        lambda sent: store.touch(
-            settings.source_bucket, keys[sent[1]], {MEMBER_TAG: f"{collection}/{run}/{number}/{sent[0]}/{count}"}
-        ),
-        unmarked,
-    )
+
+    def send(entry: tuple[int, str]) -> None:
+        ordinal, image_id = entry
+        tag = f"{collection}/{run}/{number}/{ordinal}/{count}"
+        try:
+            store.touch(settings.source_bucket, keys[image_id], {MEMBER_TAG: tag})
+        except SourceGone as gone:  # deleted since the start listed it: no job will mark it
+            _mark(store, settings, tag, image_id, {"status": Status.GONE, "error": str(gone)})
+
+    _parallel(store, send, unmarked)
     if not unmarked:
         _complete_batch(store, settings, batch, f"batch:{number}")
     return {"status": Status.RUNNING}
@@ -231,11 +227,16 @@ def image_finished(record: dict[str, Any], settings: Settings, key: str) -> None
         return
     if not tag:
         return
+    _mark(store, settings, tag, record["id"], {"status": record["status"], "error": record.get("error")})
+
+
+def _mark(store: S3Storage, settings: Settings, tag: str, image_id: str, outcome: dict[str, Any]) -> None:
+    """Write the image's marker; if that completes its group, mark the group; if that completes the batch,
+    complete it. ``tag`` is the image's MEMBER_TAG."""
     collection, run, number, ordinal, sent = tag.split("/")
     number, group, sent = int(number), int(ordinal) // GROUP, int(sent)
     prefix = _run_prefix(collection, run)
-    mark = {"status": record["status"], "error": record.get("error")}
-    store.put_json(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/{record['id']}", mark)
+    store.put_json(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/{image_id}", outcome)
     members = min(GROUP, sent - group * GROUP)
     if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/")) < members:
         return
@@ -245,7 +246,7 @@ def image_finished(record: dict[str, Any], settings: Settings, key: str) -> None
         return
     found = store.get_json(settings.source_bucket, _batch_key(collection, run, number))
     if found:
-        _complete_batch(store, settings, found[0], f"image:{record['id']}")
+        _complete_batch(store, settings, found[0], f"image:{image_id}")
 
 
 def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any], owner: str) -> None:
@@ -287,8 +288,12 @@ def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, 
             summary["done"] += 1
             pages.append({**page, "width": record["facts"]["width"], "height": record["facts"]["height"]})
         else:
-            status = record["status"] if record else "missing"
-            error = (record or {}).get("error") or ("changed while the collection ran: run the task again")
+            status = record["status"] if record else Status.GONE
+            error = (
+                (record.get("error") or "changed while the collection ran: drop the task again")
+                if record
+                else "the source was deleted before it could be converted"
+            )
             summary["failures"].append({"id": page["id"], "key": page["key"], "status": status, "error": error})
     return {**item, "pages": pages} if len(pages) == len(item["pages"]) else None
 
