@@ -149,3 +149,33 @@ def test_an_image_deleted_before_its_batch_runs_is_listed_gone_and_the_run_still
     assert document["status"] == "failed" and document["progress"] == {"done": 1, "total": 2}
     assert [(f["id"], f["status"]) for f in document["failures"]] == [("gone/A/A_002", "gone")]
     assert not cloud.tiles("collections/gone/")
+
+
+def test_batches_hold_whole_items_and_split_only_an_item_larger_than_a_batch():
+    items = [
+        {"identifier": name, "pages": list(range(count))} for name, count in (("a", 2), ("b", 2), ("c", 5), ("d", 1))
+    ]
+    packed = plan.batches(items, size=4)
+    assert [[(i["identifier"], len(i["pages"]), i["part"]) for i in batch] for batch in packed] == [
+        [("a", 2, [0, 1]), ("b", 2, [0, 1])],
+        [("c", 4, [0, 2])],
+        [("c", 1, [1, 2])],
+        [("d", 1, [0, 1])],
+    ]
+
+
+def test_an_item_split_over_batches_is_joined_in_page_order(cloud, monkeypatch):
+    monkeypatch.setattr(plan, "BATCH_IMAGES", 2)
+    for page in range(1, 6):
+        cloud.upload(f"split/Long/Long_{page:03}.png", photo(40 + page, 32), ".png")
+    cloud.upload("split/Short/Short_001.png", photo(40, 32), ".png")
+    cloud.events()
+    cloud.upload("tasks/split.json", json.dumps({"collection": "split", "source_prefix": "split/"}).encode())
+    _handle_all(cloud)
+    document = _record(cloud, "split")
+    assert document["status"] == "done" and document["batches"] == 4
+    long = json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/split/Long/manifest.json"))
+    assert [canvas["width"] for canvas in long["items"]] == [41, 42, 43, 44, 45]
+    assert [canvas["label"]["none"][0] for canvas in long["items"]] == [f"Page {n}" for n in range(1, 6)]
+    listing = json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/split/collection.json"))
+    assert [item["label"]["none"][0] for item in listing["items"]] == ["Long", "Short"]
