@@ -179,3 +179,8 @@ def test_an_item_split_over_batches_is_joined_in_page_order(cloud, monkeypatch):
     assert [canvas["label"]["none"][0] for canvas in long["items"]] == [f"Page {n}" for n in range(1, 6)]
     listing = json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/split/collection.json"))
     assert [item["label"]["none"][0] for item in listing["items"]] == ["Long", "Short"]
+    late = cloud.record("split/Short/Short_001")  # a late duplicate delivery of an image of a completed batch
+    with cloud.requests() as again:
+        runner.image_finished(late, cloud.settings, late["source"]["key"])
+    assert [path for method, path in again if method == "PUT" and path.startswith("/tiler-tiles/")] == []
+    assert _record(cloud, "split")["status"] == "done"

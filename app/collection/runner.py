@@ -277,6 +277,7 @@ def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any],
     store.put_json(settings.metadata_bucket, f"{prefix}batches/{number:05}.json", summary)
     if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}batches/")) >= batch["batches"]:
         _assemble(store, settings, collection, run, batch["batches"], task, owner)
+    _done(store, settings, f"{prefix}completing/{number:05}.json", owner)
 
 
 def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -360,19 +361,23 @@ def _assemble(
         finished_at=records.now_iso(),
     )
     store.put_json(settings.metadata_bucket, collection_key(collection), document)
+    _done(store, settings, f"{prefix}assembly.json", owner)
 
 
 def _exclusive(store: S3Storage, settings: Settings, key: str, owner: str) -> bool:
     """Whether ``owner`` may do the once-only step the claim ``key`` guards: it made the claim now, or the claim
-    is its own (Lambda's retry of the same event, after a failure) or stale (its holder died and was not retried)."""
+    is its own (Lambda's retry of the same event, after a failure) or stale (its holder died and was not retried);
+    never once the step is done (a late duplicate of the same event)."""
     claim = {"owner": owner, "at": records.now_iso()}
     try:
         store.put_json(settings.metadata_bucket, key, claim, create_only=True)
         return True
     except PreconditionFailed:
         held = store.get_json(settings.metadata_bucket, key)
-    if held is None or (
-        held[0].get("owner") != owner and records.age_seconds(held[0].get("at")) < settings.stale_after_seconds
+    if (
+        held is None
+        or held[0].get("done")
+        or (held[0].get("owner") != owner and records.age_seconds(held[0].get("at")) < settings.stale_after_seconds)
     ):
         return False
     try:
@@ -380,6 +385,11 @@ def _exclusive(store: S3Storage, settings: Settings, key: str, owner: str) -> bo
     except PreconditionFailed:
         return False
     return True
+
+
+def _done(store: S3Storage, settings: Settings, key: str, owner: str) -> None:
+    """The step the claim ``key`` guards is done: nobody does it again."""
+    store.put_json(settings.metadata_bucket, key, {"owner": owner, "at": records.now_iso(), "done": True})
 
 
 # Reading the inputs -----------------------------------------------------------------------------
