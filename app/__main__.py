@@ -1,4 +1,4 @@
-"""Command line: ``python -m app convert | demo | settings | provision | doctor | teardown``.
+"""Command line: ``python -m app convert | demo | settings | provision | doctor | teardown | reprocess``.
 
 Every subcommand is a thin adapter over the same code the Lambda handler runs.
 """
@@ -100,6 +100,29 @@ def _parser() -> argparse.ArgumentParser:
     _stage_arguments(teardown)
     teardown.add_argument("--force", action="store_true", help="also delete buckets and images that are not empty")
     teardown.set_defaults(run=_teardown)
+
+    reprocess = commands.add_parser(
+        "reprocess",
+        help="convert a stage's images again through the normal path (after a settings change, a new libvips)",
+    )
+    _stage_arguments(reprocess)
+    reprocess.add_argument("--prefix", default="", help="only source keys starting with this (default: all)")
+    reprocess.add_argument(
+        "--status", choices=("done", "failed", "gone", "retrying"), help="only images whose record says this"
+    )
+    reprocess.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent and the estimate; send nothing"
+    )
+    reprocess.add_argument("--resume", metavar="RUN", help="continue a stopped run where it stopped")
+    reprocess.add_argument("--yes", action="store_true", help="start without asking (needed without a terminal)")
+    reprocess.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=20,
+        metavar="N",
+        help="most images of this run converting at a time (default 20, or the stage's MAXIMUM_CONCURRENCY if lower)",
+    )
+    reprocess.set_defaults(run=_reprocess)
 
     hashing = commands.add_parser(
         "hash-password", help="print DASHBOARD_PASSWORD_HASH for a password read from the terminal or stdin"
@@ -296,6 +319,42 @@ def _teardown(args: argparse.Namespace, settings: Settings, parser: argparse.Arg
     from tooling.deploy.teardown import teardown
 
     return _on_stage(args, lambda stage: 1 if any(c.action == "kept" for c in teardown(stage, args.force)) else 0)
+
+
+def _reprocess(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    if args.resume and (args.prefix or args.status):
+        parser.error("--resume continues a run with the --prefix and --status it was started with")
+    if args.max_in_flight < 1:
+        parser.error("--max-in-flight must be at least 1")
+
+    def run(stage) -> int:
+        from app import reprocess
+        from app.storage.s3 import S3Storage
+
+        staged = Settings.from_env(stage.environment)  # the deployed function's settings: buckets, prices
+        ceiling = int(stage.environment.get("MAXIMUM_CONCURRENCY") or 0) or args.max_in_flight
+        queue = stage.environment.get("EVENT_QUEUE", "")
+        try:
+            return reprocess.command(
+                S3Storage(staged.upload_workers),
+                staged,
+                stage.name,
+                lambda: reprocess.delivery(stage.region, stage.function_name, queue),
+                prefix=args.prefix,
+                status=args.status,
+                dry_run=args.dry_run,
+                resume=args.resume,
+                yes=args.yes,
+                at_once=min(args.max_in_flight, ceiling),
+            )
+        except TilerError as error:  # S3 unreachable, a bucket missing: one line, not a traceback
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # while planning or asking: nothing was sent (a started run handles its own)
+            print("\nStopped before anything was sent.", file=sys.stderr)
+            return 130
+
+    return _on_stage(args, run)
 
 
 def _on_stage(args: argparse.Namespace, command: Callable[[Any], int]) -> int:

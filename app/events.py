@@ -1,11 +1,15 @@
-"""The S3 event entry point that zappa_settings.json wires to ObjectCreated on the source bucket.
+"""The S3 event entry point: ObjectCreated and ObjectRemoved on the source bucket.
 
 Every record of an event is handled, not only the first. Keys arrive
-URL-encoded the way S3 sends them (``+`` for space). Test events, non-create
-events and keys that look like this project's own outputs are ignored, so the
-function can never trigger itself. Each record is checked on its own: a
+URL-encoded the way S3 sends them (``+`` for space). ObjectCreated converts
+the key's newest version; ObjectRemoved withdraws what the key published. Test
+events, folder markers and item lists (``.csv``) are ignored; a key that
+cannot be published (see ``ids.key_problem``) is refused by its job, with a
+``failed`` record that says why. Each record is checked on its own: a
 malformed one (missing keys, wrong types, another bucket) is logged with its
 reason and is an error, raised once the well-formed records beside it are done.
+A record may carry ``reprocessRun`` (``python -m app reprocess``): the version
+is converted again even if it was already, once per run.
 """
 
 from __future__ import annotations
@@ -14,25 +18,28 @@ import logging
 import os
 import re
 import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 from app import items, jobs
 from app.collection import runner as collection_runner
 from app.errors import TransientError
-from app.ids import PAGES_PREFIX, page_of
-from app.iiif import serving
 from app.model import SourceRef
 from config import Settings
 
 log = logging.getLogger(__name__)
 
-# Keys our own publishing writes, should a bucket ever be shared or notifications mis-wired.
-_OUTPUT_KEY = re.compile(
-    rf"^(jobs|claims|index|members|{serving.PREFIX.rstrip('/')})/|_files/\d+/|\.dzi$"
-    r"|/(info|manifest|collection)\.json$"
-    r"|/default\.jpg$"
-)
+RUN_FIELD = "reprocessRun"  # in an S3 event record: the re-processing run that sent it
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one event record asks for: a source version to convert, or a key whose object was removed."""
+
+    ref: SourceRef
+    removed: bool = False
+    run: str | None = None
 
 
 # What sits on top of the per-image engine and hears of every final record.
@@ -58,15 +65,18 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
     if isinstance(event, dict) and event.get("Event") == "s3:TestEvent":
         log.info("ignored s3:TestEvent")
         return {"handled": 0, "ignored": 1}
-    refs, ignored, malformed = _routed(event, settings)
+    deliveries, ignored, malformed = _routed(event, settings)
     failures: list[Exception] = []
     statuses = []
-    for ref in refs:
+    for delivery in deliveries:
+        ref = delivery.ref
         try:
-            if collection_runner.is_collection_key(ref.key):
+            if delivery.removed:
+                record = jobs.source_removed(ref, settings, runtime, SUBSCRIBERS)
+            elif collection_runner.is_collection_key(ref.key):
                 record = collection_runner.handle(ref, settings)
             else:
-                record = jobs.handle(ref, settings, runtime, SUBSCRIBERS)
+                record = jobs.handle(ref, settings, runtime, SUBSCRIBERS, run=delivery.run)
             statuses.append(record["status"] if record else "duplicate")
         except Exception as error:  # keep going: the other records deserve their turn
             if isinstance(error, TransientError):
@@ -77,41 +87,33 @@ def handle_s3_event(event: dict[str, Any], context: Any = None) -> dict[str, Any
     failures += malformed
     if failures:
         raise failures[0]
-    return {"handled": len(refs), "ignored": ignored, "statuses": statuses}
+    return {"handled": len(deliveries), "ignored": ignored, "statuses": statuses}
 
 
-def sources_in(event: dict[str, Any], settings: Settings) -> tuple[list[SourceRef], int]:
-    """The source versions an S3 event names, and how many records were ignored; raises on a malformed record."""
-    refs, ignored, malformed = _routed(event, settings)
-    if malformed:
-        raise malformed[0]
-    return refs, ignored
-
-
-def _routed(event: Any, settings: Settings) -> tuple[list[SourceRef], int, list[UnroutableRecord]]:
+def _routed(event: Any, settings: Settings) -> tuple[list[Delivery], int, list[UnroutableRecord]]:
     """Each record on its own: a malformed one is logged and set aside, the others still routed."""
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         keys = sorted(map(str, event)) if isinstance(event, dict) else type(event).__name__
         error = UnroutableRecord(f"not an S3 event: {keys}")
         log.error("%s", error)
         return [], 0, [error]
-    refs, ignored, malformed = [], 0, []
+    deliveries, ignored, malformed = [], 0, []
     for number, record in enumerate(event["Records"]):
         try:
-            ref = _source_of(record, settings)
+            delivery = _delivery_of(record, settings)
         except UnroutableRecord as error:
             log.error("event record %d refused: %s", number, error)
             malformed.append(error)
             continue
-        if ref is None:
+        if delivery is None:
             ignored += 1
         else:
-            refs.append(ref)
-    return refs, ignored, malformed
+            deliveries.append(delivery)
+    return deliveries, ignored, malformed
 
 
-def _source_of(record: Any, settings: Settings) -> SourceRef | None:
-    """The source version one record names; None when it is to be ignored; UnroutableRecord when malformed."""
+def _delivery_of(record: Any, settings: Settings) -> Delivery | None:
+    """What one record asks for; None when it is to be ignored; UnroutableRecord when malformed."""
     if not isinstance(record, dict):
         raise UnroutableRecord(f"a record must be an object, not {type(record).__name__}")
     if record.get("eventSource") != "aws:s3" or "s3" not in record:
@@ -125,27 +127,30 @@ def _source_of(record: Any, settings: Settings) -> SourceRef | None:
     key = unquote_plus(raw_key)
     if len(key.encode("utf-8", "surrogatepass")) > 1024 or "\x00" in key:
         raise UnroutableRecord(f"s3://{bucket}/{key[:100]!r}: not a key S3 could hold")
-    if not name.startswith("ObjectCreated:"):
+    removed = name.startswith("ObjectRemoved:")
+    if not (removed or name.startswith("ObjectCreated:")):
         log.info("ignored %s for s3://%s/%s", name, bucket, key)
         return None
-    if _OUTPUT_KEY.search(key) or key.endswith("/"):
-        log.warning("ignored s3://%s/%s: an output or folder key, never a source", bucket, key)
-        return None
-    if key.startswith(PAGES_PREFIX) and not page_of(key):
-        log.warning("ignored s3://%s/%s: pages/ holds documents' pages only", bucket, key)
+    if key.endswith("/"):
+        log.info("ignored s3://%s/%s: a folder marker, not a file", bucket, key)
         return None
     if key.lower().endswith(".csv"):
         log.info("ignored s3://%s/%s: a collection's item list, not an image", bucket, key)
         return None
     if bucket != settings.source_bucket:
         raise UnroutableRecord(f"s3://{bucket}/{key}: events must come from SOURCE_BUCKET {settings.source_bucket!r}")
+    if removed:
+        return Delivery(SourceRef(bucket, key), removed=True)
     obj = s3["object"]
     etag, size = obj.get("eTag"), obj.get("size")
     if etag is not None and not isinstance(etag, str):
         raise UnroutableRecord(f"s3://{bucket}/{key}: eTag must be a string, not {type(etag).__name__}")
     if size is not None and (type(size) is not int or size < 0):
         raise UnroutableRecord(f"s3://{bucket}/{key}: size must be a whole number of bytes, not {size!r}"[:300])
-    return SourceRef(bucket, key, (etag or "").strip('"') or None, size)
+    run = record.get(RUN_FIELD)
+    if run is not None and not (isinstance(run, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run)):
+        raise UnroutableRecord(f"s3://{bucket}/{key}: {RUN_FIELD} must be a run id, not {str(run)[:80]!r}")
+    return Delivery(SourceRef(bucket, key, (etag or "").strip('"') or None, size), run=run)
 
 
 def _field(s3: Any, parent: str, name: str) -> str:

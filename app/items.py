@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app import cdn, records
+from app import cdn, records, takedown
 from app.ids import PAGES_PREFIX, page_id, page_key, page_of, version_of
-from app.iiif import grid, serving
+from app.iiif import grid
 from app.model import SourceRef, Status
 from app.pipeline.manifest import document_manifest
 from app.pipeline.pages import Document, split
@@ -206,17 +205,7 @@ def _number(page: str) -> int:
 
 def _retire(store: S3Storage, settings: Settings, item_id: str, retire: dict[str, Any]) -> None:
     """Delete the stale outputs ``_retired`` listed, now that the new manifest no longer points at them."""
-    outputs = [(item_id, r"\.dzi|_files/.*|/info\.json|/[^/]+/[^/]+/0/default\.jpg")] if retire.get("image") else []
-    outputs += [(page, r"\.dzi|_files/.*|/.*") for page in retire.get("pages", [])]
-    doomed = []
-    for image_id, suffixes in outputs:
-        ours = re.compile(rf"^{re.escape(image_id)}({suffixes})$")  # never a nested item's or page's keys
-        doomed += [key for key in store.list_keys(settings.tiles_bucket, image_id) if ours.match(key)]
-        doomed.append(serving.key(image_id))
-    store.delete_keys(settings.tiles_bucket, doomed)
+    if retire.get("image"):  # the single image the source was before: all of it but the item's new manifest
+        takedown.prune(store, settings.tiles_bucket, item_id, keep={f"{item_id}/manifest.json"})
     for page in retire.get("pages", []):
-        old = records.read_record(store, settings.metadata_bucket, page)
-        store.delete_keys(
-            settings.metadata_bucket,
-            [records.record_key(page), f"{page}.json"] + ([records.index_key(old["status"], page)] if old else []),
-        )
+        takedown.retire(store, settings, page)

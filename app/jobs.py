@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,11 +22,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app import cdn, dispatch, items, records
+from app import cdn, dispatch, items, records, refusals, takedown
 from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
-from app.ids import image_id_for, page_of
+from app.ids import image_id_for, key_problem, page_of
 from app.iiif import grid
-from app.model import Conversion, ImageFacts, Route, SourceRef, Status
+from app.model import ImageFacts, Route, SourceRef, Status
 from app.pipeline import convert, jp2
 from app.pipeline.inspect import checked_format, open_image
 from app.pipeline.pages import Document, inspect_document
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PUTS_PER_SECOND = 150  # conservative S3 publishing rate, for deadline estimates
 DOWNLOAD_BYTES_PER_SECOND = 40e6
 SAFETY_SECONDS = 20.0
+FOLLOW_VERSIONS = 5  # newer versions one delivery converts in turn before it leaves the rest to their own events
 SCRATCH_PREFIX = "tiler-"  # tiler-PID-random: the owning process is known, so only orphans are swept
 _active_scratch: set[str] = set()  # this process's scratch folders in use (the demo runs jobs concurrently)
 
@@ -48,7 +49,11 @@ Listener = Callable[[dict[str, Any], Settings, str], None]  # a final record, th
 
 
 class InProgressElsewhere(TransientError):
-    """A duplicate delivery while the first is still working: retried later, it finds the job done (or stale)."""
+    """A delivery while another job works on the image: retried later, it finds the job done (or stale)."""
+
+
+class ClaimLost(Exception):
+    """This job stalled so long that another took the image over: it must publish nothing more."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +86,51 @@ class Runtime:
 
 
 def handle(
-    ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequence[Listener] = ()
+    ref: SourceRef,
+    settings: Settings,
+    runtime: Runtime,
+    listeners: Sequence[Listener] = (),
+    run: str | None = None,
 ) -> dict[str, Any] | None:
-    """Convert and publish one source version; returns its job record, or None if another delivery has it.
+    """Convert and publish the newest version of ``ref.key``; returns the last job record, or None if another
+    delivery has it.
 
-    ``listeners`` hear of every final record, also on a duplicate delivery: what sits on top of the engine
-    (collections, documents' items) subscribes through them, as the entry points choose.
+    Jobs of one image never overlap (``records.claim``). When a job ends, its source is looked at again: a
+    version uploaded meanwhile, whose own delivery found the image busy, is converted next by this job, and a
+    source deleted meanwhile is withdrawn, so the newest version always wins. ``listeners`` hear of every
+    final record, also on a duplicate delivery: what sits on top of the engine (collections, documents' items)
+    subscribes through them, as the entry points choose. ``run`` names a re-processing run.
     """
     store = S3Storage(settings.upload_workers)
+    owner = f"{runtime.owner}/{uuid.uuid4().hex[:8]}"  # this delivery's, also among threads of one process
+    record = None
+    for _ in range(FOLLOW_VERSIONS):
+        outcome = _one_version(store, ref, settings, runtime, listeners, run, owner)
+        if outcome is None:
+            return record
+        record = outcome
+        if record["status"] not in Status.FINAL or record["status"] == Status.WITHDRAWN or record.get("conflict"):
+            return record  # handed to AWS Batch, or split into pages: those jobs look again when they end
+        try:
+            newest = store.head(SourceRef(ref.bucket, ref.key))
+        except SourceGone:  # deleted while it converted: withdrawn now, whatever order the events come in
+            return source_removed(ref, settings, runtime, listeners, owner) or record
+        if newest.etag == record["source"].get("etag"):
+            return record
+        log.info("s3://%s/%s changed while it converted: converting its newest version", ref.bucket, ref.key)
+        ref = newest
+    return record
+
+
+def _one_version(
+    store: S3Storage,
+    ref: SourceRef,
+    settings: Settings,
+    runtime: Runtime,
+    listeners: Sequence[Listener],
+    run: str | None,
+    owner: str,
+) -> dict[str, Any] | None:
     image_id = image_id_for(ref.key)
     try:
         current = store.head(ref)
@@ -96,48 +138,70 @@ def handle(
         if page_of(ref.key):  # a page of a document's earlier version, deleted when the new one was split
             log.info("skipped s3://%s/%s: superseded by a newer version of its document", ref.bucket, ref.key)
             return None
-        return _finished(_record_gone(store, settings, image_id, ref, runtime, str(gone)), settings, listeners)
+        return source_removed(ref, settings, runtime, listeners, owner) or _finished(
+            _record_gone(store, settings, image_id, ref, runtime, str(gone)), settings, listeners
+        )
     if ref.etag and current.etag != ref.etag:
         log.warning(
             "skipped stale event for s3://%s/%s: ETag %s is now %s", ref.bucket, ref.key, ref.etag, current.etag
         )
         return None
+    problem = key_problem(ref.key)
+    if problem:
+        reason = f"{ref.key!r} cannot be published: {problem}; rename it"
+        refused = refusals.refuse(store, settings, current, runtime.route, runtime.owner, reason)
+        return _finished(refused, settings, listeners)
     claimed = records.claim(
         store,
         settings.metadata_bucket,
         image_id,
         current,
-        runtime.owner,
+        owner,
         settings.stale_after_seconds,
         resume_batch=not runtime.may_dispatch,
+        run=run,
     )
-    if claimed == records.Claim.BUSY:  # fail, so Lambda retries: by then it is done, or its worker died
-        raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}) is being converted by another worker")
+    if claimed == records.Claim.BUSY:  # fail, so it is delivered again: by then it is done, or its worker died
+        raise InProgressElsewhere(f"s3://{ref.bucket}/{ref.key} ({current.etag}): {image_id} is being converted")
     if claimed == records.Claim.HANDLED:
         log.info("s3://%s/%s (%s) is already handled: duplicate delivery ignored", ref.bucket, ref.key, current.etag)
         _finished(records.read_record(store, settings.metadata_bucket, image_id), settings, listeners, current)
         return None
     previous = records.read_record(store, settings.metadata_bucket, image_id)
+    holder = refusals.holder_of(store, previous, current)
+    if holder:
+        records.release(store, settings.metadata_bucket, image_id, owner)
+        reason = (
+            f"{ref.key} would be published as {image_id!r}, the id of {holder}: rename one of them, or delete "
+            f"{holder} (which withdraws it) and retry this one"
+        )
+        refused = refusals.refuse(store, settings, current, runtime.route, runtime.owner, reason, conflict=holder)
+        return _finished(refused, settings, listeners)
     journal = Journal(
         store,
         settings.metadata_bucket,
         image_id,
         current,
         runtime.route,
-        runtime.owner,
+        owner,
         indexed_as=previous and previous.get("status"),
         replaces=_published_version(previous),
+        published=_published(previous),
+        run=run,
     )
     try:
-        record = _run(journal, store, current, image_id, settings, runtime, previous)
+        record = _run(journal, store, current, image_id, settings, runtime, previous, owner)
     except InputError as error:
         record = journal.save(status=Status.FAILED, error=str(error))
     except SourceGone as error:
         record = journal.save(status=Status.GONE, error=str(error))
     except dispatch.BatchNotConfigured as error:
         record = journal.save(status=Status.FAILED, error=f"too large for Lambda, and {error}")
+    except ClaimLost as lost:
+        log.warning("%s: %s; the job that took it over publishes instead", image_id, lost)
+        return None
     except Exception as error:
-        _give_back(journal, store, settings, image_id, current, error)
+        _give_back(journal, store, settings, image_id, owner, error)
         raise
     return _finished(record, settings, listeners)
 
@@ -163,6 +227,7 @@ def _run(
     settings: Settings,
     runtime: Runtime,
     previous: dict[str, Any] | None,
+    owner: str,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -194,6 +259,7 @@ def _run(
             return _hand_to_batch(journal, ref, image_id, settings, reason)
         journal.phase("convert", 0, 100)
         publisher = Publisher(store, settings.tiles_bucket, settings.metadata_bucket)
+        replacing = _published(previous) is not None or bool(previous and previous.get("kind") == "item")
         with publisher.early_tiles() as early:  # tiles go up while libvips makes the rest
             conversion = convert(
                 source,
@@ -202,30 +268,50 @@ def _run(
                 image_id,
                 source_name=_source_name(ref.key),
                 on_progress=lambda percent: journal.progress(int(percent), 100),
-                on_tile=early.add,
+                on_tile=None if replacing else early.add,  # a failing new version must not touch the old one's
             )
             timings.update(conversion.timings)
             objects = conversion.object_count
             if _seconds_left(runtime) < objects / PUTS_PER_SECOND + SAFETY_SECONDS and runtime.may_dispatch:
                 early.discard()
                 return _hand_to_batch(journal, ref, image_id, settings, "not enough Lambda time left to publish")
+            try:
+                _check_still_ours(store, settings, image_id, ref, owner)
+            except ClaimLost:
+                early.take()  # not ours to delete: the keys may hold the new owner's tiles by now
+                raise
             journal.phase("publish", 0, objects)
             publish_started = time.perf_counter()
             stored = publisher.publish(conversion, on_progress=journal.progress, early=early)
-        _prune_stale_tiles(store, settings.tiles_bucket, conversion, previous, settings.tile_size)
+        keep = {key for phase in conversion.phases() if phase.destination == "tiles" for _, key in phase.files}
+        takedown.prune(store, settings.tiles_bucket, image_id, keep)
+        if previous and previous.get("kind") == "item":  # a document replaced by a single image
+            for page in previous.get("pages") or ():
+                takedown.retire(store, settings, page["id"])
+            store.delete_keys(settings.source_bucket, takedown.page_sources(store, settings.source_bucket, image_id))
+        refusals.forget(store, settings, ref.key)
         _invalidate_replaced(settings, image_id, ref.etag, previous)
         timings["publish"] = round(time.perf_counter() - publish_started, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
     facts = conversion.facts
+    thumbnail = _thumbnail(facts, settings)
     return journal.save(
         status=Status.DONE,
+        published={
+            "etag": ref.etag,
+            "key": ref.key,
+            "at": records.now_iso(),
+            "width": facts.width,
+            "height": facts.height,
+            "thumbnail": thumbnail,
+        },
         error=None,
         timings=timings,
         facts=facts.to_dict(),
         tile_size=settings.tile_size,
         objects=objects,
         metadata_partial=conversion.metadata_partial,
-        thumbnail=_thumbnail(facts, settings),
+        thumbnail=thumbnail,
         manifest=settings.iiif_manifests,
         progress={"phase": "done", "done": objects, "total": objects},
         derivatives=list(conversion.derivatives),
@@ -321,11 +407,36 @@ def _hand_to_batch(journal: Journal, ref: SourceRef, image_id: str, settings: Se
     )
 
 
+def source_removed(
+    ref: SourceRef, settings: Settings, runtime: Runtime, listeners: Sequence[Listener] = (), owner: str = ""
+) -> dict[str, Any] | None:
+    """ObjectRemoved: withdraw the image this key published; returns its record (None: nothing to withdraw).
+
+    Deliveries come in any order: a key uploaded again since is left to its ObjectCreated, and an image whose
+    record names another key (an earlier version's page, the key that holds a shared id) is not this key's.
+    """
+    if page_of(ref.key):  # the service's own page sources: their item retires or withdraws the pages
+        return None
+    store = S3Storage(settings.upload_workers)
+    if store.exists(ref.bucket, ref.key):
+        log.info("s3://%s/%s was deleted and uploaded again: its new version stays", ref.bucket, ref.key)
+        return None
+    image_id = image_id_for(ref.key)
+    record = records.read_record(store, settings.metadata_bucket, image_id)
+    if record is None or record["source"].get("key") != ref.key or record["status"] == Status.GONE:
+        return None
+    reason = f"its source s3://{ref.bucket}/{ref.key} was deleted"
+    return takedown.withdraw(settings, image_id, "source deleted", reason, owner or runtime.owner, listeners)
+
+
 def _record_gone(
     store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime, reason: str
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """The source was deleted before anything of it was published: say so (unless another job is running)."""
     log.warning("%s", reason)
     previous = records.read_record(store, settings.metadata_bucket, image_id)
+    if previous and previous["status"] not in Status.FINAL:
+        return None  # that job looks at its source again when it ends
     journal = Journal(
         store,
         settings.metadata_bucket,
@@ -334,51 +445,51 @@ def _record_gone(
         runtime.route,
         runtime.owner,
         indexed_as=previous and previous.get("status"),
-        replaces=_published_version(previous),
     )
     return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
 
 
 def _give_back(
-    journal: Journal, store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, error: Exception
+    journal: Journal, store: S3Storage, settings: Settings, image_id: str, owner: str, error: Exception
 ) -> None:
     """Record a transient failure and release the claim, so the retry can take the job again."""
     try:
         journal.save(status=Status.RETRYING, error=f"{type(error).__name__}: {error}")
-        records.release(store, settings.metadata_bucket, image_id, ref.etag)
+        records.release(store, settings.metadata_bucket, image_id, owner)
     except Exception:  # S3 itself is failing: the stale claim will be taken over by the retry
         log.exception("could not record the failure of %s", image_id)
 
 
-def _prune_stale_tiles(
-    store: S3Storage, bucket: str, conversion: Conversion, previous: dict[str, Any] | None, tile_size: int
-) -> None:
-    """After re-converting an image whose size changed, delete the tiles the new pyramid no longer has."""
-    if not previous or not previous.get("facts"):
-        return
-    old = previous["facts"]
-    if (old["width"], old["height"], previous.get("tile_size")) == (
-        conversion.facts.width,
-        conversion.facts.height,
-        tile_size,
-    ):
-        return
-    image_id = re.escape(conversion.image_id)
-    ours = re.compile(rf"^{image_id}(_files/\d+/\d+_\d+\.jpg|/[^/]+/[^/]+/0/default\.jpg)$")
-    keep = set(conversion.tiles) | set(conversion.descriptors)
-    candidates = [
-        *store.list_keys(bucket, f"{conversion.image_id}_files/"),
-        *store.list_keys(bucket, f"{conversion.image_id}/"),
-    ]
-    store.delete_keys(bucket, (key for key in candidates if ours.match(key) and key not in keep))
+def _check_still_ours(store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, owner: str) -> None:
+    """Right before publishing: the claim is still this job's (it was not taken over as dead while it
+    stalled). A version uploaded meanwhile is published afterwards by this same job (``handle``), so this
+    complete version goes up whole first, and the newest follows it."""
+    if not records.holds(store, settings.metadata_bucket, image_id, owner):
+        raise ClaimLost(f"the claim on {image_id} passed to another job")
+
+
+def _published(previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of the image is published now, as the previous record knows it (carried across failed versions)."""
+    if not previous:
+        return None
+    if "published" in previous:
+        return previous["published"]
+    if previous.get("status") == Status.DONE and previous.get("facts"):  # a record from before it was kept
+        facts = previous["facts"]
+        return {
+            "etag": previous["source"].get("etag"),
+            "key": previous["source"].get("key"),
+            "at": previous.get("finished_at"),
+            "width": facts["width"],
+            "height": facts["height"],
+            "thumbnail": previous.get("thumbnail"),
+        }
+    return None
 
 
 def _published_version(previous: dict[str, Any] | None) -> str | None:
-    """The source ETag of the version whose outputs are published now: the previous record's own when it is
-    done, else the one it was replacing (a job retried, failed or handed to AWS Batch between the two)."""
-    if not previous:
-        return None
-    return previous["source"].get("etag") if previous.get("status") == Status.DONE else previous.get("replaces")
+    """The source ETag of the version whose outputs are published now (None: nothing is)."""
+    return (_published(previous) or {}).get("etag")
 
 
 def _invalidate_replaced(settings: Settings, image_id: str, etag: str, previous: dict[str, Any] | None) -> None:

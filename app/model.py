@@ -104,5 +104,6 @@ class Status:
     FAILED = "failed"  # the input's fault: not retried
     GONE = "gone"  # the source object was deleted before it could be converted
     PAGES = "pages"  # a document split into pages, which are converting; final when the last page is
+    WITHDRAWN = "withdrawn"  # taken down: its source was deleted, or someone withdrew it on the dashboard
 
-    FINAL = frozenset({DONE, FAILED, GONE})
+    FINAL = frozenset({DONE, FAILED, GONE, WITHDRAWN})

@@ -1,11 +1,13 @@
 """Job records and claims in the metadata bucket: the only state the system keeps.
 
 ``jobs/ID.json`` is the job record the dashboard reads: source version,
-route, status, progress, timings and error. ``claims/ID/ETAG.json`` is created
-with an S3 conditional write (If-None-Match) by whoever takes a source version
-on, so duplicate or concurrent deliveries of one event do the work once. A
-claim whose job has stopped moving (the worker died) can be taken over with a
-second conditional write (If-Match), so a retry still completes the job.
+route, status, progress, timings, error, and which version is published.
+``claims/ID.json`` says which job holds the image: one job per image at a time,
+whatever the version, so two versions of one key can never publish over each
+other. It is created with an S3 conditional write (If-None-Match) and handed
+on with another (If-Match): to the next version once the holder's job has
+ended, or to a retry once the holder has stopped moving (its worker died).
+Duplicate deliveries of a version already handled are told so, and do nothing.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def move_index(store: S3Storage, bucket: str, image_id: str, old: str | None, ne
         store.delete(bucket, index_key(old, image_id))
 
 
-def claim_key(image_id: str, etag: str) -> str:
-    return f"{CLAIMS_PREFIX}{image_id}/{etag}.json"
+def claim_key(image_id: str) -> str:
+    return f"{CLAIMS_PREFIX}{image_id}.json"
 
 
 def now() -> datetime:
@@ -71,11 +73,11 @@ def read_record(store: S3Storage, bucket: str, image_id: str) -> dict[str, Any] 
 
 
 class Claim:
-    """What ``claim`` found: the job is now ours, already handled elsewhere, or being worked on elsewhere."""
+    """What ``claim`` found: the image is now ours, this version is already handled, or another job is on it."""
 
     OURS = "ours"
-    HANDLED = "handled"  # final for this version, or handed to AWS Batch, which owns it now
-    BUSY = "busy"  # another worker is on it and alive: a retry later will find it done, or stale
+    HANDLED = "handled"  # final for this version (in this run), or handed to AWS Batch, which owns it now
+    BUSY = "busy"  # another job is on the image and alive: a retry later finds it done, or stale
 
 
 def claim(
@@ -86,45 +88,87 @@ def claim(
     owner: str,
     stale_after: float,
     resume_batch: bool = False,
+    run: str | None = None,
+    takedown: bool = False,
 ) -> str:
-    """Try to take this source version on, with an S3 conditional write; returns a ``Claim`` value."""
-    key = claim_key(image_id, ref.etag)
+    """Try to take the image on for the source version ``ref``, with S3 conditional writes; a ``Claim`` value.
+
+    ``run`` names a re-processing run: a version already handled is converted again, once per run.
+    ``takedown`` takes the image from any job that has ended, to withdraw what it published.
+    """
+    key = claim_key(image_id)
+    mine = {"etag": ref.etag, "owner": owner, "at": now_iso(), "run": run, "takedown": takedown}
     try:
-        store.put_json(bucket, key, {"owner": owner, "at": now_iso()}, create_only=True)
+        store.put_json(bucket, key, mine, create_only=True)
         return Claim.OURS
     except PreconditionFailed:
         pass
     held = store.get_json(bucket, key)
     if held is None:  # released between our two calls: try once more from the start
-        return claim(store, bucket, image_id, ref, owner, stale_after, resume_batch)
+        return claim(store, bucket, image_id, ref, owner, stale_after, resume_batch, run, takedown)
     holder, claim_etag = held
-    verdict = _verdict(read_record(store, bucket, image_id), holder, ref, stale_after, resume_batch)
+    record = read_record(store, bucket, image_id)
+    verdict = _verdict(record, holder, ref, stale_after, resume_batch, run, takedown)
     if verdict != Claim.OURS:
         return verdict
     try:
-        store.put_json(
-            bucket, key, {"owner": owner, "at": now_iso(), "took_over_from": holder.get("owner")}, if_match=claim_etag
-        )
+        store.put_json(bucket, key, {**mine, "took_over_from": holder.get("owner")}, if_match=claim_etag)
     except PreconditionFailed:
-        return Claim.BUSY  # another delivery took it over first
-    log.warning("took over %s from %s", key, holder.get("owner"))
+        return Claim.BUSY  # another delivery took it first
+    if not holder.get("released") and not _ended(record, holder):
+        log.warning("took over %s from %s", key, holder.get("owner"))
     return Claim.OURS
 
 
-def _verdict(record: dict | None, holder: dict, ref: SourceRef, stale_after: float, resume_batch: bool) -> str:
-    """Whether a held claim may be taken over (OURS), or why not."""
-    if record is None or record.get("source", {}).get("etag") != ref.etag:  # claimed, not yet recorded
+def _ended(record: dict | None, holder: dict) -> bool:
+    """Whether the holder's job has ended (its record, for its version, says so)."""
+    if record is None or record.get("source", {}).get("etag") != holder.get("etag"):
+        return False
+    return record["status"] in Status.FINAL or record["status"] == Status.PAGES  # the pages own the job then
+
+
+def _verdict(
+    record: dict | None,
+    holder: dict,
+    ref: SourceRef,
+    stale_after: float,
+    resume_batch: bool,
+    run: str | None,
+    takedown: bool,
+) -> str:
+    """Whether a held claim may be taken (OURS), or why not."""
+    if holder.get("released"):
+        return Claim.OURS
+    same_version = holder.get("etag") == ref.etag
+    if _ended(record, holder):
+        if takedown or not same_version:
+            return Claim.OURS  # the next version, or a takedown, after a job that has ended
+        handled = record["status"] == Status.WITHDRAWN or run is None or record.get("run") == run
+        return Claim.HANDLED if handled else Claim.OURS
+    if record is None or record.get("source", {}).get("etag") != holder.get("etag"):  # claimed, not yet recorded
         return Claim.OURS if age_seconds(holder.get("at")) > stale_after else Claim.BUSY
-    if record["status"] in Status.FINAL or record["status"] == Status.PAGES:  # the pages own the job now
-        return Claim.HANDLED
     if record["status"] == Status.QUEUED and record.get("route") == Route.BATCH:
+        if not same_version:
+            return Claim.OURS  # a newer version: the Batch job will find its source changed and stop
         return Claim.OURS if resume_batch else Claim.HANDLED  # never a second Batch job from a late delivery
     return Claim.OURS if age_seconds(record.get("updated_at")) > stale_after else Claim.BUSY
 
 
-def release(store: S3Storage, bucket: str, image_id: str, etag: str) -> None:
-    """Give the claim back so the retry of a transient failure can take the job again."""
-    store.delete(bucket, claim_key(image_id, etag))
+def holds(store: S3Storage, bucket: str, image_id: str, owner: str) -> bool:
+    """Whether ``owner`` still holds the image's claim (a job presumed dead may have been taken over)."""
+    held = store.get_json(bucket, claim_key(image_id))
+    return bool(held) and held[0].get("owner") == owner and not held[0].get("released")
+
+
+def release(store: S3Storage, bucket: str, image_id: str, owner: str) -> None:
+    """Give the claim back (if still ours) so the retry of a transient failure can take the job at once."""
+    held = store.get_json(bucket, claim_key(image_id))
+    if not held or held[0].get("owner") != owner:
+        return
+    try:
+        store.put_json(bucket, claim_key(image_id), {**held[0], "released": True}, if_match=held[1])
+    except PreconditionFailed:
+        pass  # taken over meanwhile: it is not ours to give
 
 
 class Journal:
@@ -147,6 +191,8 @@ class Journal:
         owner: str,
         indexed_as: str | None = None,
         replaces: str | None = None,
+        published: dict[str, Any] | None = None,
+        run: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store, self.bucket, self._clock = store, bucket, clock  # monotonic seconds: spaces the heartbeats
@@ -164,6 +210,8 @@ class Journal:
             "updated_at": None,
             "finished_at": None,
             "replaces": replaces,  # the source ETag of the version published before, whose tiles this job replaces
+            "published": published,  # the version whose outputs are public (kept while a newer one fails)
+            "run": run,  # the re-processing run that sent this job, if any
         }
         self._state = threading.Lock()  # guards the record; held briefly, never across a request
         self._writing = threading.Lock()  # keeps writes in order

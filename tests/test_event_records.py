@@ -46,8 +46,8 @@ def test_a_malformed_record_is_refused_with_its_reason_and_the_others_still_rout
     bad = _record("b.jpg")
     mutate(bad)
     with caplog.at_level(logging.ERROR, logger="app.events"):
-        refs, ignored, malformed = _routed({"Records": [_record("a.jpg"), bad, _record("c.jpg")]}, SETTINGS)
-    assert [ref.key for ref in refs] == ["a.jpg", "c.jpg"] and ignored == 0
+        deliveries, ignored, malformed = _routed({"Records": [_record("a.jpg"), bad, _record("c.jpg")]}, SETTINGS)
+    assert [delivery.ref.key for delivery in deliveries] == ["a.jpg", "c.jpg"] and ignored == 0
     assert len(malformed) == 1 and reason in str(malformed[0])
     assert "event record 1 refused" in caplog.text and reason in caplog.text
 
@@ -102,7 +102,7 @@ def test_no_event_meets_an_unclassified_exception(records):
     event = {"Records": records} if isinstance(records, list) else records
     refs, ignored, malformed = _routed(event, SETTINGS)
     assert all(isinstance(error, UnroutableRecord) for error in malformed)
-    assert all(isinstance(ref, SourceRef) and ref.bucket == "tiler-source" for ref in refs)
+    assert all(isinstance(d.ref, SourceRef) and d.ref.bucket == "tiler-source" for d in refs)
     if isinstance(records, list):
         assert len(refs) + ignored + len(malformed) == len(records)
 

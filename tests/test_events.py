@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from app.events import UnroutableRecord, handle_s3_event
+from app.ids import distinct_id, image_id_for
 from app.jobs import InProgressElsewhere
 from tests.helpers import photo
 
@@ -29,24 +30,35 @@ def test_keys_are_decoded_as_s3_encodes_them(cloud):
     assert "a+b%2Bc+%28%C3%A9%29.tif" in sent  # form-encoded, as S3 sends keys ('+' is a space)
 
     handle_s3_event(event)
-    record = cloud.record("scans/a_b_c____")
+    record = cloud.record(image_id_for(key))
     assert record["status"] == "done" and record["source"]["key"] == key
+    assert image_id_for(key).startswith("scans/a_b_c__e_~")  # é transliterated, the key's hash keeps it apart
 
 
-def test_test_events_removals_and_our_own_outputs_are_ignored(cloud):
+def test_test_events_and_folder_markers_are_ignored_and_output_shaped_keys_refused(cloud):
     cloud.upload("x.jpg", photo(64, 64))
     (event,) = cloud.events()
     assert handle_s3_event({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "tiler-source"})["ignored"] == 1
+    folder = copy.deepcopy(event)
+    folder["Records"][0]["s3"]["object"]["key"] = "folder/"
+    assert handle_s3_event(folder) == {"handled": 0, "ignored": 1, "statuses": []}
 
-    removal = copy.deepcopy(event)
-    removal["Records"][0]["eventName"] = "ObjectRemoved:Delete"
-    outputs = []
-    for key in ("x_files/9/0_0.jpg", "x/info.json", "x.dzi", "jobs/x.json", "x/full/max/0/default.jpg", "folder/"):
-        output = copy.deepcopy(event)
-        output["Records"][0]["s3"]["object"]["key"] = key
-        outputs += output["Records"]
-    assert handle_s3_event({"Records": removal["Records"] + outputs}) == {"handled": 0, "ignored": 7, "statuses": []}
-    assert cloud.record("x") is None
+    refused = {
+        "x_files/9/0_0.jpg": "named like a published tile",
+        "x/info.json": "named like a published tile",
+        "x.dzi": "named like a published tile",
+        "x/full/max/0/default.jpg": "named like a published tile",
+        "jobs/x.jpg": "the folder jobs/ is where the service keeps",
+        "pages/x.jpg": "holds the pages the service splits",
+    }
+    for key in refused:
+        cloud.upload(key, photo(64, 64))
+    events = cloud.events()
+    assert handle_s3_event({"Records": [r for e in events for r in e["Records"]]})["statuses"] == ["failed"] * 6
+    for key, reason in refused.items():
+        record = cloud.record(distinct_id(key))
+        assert record["status"] == "failed" and reason in record["error"] and key in record["error"]
+    assert cloud.record("x") is None and cloud.tiles() == set()
 
 
 def test_a_record_that_cannot_be_routed_is_an_error(cloud):

@@ -82,7 +82,9 @@ class LocalStack:
         ]
         self.s3.put_bucket_notification_configuration(
             Bucket=self.settings.source_bucket,
-            NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
+            },
         )
 
     def start(self) -> None:

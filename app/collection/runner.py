@@ -105,7 +105,7 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
     for item in documents:
         for page in item["pages"]:
             page["etag"] = current[page["key"]]
-            page["claimed"] = page["etag"] in claimed.get(page["id"], ())
+            page["claimed"] = page["id"] in claimed
     batches = plan.batches(documents)
     found = store.get_json(settings.metadata_bucket, collection_key(collection))
     if found and found[0].get("run") == run and found[0]["status"] in Status.FINAL:
@@ -144,15 +144,12 @@ def _inputs(store: S3Storage, settings: Settings, task: Task) -> tuple[dict[str,
     return current, (csv_text, mapping, labels_text, task.page_label_pattern)
 
 
-def _claimed(store: S3Storage, settings: Settings, image_ids: list[str]) -> dict[str, set[str]]:
-    """{image id: the ETags it was claimed at}, from one listing of the claims under the ids' common prefix
-    (``claims/ID/ETAG.json``): only these images can have been handled at their current version."""
-    wanted, found = set(image_ids), {}
-    for key in store.list_keys(settings.metadata_bucket, records.CLAIMS_PREFIX + os.path.commonprefix(image_ids)):
-        image_id, _, name = key[len(records.CLAIMS_PREFIX) :].rpartition("/")
-        if image_id in wanted:
-            found.setdefault(image_id, set()).add(name.removesuffix(".json"))
-    return found
+def _claimed(store: S3Storage, settings: Settings, image_ids: list[str]) -> set[str]:
+    """The ids that have a claim (``claims/ID.json``), from one listing under the ids' common prefix: only these
+    images can have been converted already; the others are sent without reading anything."""
+    wanted, prefix = set(image_ids), records.CLAIMS_PREFIX
+    keys = store.list_keys(settings.metadata_bucket, prefix + os.path.commonprefix(image_ids))
+    return {key[len(prefix) :].removesuffix(".json") for key in keys} & wanted
 
 
 # Batches ----------------------------------------------------------------------------------------

@@ -130,6 +130,13 @@ class S3Storage:
             answer = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
         return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"])
 
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.head(SourceRef(bucket, key))
+        except SourceGone:
+            return False
+        return True
+
     def fetch(self, ref: SourceRef, target: Path, on_bytes: Callable[[int], None] | None = None) -> Path:
         """Download exactly version ``ref.etag`` (If-Match), streaming to ``target``."""
         self.count("read")

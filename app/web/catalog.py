@@ -1,4 +1,4 @@
-"""What the dashboard reads and asks for: job records page by page, metadata, retries, uploads.
+"""What the dashboard reads and asks for: job records page by page, metadata, retries, withdrawals, uploads.
 
 Listing reads ``jobs/`` (or ``index/STATUS/``) one page at a time with S3
 continuation tokens and fetches that page's records in parallel, so 10,000
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import mimetypes
+import os
 import re
 import secrets
+import socket
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,15 +20,25 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from app import records
+from app import records, takedown
 from app.collection import runner as collection_runner
 from app.errors import SourceGone, TransientError
+from app.events import SUBSCRIBERS
 from app.ids import image_id_for
 from app.model import SourceRef, Status
 from app.storage.s3 import InvalidToken, S3Storage
 from config import Settings
 
-STATUSES = (Status.RUNNING, Status.QUEUED, Status.PAGES, Status.RETRYING, Status.DONE, Status.FAILED, Status.GONE)
+STATUSES = (
+    Status.RUNNING,
+    Status.QUEUED,
+    Status.PAGES,
+    Status.RETRYING,
+    Status.DONE,
+    Status.FAILED,
+    Status.GONE,
+    Status.WITHDRAWN,
+)
 MAX_NAME_BYTES = 255  # what file systems allow
 MAX_KEY_BYTES = 1024  # what S3 allows
 KEY_ATTEMPTS = 3  # random suffixes tried; a taken one is a 1 in 4 billion chance
@@ -86,19 +98,32 @@ class Catalog:
         return found[0] if found else None
 
     def retry(self, image_id: str) -> None:
-        """Free the job's claim and re-send its source through the normal event path."""
+        """Free the job's claim and re-send its source through the normal event path (for a withdrawn image
+        whose source was kept: publish it again)."""
         record = self.record(image_id)
         if record is None:
             raise CannotRetry("no such image")
         stalled = records.age_seconds(record.get("updated_at")) > self.settings.stale_after_seconds
-        if record["status"] not in (Status.FAILED, Status.RETRYING, Status.GONE) and not (
+        if record["status"] not in (Status.FAILED, Status.RETRYING, Status.GONE, Status.WITHDRAWN) and not (
             record["status"] in (Status.RUNNING, Status.QUEUED, Status.PAGES) and stalled
         ):
             raise CannotRetry(f"the job is {record['status']}; only failed or stalled jobs can be retried")
-        source = SourceRef(**{k: record["source"].get(k) for k in ("bucket", "key", "etag", "size")})
-        if source.etag:
-            self.store.delete(self.settings.metadata_bucket, records.claim_key(image_id, source.etag))
-        self.store.touch(source.bucket, source.key)
+        source = record["source"]
+        self.store.delete(self.settings.metadata_bucket, records.claim_key(image_id))
+        self.store.touch(source["bucket"], source["key"])
+
+    def published_objects(self, image_id: str) -> int:
+        """How many objects of the image the tiles bucket holds (what a withdrawal deletes there)."""
+        return len(takedown.published_keys(self.store, self.settings.tiles_bucket, image_id))
+
+    def withdraw(self, image_id: str, by: str, reason: str) -> dict[str, Any] | None:
+        """Take the image down everywhere (its source stays); returns its record, None for no such image.
+
+        Raises ``takedown.ImageBusy`` while a conversion of the image runs.
+        """
+        owner = f"dashboard:{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(4)}"
+        # collections and documents hear of it, as when a source is deleted
+        return takedown.withdraw(self.settings, image_id, by, reason, owner, SUBSCRIBERS)
 
     def upload_form(self, filename: str, media_type: str = "", size: int | None = None) -> dict[str, Any]:
         """Where and how the browser posts one file: a presigned POST for a fresh key under UPLOAD_PREFIX.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -16,11 +17,13 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import BadRequest, TooManyRequests
+from werkzeug.exceptions import BadRequest, Conflict, TooManyRequests
 
 from app.errors import SourceGone
-from app.ids import is_valid_id
+from app.ids import image_id_for, is_valid_id
+from app.model import Status
 from app.storage.s3 import InvalidToken
+from app.takedown import ImageBusy
 from app.web import auth, presenting
 from app.web.catalog import STATUSES, CannotRetry, Catalog
 
@@ -50,6 +53,18 @@ def _presented(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [presenting.present(record, settings) for record in records]
 
 
+@pages.app_template_filter("stamp")
+def stamp(value: str | None) -> str:
+    """A record's ISO time as people read it: "2026-11-30 11:57 UTC" (records are stamped in UTC)."""
+    if not value:
+        return "–"
+    try:
+        moment = datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return value
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 @pages.get("/")
 def images():
     status = _status_filter()
@@ -73,8 +88,47 @@ def image(image_id: str):
     record = presenting.present(_record_or_404(image_id), current_app.config["SETTINGS"])
     metadata = _catalog().metadata(image_id)
     return render_template(
-        "image.html", image=record, metadata=presenting.grouped_metadata(metadata), has_metadata=metadata is not None
+        "image.html",
+        image=record,
+        metadata=presenting.grouped_metadata(metadata),
+        has_metadata=metadata is not None,
+        conflict_id=image_id_for(record["conflict"]) if record.get("conflict") else None,
     )
+
+
+@pages.get("/withdraw/<path:image_id>")
+def withdraw_confirmation(image_id: str):
+    """What withdrawing will do, and the form that does it: a step of its own, never one click. (Not under
+    /images/ID/: an image whose id ends in /withdraw would lose its page.)"""
+    if not auth.writable():
+        abort(403, "this dashboard is read-only: set DASHBOARD_PASSWORD_HASH to allow withdrawals")
+    if not auth.signed_in():
+        abort(401, "sign in first")
+    record = presenting.present(_record_or_404(image_id), current_app.config["SETTINGS"])
+    objects = 0 if record["status"] == Status.WITHDRAWN else _catalog().published_objects(image_id)
+    return render_template("withdraw.html", image=record, objects=objects, by=_who())
+
+
+@pages.post("/withdraw/<path:image_id>")
+@auth.require_sign_in
+def withdraw(image_id: str):
+    _record_or_404(image_id)
+    reason = " ".join(request.form.get("reason", "").split())[:500] or "withdrawn on the dashboard"
+    try:
+        record = _catalog().withdraw(image_id, _who(), reason)
+    except ImageBusy as error:
+        busy = Conflict(f"{error}. Nothing was withdrawn: try again once the job has ended.")
+        return Response(render_template("error.html", error=busy), busy.code)
+    if record is None:
+        abort(404, "no such image")
+    flash(f"Withdrawn: {image_id} is no longer published; its source stays in the source bucket.", "ok")
+    return redirect(url_for("dashboard.image", image_id=image_id))
+
+
+def _who() -> str:
+    """The signed-in person as the deployment's identity provider names them (Zappa's REMOTE_USER, from API
+    Gateway's authorizer); the shared password names nobody, so "dashboard"."""
+    return request.remote_user or "dashboard"
 
 
 @pages.get("/collections")

@@ -10,7 +10,7 @@ other answer, so viewers on other sites can read them.
 
 An answer too big for a Lambda response (``oversize.MAX_INLINE_BYTES``: a
 full-size PNG or TIFF of a photo reaches it well within maxArea) is written
-once to ``cache/iiif/3/ETAG/ID/...`` in the tiles bucket, ETAG being the
+once to ``cache/iiif/3/ID/ETAG/...`` in the tiles bucket, ETAG being the
 serving TIFF's, and answered with a redirect there; a request that could be
 that big looks for the stored answer (one HEAD) before rendering.
 """
@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request
 
-from app import records
+from app import outputs, records
 from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
 from app.iiif import serving
@@ -99,7 +99,7 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
-    cached = oversize.cache_key(tiff.ref.etag, image_id, wanted.canonical)
+    cached = outputs.stored_answer_key(image_id, tiff.ref.etag, wanted.canonical)
     if oversize.may_exceed(wanted) and _exists(tiff.storage, cached):
         return _redirect_to_cached(cached, headers)
     body = _rendered(tiff, wanted, pyramid)

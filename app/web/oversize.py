@@ -2,7 +2,7 @@
 
 Zappa (``binary_support``) base64-encodes an image body into the JSON it hands
 back to Lambda, and Lambda refuses a synchronous response above 6 MB, so API
-Gateway would answer 502. Pure: sizes and keys, no S3, no Flask.
+Gateway would answer 502. Pure: sizes, no S3, no Flask (where the copies are kept is ``app.outputs``).
 """
 
 from __future__ import annotations
@@ -21,13 +21,7 @@ Base64 turns every 3 bytes into 4, so this body becomes exactly
 ``isBase64Encoded``) and the headers, which a REST API event gets twice
 (``headers`` and ``multiValueHeaders``) and which are a few KB at most.
 """
-CACHE_PREFIX = "cache/iiif/3"
 _ENCODER_SLACK = 64 * 1024  # file headers, PNG chunks, deflate block headers
-
-
-def cache_key(tiff_etag: str, image_id: str, canonical: str) -> str:
-    """Where an oversized answer is kept: under the serving TIFF's version, so a replaced image is rendered anew."""
-    return f"{CACHE_PREFIX}/{tiff_etag}/{image_id}/{canonical}"
 
 
 def may_exceed(plan: Plan) -> bool:

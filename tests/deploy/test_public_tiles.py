@@ -74,7 +74,7 @@ def test_tiles_are_served_by_cloudfront_from_a_private_bucket(deployment):
 
     block = aws.s3.get_public_access_block(Bucket=names.tiles_bucket)["PublicAccessBlockConfiguration"]
     assert block == documents.PRIVATE, "all four settings on: the bucket is private"
-    allow, deny = json.loads(aws.s3.get_bucket_policy(Bucket=names.tiles_bucket)["Policy"])["Statement"]
+    allow, deny, listing = json.loads(aws.s3.get_bucket_policy(Bucket=names.tiles_bucket)["Policy"])["Statement"]
     assert allow == {
         "Sid": "CloudFrontReadsTiles",
         "Effect": "Allow",
@@ -91,6 +91,15 @@ def test_tiles_are_served_by_cloudfront_from_a_private_bucket(deployment):
         "Resource": f"arn:aws:s3:::{names.tiles_bucket}/derivatives/*",
         "Condition": {"StringNotEquals": {"aws:PrincipalAccount": ACCOUNT}},
     }
+    assert listing == {  # so a withdrawn tile answers 404, not 403 ...
+        "Sid": "CloudFrontSeesMissingTiles",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"},
+        "Action": "s3:ListBucket",
+        "Resource": f"arn:aws:s3:::{names.tiles_bucket}",
+        "Condition": {"StringEquals": {"AWS:SourceArn": distribution["ARN"]}},
+    }
+    assert config["DefaultRootObject"] == "index.html", "... while '/' is never a listing of the bucket"
 
     for role in (names.lambda_role, names.job_role):
         statements = aws.iam.get_role_policy(RoleName=role, PolicyName="tiler")["PolicyDocument"]["Statement"]

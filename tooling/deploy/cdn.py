@@ -109,6 +109,9 @@ def ensure_distribution(
     )
 
 
+ROOT_OBJECT = "index.html"  # no such object: "/" answers 404
+
+
 def distribution_config(names: Names, oac_id: str, domain: str | None, certificate_arn: str | None) -> dict[str, Any]:
     """HTTPS for viewers, GET/HEAD/OPTIONS, compressed, the managed cache and CORS policies, the bucket's regional
     endpoint as the origin. Preflights (OPTIONS) are not cached: the cache key ignores Access-Control-Request-*,
@@ -122,6 +125,7 @@ def distribution_config(names: Names, oac_id: str, domain: str | None, certifica
     return {
         "Comment": _comment(names.function),
         "Enabled": True,
+        "DefaultRootObject": ROOT_OBJECT,  # "/" must never reach S3 as a listing of the bucket
         "Aliases": {"Quantity": len(aliases), **({"Items": aliases} if aliases else {})},
         "Origins": {
             "Quantity": 1,

@@ -101,8 +101,11 @@ def trust(*services: str) -> dict[str, Any]:
 
 
 def cloudfront_read(bucket: str, distribution_arn: str, account: str) -> dict[str, Any]:
-    """Only the stage's CloudFront distribution may read tiles (signed by its Origin Access Control); nobody
-    may list the bucket, and the serving TIFFs stay private."""
+    """Only the stage's CloudFront distribution may read tiles (signed by its Origin Access Control), and the
+    serving TIFFs stay private. The distribution may also list, only so that S3 answers a missing (withdrawn)
+    tile 404 rather than 403; viewers cannot list through it: its only path that maps to the bucket itself,
+    ``/``, is its default root object (``cdn.distribution_config``), and it forwards no query string."""
+    only_ours = {"StringEquals": {"AWS:SourceArn": distribution_arn}}
     return _policy(
         {
             "Sid": "CloudFrontReadsTiles",
@@ -110,9 +113,17 @@ def cloudfront_read(bucket: str, distribution_arn: str, account: str) -> dict[st
             "Principal": {"Service": "cloudfront.amazonaws.com"},
             "Action": "s3:GetObject",
             "Resource": f"arn:aws:s3:::{bucket}/*",
-            "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}},
+            "Condition": only_ours,
         },
         _serving_tiffs_private(bucket, account),
+        {
+            "Sid": "CloudFrontSeesMissingTiles",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudfront.amazonaws.com"},
+            "Action": "s3:ListBucket",
+            "Resource": f"arn:aws:s3:::{bucket}",
+            "Condition": only_ours,
+        },
     )
 
 

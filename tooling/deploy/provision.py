@@ -217,7 +217,10 @@ def stage_values(stage: Stage, names: Names, public_url: str) -> dict[str, Any]:
         event["event_source"] = {**event.get("event_source", {}), "arn": source_arn}
     if not ours:
         events.append(
-            {"function": S3_EVENT_FUNCTION, "event_source": {"arn": source_arn, "events": ["s3:ObjectCreated:*"]}}
+            {
+                "function": S3_EVENT_FUNCTION,
+                "event_source": {"arn": source_arn, "events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]},
+            }
         )
     return {
         "environment_variables": environment,
