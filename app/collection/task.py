@@ -70,17 +70,10 @@ class Item:
 
     identifier: str
     image_keys: tuple[str, ...]
-    properties: dict = field(default_factory=dict, compare=False)  # from the spreadsheet, IIIF-shaped
     image_ids: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_ids", tuple(image_id_for(key) for key in self.image_keys))
-
-    @property
-    def title(self) -> str | None:
-        """The label to show people: the first value of the first language given."""
-        label = self.properties.get("label") or {}
-        return next((values[0] for values in label.values() if values), None)
 
 
 COLLECTIONS_ROOT = "collections"  # every collection publishes under it, so none can overwrite an image's outputs
