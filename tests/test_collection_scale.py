@@ -184,3 +184,26 @@ def test_an_item_split_over_batches_is_joined_in_page_order(cloud, monkeypatch):
         runner.image_finished(late, cloud.settings, late["source"]["key"])
     assert [path for method, path in again if method == "PUT" and path.startswith("/tiler-tiles/")] == []
     assert _record(cloud, "split")["status"] == "done"
+
+
+def test_a_batch_whose_invocation_gave_up_runs_again_when_the_task_is_dropped_again(cloud, monkeypatch):
+    monkeypatch.setattr(plan, "BATCH_IMAGES", 2)
+    for item in ("A", "B"):
+        for page in (1, 2):
+            cloud.upload(f"lost/{item}/{item}_{page:03}.png", photo(40, 32), ".png")
+    cloud.events()
+    task = json.dumps({"collection": "lost", "source_prefix": "lost/"}).encode()
+    cloud.upload("tasks/lost.json", task)
+    (task_event,) = cloud.events()
+    handle_s3_event(task_event)
+    first, lost = cloud.events()  # the second batch's invocation runs out of retries: its event is lost
+    _handle_all(cloud, [first])
+    assert _record(cloud, "lost")["status"] == "running"
+    with cloud.requests() as again:
+        cloud.upload("tasks/lost.json", task)  # the same task again: the same run, resumed
+        _handle_all(cloud)
+    writes = sorted(path for method, path in again if method == "PUT" and "/collection-batches/" in path)
+    run = _record(cloud, "lost")["run"]
+    assert writes == [f"/tiler-source/collection-batches/lost/{run}/00001.json"]  # not the finished batch 0
+    document = _record(cloud, "lost")
+    assert document["status"] == "done" and document["progress"] == {"done": 4, "total": 4}

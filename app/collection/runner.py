@@ -8,7 +8,7 @@ record ``collections/ID.json`` says ``running``, and one batch document per
 ``plan.BATCH_IMAGES`` images is written under ``collection-batches/`` in the
 source bucket. S3 raises an event for each: a batch is one invocation of its
 own, retried on its own. A run is named by its inputs (``plan.run_id``): a
-restarted start writes only the batch documents that are missing.
+restarted start writes only the batch documents of batches not finished.
 
 Batch: images handled at their current version are read (one GET each) and,
 if final, noted in ``started/BATCH.json``; every other image is copied onto
@@ -86,7 +86,8 @@ def _batch_key(collection: str, run: str, number: int) -> str:
 
 
 def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
-    """A task file arrived: check everything, record the collection, write the batch documents still missing."""
+    """A task file arrived: check everything, record the collection, write the batch documents of every batch not
+    finished (all of them the first time; after a failure, those that did not finish)."""
     store = S3Storage(settings.upload_workers)
     collection = PurePosixPath(ref.key).stem
     try:
@@ -114,12 +115,13 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
     if record is None:
         record = _record(collection, ref, task, run, documents, len(batches))
         store.put_json(settings.metadata_bucket, collection_key(collection), record)
-    written = set(store.list_keys(settings.source_bucket, f"{BATCHES_PREFIX}{collection}/{run}/"))
+    summaries = f"{_run_prefix(collection, run)}batches/"
+    finished = {key[len(summaries) :] for key in store.list_keys(settings.metadata_bucket, summaries)}
     header = {"collection": collection, "run": run, "batches": len(batches), "task": task.__dict__}
     missing = [
         (_batch_key(collection, run, number), {**header, "batch": number, "items": items})
         for number, items in enumerate(batches)
-        if _batch_key(collection, run, number) not in written
+        if f"{number:05}.json" not in finished  # a batch that gave up runs again; a finished one never
     ]
     _parallel(store, lambda entry: store.put_json(settings.source_bucket, *entry), missing)
     log.info("collection %s run %s: %d images in %d batches, %d written now", collection, run,
