@@ -313,6 +313,8 @@ def _run(
         metadata_partial=conversion.metadata_partial,
         thumbnail=thumbnail,
         manifest=settings.iiif_manifests,
+        iiif_versions=list(conversion.iiif_versions),
+        presentation_versions=list(conversion.presentation_versions),
         progress={"phase": "done", "done": objects, "total": objects},
         derivatives=list(conversion.derivatives),
         palette=list(conversion.palette),

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from app.iiif import grid
-from app.pipeline.manifest import image_canvas, prezi, text, thumbnail_of
+from app.pipeline.manifest import image_canvas, prezi, services_of, text, thumbnail_of
 
 CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 PASSED_ON = (
@@ -30,20 +30,21 @@ PASSED_ON = (
 
 
 def item_manifest(item: dict[str, Any], base_url: str, manifest_url: str, bound: int) -> dict[str, Any]:
-    """One manifest per item: its pages in order, each ``{"id", "label", "width", "height"}``; ``base_url`` is where
-    the images' tiles are."""
+    """One manifest per item: its pages in order, each ``{"id", "label", "width", "height", "versions"}`` (the Image
+    API versions it was published in); ``base_url`` is where the images' tiles are."""
     base = manifest_url.removesuffix("/manifest.json")
     properties = item["properties"]
     manifest = prezi().Manifest(id=manifest_url, label=text(item["identifier"]))
     for position, page in enumerate(item["pages"], start=1):
         size = (page["width"], page["height"])
         max_size = grid.max_size(*size, bound)[1:]
-        manifest.add_item(
-            image_canvas(f"{base}/canvas/{position}", page["label"], f"{base_url}/{page['id']}", size, max_size)
-        )
+        services = services_of(base_url, page["id"], page.get("versions", (3,)))
+        manifest.add_item(image_canvas(f"{base}/canvas/{position}", page["label"], services, size, max_size))
     built = json.loads(manifest.jsonld())
     first = item["pages"][properties.get("thumbnail", 0)]
-    thumbnail = thumbnail_of(f"{base_url}/{first['id']}", grid.thumbnail_size(first["width"], first["height"], bound))
+    size = (first["width"], first["height"])
+    services = services_of(base_url, first["id"], first.get("versions", (3,)))
+    thumbnail = thumbnail_of(services, grid.thumbnail_size(*size, bound), size)
     document = {
         "@context": built["@context"],
         "id": manifest_url,
