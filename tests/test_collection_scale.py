@@ -196,8 +196,8 @@ def test_a_batch_whose_invocation_gave_up_runs_again_when_the_task_is_dropped_ag
     cloud.upload("tasks/lost.json", task)
     (task_event,) = cloud.events()
     handle_s3_event(task_event)
-    first, lost = cloud.events()  # the second batch's invocation runs out of retries: its event is lost
-    _handle_all(cloud, [first])
+    batch_events = {event["Records"][0]["s3"]["object"]["key"][-10:]: event for event in cloud.events()}
+    _handle_all(cloud, [batch_events["00000.json"]])  # batch 1's invocation runs out of retries: its event is lost
     assert _record(cloud, "lost")["status"] == "running"
     with cloud.requests() as again:
         cloud.upload("tasks/lost.json", task)  # the same task again: the same run, resumed

@@ -286,8 +286,8 @@ def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, 
         record = facts.get(page["id"])
         if record and record["status"] == Status.DONE and record.get("facts"):
             summary["done"] += 1
-            facts, versions = record["facts"], record.get("iiif_versions", [3])
-            pages.append({**page, "width": facts["width"], "height": facts["height"], "versions": versions})
+            size, versions = record["facts"], record.get("iiif_versions", [3])
+            pages.append({**page, "width": size["width"], "height": size["height"], "versions": versions})
         else:
             status = record["status"] if record else Status.GONE
             error = (
