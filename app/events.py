@@ -49,10 +49,7 @@ class Delivery:
 
 
 # What sits on top of the per-image engine and hears of every final record.
-SUBSCRIBERS: tuple[jobs.Listener, ...] = (
-    lambda record, settings, _key: collection_runner.image_finished(record, settings),
-    items.page_finished,
-)
+SUBSCRIBERS: tuple[jobs.Listener, ...] = (collection_runner.image_finished, items.page_finished)
 
 
 class UnroutableRecord(Exception):
@@ -94,8 +91,8 @@ def _handle(event: Any, settings: Settings, runtime: jobs.Runtime, metrics: Metr
         try:
             if delivery.removed:
                 record = jobs.source_removed(ref, settings, runtime, SUBSCRIBERS)
-            elif collection_runner.is_task_key(ref.key):
-                record = collection_runner.start(ref, settings)
+            elif collection_runner.is_collection_key(ref.key):
+                record = collection_runner.handle(ref, settings)
             else:
                 record = jobs.handle(ref, settings, runtime, (*SUBSCRIBERS, metrics.job_finished), run=delivery.run)
             statuses.append(record["status"] if record else "duplicate")

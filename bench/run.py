@@ -1,6 +1,6 @@
 """Benchmark: ``make bench``, i.e.
-``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|batch|s3|iiif2|iiif|iiif-peer|archive]
-[--keep] [--json PATH] [--no-markdown]``.
+``.venv/bin/python bench/run.py [--runs N]
+[--only 48mp|430mp|tiling|batch|s3|iiif2|iiif|iiif-peer|archive|collections] [--keep] [--json PATH] [--no-markdown]``.
 
 Answers these questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
@@ -15,7 +15,9 @@ plus dzsave (target: at most 1.3x), in how much memory, and how many pages
 of a scanned PDF per second? And next to what a user would pick instead:
 fifty ordinary pages in one call against a loop of plain dzsave, and the
 dynamic endpoint against iiif-processor (serverless-iiif) on the same TIFF
-and S3.
+and S3. And for collections: does a 10,000-image collection start in under
+60 s, with at most 2 S3 requests per image to start and 5 to complete,
+growing linearly?
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
@@ -47,6 +49,7 @@ sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ i
 
 import archive  # noqa: E402
 import batch  # noqa: E402
+import collection_scale  # noqa: E402
 import iiif_load  # noqa: E402
 import iiif_peer  # noqa: E402
 import iiif_versions  # noqa: E402
@@ -70,6 +73,7 @@ MEASUREMENTS: list[Callable[[Context], Section]] = [
     iiif_load.measure,
     iiif_peer.measure,
     archive.measure,
+    collection_scale.measure,
 ]
 
 
@@ -142,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
         "batch: 50 pages of 2500x2000 in one convert call, made on first use; "
         "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
         "iiif-peer: dynamic endpoint vs iiif-processor, 100 and 430 MP; "
-        "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)",
+        "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use; "
+        "collections: start and complete 2,500 and 10,000 images on the S3 stand-in)",
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
     parser.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,24 @@ class Cloud:
 
         def watching(environ: dict[str, Any], start_response: Any) -> Any:
             if environ["PATH_INFO"].startswith(f"/{bucket}/"):
+                seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+            return served(environ, start_response)
+
+        server.app = watching
+        try:
+            yield seen
+        finally:
+            server.app = served
+
+    @contextlib.contextmanager
+    def requests(self, when: Callable[[], bool] = lambda: True) -> Iterator[list[tuple[str, str]]]:
+        """Yields (method, path) of every request the endpoint receives meanwhile, for any bucket, while ``when()``
+        (asked in the server's thread, as each request arrives)."""
+        server = self.endpoint._server
+        served, seen = server.app, []
+
+        def watching(environ: dict[str, Any], start_response: Any) -> Any:
+            if when():
                 seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
             return served(environ, start_response)
 

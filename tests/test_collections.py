@@ -6,13 +6,8 @@ import time
 import jsonschema
 import pytest
 
-from app.collection.task import (
-    TaskError,
-    apply_csv,
-    group_items,
-    page_label,
-    parse_task,
-)
+from app.collection.plan import described
+from app.collection.task import TaskError, group_items, page_label, parse_task
 from tests.helpers import SHARED, photo
 
 GENERATOR_TASK = {
@@ -78,9 +73,16 @@ def test_items_are_folders_in_file_name_order_and_csv_gives_titles():
         ("Box1", ("c/Box1/Access/Box1_002.jp2", "c/Box1/Access/Box1_010.tif")),
         ("Box2", ("c/Box2/p_1.jpg",)),
     ]
-    titled = apply_csv(items, '\ufeffIdentifier,Title,Description\nBox1,Letters,"Correspondence, 1970s"\n\n')
-    assert (titled[0].title, titled[0].description, titled[1].title) == ("Letters", "Correspondence, 1970s", None)
-    assert [page_label(k, n) for n, k in enumerate(titled[0].image_keys, 1)] == ["Page 2", "Page 10"]
+    titled = described(
+        items, '\ufeffIdentifier,Title,Description\nBox1,Letters,"Correspondence, 1970s"\n\n', *[None] * 3
+    )
+    assert titled[0]["properties"] == {
+        "label": {"none": ["Letters"]},
+        "summary": {"none": ["Correspondence, 1970s"]},
+        "metadata": [],
+    }
+    assert titled[1]["properties"] == {}
+    assert [page["label"] for page in titled[0]["pages"]] == ["Page 2", "Page 10"]
     assert page_label("c/Box3/cover.jpg", 1) == "Page 1"
 
 
@@ -88,7 +90,7 @@ def test_items_are_folders_in_file_name_order_and_csv_gives_titles():
     "text,reason",
     [
         ("", "empty"),
-        ("name,caption\nBox1,x\n", "must name identifier and title"),
+        ("name,caption\nBox1,x\n", "must name an identifier column"),
         ("identifier,title\nBox9,x\n", "identifier 'Box9', which has no images"),
         ("identifier,title\nBox1,x,extra\n", "line 2 has 3 fields"),
         ('identifier,title\n"Box1,x\n', "malformed"),
@@ -97,7 +99,7 @@ def test_items_are_folders_in_file_name_order_and_csv_gives_titles():
 def test_bad_csvs_are_refused_with_a_reason(text, reason):
     items = group_items(parse_task({"collection": "c", "source_prefix": "c/"}), ["c/Box1/a.jpg"])
     with pytest.raises(TaskError, match=reason):
-        apply_csv(items, text)
+        described(items, text, None, None, None)
 
 
 # Through the S3 endpoint, with events flowing as in a deployment -------------------------------------------
@@ -171,11 +173,13 @@ def test_a_task_publishes_item_manifests_and_a_collection(flowing):
     service = box1["items"][0]["items"][0]["items"][0]["body"]["service"][0]["id"]
     assert service == f"{cloud.url}/tiler-tiles/Ms2016_012/Box1/Access/Box1_001"
 
-    converted = {i: cloud.record(i)["updated_at"] for i in document["images"]}
+    images = [key[len("jobs/") : -len(".json")] for key in cloud.keys("tiler-metadata", "jobs/Ms2016_012/")]
+    converted = {i: cloud.record(i)["updated_at"] for i in images}
+    assert len(converted) == 4
     etag = _task(cloud, "Ms2016_012", label="Renamed", source_prefix="Ms2016_012/", csv="Ms2016_012/items.csv")
     again = _wait(cloud, "Ms2016_012", task_etag=etag)
     assert again["status"] == "done" and again["task"]["label"] == "Renamed"
-    assert {i: cloud.record(i)["updated_at"] for i in again["images"]} == converted  # nothing re-tiled
+    assert {i: cloud.record(i)["updated_at"] for i in images} == converted  # nothing re-tiled
     assert json.loads(cloud.read("tiler-tiles", "collections/Ms2016_012/collection.json"))["label"] == {
         "none": ["Renamed"]
     }
@@ -242,36 +246,3 @@ def test_a_collection_of_200_images_accounts_for_every_image(flowing):
         )
         == 200
     )
-
-
-def test_a_tick_that_keeps_losing_its_conditional_write_fails_the_event_and_its_retry_ticks(cloud, monkeypatch):
-    """Never a silent loss: an image whose tick loses every conditional write of the collection record fails its
-    event, so Lambda retries it, and the retry (a duplicate of a done job) ticks the image off and publishes."""
-    from app.collection.runner import collection_key
-    from app.events import handle_s3_event
-    from app.storage.s3 import PreconditionFailed, S3Storage
-
-    cloud.upload("race/A/1.jpg", photo(120, 90))
-    cloud.events()  # the upload's own event: the task sends the image again
-    _task(cloud, "race", source_prefix="race/")
-    (task_event,) = cloud.events()
-    handle_s3_event(task_event)
-    (image_event,) = cloud.events()
-    writing = S3Storage.put_json
-
-    def always_losing(self, bucket, key, document, **conditions):
-        if key == collection_key("race") and conditions.get("if_match"):
-            raise PreconditionFailed(f"{key}: another image finished first")
-        return writing(self, bucket, key, document, **conditions)
-
-    monkeypatch.setattr(S3Storage, "put_json", always_losing)
-    with pytest.raises(RuntimeError, match="too many concurrent updates"):
-        handle_s3_event(image_event)
-    assert cloud.record("race/A/1")["status"] == "done"
-    assert _collection(cloud, "race")["status"] == "running" and not cloud.tiles("collections/")
-
-    monkeypatch.setattr(S3Storage, "put_json", writing)
-    assert handle_s3_event(image_event)["statuses"] == ["duplicate"]  # Lambda's retry of the failed event
-    document = _collection(cloud, "race")
-    assert document["status"] == "done" and document["progress"] == {"done": 1, "total": 1}
-    assert "collections/race/collection.json" in cloud.tiles()

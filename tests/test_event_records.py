@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.collection.task import COLLECTIONS_ROOT, TaskError, apply_csv, group_items, parse_task
+from app.collection.plan import described
+from app.collection.task import COLLECTIONS_ROOT, TaskError, group_items, parse_task
 from app.events import UnroutableRecord, _routed, handle_s3_event
 from app.model import SourceRef
 from config import Settings
@@ -134,7 +135,7 @@ def test_no_task_file_meets_an_unclassified_exception_or_escapes_its_roots(docum
     try:
         task = parse_task(document)
         items = group_items(task, [task.source_prefix + key for key in keys])
-        apply_csv(items, csv_text)
+        described(items, csv_text, None, None, None)
     except TaskError:
         return
     assert task.destination_prefix.startswith(COLLECTIONS_ROOT + "/")

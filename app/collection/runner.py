@@ -1,152 +1,398 @@
-"""Collections on top of the per-image engine: every image converts through the normal event path.
+"""Collections on top of the per-image engine, fanned out in batches: every image converts through the normal path.
 
-A task file under ``tasks/`` in the source bucket starts a collection: the
-task and its CSV are checked, the collection record ``collections/ID.json``
-and a membership note per image (``members/IMAGE_ID.json``) are written, and
-every image not already converted at its current version is sent through the
-normal per-image path (copied onto itself, so S3 raises its event: one Lambda
-invocation or Batch job each). Each finished image job ticks its collections
-off with a conditional write; the job that completes the set publishes the
-item manifests and the Collection. Unchanged images are never re-tiled.
+Start: a task file under ``tasks/`` arrives. The task, its CSV, mapping and
+page labels are checked and the source prefix listed (with the claims under
+it, which say which images were handled at their current version); a bad
+input fails the task here, before anything is published. The collection
+record ``collections/ID.json`` says ``running``, and one batch document per
+``plan.BATCH_IMAGES`` images is written under ``collection-batches/`` in the
+source bucket. S3 raises an event for each: a batch is one invocation of its
+own, retried on its own. A run is named by its inputs (``plan.run_id``): a
+restarted start writes only the batch documents of batches not finished.
+
+Batch: images handled at their current version are read (one GET each) and,
+if final, noted in ``started/BATCH.json``; every other image is copied onto
+itself (one COPY each) with user metadata naming its batch, its place in it
+and how many images the batch sent, so S3 raises its event (one Lambda invocation or Batch job).
+
+Completion: the listener (``image_finished``) reads that metadata (one HEAD),
+writes the image's marker ``marks/BATCH/GROUP/ID`` (one PUT) and lists its
+group's markers (one LIST of at most ``GROUP`` keys); the image completing its
+group marks the group and lists the batch's groups. The image completing its
+batch reads the batch's job
+records (one GET each), publishes the manifests of the batch's complete items
+and writes the batch's summary; the batch completing the run assembles the
+Collection once, from the summaries. Nothing shared is rewritten per image.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
 from app import records
-from app.collection import manifests
-from app.collection.task import (
-    Item,
-    Task,
-    TaskError,
-    apply_csv,
-    group_items,
-    parse_task,
-)
+from app.collection import manifests, plan, spreadsheet
+from app.collection.task import Task, TaskError, group_items, parse_task
 from app.errors import SourceGone
+from app.ids import PAGES_PREFIX
 from app.model import SourceRef, Status
-from app.storage.s3 import PreconditionFailed, S3Storage
+from app.pipeline.manifest import text
+from app.storage.s3 import PreconditionFailed, S3Storage, thread_pool
 from config import Settings
 
 log = logging.getLogger(__name__)
 
 TASKS_PREFIX = "tasks/"
 COLLECTIONS_PREFIX = "collections/"
-MEMBERS_PREFIX = "members/"
-PUBLISHING = "publishing"
+BATCHES_PREFIX = "collection-batches/"  # source bucket: one object per batch, whose event runs the batch
+RUNS_PREFIX = "collection-runs/"  # metadata bucket: a run's bookkeeping
+MEMBER_TAG = "tiler-collection"  # user metadata on a sent image: COLLECTION/RUN/BATCH/ORDINAL/SENT
+GROUP = 25  # a batch's markers are counted in groups this size: each count lists only a few keys
+SHOWN = 500  # items and failures kept in the collection record; the rest are counted
+FINISHED = (Status.DONE, Status.FAILED)
 
 
 def is_task_key(key: str) -> bool:
     return key.startswith(TASKS_PREFIX) and key.endswith(".json")
 
 
+def is_collection_key(key: str) -> bool:
+    """A task file or a batch document: both start work here rather than in the image engine."""
+    return is_task_key(key) or (key.startswith(BATCHES_PREFIX) and key.endswith(".json"))
+
+
 def collection_key(collection: str) -> str:
     return f"{COLLECTIONS_PREFIX}{collection}.json"
 
 
+def handle(ref: SourceRef, settings: Settings) -> dict[str, Any] | None:
+    """The entry point's door for ``is_collection_key`` keys."""
+    return run_batch(ref, settings) if ref.key.startswith(BATCHES_PREFIX) else start(ref, settings)
+
+
+def _run_prefix(collection: str, run: str) -> str:
+    return f"{RUNS_PREFIX}{collection}/{run}/"
+
+
+def _batch_key(collection: str, run: str, number: int) -> str:
+    return f"{BATCHES_PREFIX}{collection}/{run}/{number:05}.json"
+
+
+# Start ------------------------------------------------------------------------------------------
+
+
 def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
-    """A task file arrived: check it, record the collection, send unconverted images on their way."""
+    """A task file arrived: check everything, record the collection, write the batch documents of every batch not
+    finished (all of them the first time; after a failure, those that did not finish)."""
     store = S3Storage(settings.upload_workers)
     collection = PurePosixPath(ref.key).stem
     try:
         task = _read_task(store, ref, settings)
         collection = task.collection
-        current = dict(store.list_objects(settings.source_bucket, task.source_prefix))
+        current, inputs = _inputs(store, settings, task)
         items = group_items(task, list(current))
-        if task.csv_key:
-            items = apply_csv(items, _read_csv(store, settings, task.csv_key))
+        documents = plan.described(items, *inputs)
     except TaskError as error:
-        document = _new_record(collection, ref, None, [], {})
-        document.update(status=Status.FAILED, error=str(error))
+        document = _record(collection, ref, None, "", [], 0)
+        document.update(status=Status.FAILED, error=str(error), finished_at=records.now_iso())
         store.put_json(settings.metadata_bucket, collection_key(collection), document)
         return document
-    images = {
-        image_id: _image_entry(store, settings, image_id, key, current[key])
-        for item in items
-        for key, image_id in zip(item.image_keys, item.image_ids, strict=True)
-    }
-    for image_id in images:
-        _join(store, settings, image_id, collection)
-    document = _new_record(collection, ref, task, items, images)
-    store.put_json(settings.metadata_bucket, collection_key(collection), document)
-    pending = [entry["key"] for entry in images.values() if entry["status"] != Status.DONE]
-    store.touch_many(settings.source_bucket, pending)
-    log.info("collection %s: %d images, %d to convert", collection, len(images), len(pending))
-    return document if pending else _tick(store, settings, collection, None, None)
+    run = plan.run_id([ref.etag or "", *(json.dumps(i, sort_keys=True) for i in inputs), *map(str, current.items())])
+    claimed = _claimed(store, settings, [page["id"] for item in documents for page in item["pages"]])
+    for item in documents:
+        for page in item["pages"]:
+            page["etag"] = current[page["key"]]
+            page["claimed"] = page["id"] in claimed
+    batches = plan.batches(documents)
+    found = store.get_json(settings.metadata_bucket, collection_key(collection))
+    if found and found[0].get("run") == run and found[0]["status"] in Status.FINAL:
+        run = plan.run_id([run, found[0].get("finished_at") or ""])  # dropped again when over: a new run
+    record = found[0] if found and found[0].get("run") == run else None
+    if record is None:
+        record = _record(collection, ref, task, run, documents, len(batches))
+        store.put_json(settings.metadata_bucket, collection_key(collection), record)
+    summaries = f"{_run_prefix(collection, run)}batches/"
+    finished = {key[len(summaries) :] for key in store.list_keys(settings.metadata_bucket, summaries)}
+    header = {"collection": collection, "run": run, "batches": len(batches), "task": task.__dict__}
+    missing = [
+        (_batch_key(collection, run, number), {**header, "batch": number, "items": items})
+        for number, items in enumerate(batches)
+        if f"{number:05}.json" not in finished  # a batch that gave up runs again; a finished one never
+    ]
+    _parallel(store, lambda entry: store.put_json(settings.source_bucket, *entry), missing)
+    log.info("collection %s run %s: %d images in %d batches, %d written now", collection, run,
+             record["progress"]["total"], len(batches), len(missing))  # fmt: skip
+    return record
 
 
-def image_finished(record: dict[str, Any], settings: Settings) -> None:
-    """Tick a finished image off every collection it belongs to; publish a collection it completes."""
-    if record.get("status") not in Status.FINAL:
+def _inputs(store: S3Storage, settings: Settings, task: Task) -> tuple[dict[str, str], tuple]:
+    """The images under the prefix ({key: ETag}) and the spreadsheet inputs: CSV text, mapping, page labels text,
+    pattern."""
+    current = dict(store.list_objects(settings.source_bucket, task.source_prefix))
+    csv_text = _read_text(store, settings, task.csv_key, "the CSV") if task.csv_key else None
+    mapping = task.mapping
+    if isinstance(mapping, str):
+        try:
+            mapping = json.loads(_read_text(store, settings, mapping, "the mapping"))
+        except json.JSONDecodeError as error:
+            raise TaskError(f"the mapping is not valid JSON: {error}") from None
+    labels_text = (
+        _read_text(store, settings, task.page_labels_key, "the page labels CSV") if task.page_labels_key else None
+    )
+    return current, (csv_text, mapping, labels_text, task.page_label_pattern)
+
+
+def _claimed(store: S3Storage, settings: Settings, image_ids: list[str]) -> set[str]:
+    """The ids that have a claim (``claims/ID.json``), from one listing under the ids' common prefix: only these
+    images can have been converted already; the others are sent without reading anything."""
+    wanted, prefix = set(image_ids), records.CLAIMS_PREFIX
+    keys = store.list_keys(settings.metadata_bucket, prefix + os.path.commonprefix(image_ids))
+    return {key[len(prefix) :].removesuffix(".json") for key in keys} & wanted
+
+
+# Batches ----------------------------------------------------------------------------------------
+
+
+def run_batch(ref: SourceRef, settings: Settings) -> dict[str, Any] | None:
+    """Send a batch's unfinished images on their way; a batch already summarised is not run again."""
+    store = S3Storage(settings.upload_workers)
+    found = store.get_json(settings.source_bucket, ref.key)
+    if found is None:
+        return None
+    batch = found[0]
+    collection, run, number = batch["collection"], batch["run"], batch["batch"]
+    prefix = _run_prefix(collection, run)
+    if store.get_json(settings.metadata_bucket, f"{prefix}batches/{number:05}.json"):
+        return {"status": Status.DONE}
+    pages = [page for item in batch["items"] for page in item["pages"]]
+    started = store.get_json(settings.metadata_bucket, f"{prefix}started/{number:05}.json")
+    if started is None:
+        already = _already_finished(store, settings, [page for page in pages if page["claimed"]])
+        state = {"already": already, "sent": [page["id"] for page in pages if page["id"] not in already]}
+        store.put_json(settings.metadata_bucket, f"{prefix}started/{number:05}.json", state)
+    else:
+        state = started[0]
+    marked = set(_marked(store, settings, prefix, number))
+    keys = {page["id"]: page["key"] for page in pages}
+    count = len(state["sent"])
+    unmarked = [(n, image_id) for n, image_id in enumerate(state["sent"]) if image_id not in marked]
+
+    def send(entry: tuple[int, str]) -> None:
+        ordinal, image_id = entry
+        tag = f"{collection}/{run}/{number}/{ordinal}/{count}"
+        try:
+            store.touch(settings.source_bucket, keys[image_id], {MEMBER_TAG: tag})
+        except SourceGone as gone:  # deleted since the start listed it: no job will mark it
+            _mark(store, settings, tag, image_id, {"status": Status.GONE, "error": str(gone)})
+
+    _parallel(store, send, unmarked)
+    if not unmarked:
+        _complete_batch(store, settings, batch, f"batch:{number}")
+    return {"status": Status.RUNNING}
+
+
+def _already_finished(store: S3Storage, settings: Settings, pages: list[dict[str, Any]]) -> dict[str, Any]:
+    """{id: {status, error}} of the pages whose job record is final for the version listed."""
+
+    def outcome(page: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        record = records.read_record(store, settings.metadata_bucket, page["id"])
+        final = record and record["status"] in FINISHED and record["source"].get("etag") == page["etag"]
+        return page["id"], {"status": record["status"], "error": record.get("error")} if final else None
+
+    return {image_id: found for image_id, found in _parallel(store, outcome, pages) if found}
+
+
+def _marked(store: S3Storage, settings: Settings, prefix: str, number: int) -> list[str]:
+    """The ids of the batch's images that have their marker (``marks/BATCH/GROUP/ID``)."""
+    marks = f"{prefix}marks/{number:05}/"
+    return [key[len(marks) :].split("/", 1)[1] for key in store.list_keys(settings.metadata_bucket, marks)]
+
+
+# Completion -------------------------------------------------------------------------------------
+
+
+def image_finished(record: dict[str, Any], settings: Settings, key: str) -> None:
+    """Mark a finished image off the batch that sent it (if one did); complete the batch if it was the last."""
+    if record.get("status") not in Status.FINAL or key.startswith(PAGES_PREFIX):
         return
     store = S3Storage(settings.upload_workers)
-    found = store.get_json(settings.metadata_bucket, f"{MEMBERS_PREFIX}{record['id']}.json")
-    for collection in found[0].get("collections", []) if found else []:
-        _tick(store, settings, collection, record["id"], record)
+    try:
+        tag = store.metadata_of(settings.source_bucket, key).get(MEMBER_TAG)
+    except SourceGone:
+        return
+    if not tag:
+        return
+    _mark(store, settings, tag, record["id"], {"status": record["status"], "error": record.get("error")})
 
 
-def _tick(
-    store: S3Storage, settings: Settings, collection: str, image_id: str | None, record: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """Record one image's outcome with a conditional write (retried on conflict); finish when all are in."""
-    for _ in range(50):
-        found = store.get_json(settings.metadata_bucket, collection_key(collection))
-        if found is None or found[0]["status"] != Status.RUNNING:
-            return found[0] if found else None
-        document, etag = found
-        entry = document["images"].get(image_id) if image_id else None
-        if image_id and (entry is None or entry["etag"] != record["source"].get("etag")):
-            return document  # not this version of the image: a newer one is on its way
-        if entry is not None:
-            entry.update(status=record["status"], error=record.get("error"))
-        _summarise(document)
-        complete = document["progress"]["done"] + len(document["failures"]) == document["progress"]["total"]
-        if complete:
-            document["status"] = PUBLISHING
-        try:
-            store.put_json(settings.metadata_bucket, collection_key(collection), document, if_match=etag)
-        except PreconditionFailed:
-            continue  # another image finished at the same moment: read again
-        return _publish(store, settings, document) if complete else document
-    raise RuntimeError(f"collection {collection}: too many concurrent updates")
+def _mark(store: S3Storage, settings: Settings, tag: str, image_id: str, outcome: dict[str, Any]) -> None:
+    """Write the image's marker; if that completes its group, mark the group; if that completes the batch,
+    complete it. ``tag`` is the image's MEMBER_TAG."""
+    collection, run, number, ordinal, sent = tag.split("/")
+    number, group, sent = int(number), int(ordinal) // GROUP, int(sent)
+    prefix = _run_prefix(collection, run)
+    store.put_json(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/{image_id}", outcome)
+    members = min(GROUP, sent - group * GROUP)
+    if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}marks/{number:05}/{group:03}/")) < members:
+        return
+    store.put_json(settings.metadata_bucket, f"{prefix}groups/{number:05}/{group:03}", {})
+    groups = -(-sent // GROUP)
+    if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}groups/{number:05}/")) < groups:
+        return
+    found = store.get_json(settings.source_bucket, _batch_key(collection, run, number))
+    if found:
+        _complete_batch(store, settings, found[0], f"image:{image_id}")
 
 
-def _publish(store: S3Storage, settings: Settings, document: dict[str, Any]) -> dict[str, Any]:
-    """Write the manifests of complete items, and the Collection only if every item is complete."""
-    task = Task(**document["task"])
-    tiles_base = settings.public_base_url.rstrip("/")
+def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any], owner: str) -> None:
+    """Publish the batch's complete items, write its summary, and assemble the Collection if it was the last.
+
+    Several of a batch's last images may see it complete at once: one claim lets only one of them do it."""
+    collection, run, number = batch["collection"], batch["run"], batch["batch"]
+    prefix = _run_prefix(collection, run)
+    if not _exclusive(store, settings, f"{prefix}completing/{number:05}.json", owner):
+        return
+    pages = [page for item in batch["items"] for page in item["pages"]]
+    found = _parallel(store, lambda p: records.read_record(store, settings.metadata_bucket, p["id"]), pages)
+    facts = {page["id"]: record for page, record in zip(pages, found, strict=True)}
+    task = Task(**batch["task"])
+    summary: dict[str, Any] = {"items": [], "failures": [], "done": 0, "parts": {}}
+    publish = []
+    for item in batch["items"]:
+        joined = _with_facts(item, facts, summary)
+        if item["part"][1] > 1:
+            summary["parts"][item["identifier"]] = {"part": item["part"][0], "item": joined}
+        if item["part"][0] == 0:
+            summary["items"].append({"identifier": item["identifier"], "label": _label(item), "pages": None})
+        if item["part"][1] == 1 and joined:
+            publish.append(joined)
+    urls = dict(_parallel(store, lambda item: _publish_item(store, settings, task, item), publish))
+    for entry in summary["items"]:
+        entry["manifest"] = urls.get(entry["identifier"])
+    store.put_json(settings.metadata_bucket, f"{prefix}batches/{number:05}.json", summary)
+    if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}batches/")) >= batch["batches"]:
+        _assemble(store, settings, collection, run, batch["batches"], task, owner)
+    _done(store, settings, f"{prefix}completing/{number:05}.json", owner)
+
+
+def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The item with each page's size, if every page is done; failures go in the summary."""
+    pages = []
+    for page in item["pages"]:
+        record = facts.get(page["id"])
+        if record and record["status"] == Status.DONE and record.get("facts"):
+            summary["done"] += 1
+            size, versions = record["facts"], record.get("iiif_versions", [3])
+            pages.append({**page, "width": size["width"], "height": size["height"], "versions": versions})
+        else:
+            status = record["status"] if record else Status.GONE
+            error = (
+                (record.get("error") or "changed while the collection ran: drop the task again")
+                if record
+                else "the source was deleted before it could be converted"
+            )
+            summary["failures"].append({"id": page["id"], "key": page["key"], "status": status, "error": error})
+    return {**item, "pages": pages} if len(pages) == len(item["pages"]) else None
+
+
+def _publish_item(store: S3Storage, settings: Settings, task: Task, item: dict[str, Any]) -> tuple[str, str]:
     public = (task.public_base_url or settings.public_base_url).rstrip("/")
-    images = {
-        image_id: records.read_record(store, settings.metadata_bucket, image_id) for image_id in document["images"]
-    }
-    published = []
-    for raw in document["items"]:
-        item = Item(raw["identifier"], tuple(raw["image_keys"]), raw.get("title"), raw.get("description"))
-        if all(images[i] and images[i]["status"] == Status.DONE for i in item.image_ids):
-            key = f"{task.destination_prefix}/{item.identifier}/manifest.json"
-            manifest = manifests.item_manifest(item, tiles_base, f"{public}/{key}", images, settings.iiif_max_size)
-            store.put_bytes(settings.tiles_bucket, key, json.dumps(manifest).encode())
-            published.append((item.identifier, f"{public}/{key}", item.title or item.identifier))
-    status = Status.DONE if len(published) == len(document["items"]) else Status.FAILED
-    urls = {"manifests": {identifier: url for identifier, url, _ in published}}
-    if status == Status.DONE:
+    key = f"{task.destination_prefix}/{item['identifier']}/manifest.json"
+    manifest = manifests.item_manifest(item, settings.public_base_url.rstrip("/"), f"{public}/{key}",
+                                       settings.iiif_max_size)  # fmt: skip
+    store.put_bytes(settings.tiles_bucket, key, json.dumps(manifest).encode())
+    return item["identifier"], f"{public}/{key}"
+
+
+def _label(item: dict[str, Any]) -> dict[str, list[str]]:
+    return item["properties"].get("label") or text(item["identifier"])
+
+
+def _title(item: dict[str, Any]) -> str:
+    """The label to show people: the first value of the first language given."""
+    return next((values[0] for values in _label(item).values() if values), item["identifier"])
+
+
+def _assemble(
+    store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task, owner: str
+) -> None:
+    """Once per run: join split items, publish the Collection if every item is complete, record the outcome."""
+    prefix = _run_prefix(collection, run)
+    if not _exclusive(store, settings, f"{prefix}assembly.json", owner):
+        return
+    keys = [f"{prefix}batches/{number:05}.json" for number in range(count)]
+    summaries = [found[0] for found in _parallel(store, lambda k: store.get_json(settings.metadata_bucket, k), keys)]
+    urls = {entry["identifier"]: entry["manifest"] for s in summaries for entry in s["items"] if entry["manifest"]}
+    parts: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
+    for summary in summaries:
+        for identifier, part in summary["parts"].items():
+            parts.setdefault(identifier, []).append((part["part"], part["item"]))
+    whole = [
+        {**ordered[0][1], "pages": [page for _, item in ordered for page in item["pages"]]}
+        for ordered in (sorted(found, key=lambda p: p[0]) for found in parts.values())
+        if all(item for _, item in ordered)
+    ]
+    urls.update(_parallel(store, lambda item: _publish_item(store, settings, task, item), whole))
+    items = [entry for summary in summaries for entry in summary["items"]]
+    failures = [failure for summary in summaries for failure in summary["failures"]]
+    found = store.get_json(settings.metadata_bucket, collection_key(collection))
+    document = found[0] if found and found[0].get("run") == run else _record(collection, None, task, run, [], count)
+    public = (task.public_base_url or settings.public_base_url).rstrip("/")
+    document["urls"] = {"manifests": {i: u for i, u in list(urls.items())[:SHOWN]}, "manifests_total": len(urls)}
+    if len(urls) == len(items) and not failures:
         key = f"{task.destination_prefix}/collection.json"
-        listing = manifests.collection(task, f"{public}/{key}", [(url, label) for _, url, label in published])
+        listing = manifests.collection(
+            f"{public}/{key}", text(task.label or task.collection), [(urls[e["identifier"]], e["label"]) for e in items]
+        )
         store.put_bytes(settings.tiles_bucket, key, json.dumps(listing).encode())
-        urls["collection"] = f"{public}/{key}"
+        document["urls"]["collection"] = f"{public}/{key}"
+        document.update(status=Status.DONE, error=None)
+    else:
+        document.update(status=Status.FAILED, error="some images failed: the Collection is not published")
     document.update(
-        status=status,
-        urls=urls,
+        progress={"done": sum(s["done"] for s in summaries), "total": document["progress"]["total"]},
+        failures=failures[:SHOWN],
+        failures_total=len(failures),
         updated_at=records.now_iso(),
         finished_at=records.now_iso(),
-        error=None if status == Status.DONE else "some images failed: the Collection is not published",
     )
-    store.put_json(settings.metadata_bucket, collection_key(task.collection), document)
-    return document
+    store.put_json(settings.metadata_bucket, collection_key(collection), document)
+    _done(store, settings, f"{prefix}assembly.json", owner)
+
+
+def _exclusive(store: S3Storage, settings: Settings, key: str, owner: str) -> bool:
+    """Whether ``owner`` may do the once-only step the claim ``key`` guards: it made the claim now, or the claim
+    is its own (Lambda's retry of the same event, after a failure) or stale (its holder died and was not retried);
+    never once the step is done (a late duplicate of the same event)."""
+    claim = {"owner": owner, "at": records.now_iso()}
+    try:
+        store.put_json(settings.metadata_bucket, key, claim, create_only=True)
+        return True
+    except PreconditionFailed:
+        held = store.get_json(settings.metadata_bucket, key)
+    if (
+        held is None
+        or held[0].get("done")
+        or (held[0].get("owner") != owner and records.age_seconds(held[0].get("at")) < settings.stale_after_seconds)
+    ):
+        return False
+    try:
+        store.put_json(settings.metadata_bucket, key, claim, if_match=held[1])
+    except PreconditionFailed:
+        return False
+    return True
+
+
+def _done(store: S3Storage, settings: Settings, key: str, owner: str) -> None:
+    """The step the claim ``key`` guards is done: nobody does it again."""
+    store.put_json(settings.metadata_bucket, key, {"owner": owner, "at": records.now_iso(), "done": True})
+
+
+# Reading the inputs -----------------------------------------------------------------------------
 
 
 def _read_task(store: S3Storage, ref: SourceRef, settings: Settings) -> Task:
@@ -165,64 +411,46 @@ def _read_task(store: S3Storage, ref: SourceRef, settings: Settings) -> Task:
     return task
 
 
-def _read_csv(store: S3Storage, settings: Settings, key: str) -> str:
+def _read_text(store: S3Storage, settings: Settings, key: str, name: str) -> str:
+    """A CSV or mapping from the source bucket, size-limited and decoded (``spreadsheet.decode``)."""
     try:
-        return store.read_text(settings.source_bucket, key)
+        data = store.read_bytes(settings.source_bucket, key, spreadsheet.MAX_CSV_BYTES)
     except SourceGone:
-        raise TaskError(f"the CSV s3://{settings.source_bucket}/{key} does not exist") from None
-    except UnicodeDecodeError:
-        raise TaskError("the CSV is not UTF-8 text") from None
+        raise TaskError(f"{name} s3://{settings.source_bucket}/{key} does not exist") from None
+    except ValueError as error:
+        raise TaskError(f"{name} s3://{settings.source_bucket}/{key} is {error}: split the collection") from None
+    return spreadsheet.decode(data, name)
 
 
-def _image_entry(store: S3Storage, settings: Settings, image_id: str, key: str, etag: str) -> dict[str, Any]:
-    record = records.read_record(store, settings.metadata_bucket, image_id)
-    converted = record and record["status"] == Status.DONE and record["source"].get("etag") == etag
-    return {"key": key, "etag": etag, "status": Status.DONE if converted else Status.QUEUED, "error": None}
-
-
-def _join(store: S3Storage, settings: Settings, image_id: str, collection: str) -> None:
-    key = f"{MEMBERS_PREFIX}{image_id}.json"
-    found = store.get_json(settings.metadata_bucket, key)
-    collections = sorted(set(found[0].get("collections", []) if found else []) | {collection})
-    store.put_json(settings.metadata_bucket, key, {"collections": collections})
-
-
-def _new_record(
-    collection: str, ref: SourceRef, task: Task | None, items: list[Item], images: dict[str, dict[str, Any]]
+def _record(
+    collection: str, ref: SourceRef | None, task: Task | None, run: str, items: list[dict[str, Any]], batches: int
 ) -> dict[str, Any]:
-    document = {
+    """The collection record as a run starts: its items (the first ``SHOWN``), totals, no outcome yet."""
+    return {
         "id": collection,
         "kind": "collection",
-        "task_source": ref.to_dict(),
+        "run": run,
+        "task_source": ref.to_dict() if ref else None,
         "status": Status.RUNNING,
         "task": task.__dict__ if task else None,
         "error": None,
         "urls": {},
         "failures": [],
+        "failures_total": 0,
         "items": [
-            {
-                "identifier": i.identifier,
-                "image_keys": list(i.image_keys),
-                "title": i.title,
-                "description": i.description,
-            }
-            for i in items
+            {"identifier": item["identifier"], "title": _title(item), "images": len(item["pages"])}
+            for item in items[:SHOWN]
         ],
-        "images": images,
+        "items_total": len(items),
+        "batches": batches,
+        "progress": {"done": None, "total": sum(len(item["pages"]) for item in items)},
         "created_at": records.now_iso(),
         "updated_at": records.now_iso(),
         "finished_at": None,
     }
-    return _summarise(document)
 
 
-def _summarise(document: dict[str, Any]) -> dict[str, Any]:
-    images = document["images"]
-    document["progress"] = {"done": sum(e["status"] == Status.DONE for e in images.values()), "total": len(images)}
-    document["failures"] = [
-        {"id": image_id, "key": e["key"], "status": e["status"], "error": e["error"]}
-        for image_id, e in sorted(images.items())
-        if e["status"] in (Status.FAILED, Status.GONE)
-    ]
-    document["updated_at"] = records.now_iso()
-    return document
+def _parallel(store: S3Storage, call: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+    """``call`` on every value on the store's bounded pool, results in order; the first error is raised."""
+    futures = [thread_pool(store.workers).submit(call, value) for value in values]
+    return [future.result() for future in futures]

@@ -4,7 +4,12 @@ Native form (JSON, dropped under ``tasks/`` in the source bucket)::
 
     {"collection": "Ms2016_012", "label": "Women's Development Corporation",
      "source_prefix": "Ms2016_012/", "csv": "Ms2016_012/items.csv",
-     "destination_prefix": "collections/Ms2016_012", "public_base_url": "https://tiles.example.org"}
+     "destination_prefix": "collections/Ms2016_012", "public_base_url": "https://tiles.example.org",
+     "mapping": "Ms2016_012/mapping.json", "page_labels": "Ms2016_012/pages.csv", "page_label_pattern": "f. {n}"}
+
+``csv`` describes the items (``app/collection/spreadsheet.py``); ``mapping`` (a key
+of a JSON file, or the mapping inline) says what its columns are; page labels
+come from ``page_labels`` (a second CSV), a pattern, or "Page N".
 
 The AWS Batch IIIF generator's task files are accepted unchanged: their
 ``environment`` list maps SRC_BUCKET -> source bucket, ACCESS_DIR ->
@@ -15,8 +20,6 @@ CSV name (as that generator derives it) or else the job name.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -56,6 +59,9 @@ class Task:
     csv_key: str | None = None
     public_base_url: str | None = None
     source_bucket: str | None = None
+    mapping: str | dict | None = None  # a key in the source bucket, or the mapping itself
+    page_labels_key: str | None = None
+    page_label_pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,6 @@ class Item:
 
     identifier: str
     image_keys: tuple[str, ...]
-    title: str | None = None
-    description: str | None = None
     image_ids: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +79,17 @@ class Item:
 COLLECTIONS_ROOT = "collections"  # every collection publishes under it, so none can overwrite an image's outputs
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
-_FIELDS = ("collection", "label", "source_prefix", "csv", "destination_prefix", "public_base_url", "source_bucket")
+_FIELDS = (
+    "collection",
+    "label",
+    "source_prefix",
+    "csv",
+    "destination_prefix",
+    "public_base_url",
+    "source_bucket",
+    "page_labels",
+    "page_label_pattern",
+)
 
 
 def parse_task(document: object) -> Task:
@@ -90,6 +104,9 @@ def parse_task(document: object) -> Task:
             raise TaskError(f"{name} must be a string, not {type(value).__name__}")
         if value and _UNPRINTABLE.search(value):
             raise TaskError(f"{name} holds control characters")
+    mapping = document.get("mapping")
+    if mapping is not None and not isinstance(mapping, (str, dict)):
+        raise TaskError(f"mapping must be a key of a JSON file or the mapping itself, not {type(mapping).__name__}")
     missing = [name for name in ("collection", "source_prefix") if not document.get(name)]
     if missing:
         raise TaskError(f"the task file lacks {', '.join(missing)}")
@@ -116,6 +133,9 @@ def parse_task(document: object) -> Task:
         csv_key=_relative_path("csv", document.get("csv") or "") or None,
         public_base_url=public,
         source_bucket=document.get("source_bucket") or None,
+        mapping=_relative_path("mapping", mapping) if isinstance(mapping, str) else mapping,
+        page_labels_key=_relative_path("page_labels", document.get("page_labels") or "") or None,
+        page_label_pattern=document.get("page_label_pattern") or None,
     )
 
 
@@ -174,38 +194,6 @@ def group_items(task: Task, keys: list[str]) -> list[Item]:
         return [Item(identifier, tuple(keys)) for identifier, keys in sorted(folders.items())]
     except ValueError as error:  # a key no image id can be derived from
         raise TaskError(str(error)) from None
-
-
-def apply_csv(items: list[Item], text: str) -> list[Item]:
-    """Titles and descriptions from an ``identifier,title,description`` CSV (header names case-insensitive)."""
-    try:
-        rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), strict=True))
-    except csv.Error as error:
-        raise TaskError(f"the CSV is malformed: {error}") from None
-    if not rows:
-        raise TaskError("the CSV is empty")
-    header = [name.strip().lower() for name in rows[0]]
-    if "identifier" not in header or "title" not in header:
-        raise TaskError(f"the CSV header must name identifier and title (found: {', '.join(rows[0])})")
-    column = {name: header.index(name) for name in ("identifier", "title", "description") if name in header}
-    known = {item.identifier for item in items}
-    metadata = {}
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise TaskError(f"CSV line {number} has {len(row)} fields, the header has {len(header)}")
-        identifier = row[column["identifier"]].strip()
-        if identifier not in known:
-            raise TaskError(
-                f"CSV line {number} names identifier {identifier!r}, which has no images "
-                f"(items: {', '.join(sorted(known))})"
-            )
-        metadata[identifier] = (
-            row[column["title"]].strip() or None,
-            row[column["description"]].strip() or None if "description" in column else None,
-        )
-    return [Item(item.identifier, item.image_keys, *metadata.get(item.identifier, (None, None))) for item in items]
 
 
 def page_label(key: str, position: int) -> str:

@@ -104,7 +104,8 @@ def uploader(workers: int) -> NativeUploader:
 
 @functools.cache
 def thread_pool(workers: int) -> ThreadPoolExecutor:
-    """For many boto3 calls at once (``touch_many``); bounded, so connections never outnumber the client's pool."""
+    """For many boto3 calls at once (``put_sources``, a collection's batches); bounded, so connections never outnumber
+    the client's pool."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3")
 
 
@@ -216,14 +217,9 @@ class S3Storage:
         with classified():
             self.s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type(key)})
 
-    def touch_many(self, bucket: str, keys: Iterable[str]) -> None:
-        """``touch`` many objects in parallel."""
-        futures = [thread_pool(self.workers).submit(self.touch, bucket, key) for key in keys]
-        for future in futures:
-            future.result()
-
-    def touch(self, bucket: str, key: str) -> None:
-        """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload."""
+    def touch(self, bucket: str, key: str, metadata: dict[str, str] | None = None) -> None:
+        """Copy an object onto itself: S3 sends a fresh ObjectCreated event, as for a new upload. ``metadata``
+        replaces the object's user metadata (a collection's note of which batch awaits the image)."""
         self.count("write")
         with classified(SourceRef(bucket, key)):
             self.s3.copy_object(
@@ -231,8 +227,24 @@ class S3Storage:
                 Key=key,
                 CopySource={"Bucket": bucket, "Key": key},
                 MetadataDirective="REPLACE",
-                Metadata={"tiler-retry": "1"},
+                Metadata=metadata or {"tiler-retry": "1"},
             )
+
+    def metadata_of(self, bucket: str, key: str) -> dict[str, str]:
+        """An object's user metadata (one HEAD); raises SourceGone when it no longer exists."""
+        self.count("read")
+        with classified(SourceRef(bucket, key)):
+            return self.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+
+    def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes:
+        """An object's bytes, refused (ValueError) past ``max_bytes`` before its body is read."""
+        self.count("read")
+        with classified(SourceRef(bucket, key)):
+            answer = self.s3.get_object(Bucket=bucket, Key=key)
+            if answer["ContentLength"] > max_bytes:
+                answer["Body"].close()
+                raise ValueError(f"{answer['ContentLength'] / 2**20:.1f} MB, over the {max_bytes // 2**20} MB limit")
+            return answer["Body"].read()
 
     def presigned_upload(self, bucket: str, key: str, media_type: str, max_bytes: int, seconds: int) -> dict[str, Any]:
         """A presigned POST: the browser sends the file straight to S3, however large.

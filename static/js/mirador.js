@@ -5,6 +5,7 @@
     id: "mirador",
     windows: [{manifestId: element.dataset.manifest}],
     window: {allowClose: false},
+    thumbnailNavigation: {defaultPosition: "far-bottom"},  // a collection's items are pages: show the strip
     workspaceControlPanel: {enabled: false},
   });
 })();

@@ -189,16 +189,17 @@ def test_document_manifests_paint_each_page_with_the_services_it_was_published_i
 
 def test_collection_item_manifests_paint_each_image_with_the_services_its_record_names(validator):
     from app.collection.manifests import item_manifest
-    from app.collection.task import Item
 
-    item = Item("Leaf", ("album/Leaf/a.jpg", "album/Leaf/b.jpg"))
-    images = {
-        "album/Leaf/a": {"facts": {"width": 1400, "height": 1000}, "iiif_versions": [3, 2]},
-        "album/Leaf/b": {"facts": {"width": 1400, "height": 1000}},  # recorded before IIIF_VERSIONS: 3.0
+    size = {"width": 1400, "height": 1000}
+    item = {
+        "identifier": "Leaf",
+        "properties": {},
+        "pages": [
+            {"id": "album/Leaf/a", "label": "Page 1", **size, "versions": [3, 2]},
+            {"id": "album/Leaf/b", "label": "Page 2", **size},  # recorded before IIIF_VERSIONS: 3.0
+        ],
     }
-    manifest = item_manifest(
-        item, "http://t.example", "http://t.example/collections/c/Leaf/manifest.json", images, 2048
-    )
+    manifest = item_manifest(item, "http://t.example", "http://t.example/collections/c/Leaf/manifest.json", 2048)
     _assert_valid(validator, manifest)
     first, second = (canvas["items"][0]["items"][0]["body"]["service"] for canvas in manifest["items"])
     assert [s.get("id") or s.get("@id") for s in first] == [
