@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import hashlib
 import json
 import sys
@@ -78,10 +79,43 @@ class _Upload:
     parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
 
 
+class _Objects(dict):
+    """A bucket's objects, with its keys also kept sorted, so a listing costs a bisection and its page, as on S3,
+    not a scan of the whole bucket (which would make big collections' listings slower than S3's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys_sorted: list[str] = []
+
+    def __setitem__(self, key: str, value: _Object) -> None:
+        if key not in self:
+            bisect.insort(self.keys_sorted, key)
+        super().__setitem__(key, value)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            del self.keys_sorted[bisect.bisect_left(self.keys_sorted, key)]
+        return super().pop(key, *default)
+
+    def __delitem__(self, key: str) -> None:
+        self.pop(key)
+
+    def listed(self, prefix: str, after: str, count: int) -> list[str]:
+        """Up to ``count`` keys under ``prefix`` that sort after ``after``, in order."""
+        keys = self.keys_sorted
+        start = bisect.bisect_right(keys, after) if after >= prefix else bisect.bisect_left(keys, prefix)
+        found = []
+        for key in keys[start : start + count]:
+            if not key.startswith(prefix):
+                break
+            found.append(key)
+        return found
+
+
 class _Store:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.buckets: dict[str, dict[str, _Object]] = {}
+        self.buckets: dict[str, _Objects] = {}
         self.uploads: dict[str, _Upload] = {}
         self.requests: dict[str, int] = {}
         self.bytes_out = 0  # object bytes sent by GETs (whole or ranged): what readers fetched
@@ -208,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
             objects = store.buckets.get(bucket)
             if method == "PUT":  # CreateBucket, or a sub-resource (?cors, ?policy, ...): accepted and ignored
                 if not query:
-                    store.buckets.setdefault(bucket, {})
+                    store.buckets.setdefault(bucket, _Objects())
                 self._reply(200, headers={"Location": f"/{bucket}"})
                 return
             if objects is None:
@@ -398,14 +432,14 @@ def byte_range(header: str, size: int) -> tuple[int, int] | tuple[()] | None:
     return (first, last) if first < size else ()
 
 
-def _list_v2(bucket: str, objects: dict[str, _Object], query: dict[str, str]) -> bytes:
+def _list_v2(bucket: str, objects: _Objects, query: dict[str, str]) -> bytes:
     prefix = query.get("prefix", "")
     max_keys = min(int(query.get("max-keys") or 1000), 1000)
     after = query.get("start-after", "")
     token = query.get("continuation-token")
     if token:
         after = max(after, base64.urlsafe_b64decode(token.encode()).decode())
-    keys = sorted(k for k in objects if k.startswith(prefix) and k > after)
+    keys = objects.listed(prefix, after, max_keys + 1)
     page, truncated = keys[:max_keys], len(keys) > max_keys
     contents = "".join(
         f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(objects[k].modified)}</LastModified>"

@@ -117,3 +117,15 @@ def test_a_large_file_goes_up_in_parts_through_boto3s_transfer(s3, tmp_path):
     stored = s3.head_object(Bucket="b", Key="large.bin")
     assert stored["ETag"].endswith('-3"')
     assert s3.get_object(Bucket="b", Key="large.bin")["Body"].read() == path.read_bytes()
+
+
+def test_listings_page_through_a_prefix_in_key_order_after_deletes(s3):
+    keys = [f"k/{n:04}" for n in range(2300)] + ["j", "k", "k0", "l/x"]
+    for key in keys:
+        s3.put_object(Bucket="b", Key=key, Body=b"")
+    s3.delete_objects(Bucket="b", Delete={"Objects": [{"Key": "k/0007"}, {"Key": "k/2299"}]})
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="b", Prefix="k/")
+    listed = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    assert listed == sorted(k for k in keys if k.startswith("k/") and k not in ("k/0007", "k/2299"))
+    after = s3.list_objects_v2(Bucket="b", Prefix="k", StartAfter="k/2297")["Contents"]
+    assert [item["Key"] for item in after] == ["k/2298", "k0"]
