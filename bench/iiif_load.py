@@ -112,8 +112,17 @@ def measure(ctx: Context) -> Section:
         s3.put_bucket_policy(Bucket=TILES_BUCKET, Policy=json.dumps(public_read(TILES_BUCKET)))
         s3.put_bucket_cors(Bucket=TILES_BUCKET, CORSConfiguration=TILES_CORS)
         started = time.perf_counter()
-        with tiff.open("rb") as body:
-            s3.put_object(Bucket=TILES_BUCKET, Key=f"derivatives/{IMAGE_ID}.tif", Body=body, ContentType="image/tiff")
+        from app.storage.ranged import directory_metadata
+
+        key = f"derivatives/{IMAGE_ID}.tif"
+        with tiff.open("rb") as body:  # with the metadata the publisher gives it: where its directories are
+            s3.put_object(
+                Bucket=TILES_BUCKET,
+                Key=key,
+                Body=body,
+                ContentType="image/tiff",
+                Metadata=directory_metadata(tiff, key),
+            )
         tiff_upload_s = time.perf_counter() - started
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:

@@ -63,6 +63,7 @@ class Target:
     op: str  # "<=" or "<"
     limit: float
     unit: str = ""
+    digits: int = 2  # decimals shown: enough that a PASS/MISS never shows equal numbers
 
     @property
     def passed(self) -> bool:
@@ -71,7 +72,7 @@ class Target:
     def describe(self) -> str:
         verdict = "PASS" if self.passed else "MISS"
         target = f"target {self.op} {self.limit:g}{self.unit}"
-        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.2f}{self.unit} ({target})"
+        return f"{verdict}  {self.image:>6}  {self.name}: {self.value:.{self.digits}f}{self.unit} ({target})"
 
 
 @dataclass
@@ -107,3 +108,39 @@ def format_table(columns: list[Column], rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+# BENCHMARKS.md: each section's latest figures, written by the run that measured them --------------------------
+def _marks(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} (written by bench/run.py; edits are overwritten) -->", f"<!-- /bench:{name} -->"
+
+
+def markdown_block(section: Section, provenance: str) -> str:
+    """One section as Markdown: where and how it was measured, the table, the targets, the notes."""
+    columns = section.columns
+    lines = [provenance, "", "| " + " | ".join(c.header for c in columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in section.rows:
+        cells = ["" if row.get(c.key) is None else c.fmt.format(row[c.key]) for c in columns]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    if section.targets:
+        lines += ["", "Targets:", ""] + [f"- {target.describe()}" for target in section.targets]
+    if section.notes:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in section.notes]
+    return "\n".join(lines)
+
+
+def update_markdown(path: Path, sections: list[Section], provenance: str) -> list[str]:
+    """Replace each section's marked block in ``path`` (appending a heading and block for a section that has none
+    yet); the names of the sections written."""
+    text = path.read_text() if path.exists() else ""
+    for section in sections:
+        begin, end = _marks(section.name)
+        block = f"{begin}\n{markdown_block(section, provenance)}\n{end}"
+        start, stop = text.find(begin), text.find(end)
+        if start >= 0 and stop > start:
+            text = text[:start] + block + text[stop + len(end) :]
+        else:
+            text = text.rstrip("\n") + f"\n\n## {section.title}\n\n{block}\n"
+    path.write_text(text)
+    return [section.name for section in sections]

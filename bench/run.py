@@ -1,7 +1,8 @@
 """Benchmark: ``make bench``, i.e.
-``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|s3|iiif|archive] [--keep] [--json PATH]``.
+``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|batch|s3|iiif|iiif-peer|archive] [--keep]
+[--json PATH] [--no-markdown]``.
 
-Answers four questions with numbers: how much slower than bare libvips dzsave
+Answers these questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
 with the per-image manifest), does a 430 MP image convert in
 under 512 MB of memory (i.e. does it really stream), how long from an
@@ -10,12 +11,17 @@ conversion alone with 25 ms per S3 request), and how fast does the dynamic
 IIIF endpoint answer random tile requests, next to the static tiles? And for
 archive masters: how close is a 100 MP JPEG 2000 to OpenJPEG's own decoder
 plus dzsave (target: at most 1.3x), in how much memory, and how many pages
-of a scanned PDF per second?
+of a scanned PDF per second? And next to what a user would pick instead:
+fifty ordinary pages in one call against a loop of plain dzsave, and the
+dynamic endpoint against iiif-processor (serverless-iiif) on the same TIFF
+and S3.
 
 Inputs are synthetic photo-like JPEGs generated once into ``bench/data/``
 (git-ignored). Every measurement is a function in ``MEASUREMENTS`` returning
 a ``results.Section``; this file only prepares inputs, runs them, prints and
-saves. It is a benchmark, not a test: a missed target still exits 0; a
+saves, and writes each section's figures into BENCHMARKS.md between its
+markers, with the date, the machine and the command (``--no-markdown`` only
+prints). It is a benchmark, not a test: a missed target still exits 0; a
 crashed run exits 1.
 """
 
@@ -26,6 +32,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,12 +45,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # helper modules live next to this file; bench/ is not a package
 
 import archive  # noqa: E402
+import batch  # noqa: E402
 import iiif_load  # noqa: E402
+import iiif_peer  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
 from proc import RunFailed, run_measured  # noqa: E402
-from results import BenchImage, Context, Section, format_table  # noqa: E402
+from results import BenchImage, Context, Section, format_table, update_markdown  # noqa: E402
 
 REPO = HERE.parent
 DATA = HERE / "data"
@@ -53,8 +62,10 @@ IMAGES = {  # key: (width, height, peak-RSS target in MB or None)
 }
 MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
+    batch.measure,
     s3_flow.measure,
     iiif_load.measure,
+    iiif_peer.measure,
     archive.measure,
 ]
 
@@ -68,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--serial-runs must be at least 1")
     if args.s3_latency_ms < 0:
         parser.error("--s3-latency-ms cannot be negative")
-    if args.iiif_requests < 1 or args.iiif_clients < 1:
-        parser.error("--iiif-requests and --iiif-clients must be at least 1")
+    if args.iiif_requests < 1 or args.iiif_clients < 1 or args.iiif_peer_requests < 1:
+        parser.error("--iiif-requests, --iiif-peer-requests and --iiif-clients must be at least 1")
+    unknown = set(args.iiif_peer_images) - set(iiif_peer.SIZES)
+    if unknown or not args.iiif_peer_images:
+        parser.error(f"--iiif-peer-images: a comma-separated list of {', '.join(iiif_peer.SIZES)}")
     started = time.perf_counter()
     report: dict[str, Any] = {"environment": environment(), "options": _options(args)}
     _print_environment(report["environment"])
@@ -89,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 "serial_runs": args.serial_runs,
                 "iiif_requests": args.iiif_requests,
                 "iiif_clients": args.iiif_clients,
+                "iiif_peer_images": args.iiif_peer_images,
+                "iiif_peer_requests": args.iiif_peer_requests,
             },
         )
         _clear_runs(ctx)
@@ -102,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     for section in sections:
         print_section(section)
+    if args.markdown is not None:
+        written = update_markdown(args.markdown, sections, provenance(report["environment"], argv))
+        print(f"\nFigures of {', '.join(written)} written to {args.markdown}")
     print(
         f"\nWhole benchmark: {report['total_seconds']:.0f} s"
         + (f"; kept outputs in {ctx.work_dir}" if args.keep else "")
@@ -117,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         choices=sorted(IMAGES) + sorted(map(section_name, MEASUREMENTS)),
         help="benchmark one image only, or run one section only (tiling: both images; "
+        "batch: 50 pages of 2500x2000 in one convert call, made on first use; "
         "s3: upload to done through S3, 48mp; iiif: dynamic vs static tile requests, 430mp; "
+        "iiif-peer: dynamic endpoint vs iiif-processor, 100 and 430 MP; "
         "archive: 100 MP JPEG 2000 and a 50-page PDF, made on first use)",
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's output (in SCRATCH/bench-runs)")
@@ -130,6 +151,16 @@ def _parser() -> argparse.ArgumentParser:
         "(default bench/data; try a tmpfs to take disk metadata speed out of the numbers)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=REPO / "BENCHMARKS.md",
+        metavar="PATH",
+        help="where each section's figures are written, between its markers (default BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--no-markdown", dest="markdown", action="store_const", const=None, help="print only; write no Markdown"
+    )
     parser.add_argument(
         "--s3-latency-ms",
         type=float,
@@ -155,7 +186,22 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=iiif_load.DEFAULT_CLIENTS,
         metavar="N",
-        help=f"iiif: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})",
+        help=f"iiif, iiif-peer: concurrent client threads (default {iiif_load.DEFAULT_CLIENTS})",
+    )
+    parser.add_argument(
+        "--iiif-peer-images",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=list(iiif_peer.DEFAULT_IMAGES),
+        metavar="KEYS",
+        help="iiif-peer: the images, comma-separated (default 100mp,430mp; the 430 MP one makes the section long: "
+        "the peer streams its whole 200 MB TIFF for every request)",
+    )
+    parser.add_argument(
+        "--iiif-peer-requests",
+        type=int,
+        default=iiif_peer.DEFAULT_REQUESTS,
+        metavar="N",
+        help=f"iiif-peer: requests per pass (default {iiif_peer.DEFAULT_REQUESTS})",
     )
     return parser
 
@@ -170,6 +216,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "serial_runs": args.serial_runs,
         "iiif_requests": args.iiif_requests,
         "iiif_clients": args.iiif_clients,
+        "iiif_peer_images": args.iiif_peer_images,
+        "iiif_peer_requests": args.iiif_peer_requests,
     }
 
 
@@ -269,9 +317,24 @@ def environment() -> dict[str, Any]:
         "vips_cli": _first_line(["vips", "--version"]),  # informational only; the reference does not use it
         "exiftool": _first_line(["exiftool", "-ver"]),
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],  # a shared machine's other work, at the start
+        "cpu_model": _cpu_model(),
+        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
         "platform": platform.platform(),
-        "git": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+        "git": _git_version(),
     }
+
+
+def provenance(env: dict[str, Any], argv: list[str] | None) -> str:
+    """The line that says when, where and how a section's figures were measured."""
+    command = shlex.join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"Measured {when} by `{command}` (`make bench` runs `bench/run.py`) on {env['cpus']} CPUs "
+        f"({env['cpu_model'] or 'unknown CPU'}), {env['memory_gb']:.0f} GB, load average {env['load_average']:.1f} at "
+        f"the start, {env['platform']}; libvips "
+        f"{env['libvips']}, Python {env['python']}, exiftool {env['exiftool'] or 'missing'}, git {env['git']}."
+    )
 
 
 def _print_environment(env: dict[str, Any]) -> None:
@@ -281,6 +344,25 @@ def _print_environment(env: dict[str, Any]) -> None:
     )
     if env["vips_cli"]:
         print(f"vips on PATH: {env['vips_cli']} (not used; the reference runs the project's libvips via pyvips)")
+
+
+def _git_version() -> str | None:
+    """The commit, "-dirty" if a tracked file other than BENCHMARKS.md (which the runs write) differs from it."""
+    commit = _first_line(["git", "-C", str(REPO), "describe", "--always"])
+    changed = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{commit}-dirty" if commit and changed else commit
+
+
+def _cpu_model() -> str | None:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
 def _first_line(cmd: list[str]) -> str | None:

@@ -8,14 +8,20 @@ thousands run side by side. This server models that: every request sleeps
 then answers from a dict under a lock.
 
 It speaks just enough of the S3 REST API, path-style (boto3 uses path style
-for an IP endpoint), for the upload -> event handler -> publish flow:
-CreateBucket (and bucket sub-resources such as ``?cors``: accepted, ignored),
-PutObject with ``If-None-Match: *`` / ``If-Match`` (412), CopyObject, GetObject
-(``If-Match``), HeadObject, DeleteObject, ListObjectsV2 (prefix, max-keys,
-continuation-token) and DeleteObjects. Not S3: ``POST /__reset`` forgets
-everything, ``GET /__stats`` returns the request counts by method as JSON.
+for an IP endpoint), for the upload -> event handler -> publish flow and the
+dynamic endpoint's ranged reads: CreateBucket (and bucket sub-resources such
+as ``?cors``: accepted, ignored), PutObject with ``If-None-Match: *`` /
+``If-Match`` (412), CopyObject, GetObject and HeadObject (``If-Match``;
+``Range: bytes=a-b``, ``a-`` or ``-n`` answered 206 with ``Content-Range``,
+416 when unsatisfiable), DeleteObject, ListObjectsV2 (prefix, max-keys,
+continuation-token), DeleteObjects, and multipart uploads (create, upload
+part, complete with S3's rules: parts in ascending order, each but the last at
+least 5 MiB, the ``md5-of-md5s-N`` ETag; abort). Every request, a part too,
+pays the same latency. Not S3: ``POST /__reset`` forgets everything,
+``GET /__stats`` returns the request counts by method and the object bytes
+sent (``bytes_out``) as JSON.
 
-Run alone: ``python bench/s3_standin.py [--port P] [--latency-ms 25]``.
+Run alone: ``python bench/s3_standin.py [--port P] [--latency-ms 25] [--until-stdin-closes]``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -44,6 +51,13 @@ from tooling.local_s3 import LocalServer  # noqa: E402
 
 _XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _KEPT_HEADERS = ("content-type", "cache-control", "content-encoding", "content-disposition")
+_MIN_PART_BYTES = 5 * 2**20  # S3's minimum for every part but the last
+_MAX_PARTS = 10_000
+_PRECONDITION_FAILED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message>"
+    b"<RequestId>standin</RequestId></Error>"
+)
 
 
 @dataclass
@@ -54,11 +68,23 @@ class _Object:
     headers: dict[str, str] = field(default_factory=dict)  # content-type, cache-control, x-amz-meta-*
 
 
+@dataclass
+class _Upload:
+    """A multipart upload in progress: where it goes, its headers, its parts so far (number -> (etag, body))."""
+
+    bucket: str
+    key: str
+    headers: dict[str, str]
+    parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+
+
 class _Store:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.buckets: dict[str, dict[str, _Object]] = {}
+        self.uploads: dict[str, _Upload] = {}
         self.requests: dict[str, int] = {}
+        self.bytes_out = 0  # object bytes sent by GETs (whole or ranged): what readers fetched
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -126,11 +152,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and name == "__reset":
             with store.lock:
                 store.buckets.clear()
+                store.uploads.clear()
                 store.requests.clear()
+                store.bytes_out = 0
             self._reply(204)
         elif method == "GET" and name == "__stats":
             with store.lock:
-                stats = dict(store.requests)
+                stats = {**store.requests, "bytes_out": store.bytes_out}
             self._reply(200, json.dumps(stats).encode(), {"Content-Type": "application/json"})
         else:
             self._reply(404, _error("NoSuchControl", name))
@@ -156,16 +184,20 @@ class _Handler(BaseHTTPRequestHandler):
             objects = store.buckets.get(bucket)
             if objects is None:
                 status, answer, headers = 404, _error("NoSuchBucket", bucket), {}
+            elif "uploads" in query or "uploadId" in query:
+                status, answer, headers = self._multipart(method, bucket, key, query, body)
             elif method == "PUT":
                 status, answer, headers = self._put(objects, key, body)
             elif method in ("GET", "HEAD"):
                 status, answer, headers = self._get(objects, key)
+                if method == "GET" and status in (200, 206):
+                    store.bytes_out += len(answer)
             elif method == "DELETE":
                 objects.pop(key, None)
                 status, answer, headers = 204, b"", {}
             else:
                 status, answer, headers = 405, _error("MethodNotAllowed", method), {}
-        if method == "HEAD" and status == 200:
+        if method == "HEAD" and status in (200, 206):
             self._reply(status, answer, headers, length=len(answer))
         else:
             self._reply(status, b"" if method == "HEAD" else answer, headers)
@@ -197,30 +229,31 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._reply(501, _error("NotImplemented", f"{method} ?{'&'.join(query)} on a bucket"))
 
-    def _put(self, objects: dict[str, _Object], key: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        """PutObject or CopyObject; called with the store's lock held, so conditions and writes are atomic."""
-        current = objects.get(key)
+    def _write_refused(self, current: _Object | None, key: str) -> tuple[int, bytes, dict[str, str]] | None:
+        """The answer to a write whose ``If-None-Match: *`` or ``If-Match`` does not hold, else None."""
         if self.headers.get("If-None-Match") == "*" and current is not None:
-            return (
-                412,
-                _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
-                {},
-            )
+            return 412, _PRECONDITION_FAILED, {}
         if_match = self.headers.get("If-Match")
         if if_match is not None:
             if current is None:
                 return 404, _error("NoSuchKey", key), {}
             if if_match.strip() not in (current.etag, current.etag.strip('"')):
-                return (
-                    412,
-                    _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
-                    {},
-                )
-        headers = {
+                return 412, _PRECONDITION_FAILED, {}
+        return None
+
+    def _kept_headers(self) -> dict[str, str]:
+        return {
             name: value
             for name, value in self.headers.items()
             if name.lower() in _KEPT_HEADERS or name.lower().startswith("x-amz-meta-")
         }
+
+    def _put(self, objects: dict[str, _Object], key: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """PutObject or CopyObject; called with the store's lock held, so conditions and writes are atomic."""
+        refused = self._write_refused(objects.get(key), key)
+        if refused:
+            return refused
+        headers = self._kept_headers()
         source = self.headers.get("x-amz-copy-source")
         if source is not None:
             src_bucket, _, src_key = unquote(source.split("?", 1)[0]).lstrip("/").partition("/")
@@ -247,11 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 404, _error("NoSuchKey", key), {}
         if_match = self.headers.get("If-Match")
         if if_match is not None and if_match.strip() not in (current.etag, current.etag.strip('"')):
-            return (
-                412,
-                _error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
-                {},
-            )
+            return 412, _PRECONDITION_FAILED, {}
         headers = {
             "Content-Type": "binary/octet-stream",
             **{_title(n): v for n, v in current.headers.items()},
@@ -259,7 +288,114 @@ class _Handler(BaseHTTPRequestHandler):
             "Last-Modified": formatdate(current.modified, usegmt=True),
             "Accept-Ranges": "bytes",
         }
-        return 200, current.body, headers
+        size = len(current.body)
+        wanted = self.headers.get("Range")
+        if wanted is None:
+            return 200, current.body, headers
+        span = byte_range(wanted, size)
+        if span is None:  # S3 ignores a Range header it cannot parse and sends the whole object
+            return 200, current.body, headers
+        if span == ():
+            return (
+                416,
+                _error("InvalidRange", "The requested range is not satisfiable"),
+                {"Content-Range": f"bytes */{size}"},
+            )
+        first, last = span
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        return 206, current.body[first : last + 1], headers
+
+    def _multipart(
+        self, method: str, bucket: str, key: str, query: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload (lock held)."""
+        store = self.server.store
+        if method == "POST" and "uploads" in query:
+            upload_id = uuid.uuid4().hex
+            store.uploads[upload_id] = _Upload(bucket, key, self._kept_headers())
+            return (
+                200,
+                _xml(
+                    "InitiateMultipartUploadResult",
+                    f"<Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key><UploadId>{upload_id}</UploadId>",
+                ),
+                {},
+            )
+        upload = store.uploads.get(query.get("uploadId", ""))
+        if upload is None or (upload.bucket, upload.key) != (bucket, key):
+            return 404, _error("NoSuchUpload", "The specified upload does not exist"), {}
+        if method == "PUT" and "partNumber" in query:
+            number = int(query["partNumber"]) if query["partNumber"].isdigit() else 0
+            if not 1 <= number <= _MAX_PARTS:
+                return 400, _error("InvalidArgument", "Part number must be an integer between 1 and 10000"), {}
+            etag = f'"{hashlib.md5(body).hexdigest()}"'
+            upload.parts[number] = (etag, body)
+            return 200, b"", {"ETag": etag}
+        if method == "DELETE":
+            del store.uploads[query["uploadId"]]
+            return 204, b"", {}
+        if method == "POST":
+            return self._complete(query["uploadId"], upload, body)
+        return 405, _error("MethodNotAllowed", f"{method} on an upload"), {}
+
+    def _complete(self, upload_id: str, upload: _Upload, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Assemble the listed parts as S3 does: ascending numbers, known ETags, all but the last >= 5 MiB."""
+        root = ElementTree.fromstring(body)
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        listed = [
+            (int(part.findtext(f"{ns}PartNumber") or 0), (part.findtext(f"{ns}ETag") or "").strip())
+            for part in root.findall(f"{ns}Part")
+        ]
+        if not listed:
+            return 400, _error("MalformedXML", "CompleteMultipartUpload lists no parts"), {}
+        numbers = [number for number, _ in listed]
+        if numbers != sorted(set(numbers)):
+            return 400, _error("InvalidPartOrder", "The list of parts was not in ascending order"), {}
+        chunks = []
+        for index, (number, etag) in enumerate(listed):
+            stored = upload.parts.get(number)
+            if stored is None or etag.strip('"') != stored[0].strip('"'):
+                return 400, _error("InvalidPart", f"part {number} was not uploaded or its ETag does not match"), {}
+            if index < len(listed) - 1 and len(stored[1]) < _MIN_PART_BYTES:
+                return 400, _error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed"), {}
+            chunks.append(stored[1])
+        objects = self.server.store.buckets[upload.bucket]
+        refused = self._write_refused(objects.get(upload.key), upload.key)
+        if refused:
+            return refused
+        digests = b"".join(hashlib.md5(chunk).digest() for chunk in chunks)
+        etag = f'"{hashlib.md5(digests).hexdigest()}-{len(chunks)}"'
+        objects[upload.key] = _Object(b"".join(chunks), etag, time.time(), upload.headers)
+        del self.server.store.uploads[upload_id]
+        return (
+            200,
+            _xml(
+                "CompleteMultipartUploadResult",
+                f"<Bucket>{escape(upload.bucket)}</Bucket><Key>{escape(upload.key)}</Key><ETag>{escape(etag)}</ETag>",
+            ),
+            {},
+        )
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | tuple[()] | None:
+    """A ``Range`` header as (first, last) inclusive, clipped to ``size``; () when unsatisfiable; None when it is
+    not one ``bytes=`` range (S3 then sends the whole object)."""
+    unit, _, spec = header.strip().partition("=")
+    first_text, dash, last_text = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or "," in spec:
+        return None
+    if not (first_text.isdigit() or first_text == "") or not (last_text.isdigit() or last_text == ""):
+        return None
+    if first_text == "":  # the last n bytes
+        if last_text == "":
+            return None
+        count = int(last_text)
+        return (max(0, size - count), size - 1) if count > 0 and size > 0 else ()
+    first = int(first_text)
+    last = size - 1 if last_text == "" else min(int(last_text), size - 1)
+    if last_text != "" and int(last_text) < first:
+        return None
+    return (first, last) if first < size else ()
 
 
 def _list_v2(bucket: str, objects: dict[str, _Object], query: dict[str, str]) -> bytes:
@@ -328,6 +464,11 @@ class _Server(ThreadingHTTPServer):
     store: _Store
     latency: float
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a reader that got what it wanted) is no error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
 
 class StandInS3(LocalServer):
     """The stand-in on 127.0.0.1, served from a background thread: ``with StandInS3(0.025) as s3: s3.url``."""
@@ -344,10 +485,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="A fast in-memory S3 stand-in with a fixed per-request latency.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=25.0)
+    parser.add_argument(
+        "--until-stdin-closes", action="store_true", help="stop when standard input closes (as a benchmark's child)"
+    )
     args = parser.parse_args()
     with StandInS3(args.latency_ms / 1000, args.port) as standin:
         print(f"S3 stand-in on {standin.url} ({args.latency_ms:g} ms per request); Ctrl-C to stop", flush=True)
         try:
-            threading.Event().wait()
+            if args.until_stdin_closes:
+                sys.stdin.read()
+            else:
+                threading.Event().wait()
         except KeyboardInterrupt:
             pass

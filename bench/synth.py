@@ -27,11 +27,11 @@ EXIF = (
 )
 
 
-def generate(path: Path, width: int, height: int) -> None:
+def generate(path: Path, width: int, height: int, seed: int = 1) -> None:
     """Write the JPEG to a temporary name, tag it, then rename: an interrupted run leaves no bad cache."""
     partial = path.with_name(path.name + ".partial")
     partial.unlink(missing_ok=True)
-    photo_like(width, height).jpegsave(str(partial), Q=QUALITY)
+    photo_like(width, height, seed).jpegsave(str(partial), Q=QUALITY)
     add_exif(partial)
     partial.replace(path)
 

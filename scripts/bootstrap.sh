@@ -2,7 +2,8 @@
 # Set up everything the demo, tests and benchmark need, idempotently:
 #   scripts/bootstrap.sh [--browser | --bench]
 # Installs Debian packages that pip cannot provide (exiftool; Chromium with --browser; OpenJPEG's
-# opj_decompress, the tests' and the benchmark's reference JPEG 2000 decoder, with --browser or --bench),
+# opj_decompress, the tests' and the benchmark's reference JPEG 2000 decoder, with --browser or --bench; Node.js and
+# npm with --bench, for the benchmark's peer, iiif-processor, which the benchmark installs itself with npm),
 # creates the virtualenv and installs the pinned requirements when they change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ if [[ "${1:-}" == "--browser" ]]; then
 fi
 if [[ "${1:-}" == "--browser" || "${1:-}" == "--bench" ]]; then
   command -v opj_decompress >/dev/null 2>&1 || packages+=(libopenjp2-tools)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi
 
 if ((${#packages[@]})); then

@@ -42,6 +42,7 @@ def no_storage(settings, monkeypatch):
         raise AssertionError("a hostile request reached S3")
 
     monkeypatch.setattr(S3Storage, "head", refuse)
+    monkeypatch.setattr(S3Storage, "head_with_metadata", refuse)
     monkeypatch.setattr(S3Storage, "read_range", refuse)
     return app_for(settings).test_client()
 
