@@ -40,6 +40,19 @@ class Settings:
         "Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare "
         "maxWidth/maxHeight.",
     )
+    iiif_versions: tuple[int, ...] = _setting(
+        "IIIF_VERSIONS",
+        (3,),
+        "IIIF Image API versions of the static level-0 service: 3, or 2,3 to add a 2.1 service at iiif/2/ID/ (for "
+        "Mirador 2, Leaflet-IIIF and other 2.x clients), or 2 alone. 2.1 reuses the same encoded tiles: only more "
+        "objects (uploads), no second encode.",
+    )
+    iiif_presentation_versions: tuple[int, ...] = _setting(
+        "IIIF_PRESENTATION_VERSIONS",
+        (3,),
+        "IIIF Presentation versions of the per-image manifest: 3 (ID/manifest.json), or 2,3 to add a Presentation "
+        "2.1 manifest at iiif/2/ID/manifest.json (needs 2 in IIIF_VERSIONS).",
+    )
     allowed_formats: tuple[str, ...] = _setting(
         "ALLOWED_FORMATS",
         ("jpeg", "png", "tiff", "webp", "jp2k", "pdf"),
@@ -267,6 +280,14 @@ class Settings:
             raise ValueError("FLATTEN_BACKGROUND must be three numbers 0-255, e.g. 255,255,255")
         if self.iiif_max_size < self.tile_size:
             raise ValueError("IIIF_MAX_SIZE must be at least TILE_SIZE")
+        for name, versions in (
+            ("IIIF_VERSIONS", self.iiif_versions),
+            ("IIIF_PRESENTATION_VERSIONS", self.iiif_presentation_versions),
+        ):
+            if not versions or not set(versions) <= {2, 3} or len(set(versions)) != len(versions):
+                raise ValueError(f"{name} must be 3, 2,3 or 2")
+        if 2 in self.iiif_presentation_versions and 2 not in self.iiif_versions:
+            raise ValueError("IIIF_PRESENTATION_VERSIONS=2 needs 2 in IIIF_VERSIONS: a 2.1 manifest names 2.1 services")
         if self.derivatives_file and not self.serving_tiff:
             raise ValueError("DERIVATIVES_FILE needs SERVING_TIFF: derivatives are rendered from the serving TIFF")
         if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:

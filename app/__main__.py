@@ -193,9 +193,16 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
     done = len(args.images) - failures
     print(f"{done} of {len(args.images)} converted. Tiles: {args.tiles_dir}/  Metadata: {args.metadata_dir}/")
     if done:
+        from app.iiif.paths import service_path
+
+        base = settings.public_base_url.rstrip("/")
+        infos = " or ".join(
+            f"{base}/{service_path(version, 'ID')}/info.json"
+            for version in sorted(settings.iiif_versions, reverse=True)
+        )
         print(
             f"View: python -m http.server --directory {args.tiles_dir} 8000, then open "
-            f"{settings.public_base_url.rstrip('/')}/ID/info.json in any IIIF viewer, or ID.dzi in OpenSeadragon."
+            f"{infos} in any IIIF viewer, or ID.dzi in OpenSeadragon."
         )
     return 1 if failures else 0
 

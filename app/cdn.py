@@ -15,10 +15,13 @@ from typing import Any
 
 import boto3
 
+from app.iiif.paths import V2_PREFIX
+
 
 def paths(image_id: str) -> list[str]:
-    """The Deep Zoom descriptor and tiles, and the IIIF folder (tiles, sizes, info.json, manifest)."""
-    return [f"/{image_id}.dzi", f"/{image_id}_files/*", f"/{image_id}/*"]
+    """The Deep Zoom descriptor and tiles, and each IIIF version's folder (tiles, sizes, info.json, manifest):
+    the 2.1 one too, whatever this deployment publishes now, since an earlier conversion may have had it."""
+    return [f"/{image_id}.dzi", f"/{image_id}_files/*", f"/{image_id}/*", f"/{V2_PREFIX}{image_id}/*"]
 
 
 def invalidate(distribution_id: str, image_id: str, etag: str) -> str:

@@ -158,6 +158,7 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
         settings.iiif_max_size,
         document.get("summary"),
         document.get("creator"),
+        {page["id"]: found.get("iiif_versions", (3,)) for page, found in zip(item["pages"], page_records, strict=True)},
     )
     store.put_bytes(settings.tiles_bucket, f"{item_id}/manifest.json", json.dumps(manifest).encode())
     first = page_records[0]["facts"]
@@ -167,6 +168,7 @@ def _finish(store: S3Storage, settings: Settings, item_id: str, item: dict[str, 
         error=None,
         manifest=True,
         thumbnail=f"{PurePosixPath(item['pages'][0]['id']).name}/full/{width},{height}/0/default.jpg",
+        iiif_versions=page_records[0].get("iiif_versions", [3]),  # which names the thumbnails have
     )
     _retire(store, settings, item_id, item.pop("retire", None) or {})
     if item.get("replaces") and settings.cdn_distribution_id:

@@ -58,6 +58,8 @@ class Conversion:
     derivatives: tuple[str, ...] = ()  # e.g. the serving TIFF, published with the tiles
     palette: tuple[dict[str, Any], ...] = ()
     named_derivatives: tuple[dict[str, Any], ...] = ()  # DERIVATIVES_FILE's sets: name, path, width, height
+    iiif_versions: tuple[int, ...] = (3,)  # the Image API versions of the static service, each under its own path
+    presentation_versions: tuple[int, ...] = ()  # the Presentation versions of its manifests (none: IIIF_MANIFESTS off)
 
     def phases(self) -> tuple[Phase, Phase, Phase]:
         """THE publishing order, which every publisher follows: the tiles (and derivatives), then the

@@ -2,7 +2,9 @@
 
 One image id owns, in the tiles bucket, ``ID.dzi``, ``ID_files/L/C_R.jpg``,
 ``ID/info.json``, ``ID/manifest.json``, every ``ID/REGION/SIZE/ROTATION/QUALITY.FORMAT``
-(tiles, sizes, named derivatives), its serving TIFF and its oversized answers;
+(tiles, sizes, named derivatives), the same under ``iiif/2/ID/`` (its IIIF
+Image API 2.1 service, with ``IIIF_VERSIONS``), its serving TIFF and its
+oversized answers (both versions' under the 3.0 canonical path);
 in the metadata bucket ``ID.json``. The shapes are exact, so an image ``a`` never
 claims a key of a nested image ``a/b``; a source key that would itself produce
 one of these shapes is refused (``looks_like_output``), so no two images'
@@ -15,6 +17,7 @@ from __future__ import annotations
 import re
 
 from app.iiif import serving
+from app.iiif.paths import V2_PREFIX
 
 _REGION = r"(?:full|square|\d+,\d+,\d+,\d+|pct:[\d.]+,[\d.]+,[\d.]+,[\d.]+)"
 _SIZE = r"(?:max|full|\^?\d+,\d*|\^?,\d+|\^?!?\d+,\d+|\^?pct:[\d.]+)"
@@ -23,6 +26,7 @@ _QUALITY = r"(?:default|color|gray|bitonal)\.(?:jpg|png|tif|webp|gif|jp2|pdf)"
 _IIIF_FILE = rf"{_REGION}/{_SIZE}/{_ROTATION}/{_QUALITY}"
 _DZI_TILE = r"\d+/\d+_\d+\.(?:jpg|jpeg|png|webp)"
 _SUFFIXES = rf"(?:\.dzi|_files/{_DZI_TILE}|/(?:info|manifest|collection)\.json|/{_IIIF_FILE})"
+_V2_SUFFIXES = rf"(?:/(?:info|manifest)\.json|/{_IIIF_FILE})"  # under iiif/2/: the 2.1 service
 
 # Top-level folders the service's own state and outputs use in the metadata and tiles buckets: an image id may
 # not start with one (the metadata JSON of an id "jobs/x" would be the job record of "x").
@@ -52,12 +56,15 @@ _ANY_OUTPUT_FOLDER = re.compile(r"(?:^|/)[^/]*_files/\d+/")
 
 def tile_prefixes(image_id: str) -> tuple[str, ...]:
     """Listing these prefixes of the tiles bucket finds every tiles-bucket key the image can own."""
-    return (f"{image_id}.dzi", f"{image_id}_files/", f"{image_id}/")
+    return (f"{image_id}.dzi", f"{image_id}_files/", f"{image_id}/", f"{V2_PREFIX}{image_id}/")
 
 
 def owned_tile_key(image_id: str, key: str) -> bool:
     """Whether ``key`` in the tiles bucket is one of ``image_id``'s published objects (never a nested image's)."""
-    return bool(re.fullmatch(rf"{re.escape(image_id)}{_SUFFIXES}", key))
+    return bool(
+        re.fullmatch(rf"{re.escape(image_id)}{_SUFFIXES}", key)
+        or re.fullmatch(rf"{re.escape(V2_PREFIX + image_id)}{_V2_SUFFIXES}", key)
+    )
 
 
 def private_keys(image_id: str) -> tuple[str, ...]:
@@ -95,6 +102,8 @@ def looks_like_output(key: str) -> str | None:
     top = key.split("/", 1)[0]
     if "/" in key and top in RESERVED_FOLDERS:
         return f"the folder {top}/ is where the service keeps its own records and outputs"
+    if key.startswith(V2_PREFIX):
+        return f"the folder {V2_PREFIX} is where the IIIF Image API 2.1 services are published"
     if _OUTPUT_SHAPE.search(key) or _ANY_OUTPUT_FOLDER.search(key):
         return "it is named like a published tile or descriptor (.dzi, _files/N/, info.json, REGION/SIZE/0/...)"
     return None

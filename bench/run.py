@@ -1,13 +1,14 @@
 """Benchmark: ``make bench``, i.e.
-``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|batch|s3|iiif|iiif-peer|archive] [--keep]
-[--json PATH] [--no-markdown]``.
+``.venv/bin/python bench/run.py [--runs N] [--only 48mp|430mp|tiling|batch|s3|iiif2|iiif|iiif-peer|archive]
+[--keep] [--json PATH] [--no-markdown]``.
 
 Answers these questions with numbers: how much slower than bare libvips dzsave
 is our conversion to Deep Zoom, IIIF and metadata (target: at most 1.3x; and
 with the per-image manifest), does a 430 MP image convert in
 under 512 MB of memory (i.e. does it really stream), how long from an
 upload to S3 until the image is published (target: within 2x of the
-conversion alone with 25 ms per S3 request), and how fast does the dynamic
+conversion alone with 25 ms per S3 request; and what a IIIF Image API 2.1
+service beside 3.0 adds in objects, bytes and upload time), and how fast does the dynamic
 IIIF endpoint answer random tile requests, next to the static tiles? And for
 archive masters: how close is a 100 MP JPEG 2000 to OpenJPEG's own decoder
 plus dzsave (target: at most 1.3x), in how much memory, and how many pages
@@ -48,6 +49,7 @@ import archive  # noqa: E402
 import batch  # noqa: E402
 import iiif_load  # noqa: E402
 import iiif_peer  # noqa: E402
+import iiif_versions  # noqa: E402
 import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
@@ -64,6 +66,7 @@ MEASUREMENTS: list[Callable[[Context], Section]] = [
     tiling.measure,
     batch.measure,
     s3_flow.measure,
+    iiif_versions.measure,
     iiif_load.measure,
     iiif_peer.measure,
     archive.measure,

@@ -57,7 +57,7 @@ def test_only_a_replaced_image_is_invalidated_and_a_retry_asks_the_same(cloud, d
     assert invalidations(distribution) == [], "a first version has nothing cached to drop"
     _convert(cloud, "maps/plan.jpg", photo(600, 400))
     (batch,) = invalidations(distribution)
-    assert batch["Paths"]["Items"] == ["/maps/plan.dzi", "/maps/plan_files/*", "/maps/plan/*"]
+    assert batch["Paths"]["Items"] == ["/maps/plan.dzi", "/maps/plan_files/*", "/maps/plan/*", "/iiif/2/maps/plan/*"]
     record = cloud.record("maps/plan")
     assert record["replaces"] and record["replaces"] != record["source"]["etag"], "the record names the replaced"
 

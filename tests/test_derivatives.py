@@ -1,5 +1,6 @@
 """The pipeline's serving TIFF and named derivatives, end to end through S3 and the dynamic endpoint."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,12 @@ def test_a_converted_image_is_served_dynamically_and_its_derivatives_are_cache_h
         assert derivative["uri"] == f"{cloud.url}/tiler-tiles/{derivative['path']}"
 
     client = create_app(Settings.from_env()).test_client()
-    tile = client.get("/iiif/3/plate/0,0,1024,1024/512,512/0/default.jpg")  # rendered from the pipeline's TIFF
-    assert tile.status_code == 200 and tile.headers["Content-Type"] == "image/jpeg"
-    assert pyvips.Image.new_from_buffer(tile.data, "").width == 512
+    crop = client.get("/iiif/3/plate/0,0,1024,1024/500,500/0/default.jpg")  # rendered from the pipeline's TIFF
+    assert crop.status_code == 200 and crop.headers["Content-Type"] == "image/jpeg"
+    assert pyvips.Image.new_from_buffer(crop.data, "").width == 500
+    tile = client.get("/iiif/3/plate/0,0,1024,1024/512,512/0/default.jpg")  # a published level-0 tile
+    assert tile.status_code == 302
+    assert tile.headers["Location"] == f"{cloud.url}/tiler-tiles/plate/0,0,1024,1024/512,512/0/default.jpg"
     hit = client.get("/iiif/3/plate/square/320,320/0/default.jpg")
     assert hit.status_code == 302 and hit.headers["Location"] == made["s"]["uri"]
 
@@ -68,3 +72,50 @@ def test_bad_instruction_files_are_refused_clearly(tmp_path, content, reason):
 def test_derivatives_need_the_serving_tiff():
     with pytest.raises(ValueError, match="needs SERVING_TIFF"):
         Settings.from_env({"DERIVATIVES_FILE": str(EXAMPLE), "SERVING_TIFF": "false"})
+
+
+def test_iiif_versions_2_3_publishes_the_2_1_names_and_the_dynamic_2_1_endpoint_redirects_to_them(cloud, monkeypatch):
+    """Through S3: the 2.1 keys are the same bytes under more names, counted in the record's objects and cost;
+    /iiif/2 answers a published tile or named derivative with a redirect to it."""
+    cloud.upload("plate.jpg", photo(1500, 1000))
+    handle_s3_event(cloud.events()[0])
+    only3 = cloud.record("plate")
+    keys3 = cloud.tiles()
+    monkeypatch.setenv("IIIF_VERSIONS", "2,3")
+    monkeypatch.setenv("DERIVATIVES_FILE", str(EXAMPLE))
+    cloud.upload("plate2.jpg", photo(1500, 1000))
+    handle_s3_event(cloud.events()[-1])
+    record = cloud.record("plate2")
+    v2 = cloud.tiles("iiif/2/plate2/")
+    assert "iiif/2/plate2/info.json" in v2 and "iiif/2/plate2/0,0,512,512/512,/0/default.jpg" in v2
+    assert "iiif/2/plate2/full/full/0/default.jpg" in v2  # within IIIF_MAX_SIZE: 2.1's full size
+    named = [d for d in record["named_derivatives"] if "path" in d]
+    same_as_3 = {key.replace("plate", "plate2", 1) for key in keys3 if key.startswith(("plate/", "plate_files/"))}
+    assert same_as_3 <= cloud.tiles()
+    assert record["objects"] == only3["objects"] + len(v2) + len(named)
+    assert record["cost"]["s3"]["write_requests"] > only3["cost"]["s3"]["write_requests"] + len(v2) - 1
+    for key in ("0,0,512,512/512,/0/default.jpg", "full/375,/0/default.jpg"):
+        twin = {"0,0,512,512/512,/0/default.jpg": "0,0,512,512/512,512/0/default.jpg"}.get(
+            key, "full/375,250/0/default.jpg"
+        )
+        assert cloud.read("tiler-tiles", f"iiif/2/plate2/{key}") == cloud.read("tiler-tiles", f"plate2/{twin}")
+    info3 = json.loads(cloud.read("tiler-tiles", "plate2/info.json"))
+    assert info3["service"][0]["@id"] == f"{cloud.url}/tiler-tiles/iiif/2/plate2"
+
+    client = create_app(Settings.from_env()).test_client()
+    tile = client.get("/iiif/2/plate2/0,0,512,512/512,/0/default.jpg")
+    assert tile.status_code == 302  # to the 2.1 name once the record names its versions, else to the 3.0 one
+    assert tile.headers["Location"] in {
+        f"{cloud.url}/tiler-tiles/iiif/2/plate2/0,0,512,512/512,/0/default.jpg",
+        f"{cloud.url}/tiler-tiles/plate2/0,0,512,512/512,512/0/default.jpg",
+    }
+    small = {d["name"]: d for d in named}["s"]  # square/320,320: the same pixels asked the 2.1 way
+    hit = client.get("/iiif/2/plate2/square/320,/0/default.jpg")
+    assert hit.status_code == 302 and hit.headers["Location"] == small["uri"]
+    rendered = client.get("/iiif/2/plate2/0,0,512,512/256,/0/default.jpg")
+    assert rendered.status_code == 200 and pyvips.Image.new_from_buffer(rendered.data, "").width == 256
+
+    monkeypatch.setenv("IIIF_VERSIONS", "3")  # a new version published without 2.1: its 2.1 keys are pruned
+    cloud.upload("plate2.jpg", photo(1400, 1000))
+    handle_s3_event(cloud.events()[-1])
+    assert cloud.record("plate2")["status"] == "done" and not cloud.tiles("iiif/2/plate2/")

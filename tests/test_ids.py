@@ -70,6 +70,7 @@ def test_ascii_twins_share_the_readable_id_and_each_has_a_distinct_one_for_its_r
         ("jobs/x.jpg", "the folder jobs/"),
         ("derivatives/x.tif", "the folder derivatives/"),
         ("pages/x.jpg", "holds the pages"),
+        ("iiif/2/x.jpg", "IIIF Image API 2.1 services"),  # its id would sit inside the 2.1 service of "x"
     ],
 )
 def test_keys_that_cannot_be_published_say_why(key, reason):
@@ -77,7 +78,33 @@ def test_keys_that_cannot_be_published_say_why(key, reason):
 
 
 @pytest.mark.parametrize(
-    "key", ["products/default.jpg", "jobs.jpg", "a/full.jpg", "files_1/x.jpg", "pages/book/p0001@abc123.pdf", "é.jpg"]
+    "key",
+    [
+        "products/default.jpg",
+        "jobs.jpg",
+        "a/full.jpg",
+        "files_1/x.jpg",
+        "pages/book/p0001@abc123.pdf",
+        "é.jpg",
+        "iiif/test-image.jpg",
+    ],
 )
 def test_ordinary_keys_are_not_refused(key):
     assert key_problem(key) is None
+
+
+def test_an_images_2_1_service_is_its_own_and_never_a_nested_images():
+    from app import outputs
+
+    assert "iiif/2/box/" in outputs.tile_prefixes("box")
+    for key in (
+        "iiif/2/box/info.json",
+        "iiif/2/box/manifest.json",
+        "iiif/2/box/0,0,512,512/512,/0/default.jpg",
+        "iiif/2/box/full/full/0/default.jpg",
+        "iiif/2/box/0,512,400,512/full/0/default.jpg",
+    ):
+        assert outputs.owned_tile_key("box", key), key
+    for key in ("iiif/2/box/letter/info.json", "iiif/2/box/letter/full/250,/0/default.jpg", "iiif/2/box.dzi"):
+        assert not outputs.owned_tile_key("box", key), key
+    assert outputs.owned_tile_key("box/letter", "iiif/2/box/letter/full/250,/0/default.jpg")

@@ -138,31 +138,42 @@ def test_the_dashboard_shows_an_item_with_its_pages_and_opens_it_in_mirador(clou
     }
 
 
-def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_not(flowing, tmp_path, distribution):
+def test_a_new_version_retires_what_the_old_one_published_and_the_new_one_does_not(
+    flowing, tmp_path, distribution, monkeypatch
+):
     from tests.helpers import photo
     from tests.test_cdn_invalidation import invalidations
 
     cloud = flowing
+    monkeypatch.setenv("IIIF_VERSIONS", "2,3")  # the 2.1 service's keys are retired with the rest
     cloud.upload("scan.tif", photo(300, 200), ".tif")  # first an image ...
     assert _final(cloud, "scan")["status"] == "done" and "scan.dzi" in cloud.tiles("scan")
+    assert "iiif/2/scan/info.json" in cloud.tiles("iiif/2/scan")
     etag = cloud.upload("scan.tif", multipage_tiff(tmp_path / "three.tif", [(300, 200)] * 3).read_bytes())  # pages
     assert _final(cloud, "scan", etag)["status"] == "done"
     published = cloud.tiles("scan")
     assert "scan/manifest.json" in published
     assert not {"scan.dzi", "scan/info.json", "scan/full/max/0/default.jpg"} & published
     assert not [key for key in published if key.startswith("scan_files/")] and "scan/p0003.dzi" in published
+    v2 = cloud.tiles("iiif/2/scan/")
+    assert all(key.startswith("iiif/2/scan/p000") for key in v2) and "iiif/2/scan/p0003/info.json" in v2
+    services = json.loads(cloud.read("tiler-tiles", "scan/manifest.json"))["items"][0]["items"][0]["items"][0]
+    published_in = cloud.record("scan/p0001").get("iiif_versions", [3])  # as app/jobs.py records the Conversion's
+    expected = ["ImageService3"] + (["ImageService2"] if 2 in published_in else [])
+    assert [s.get("type") or s.get("@type") for s in services["body"]["service"]] == expected
 
     etag = cloud.upload("scan.tif", multipage_tiff(tmp_path / "two.tif", [(300, 200)] * 2).read_bytes())
     assert _final(cloud, "scan", etag)["status"] == "done"  # its pages are the first two, unchanged: not re-tiled
     assert len(json.loads(cloud.read("tiler-tiles", "scan/manifest.json"))["items"]) == 2
     assert not [key for key in cloud.tiles("scan/p0003") if key.startswith(("scan/p0003/", "scan/p0003.dzi"))]
+    assert not cloud.tiles("iiif/2/scan/p0003/") and cloud.tiles("iiif/2/scan/p0002/")
     assert cloud.record("scan/p0003") is None and "scan/p0002.dzi" in cloud.tiles("scan/p0002")
     assert cloud.keys("tiler-source", "pages/scan/") == {
         key for key in cloud.keys("tiler-source", "pages/scan/") if "@" + cloud.record("scan")["version"] in key
     }
     assert (
         sum(
-            batch["Paths"]["Items"] == ["/scan.dzi", "/scan_files/*", "/scan/*"]
+            batch["Paths"]["Items"] == ["/scan.dzi", "/scan_files/*", "/scan/*", "/iiif/2/scan/*"]
             for batch in invalidations(distribution)
         )
         == 2

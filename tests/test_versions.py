@@ -20,6 +20,7 @@ from app.ids import distinct_id
 from app.jobs import InProgressElsewhere
 from app.takedown import ImageBusy
 from app.web import create_app
+from config import Settings
 from tests.helpers import convert_local, photo
 from tests.pipeline.test_documents import multipage_tiff
 
@@ -220,6 +221,20 @@ def test_deleting_a_source_withdraws_everything_it_published(cloud):
     client = create_app(cloud.settings).test_client()
     assert client.get("/iiif/3/box/letter/info.json").status_code == 404
     assert client.get("/iiif/3/box/letter/full/max/0/default.jpg").status_code == 404
+
+
+def test_deleting_a_source_withdraws_its_2_1_service_too(cloud, monkeypatch):
+    monkeypatch.setenv("IIIF_VERSIONS", "2,3")
+    handle_s3_event(_deliver(cloud, "box/letter.jpg", _jpeg(900, 700)))
+    handle_s3_event(_deliver(cloud, "box/letter/enclosure.jpg", _jpeg(300, 200)))
+    enclosure = cloud.tiles("iiif/2/box/letter/enclosure/")
+    assert "iiif/2/box/letter/info.json" in cloud.tiles("iiif/2/box/letter/") and enclosure
+
+    cloud.s3.delete_object(Bucket="tiler-source", Key="box/letter.jpg")
+    assert handle_s3_event(cloud.events()[-1])["statuses"] == ["withdrawn"]
+    assert cloud.tiles("iiif/2/box/letter/") == enclosure  # the nested image's 2.1 service stays
+    client = create_app(Settings.from_env()).test_client()
+    assert client.get("/iiif/2/box/letter/info.json").status_code == 404
 
 
 def test_a_late_removal_of_a_key_uploaded_again_withdraws_nothing(cloud):

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.collection.task import Item, Task, page_label
 from app.iiif import grid
-from app.pipeline.manifest import pages_manifest, prezi, text
+from app.pipeline.manifest import pages_manifest, prezi, services_of, text
 
 
 def item_manifest(
@@ -26,7 +26,8 @@ def item_manifest(
         facts = images[image_id]["facts"]
         width, height = facts["width"], facts["height"]
         _, max_w, max_h = grid.max_size(width, height, bound)
-        pages.append((f"{base_url}/{image_id}", page_label(key, position), (width, height), (max_w, max_h)))
+        services = services_of(base_url, image_id, images[image_id].get("iiif_versions", (3,)))
+        pages.append((services, page_label(key, position), (width, height), (max_w, max_h)))
     first = images[item.image_ids[0]]["facts"]
     return pages_manifest(
         manifest_url,

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.iiif.paths import canonical
+from app.iiif.paths import level0_path
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,34 @@ def tiles(width: int, height: int, tile_size: int) -> Iterator[Tile]:
                 yield Tile(top - int(math.log2(scale)), col, row, region, size)
 
 
-def image_path(image_id: str, width: int, height: int, region: tuple[int, int, int, int], size: tuple[int, int]) -> str:
-    """The level-0 path of a tile or size, as OpenSeadragon and Mirador request it."""
-    return f"{image_id}/{canonical(region, size, width, height)}"
+def is_tile(region: tuple[int, int, int, int], size: tuple[int, int], width: int, height: int, tile_size: int) -> bool:
+    """Whether ``region`` at ``size`` is exactly one tile of the pyramid (a static level-0 file)."""
+    for scale in scale_factors(width, height, tile_size):
+        span = tile_size * scale
+        x, y = region[:2]
+        if x % span or y % span:
+            continue
+        level_w, level_h = level_size(width, height, scale)
+        col, row = x // span, y // span
+        expected = (x, y, min(span, width - x), min(span, height - y))
+        if region == expected and size == (
+            min(tile_size, level_w - col * tile_size),
+            min(tile_size, level_h - row * tile_size),
+        ):
+            return True
+    return False
+
+
+def image_path(
+    image_id: str,
+    width: int,
+    height: int,
+    region: tuple[int, int, int, int],
+    size: tuple[int, int],
+    version: int = 3,
+) -> str:
+    """The level-0 path of a tile or size, as OpenSeadragon and Mirador request it from that version's service."""
+    return level0_path(version, image_id, width, height, region, size)
 
 
 def max_size(width: int, height: int, bound: int) -> tuple[int, int, int]:

@@ -1,4 +1,4 @@
-"""IIIF Image API 3.0 image requests: the grammar of region/size/rotation/quality.format, and its arithmetic.
+"""IIIF Image API image requests (3.0, and 2.1): the grammar of region/size/rotation/quality.format, its arithmetic.
 
 Pure: strings and integers in, a ``Plan`` (pixel region, output size,
 canonical path) out; no pixels, no S3, no Flask. Every number is matched by an
@@ -7,6 +7,10 @@ Python's ``int()``/``float()`` also accept ``1_000``, ``nan``, ``1e9`` and
 non-ASCII digits. Every refusal is a ``RequestError`` carrying its HTTP status,
 and the output size is checked against the advertised limits before a single
 pixel is decoded, so no request can ask for unbounded work.
+
+Both versions resolve to the same ``Plan``, so one renderer serves both; only
+the size grammar (2.1 has ``full`` and no ``^``: any size may upscale) and the
+canonical form differ.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from app.iiif.paths import canonical
+from app.iiif.paths import canonical, canonical2
 
 QUALITIES = ("default", "color", "gray", "bitonal")
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tif": "image/tiff"}
@@ -80,7 +84,7 @@ class ImageRequest:
     """The parameters as parsed; ``region``/``size`` still in request terms (percent, box ...)."""
 
     region: tuple  # ("full",) | ("square",) | ("pixels", x, y, w, h) | ("percent", x, y, w, h)
-    size: tuple  # (upscale, kind, *values), kind in max | width | height | percent | exact | fit
+    size: tuple  # (upscale, kind, *values), kind in max | full (2.1) | width | height | percent | exact | fit
     mirror: bool
     rotation: float
     quality: str
@@ -104,8 +108,9 @@ class Plan:
         return MEDIA_TYPES[self.format]
 
 
-def parse(region: str, size: str, rotation: str, quality: str, fmt: str) -> ImageRequest:
-    """Parse the five parameters; raises BadRequest (malformed) or NotImplementedHere (gif, jp2, pdf)."""
+def parse(region: str, size: str, rotation: str, quality: str, fmt: str, version: int = 3) -> ImageRequest:
+    """Parse the five parameters of an Image API ``version`` request (3 or 2); raises BadRequest (malformed) or
+    NotImplementedHere (gif, jp2, pdf)."""
     for name, value in (
         ("region", region),
         ("size", size),
@@ -122,7 +127,8 @@ def parse(region: str, size: str, rotation: str, quality: str, fmt: str) -> Imag
     if quality not in QUALITIES:
         raise BadRequest(f"unknown quality (offered: {', '.join(QUALITIES)})")
     mirror, degrees = _parse_rotation(rotation)
-    return ImageRequest(_parse_region(region), _parse_size(size), mirror, degrees, quality, fmt)
+    sized = _parse_size(size) if version == 3 else _parse_size_v2(size)
+    return ImageRequest(_parse_region(region), sized, mirror, degrees, quality, fmt)
 
 
 def _parse_region(text: str) -> tuple:
@@ -163,6 +169,17 @@ def _parse_size(text: str) -> tuple:
     return (upscale, "fit" if fit else "exact", int(box_w), int(box_h))
 
 
+def _parse_size_v2(text: str) -> tuple:
+    """2.1's sizes: ``full`` (the region unscaled), ``max``, and 3.0's other forms with no ``^``: in 2.1 any of
+    them may upscale."""
+    if text == "full":
+        return (True, "full")
+    if text.startswith("^"):
+        raise BadRequest("size must be full, max, w,, ,h, pct:n, w,h or !w,h (no ^ in Image API 2.1)")
+    upscale, kind, *values = _parse_size(text)
+    return (kind != "max", kind, *values)
+
+
 def _parse_rotation(text: str) -> tuple[bool, float]:
     match = _ROTATION.fullmatch(text)
     if not match or not 0 <= float(match.group(2)) <= 360:
@@ -171,23 +188,36 @@ def _parse_rotation(text: str) -> tuple[bool, float]:
     return match.group(1) is not None, 0.0 if degrees == 360 else degrees
 
 
-def plan(request: ImageRequest, width: int, height: int, limits: Limits) -> Plan:
-    """Resolve ``request`` against an image of ``width`` x ``height``: BadRequest or Forbidden, or a Plan."""
+def plan(request: ImageRequest, width: int, height: int, limits: Limits, version: int = 3) -> Plan:
+    """Resolve ``request`` against an image of ``width`` x ``height``: BadRequest or Forbidden, or a Plan whose
+    canonical path is in Image API ``version``'s form."""
     region = region_pixels(request.region, width, height)
-    size, upscaled = output_size(request.size, region[2], region[3], limits)
-    path = canonical(
+    size, _ = output_size(request.size, region[2], region[3], limits)
+    wanted = Plan(region, size, request.mirror, request.rotation, request.quality, request.format, "")
+    if version == 2:
+        path = canonical2(
+            region, size, width, height, request.mirror, request.rotation, request.quality, request.format
+        )
+    else:
+        path = canonical_v3(wanted, width, height, limits)
+    return Plan(region, size, request.mirror, request.rotation, request.quality, request.format, path)
+
+
+def canonical_v3(wanted: Plan, width: int, height: int, limits: Limits) -> str:
+    """The 3.0 canonical path of a plan's pixels, whichever version asked: named derivatives are published there."""
+    region, size = wanted.region, wanted.size
+    return canonical(
         region,
         size,
         width,
         height,
         max_size(region[2], region[3], limits),
-        upscaled,
-        request.mirror,
-        request.rotation,
-        request.quality,
-        request.format,
+        size[0] > region[2] or size[1] > region[3],
+        wanted.mirror,
+        wanted.rotation,
+        wanted.quality,
+        wanted.format,
     )
-    return Plan(region, size, request.mirror, request.rotation, request.quality, request.format, path)
 
 
 def region_pixels(region: tuple, width: int, height: int) -> tuple[int, int, int, int]:
@@ -213,6 +243,8 @@ def output_size(size: tuple, region_w: int, region_h: int, limits: Limits) -> tu
     upscale, kind, *values = size
     if kind == "max":
         result = max_size(region_w, region_h, limits, upscale)
+    elif kind == "full":
+        result = (region_w, region_h)
     elif kind == "percent":
         result = (max(1, round(region_w * values[0] / 100)), max(1, round(region_h * values[0] / 100)))
     elif kind == "width":

@@ -19,6 +19,7 @@ import pyvips
 from app.errors import CorruptImage, TransientError
 from app.iiif import grid, serving
 from app.iiif import info as iiif_info
+from app.iiif import paths as iiif_paths
 from app.model import Conversion, ImageFacts
 from app.pipeline import manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
@@ -66,11 +67,12 @@ def convert(
     # A caller taking tiles through on_tile gets each IIIF path as a second name of its Deep Zoom file, so
     # only a caller reading this folder as it is (the CLI) needs the IIIF tree of hard links.
     linked = on_tile is None
-    names = iiif_names(image_id, facts.width, facts.height, settings.tile_size)
+    versions = tuple(sorted(settings.iiif_versions, reverse=True))  # 3.0 names first: a 2.1 name is an alias
+    names = iiif_names(image_id, facts.width, facts.height, settings.tile_size, versions)
     # Beside libvips, in order: the IIIF folders while it tiles, then the hard links while it writes the sizes,
     # then the palette.
     with ThreadPoolExecutor(max_workers=1) as side:
-        folders_made = side.submit(make_iiif_folders, tiles_root, image_id, names) if linked else None
+        folders_made = side.submit(make_iiif_folders, tiles_root, names) if linked else None
         dz_tiles = _decode_errors(
             write_deep_zoom,
             srgb,
@@ -91,7 +93,7 @@ def convert(
         )
         if derivatives:
             clock.lap("serving_tiff")
-        iiif_tiles = list(names.values())
+        iiif_tiles = list(dict.fromkeys(path for paths in names.values() for path in paths))
         sizes = write_sizes(
             tiles_root,
             image_id,
@@ -101,6 +103,7 @@ def convert(
             settings.iiif_max_size,
             settings.jpeg_quality,
             names,
+            versions,
         )
         if links_made:
             links_made.result()
@@ -108,23 +111,18 @@ def convert(
     if settings.serving_tiff and settings.derivatives_file:
         named = _named_derivatives(tiles_root, derivatives[0], image_id, settings, set(iiif_tiles) | set(sizes))
         clock.lap("derivatives")
-    service_id = f"{settings.public_base_url.rstrip('/')}/{image_id}"
-    info = iiif_info.level0(service_id, facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
-    _write_json(tiles_root / image_id / "info.json", info)
+    base = settings.public_base_url.rstrip("/")
+    services = {version: f"{base}/{iiif_paths.service_path(version, image_id)}" for version in versions}
+    infos = _write_infos(tiles_root, image_id, facts, settings, services)
     clock.lap("describe")
     tags, partial = metadata.collect(embedded, settings.exiftool_path)
     metadata_path = out_dir / "metadata" / f"{image_id}.json"
     document = _metadata_document(image_id, source_name, facts, tags, partial, image)
     document["palette"] = colours.result()
     _write_json(metadata_path, document)
-    manifest_path = None
+    manifests = []
     if settings.iiif_manifests:
-        manifest_path = f"{image_id}/manifest.json"
-        thumbnail = grid.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
-        _write_json(
-            tiles_root / manifest_path,
-            manifest.build(service_id, facts, info, tags, PurePosixPath(source_name).stem, thumbnail),
-        )
+        manifests = _write_manifests(tiles_root, image_id, facts, settings, services, tags, source_name)
     clock.lap("metadata")
     return Conversion(
         image_id=image_id,
@@ -132,10 +130,7 @@ def convert(
         tiles_root=str(tiles_root),
         tiles=tuple(dz_tiles + iiif_tiles),
         descriptors=tuple(
-            sizes
-            + [d["path"] for d in named if d.get("new")]
-            + [f"{image_id}/info.json", f"{image_id}.dzi"]
-            + ([manifest_path] if manifest_path else [])
+            sizes + [d["path"] for d in named if d.get("new")] + list(infos) + [f"{image_id}.dzi"] + manifests
         ),
         metadata_path=str(metadata_path),
         timings=clock.laps,
@@ -143,7 +138,56 @@ def convert(
         derivatives=tuple(derivatives),
         palette=tuple(document["palette"]),
         named_derivatives=tuple(named),
+        iiif_versions=versions,
+        presentation_versions=tuple(sorted(settings.iiif_presentation_versions, reverse=True))
+        if settings.iiif_manifests
+        else (),
     )
+
+
+def _write_infos(
+    tiles_root: Path, image_id: str, facts: ImageFacts, settings: Settings, services: dict[int, str]
+) -> dict[str, dict[str, Any]]:
+    """Each published version's ``info.json`` (path -> document), each naming the other version's service."""
+    args = (facts.width, facts.height, settings.tile_size, settings.iiif_max_size)
+    infos = {}
+    if 3 in services:
+        infos[f"{image_id}/info.json"] = iiif_info.level0(services[3], *args, v2_service=services.get(2))
+    if 2 in services:
+        infos[f"{iiif_paths.service_path(2, image_id)}/info.json"] = iiif_info.level0_v2(
+            services[2], *args, v3_service=services.get(3)
+        )
+    for path, info in infos.items():
+        _write_json(tiles_root / path, info)
+    return infos
+
+
+def _write_manifests(
+    tiles_root: Path,
+    image_id: str,
+    facts: ImageFacts,
+    settings: Settings,
+    services: dict[int, str],
+    tags: dict[str, Any],
+    source_name: str,
+) -> list[str]:
+    """The Presentation 3 manifest at ``ID/manifest.json`` (its images name every published image service) and,
+    when asked, a Presentation 2.1 one beside the 2.1 service. Returns their paths."""
+    thumbnail = grid.thumbnail_size(facts.width, facts.height, settings.iiif_max_size)
+    name = PurePosixPath(source_name).stem
+    _, *bounded = grid.max_size(facts.width, facts.height, settings.iiif_max_size)
+    paths = []
+    if 3 in settings.iiif_presentation_versions:
+        path = f"{image_id}/manifest.json"
+        url = f"{settings.public_base_url.rstrip('/')}/{path}"
+        _write_json(tiles_root / path, manifest.build(services, facts, tuple(bounded), tags, name, thumbnail, url))
+        paths.append(path)
+    if 2 in settings.iiif_presentation_versions:
+        path = f"{iiif_paths.service_path(2, image_id)}/manifest.json"
+        document = manifest.build_v2(services[2], facts, tuple(bounded), tags, name, thumbnail)
+        _write_json(tiles_root / path, document)
+        paths.append(path)
+    return paths
 
 
 def _named_derivatives(

@@ -1,27 +1,29 @@
-"""The only pyvips tiling code: Deep Zoom and IIIF level 0 from one decode, one encode.
+"""The only pyvips tiling code: Deep Zoom and IIIF level 0 (3.0, and 2.1 when asked) from one decode, one encode.
 
 libvips' dzsave streams the source once and writes the Deep Zoom pyramid.
 With no overlap, every Deep Zoom tile at or above the smallest IIIF scale
-factor *is* a IIIF tile, so the IIIF layout is made of hard links to the same
-encoded bytes. The full-image sizes (and full/max) are stitched from the small
-pyramid levels, never from the source.
+factor *is* a IIIF tile, so each IIIF version's layout is made of hard links
+to the same encoded bytes (or, uploading, more keys for the same file). The
+full-image sizes (and full/max) are stitched once from the small pyramid
+levels, never from the source, and linked under each version's name.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyvips
 
 from app.iiif import grid, serving
+from app.iiif.paths import service_path
 from app.pipeline.finished_tiles import FinishedTiles
 
 Progress = Callable[[float], None]
 TileReady = Callable[[Path, tuple[str, ...]], None]  # a finished tile file, and its paths under the tiles root
-IiifNames = Mapping[str, str]  # Deep Zoom tile path -> IIIF tile path of the same pixels (see iiif_names)
+IiifNames = Mapping[str, tuple[str, ...]]  # Deep Zoom tile path -> IIIF tile paths of the same pixels (iiif_names)
 
 
 def write_deep_zoom(
@@ -69,11 +71,11 @@ def write_deep_zoom(
 
 
 def with_names(tiles_root: Path, names: IiifNames, on_tile: TileReady) -> Callable[[Path], None]:
-    """``on_tile`` for a bare tile file: adds its Deep Zoom path and, at IIIF levels, its IIIF path."""
+    """``on_tile`` for a bare tile file: adds its Deep Zoom path and, at IIIF levels, its IIIF paths."""
 
     def report(path: Path) -> None:
         dz_path = str(path.relative_to(tiles_root))
-        on_tile(path, (dz_path, names[dz_path]) if dz_path in names else (dz_path,))
+        on_tile(path, (dz_path, *names.get(dz_path, ())))
 
     return report
 
@@ -94,63 +96,89 @@ def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
     )
 
 
-def make_iiif_folders(tiles_root: Path, image_id: str, names: IiifNames) -> None:
-    """Create the IIIF tile folders (three per tile). Runs while dzsave works: on slow disks
+def make_iiif_folders(tiles_root: Path, names: IiifNames) -> None:
+    """Create the IIIF tile folders (three per tile and version). Runs while dzsave works: on slow disks
     thousands of mkdir calls cost as much as the tiling, and they need no pixels."""
     made: set[str] = set()
-    for iiif_path in names.values():
-        parts = iiif_path.rsplit("/", 1)[0].split("/")
-        for depth in range(len(image_id.split("/")), len(parts) + 1):
+    for iiif_path in (path for paths in names.values() for path in paths):
+        parts = iiif_path.rsplit("/", 1)[0].split("/")  # the service's path, then region, size, rotation
+        service = len(parts) - 3
+        for depth in range(service, len(parts) + 1):
             path = "/".join(parts[:depth])
             if path not in made:
-                (tiles_root / path).mkdir(parents=depth == len(image_id.split("/")), exist_ok=True)
+                (tiles_root / path).mkdir(parents=depth == service, exist_ok=True)
                 made.add(path)
 
 
-def iiif_names(image_id: str, width: int, height: int, tile_size: int) -> dict[str, str]:
-    """Deep Zoom tile path -> the canonical IIIF path of the same pixels, for every IIIF tile."""
+def iiif_names(image_id: str, width: int, height: int, tile_size: int, versions: Sequence[int] = (3,)) -> IiifNames:
+    """Deep Zoom tile path -> the canonical IIIF paths of the same pixels, one per published Image API version."""
     return {
-        tile.dz_path(image_id): grid.image_path(image_id, width, height, tile.region, tile.size)
+        tile.dz_path(image_id): tuple(
+            grid.image_path(image_id, width, height, tile.region, tile.size, version) for version in versions
+        )
         for tile in grid.tiles(width, height, tile_size)
     }
 
 
 def link_iiif_tiles(tiles_root: Path, names: IiifNames) -> None:
-    """Give every IIIF tile its canonical path by hard-linking the matching Deep Zoom tile."""
-    for dz_path, iiif_path in names.items():
-        _link(tiles_root / dz_path, tiles_root / iiif_path)
+    """Give every IIIF tile its canonical paths by hard-linking the matching Deep Zoom tile."""
+    for dz_path, iiif_paths in names.items():
+        for iiif_path in iiif_paths:
+            _link(tiles_root / dz_path, tiles_root / iiif_path)
 
 
 def write_sizes(
-    tiles_root: Path, image_id: str, width: int, height: int, tile_size: int, bound: int, quality: int, names: IiifNames
+    tiles_root: Path,
+    image_id: str,
+    width: int,
+    height: int,
+    tile_size: int,
+    bound: int,
+    quality: int,
+    names: IiifNames,
+    versions: Sequence[int] = (3,),
 ) -> list[str]:
-    """Write ``full/max`` and ``full/w,h`` for every declared size not already a tile; return the new paths.
+    """Write ``full/max`` and every declared full-image size not already a tile, in each version's canonical
+    form; return the new paths. Each size is encoded once: its other names are hard links to the same bytes.
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
     """
     top = grid.max_dz_level(width, height)
-    file_of = {iiif_path: dz_path for dz_path, iiif_path in names.items()}
+    file_of = {iiif_path: dz_path for dz_path, iiif_paths in names.items() for iiif_path in iiif_paths}
+    whole = (0, 0, width, height)
     written, largest = [], None
     for scale, w, h in grid.declared_sizes(width, height, bound):
-        path = f"{image_id}/full/{w},{h}/0/default.jpg"
-        largest = largest or file_of.get(path, path)
-        target = tiles_root / path
-        as_tile = grid.image_path(image_id, width, height, (0, 0, width, height), (w, h))
-        if as_tile == path and as_tile in file_of:  # a single-tile IIIF level: the tile is this size already
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if as_tile in file_of:  # the whole image in one tile at full size (its IIIF path is full/max)
-            _link(tiles_root / file_of[as_tile], target)
-        else:
-            level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
-            _stitch(level_dir, w, h, tile_size).jpegsave(str(target), Q=quality, keep="none")
-        written.append(path)
-    full_max = f"{image_id}/full/max/0/default.jpg"
-    if full_max not in file_of:  # max is the largest declared size
-        (tiles_root / full_max).parent.mkdir(parents=True, exist_ok=True)
-        _link(tiles_root / largest, tiles_root / full_max)
-        written.append(full_max)
+        wanted = [path for version in versions for path in _size_paths(version, image_id, width, height, w, h)]
+        as_tiles = [grid.image_path(image_id, width, height, whole, (w, h), version) for version in versions]
+        encoded = next((file_of[path] for path in wanted + as_tiles if path in file_of), None)
+        new = [path for path in wanted if path not in file_of]  # a single-tile level's tile is this size already
+        for path in new:
+            (tiles_root / path).parent.mkdir(parents=True, exist_ok=True)
+            if encoded is None:
+                level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
+                _stitch(level_dir, w, h, tile_size).jpegsave(str(tiles_root / path), Q=quality, keep="none")
+                encoded = path
+            else:
+                _link(tiles_root / encoded, tiles_root / path)
+        largest = largest or encoded
+        written += new
+    for version in versions:
+        full_max = f"{service_path(version, image_id)}/full/max/0/default.jpg"
+        if full_max not in file_of:  # max is the largest declared size
+            (tiles_root / full_max).parent.mkdir(parents=True, exist_ok=True)
+            _link(tiles_root / largest, tiles_root / full_max)
+            written.append(full_max)
     return written
+
+
+def _size_paths(version: int, image_id: str, width: int, height: int, w: int, h: int) -> list[str]:
+    """Where a declared size lives: 3.0 ``full/w,h`` (even at full size), 2.1 ``full/w,``, and at full size
+    ``full/full`` too (what OpenSeadragon asks for; ``w,`` is what a client picking from ``sizes`` asks for)."""
+    if version == 3:
+        return [f"{image_id}/full/{w},{h}/0/default.jpg"]
+    canonical = grid.image_path(image_id, width, height, (0, 0, width, height), (w, h), version)
+    by_width = f"{service_path(version, image_id)}/full/{w},/0/default.jpg"
+    return list(dict.fromkeys([canonical, by_width]))
 
 
 def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.Image:

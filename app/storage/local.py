@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from app.iiif.paths import VERSIONS, service_path
 from app.model import Conversion
 
 _IIIF_REGION = re.compile(r"^(full|square|\d+,\d+,\d+,\d+)$")  # folders a IIIF image's own files live in
@@ -49,16 +50,27 @@ class LocalStorage:
                     _move_file(Path(staged), folder / key)
 
     def _move_tile_folders(self, conversion: Conversion) -> None:
-        """The Deep Zoom tile folder, then the IIIF folder: region by region over an earlier conversion of the
-        id, else in one rename, with its descriptors (they land together with the tiles they point at)."""
+        """The Deep Zoom tile folder, then each IIIF version's folder: region by region over an earlier
+        conversion of the id, else in one rename, with its descriptors (they land together with the tiles they
+        point at). A version this conversion does not publish loses its regions and descriptors."""
         root, image_id = Path(conversion.tiles_root), conversion.image_id
         trash = root / ".replaced"
         _replace(root / f"{image_id}_files", self.tiles_dir / f"{image_id}_files", trash)
-        staged, target = root / image_id, self.tiles_dir / image_id
-        if target.exists():
-            _replace_regions(staged, target, trash)
-        else:
-            _replace(staged, target, trash)
+        for version in VERSIONS:
+            service = service_path(version, image_id)
+            staged, target = root / service, self.tiles_dir / service
+            if version not in conversion.iiif_versions:
+                staged.mkdir(parents=True, exist_ok=True)  # nothing of this version: its old regions go
+                if not target.exists():
+                    continue
+            if target.exists():
+                _replace_regions(staged, target, trash)
+                if version not in conversion.iiif_versions:
+                    for name in ("info.json", "manifest.json"):
+                        if (target / name).exists():
+                            _replace(None, target / name, trash)
+            else:
+                _replace(staged, target, trash)
 
     def publish_file(self, staged: Path, path: str) -> None:
         """Move one staged file (an item's manifest) to ``path`` under the tiles folder, in one rename."""

@@ -1,4 +1,12 @@
-"""The dynamic IIIF Image API 3.0 level 2 endpoint: any region, size, rotation, quality and format, on demand.
+"""The dynamic IIIF Image API level 2 endpoint, in 3.0 (``/iiif/3``) and 2.1 (``/iiif/2``): any region, size,
+rotation, quality and format, on demand.
+
+Both versions are one endpoint: each parses its own grammar into the same
+``Plan`` and renders it with the same function, so whatever the pixels come
+from serves both; only the grammar, ``info.json``'s vocabulary, the canonical
+form and the profile differ. A request whose answer is already published
+(a named derivative, or a level-0 tile of a version the image was converted
+with) is answered with a redirect to that object.
 
 Rendered from the tiled pyramidal TIFF the pipeline writes to
 ``derivatives/ID.tif`` in the tiles bucket, read with ranged GETs (see
@@ -12,7 +20,9 @@ An answer too big for a Lambda response (``oversize.MAX_INLINE_BYTES``: a
 full-size PNG or TIFF of a photo reaches it well within maxArea) is written
 once to ``cache/iiif/3/ID/ETAG/...`` in the tiles bucket, ETAG being the
 serving TIFF's, and answered with a redirect there; a request that could be
-that big looks for the stored answer (one HEAD) before rendering.
+that big looks for the stored answer (one HEAD) before rendering. A 2.1
+answer is stored under the 3.0 canonical path of the same pixels, so both
+versions share one copy.
 """
 
 from __future__ import annotations
@@ -20,7 +30,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -29,14 +41,15 @@ from flask import Blueprint, Flask, Response, current_app, redirect, request
 from app import outputs, records
 from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
-from app.iiif import serving
-from app.iiif.info import CONTEXT, LEVEL2_PROFILE, level2
+from app.iiif import grid, serving
+from app.iiif.info import CONTEXT, CONTEXT_2, LEVEL2_PROFILE, LEVEL2_PROFILE_2, level2, level2_v2
 from app.iiif.request import (
     Limits,
     NotFound,
     Plan,
     RequestError,
     Unavailable,
+    canonical_v3,
     parse,
     plan,
 )
@@ -49,57 +62,85 @@ from app.web import oversize
 from app.web.urls import external_url
 from config import Settings
 
-JSON_LD = f'application/ld+json;profile="{CONTEXT}"'
-
 image_service = Blueprint("image_service", __name__, url_prefix="/iiif/3")
+image_service_v2 = Blueprint("image_service_v2", __name__, url_prefix="/iiif/2")
+
+
+@dataclass(frozen=True)
+class _Version:
+    """What differs between the versions at the HTTP edge."""
+
+    number: int
+    blueprint: str
+    context: str
+    profile: str
+    other: str  # the blueprint of the other version, which info.json names
+
+
+VERSIONS = {
+    "image_service": _Version(3, "image_service", CONTEXT, LEVEL2_PROFILE, "image_service_v2"),
+    "image_service_v2": _Version(2, "image_service_v2", CONTEXT_2, LEVEL2_PROFILE_2, "image_service"),
+}
 
 
 def register(app: Flask) -> None:
-    """Serve the endpoint from ``app`` (idempotent)."""
-    if "image_service" not in app.blueprints:
-        app.register_blueprint(image_service)
+    """Serve both versions of the endpoint from ``app`` (idempotent)."""
+    for blueprint in (image_service, image_service_v2):
+        if blueprint.name not in app.blueprints:
+            app.register_blueprint(blueprint)
 
 
-@image_service.get("/<path:image_id>")
+def _version() -> _Version:
+    return VERSIONS[request.blueprint]
+
+
 def base(image_id: str):
     """The base URI redirects to the image information, as the specification asks."""
     _check_id(image_id)
-    return redirect(external_url("image_service.info", image_id=image_id), code=303)
+    return redirect(external_url(f"{_version().blueprint}.info", image_id=image_id), code=303)
 
 
-@image_service.get("/<path:image_id>/info.json")
 def info(image_id: str):
+    version = _version()
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
-    service_id, limits = external_url("image_service.base", image_id=image_id), _limits()
-    document = level2(service_id, pyramid.pages, limits)
+    service_id, limits = external_url(f"{version.blueprint}.base", image_id=image_id), _limits()
+    twin = external_url(f"{version.other}.base", image_id=image_id)
+    if version.number == 3:
+        document = level2(service_id, pyramid.pages, limits, v2_service=twin)
+    else:
+        document = level2_v2(service_id, pyramid.pages, limits, v3_service=twin)
     wants_ld = request.accept_mimetypes["application/ld+json"] > request.accept_mimetypes["application/json"]
+    json_ld = f'application/ld+json;profile="{version.context}"'
     response = Response(
-        json.dumps(document, indent=2), mimetype=None, content_type=JSON_LD if wants_ld else "application/json"
+        json.dumps(document, indent=2), mimetype=None, content_type=json_ld if wants_ld else "application/json"
     )
-    response.headers["Link"] = f'<{LEVEL2_PROFILE}>;rel="profile"'
+    response.headers["Link"] = f'<{version.profile}>;rel="profile"'
     response.headers["Cache-Control"] = DESCRIPTOR_CACHE
     response.vary.add("Accept")
     response.set_etag(_etag(tiff.ref.etag, service_id, limits, wants_ld))
     return response.make_conditional(request)
 
 
-@image_service.get("/<path:image_id>/<region>/<size>/<rotation>/<quality>.<fmt>")
 def image(image_id: str, region: str, size: str, rotation: str, quality: str, fmt: str):
+    version = _version()
     _check_id(image_id)
-    parsed = parse(region, size, rotation, quality, fmt)  # malformed requests never reach S3
+    parsed = parse(region, size, rotation, quality, fmt, version.number)  # malformed requests never reach S3
     tiff = _locate(image_id)
     pyramid = _pyramid(tiff)
-    wanted = plan(parsed, pyramid.width, pyramid.height, _limits())
-    canonical = external_url("image_service.base", image_id=image_id) + "/" + quote(wanted.canonical, safe="/,:!")
-    headers = {"Link": f'<{canonical}>;rel="canonical",<{LEVEL2_PROFILE}>;rel="profile"', "Cache-Control": TILE_CACHE}
-    made = f"{image_id}/{wanted.canonical}"
-    if made in _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag):
-        return redirect(f"{_settings().public_base_url.rstrip('/')}/{made}", 302, Response=_Redirect)
+    wanted = plan(parsed, pyramid.width, pyramid.height, _limits(), version.number)
+    service = external_url(f"{version.blueprint}.base", image_id=image_id)
+    canonical = service + "/" + quote(wanted.canonical, safe="/,:!")
+    headers = {"Link": f'<{canonical}>;rel="canonical",<{version.profile}>;rel="profile"', "Cache-Control": TILE_CACHE}
+    published = _static_answer(tiff, image_id, wanted, pyramid, version.number)
+    if published:
+        return redirect(f"{_settings().public_base_url.rstrip('/')}/{published}", 302, Response=_Redirect)
     etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
-    cached = outputs.stored_answer_key(image_id, tiff.ref.etag, wanted.canonical)
+    # kept under the 3.0 canonical path of the same pixels, whichever version asked: one copy, one takedown rule
+    stored_as = canonical_v3(wanted, pyramid.width, pyramid.height, _limits())
+    cached = outputs.stored_answer_key(image_id, tiff.ref.etag, stored_as)
     if oversize.may_exceed(wanted) and _exists(tiff.storage, cached):
         return _redirect_to_cached(cached, headers)
     body = _rendered(tiff, wanted, pyramid)
@@ -111,17 +152,23 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     return response
 
 
-@image_service.errorhandler(RequestError)
 def refuse(error: RequestError):
     response = Response(error.message + "\n", status=error.status, content_type="text/plain; charset=utf-8")
     response.headers["Cache-Control"] = "no-store" if error.status >= 500 else "public, max-age=60"
     return response
 
 
-@image_service.after_request
 def allow_any_origin(response: Response) -> Response:
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+for _blueprint in (image_service, image_service_v2):
+    _blueprint.add_url_rule("/<path:image_id>", "base", base)
+    _blueprint.add_url_rule("/<path:image_id>/info.json", "info", info)
+    _blueprint.add_url_rule("/<path:image_id>/<region>/<size>/<rotation>/<quality>.<fmt>", "image", image)
+    _blueprint.register_error_handler(RequestError, refuse)
+    _blueprint.after_request(allow_any_origin)
 
 
 def _settings() -> Settings:
@@ -152,12 +199,61 @@ def _storage(workers: int) -> S3Storage:
     return S3Storage(workers)
 
 
-@functools.lru_cache(maxsize=1024)
-def _made_in_advance(storage: S3Storage, metadata_bucket: str, image_id: str, tiff_etag: str) -> frozenset[str]:
-    """Paths of the image's named derivatives (DERIVATIVES_FILE), made at conversion: a request for one is a
-    cache hit, answered by the static object. Read once per TIFF version."""
+def _static_answer(
+    tiff: RemoteTiff, image_id: str, wanted: Plan, pyramid: rendering.Pyramid, version: int
+) -> str | None:
+    """The published path holding exactly this answer, if any: a named derivative (at its 3.0 path, whichever
+    version asked), or a level-0 tile of a version the image was converted with (this version's first)."""
+    made = _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag)
+    width, height = pyramid.width, pyramid.height
+    named = f"{image_id}/{canonical_v3(wanted, width, height, _limits())}"
+    if named in made.paths:
+        return named
+    plain = (wanted.quality, wanted.format, wanted.rotation, wanted.mirror) == ("default", "jpg", 0, False)
+    if (
+        plain
+        and made.versions
+        and made.tile_size
+        and grid.is_tile(wanted.region, wanted.size, width, height, made.tile_size)
+    ):
+        static = version if version in made.versions else max(made.versions)
+        return grid.image_path(image_id, width, height, wanted.region, wanted.size, static)
+    return None
+
+
+@dataclass(frozen=True)
+class _Published:
+    paths: frozenset[str]  # the named derivatives (DERIVATIVES_FILE)
+    versions: frozenset[int]  # Image API versions of the static tiles
+    tile_size: int | None
+
+
+_PUBLISHED: dict[tuple[str, str, str], _Published] = {}  # per TIFF version; oldest first
+_PUBLISHED_LOCK = threading.Lock()
+
+
+def _made_in_advance(storage: S3Storage, metadata_bucket: str, image_id: str, tiff_etag: str) -> _Published:
+    """What the image's conversion published that the endpoint could answer with: its named derivatives and its
+    static tiles. Read from the job record, and kept per TIFF version once the record is final (the TIFF lands
+    before the record says done). A record that does not name its versions (written before IIIF_VERSIONS) had
+    3.0 tiles, unless this deployment publishes no 3.0: then none is assumed."""
+    key = (metadata_bucket, image_id, tiff_etag)
+    if key in _PUBLISHED:
+        return _PUBLISHED[key]
     record = records.read_record(storage, metadata_bucket, image_id) or {}
-    return frozenset(d["path"] for d in record.get("named_derivatives", []) if "path" in d)
+    done = record.get("status") == "done"
+    assumed = [3] if 3 in _settings().iiif_versions else []
+    found = _Published(
+        frozenset(d["path"] for d in record.get("named_derivatives", []) if "path" in d),
+        frozenset(record.get("iiif_versions", assumed) if done else ()),
+        record.get("tile_size") if done else None,
+    )
+    if done:
+        with _PUBLISHED_LOCK:
+            _PUBLISHED[key] = found
+            while len(_PUBLISHED) > 1024:
+                del _PUBLISHED[next(iter(_PUBLISHED))]
+    return found
 
 
 class _Redirect(Response):

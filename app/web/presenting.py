@@ -3,24 +3,49 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
+from app.iiif.paths import service_path
 from config import Settings
 
 
 def urls(record: dict[str, Any], settings: Settings) -> dict[str, str]:
-    """Where the published files are: an image's layouts and manifest; a document's item manifest once done."""
+    """Where the published files are: an image's layouts and manifests, in each IIIF version it was published in
+    (``info``/``manifest`` 3.0, ``info2``/``manifest2`` 2.1); a document's item manifest once done."""
     base, image_id = settings.public_base_url.rstrip("/"), record["id"]
+    versions = record.get("iiif_versions", [3])  # records from before IIIF_VERSIONS: 3.0 only
+    v2 = f"{base}/{service_path(2, image_id)}"
     if record.get("kind") == "item":
         found = {"manifest": f"{base}/{image_id}/manifest.json"} if record.get("manifest") else {}
     else:
-        found = {"dzi": f"{base}/{image_id}.dzi", "info": f"{base}/{image_id}/info.json"}
+        found = {"dzi": f"{base}/{image_id}.dzi"}
+        if 3 in versions:
+            found["info"] = f"{base}/{image_id}/info.json"
+        if 2 in versions:
+            found["info2"] = f"{v2}/info.json"
         if record.get("manifest", True):  # False: converted with IIIF_MANIFESTS off
-            found["manifest"] = f"{base}/{image_id}/manifest.json"
+            presentation = record.get("presentation_versions", [3])
+            if 3 in presentation:
+                found["manifest"] = f"{base}/{image_id}/manifest.json"
+            if 2 in presentation:
+                found["manifest2"] = f"{v2}/manifest.json"
     if record.get("thumbnail"):
-        found["thumbnail"] = f"{base}/{image_id}/{record['thumbnail']}"
+        found["thumbnail"] = thumbnail_url(base, image_id, record["thumbnail"], versions)
     return found
+
+
+_SIZE_WH = re.compile(r"(^|/)full/(\d+),\d+/")
+
+
+def thumbnail_url(base: str, image_id: str, thumbnail: str, versions: list[int]) -> str:
+    """A record's thumbnail (a 3.0 size path under ``image_id``: ``full/w,h/0/default.jpg``, for an item
+    ``p0001/full/...``), or the same size by its 2.1 name (``full/w,``) where no 3.0 service was published."""
+    if 3 in versions:
+        return f"{base}/{image_id}/{thumbnail}"
+    by_width = _SIZE_WH.sub(r"\1full/\2,/", thumbnail)
+    return f"{base}/{service_path(2, image_id)}/{by_width}"
 
 
 def cost(record: dict[str, Any], settings: Settings) -> dict[str, float] | None:
@@ -58,12 +83,13 @@ def present(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
         **record,
         "urls": found,
         "cost_usd": cost(record, settings),
-        "embed": embed_snippet(found["info"]) if "info" in found else None,
+        "embed": embed_snippet(found.get("info") or found["info2"]) if {"info", "info2"} & set(found) else None,
     }
     if record.get("kind") == "item":
         base = settings.public_base_url.rstrip("/")
+        versions = record.get("iiif_versions", [3])
         presented["page_thumbnails"] = {
-            page["id"]: f"{base}/{page['id']}/{page['thumbnail']}"
+            page["id"]: thumbnail_url(base, page["id"], page["thumbnail"], versions)
             for page in record["pages"]
             if page["status"] == "done" and page.get("thumbnail")
         }

@@ -173,13 +173,16 @@ def test_chosen_bucket_names_are_kept_on_later_runs(deployment):
 def test_the_job_converts_with_the_stage_settings(deployment):
     """A big image sent to Batch gets the URLs, tile size and outputs the function gives the rest; no secret."""
     settings = json.loads(deployment.settings_file.read_text())
-    settings["dev"]["environment_variables"].update(TILE_SIZE="256", IIIF_MANIFESTS="false", DASHBOARD_PASSWORD="x")
+    settings["dev"]["environment_variables"].update(
+        TILE_SIZE="256", IIIF_MANIFESTS="false", IIIF_VERSIONS="2,3", DASHBOARD_PASSWORD="x"
+    )
     deployment.settings_file.write_text(json.dumps(settings))
     deployment.provision_and_push(public_bucket=True, public_base_url="https://tiles.example.org")
     batch, name = deployment.aws.batch, deployment.names.job_definition
     container = batch.describe_job_definitions(jobDefinitionName=name)["jobDefinitions"][0]["containerProperties"]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert (environment["TILE_SIZE"], environment["IIIF_MANIFESTS"]) == ("256", "false")
+    assert environment["IIIF_VERSIONS"] == "2,3"  # a big image publishes the same IIIF versions
     assert environment["PUBLIC_BASE_URL"] == "https://tiles.example.org"  # a CDN's ids in big images' info.json too
     assert "DASHBOARD_PASSWORD" not in environment and "JPEG_QUALITY" not in environment  # unset: same default
     assert environment["UPLOAD_WORKERS"] == "64"  # the template's own values stay

@@ -216,3 +216,17 @@ def test_an_answer_of_the_limit_fits_a_lambda_response_after_zappas_base64(serve
     assert len(base64.b64decode(answer["body"])) == oversize.MAX_INLINE_BYTES
     assert long_id in answer["headers"]["Link"] and answer["multiValueHeaders"]["Link"] == [answer["headers"]["Link"]]
     assert len(json.dumps(answer).encode()) < oversize.LAMBDA_RESPONSE_LIMIT
+
+
+def test_a_large_2_1_answer_is_stored_once_for_both_versions(served, renders, monkeypatch):
+    """Under the 3.0 canonical path of the same pixels: the 3.0 request finds the 2.1 one's copy, not rendered again."""
+    monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)
+    etag = _put(served, serving_tiff(photo_like(400, 300, seed=3), served.tmp_path / "v2.tif"))
+    first = served.client().get(f"/iiif/2/{ID}/full/full/0/default.png")
+    assert first.status_code == 302
+    assert first.headers["Location"].endswith(f"/cache/iiif/3/{ID}/{etag}/full/max/0/default.png")
+    assert first.headers["Link"].startswith(f'<http://localhost/iiif/2/{ID}/full/full/0/default.png>;rel="canonical"')
+    body = _fetch(first.headers["Location"])[0]
+    assert (pyvips.Image.new_from_buffer(body, "").width, renders) == (400, ["full/full/0/default.png"])
+    three = served.client().get(f"/iiif/3/{ID}/full/max/0/default.png")
+    assert (three.headers["Location"], len(renders)) == (first.headers["Location"], 1)

@@ -53,7 +53,7 @@ SIZE = mostly(
     st.tuples(
         st.sampled_from(["", "^"]),
         st.one_of(
-            st.just("max"),
+            st.sampled_from(["max", "full"]),
             PIXELS.map(lambda n: f"{n},"),
             PIXELS.map(lambda n: f",{n}"),
             NUMBER.map(lambda n: f"pct:{n}"),
@@ -108,6 +108,38 @@ def test_plans_respect_the_limits_and_their_canonical_form_is_a_fixed_point(regi
         wanted.mirror,
         wanted.canonical,
     )
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(region=REGION, size=SIZE, rotation=ROTATION, quality=QUALITY, fmt=FORMAT)
+def test_2_1_plans_respect_the_limits_and_their_canonical_form_is_a_fixed_point(region, size, rotation, quality, fmt):
+    try:
+        wanted = plan(parse(region, size, rotation, quality, fmt, version=2), 1200, 700, LIMITS, version=2)
+    except RequestError as error:
+        assert error.status in ALLOWED
+        return
+    assert "^" not in wanted.canonical and "max" not in wanted.canonical.split("/")[1]
+    assert 0 < wanted.size[0] <= LIMITS.max_width and 0 < wanted.size[1] <= LIMITS.max_height
+    assert wanted.size[0] * wanted.size[1] <= LIMITS.max_area
+    again = plan(parse(*_split(wanted.canonical), version=2), 1200, 700, LIMITS, version=2)
+    assert (again.region, again.size, again.rotation, again.mirror, again.canonical) == (
+        wanted.region,
+        wanted.size,
+        wanted.rotation,
+        wanted.mirror,
+        wanted.canonical,
+    )
+
+
+@settings(QUICK, max_examples=75)
+@given(region=REGION, size=SIZE, rotation=ROTATION, quality=QUALITY, fmt=FORMAT)
+def test_every_2_1_request_gets_an_iiif_status_never_a_server_error(served, region, size, rotation, quality, fmt):
+    client = _client(served)
+    path = "/".join(quote(part, safe="") for part in (region, size, rotation, quality)) + "." + quote(fmt, safe="")
+    response = client.get(f"/iiif/2/img/{path}")
+    assert response.status_code in ALLOWED, (path, response.status_code, response.get_data(as_text=True)[:200])
+    if response.status_code == 200:
+        assert response.headers["Link"].startswith("<http://localhost/iiif/2/img/")
 
 
 def _split(canonical: str) -> tuple[str, str, str, str, str]:

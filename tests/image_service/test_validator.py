@@ -55,3 +55,29 @@ def test_every_level2_validator_test_passes(served, iiif_test_image):
             if result.exception:
                 failures[name] = f"{result.exception} (urls {result.urls})"
     assert failures == {}
+
+
+# 2.x: the same level-3 features, and size_up (2.1 upscales any size without ^), and region_square (the
+# validator's whole "2.1" set: 2.1 added it as an optional feature, which info.json lists in "supports").
+EXTRA_2 = EXTRA | {"size_up"}
+
+
+def test_every_v2_validator_test_passes(served, iiif_test_image):
+    """``iiif-validate.py --version=2.0`` at level 2 (and the level-3 features offered), and the 2.1 set."""
+    served.put(IDENTIFIER, pyvips.Image.new_from_file(str(iiif_test_image), access="sequential").colourspace("srgb"))
+    listed = validator.TestSuite(validator.ValidationInfo()).list_tests("2.0")
+    names = sorted(name for name, test in listed.items() if test["level"] <= 2 or name in EXTRA_2)
+    assert len([name for name in names if name not in EXTRA_2]) == 30  # every test of levels 0, 1 and 2
+    assert {"info_json", "size_wc", "size_ch", "size_bwh", "rot_full_basic", "quality_bitonal", "jsonld"} <= set(names)
+    assert list(validator.TestSuite(validator.ValidationInfo()).list_tests("2.1")) == ["region_square"]
+    # run with 2.0's URLs: given "2.1", the validator builds 1.x URLs (quality "native", no format)
+    runs = [(name, "2.0") for name in [*names, "region_square"]]
+    failures = {}
+    random.seed(0)
+    with http_server(served.app()) as server:
+        for name, version in runs:
+            result = validator.ImageAPI(IDENTIFIER, server, "iiif/2", "http", "", version, debug=False)
+            validator.TestSuite(validator.ValidationInfo()).run_test(name, result)
+            if result.exception:
+                failures[name] = f"{result.exception} (urls {result.urls})"
+    assert failures == {}

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from app.iiif import grid, info
+from app.iiif import grid, info, paths
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,37 @@ def test_info_json_declares_max_only_for_images_over_the_bound():
     assert [s["width"] for s in big["sizes"]] == sorted(s["width"] for s in big["sizes"])
     assert big["tiles"] == [{"width": 512, "height": 512, "scaleFactors": [1, 2, 4, 8, 16]}]
     assert big["profile"] == "level0" and big["type"] == "ImageService3"
+
+
+def test_2_1_level0_paths_are_the_ones_openseadragon_asks_a_2_x_service_for():
+    assert (
+        grid.image_path("a", 1000, 1000, (0, 0, 512, 512), (512, 512), 2) == "iiif/2/a/0,0,512,512/512,/0/default.jpg"
+    )
+    assert grid.image_path("a", 1000, 1000, (0, 0, 1000, 1000), (500, 500), 2) == "iiif/2/a/full/500,/0/default.jpg"
+    assert grid.image_path("a", 400, 300, (0, 0, 400, 300), (400, 300), 2) == "iiif/2/a/full/full/0/default.jpg"
+    # a full-resolution tile as wide as the image (OpenSeadragon: size "full")
+    assert (
+        grid.image_path("a", 400, 1300, (0, 512, 400, 512), (400, 512), 2)
+        == "iiif/2/a/0,512,400,512/full/0/default.jpg"
+    )
+    # an edge tile whose height the pyramid rounded its own way stays w,
+    assert (
+        grid.image_path("a", 1301, 700, (1024, 0, 277, 700), (139, 350), 2)
+        == "iiif/2/a/1024,0,277,700/139,/0/default.jpg"
+    )
+
+
+def test_2_1_canonical_form_keeps_w_comma_only_for_the_aspect_ratio_it_implies():
+    assert paths.canonical2((1024, 0, 277, 700), (139, 351), 1301, 700) == "1024,0,277,700/139,/0/default.jpg"
+    assert paths.canonical2((1024, 0, 277, 700), (139, 350), 1301, 700) == "1024,0,277,700/139,350/0/default.jpg"
+    assert paths.canonical2((0, 0, 100, 100), (300, 300), 1000, 1000, True, 90.5, "gray", "png") == (
+        "0,0,100,100/300,/!90.5/gray.png"
+    )
+
+
+def test_is_tile_finds_exactly_the_pyramids_tiles():
+    every = list(grid.tiles(1301, 700, 512))
+    assert all(grid.is_tile(tile.region, tile.size, 1301, 700, 512) for tile in every)
+    assert not grid.is_tile((0, 0, 512, 512), (256, 256), 1301, 700, 512)  # right region, wrong scale
+    assert not grid.is_tile((1, 0, 512, 512), (512, 512), 1301, 700, 512)
+    assert not grid.is_tile((0, 0, 1301, 700), (651, 350), 1301, 700, 512)  # two tiles wide at that scale

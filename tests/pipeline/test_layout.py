@@ -110,3 +110,65 @@ def test_jpeg_quality_reaches_the_tile_encoder(tmp_path, settings):
         )
         sizes[quality] = (tiles / "q_files" / "10" / "0_0.jpg").stat().st_size
     assert sizes[95] > 1.5 * sizes[40]
+
+
+def test_v2_layout_reuses_every_encoded_file_under_its_2_1_name(tmp_path, settings):
+    """IIIF_VERSIONS=2,3: every 2.1 tile and size is a hard link to the file its 3.0 twin is (no second encode),
+    at the paths OpenSeadragon asks a 2.x level-0 service for; both info.json files name each other."""
+    both = settings.with_overrides(iiif_versions=(2, 3), iiif_max_size=600)
+    conversion, tiles = _convert_photo(tmp_path / "both", both, width=1300, height=700, image_id="maps/sheet_1")
+    only3, tiles3 = _convert_photo(
+        tmp_path / "three", settings.with_overrides(iiif_max_size=600), 1300, 700, "maps/sheet_1"
+    )
+    v2 = tiles / "iiif/2/maps/sheet_1"
+    for tile in grid.tiles(1300, 700, 512):
+        path = tiles / grid.image_path("maps/sheet_1", 1300, 700, tile.region, tile.size, version=2)
+        assert os.path.samefile(path, tiles / tile.dz_path("maps/sheet_1"))
+    assert (v2 / "0,0,512,512/512,/0/default.jpg").exists()  # full resolution, narrower than the image: w,
+    assert (v2 / "full/163,/0/default.jpg").exists()  # a single-tile level
+    info2 = json.loads((v2 / "info.json").read_text())
+    info3 = json.loads((tiles / "maps/sheet_1/info.json").read_text())
+    assert info2["@id"] == "http://tiles.example.org/iiif/2/maps/sheet_1"
+    assert info2["profile"] == [
+        "http://iiif.io/api/image/2/level0.json",
+        {"formats": ["jpg"], "qualities": ["default"], "maxWidth": 325, "maxHeight": 175},
+    ]
+    assert info2["service"][0]["id"] == info3["id"]
+    assert info3["service"] == [
+        {"@id": info2["@id"], "@type": "ImageService2", "profile": "http://iiif.io/api/image/2/level0.json"}
+    ]
+    assert info2["sizes"] == info3["sizes"] and info2["tiles"] == info3["tiles"]
+    for size in info2["sizes"]:  # each size once encoded, under both names
+        three = tiles / f"maps/sheet_1/full/{size['width']},{size['height']}/0/default.jpg"
+        assert os.path.samefile(v2 / f"full/{size['width']},/0/default.jpg", three)
+    assert os.path.samefile(v2 / "full/max/0/default.jpg", tiles / "maps/sheet_1/full/max/0/default.jpg")
+    assert not (v2 / "full/full").exists()  # beyond maxWidth: full size is not offered at level 0
+    published = {str(p.relative_to(tiles)) for p in tiles.rglob("*") if p.is_file()}
+    assert published == set(conversion.tiles) | set(conversion.descriptors) | {"derivatives/maps/sheet_1.tif"}
+    extra = {path for path in published if path.startswith("iiif/2/")}
+    assert conversion.object_count == only3.object_count + len(extra)
+    # the same bytes: every 2.1 image is a file the other names already have; only its info.json is new
+    images = {os.stat(tiles / path).st_ino for path in published if not path.startswith("iiif/2/")}
+    assert {path for path in extra if os.stat(tiles / path).st_ino not in images} == {"iiif/2/maps/sheet_1/info.json"}
+    assert len(published) - len(extra) == len([p for p in tiles3.rglob("*") if p.is_file()])
+    assert conversion.iiif_versions == (3, 2)
+
+
+def test_v2_small_image_full_size_is_full_full(tmp_path, settings):
+    _, tiles = _convert_photo(tmp_path, settings.with_overrides(iiif_versions=(2, 3)), 400, 300, "small")
+    full = tiles / "iiif/2/small/full/full/0/default.jpg"
+    assert os.path.samefile(full, tiles / "small/full/max/0/default.jpg")
+    assert os.path.samefile(tiles / "iiif/2/small/full/max/0/default.jpg", full)
+    assert os.path.samefile(tiles / "iiif/2/small/full/400,/0/default.jpg", full)  # as a client picks it from sizes
+
+
+def test_reconverting_without_2_1_removes_the_2_1_service_and_keeps_nested_ids(tmp_path, settings):
+    both = settings.with_overrides(iiif_versions=(2, 3))
+    src = tmp_path / "src.jpg"
+    photo(1300, 700).jpegsave(str(src))
+    convert_local(src, tmp_path / "out", both, "box")
+    convert_local(src, tmp_path / "out", both, "box/letter")  # a nested id's 2.1 service lives inside box's
+    convert_local(src, tmp_path / "out", settings, "box")  # again, 3.0 only
+    v2 = tmp_path / "out" / "tiles" / "iiif/2/box"
+    assert sorted(path.name for path in v2.iterdir()) == ["letter"]
+    assert (v2 / "letter/info.json").exists() and (tmp_path / "out/tiles/box/info.json").exists()

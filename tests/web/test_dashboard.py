@@ -288,3 +288,59 @@ def test_collections_pages_show_progress_failures_and_mirador_links(cloud, clien
     assert client.get("/mirador?manifest=javascript:alert(1)").status_code == 400
     viewer = client.get("/mirador", query_string={"manifest": f"{cloud.url}/tiler-tiles/x/manifest.json"})
     assert viewer.status_code == 200 and "vendor/mirador/mirador.min.js" in viewer.get_data(as_text=True)
+
+
+def _name_versions(cloud, image_id, iiif, presentation):
+    """The versions an image was published in, in its record, as app/jobs.py writes them from the Conversion."""
+    record = cloud.record(image_id)
+    record.setdefault("iiif_versions", iiif)
+    record.setdefault("presentation_versions", presentation)
+    cloud.s3.put_object(Bucket=cloud.settings.metadata_bucket, Key=f"jobs/{image_id}.json", Body=json.dumps(record))
+
+
+def test_image_page_offers_both_iiif_versions_where_both_were_published(cloud, client, monkeypatch):
+    monkeypatch.setenv("IIIF_VERSIONS", "2,3")
+    monkeypatch.setenv("IIIF_PRESENTATION_VERSIONS", "2,3")
+    _convert(cloud, "both.jpg")
+    _name_versions(cloud, "both", [3, 2], [3, 2])
+    tiles = f"{cloud.url}/tiler-tiles"
+    page = client.get("/images/both").get_data(as_text=True)
+    assert f'data-iiif="{tiles}/both/info.json"' in page and f'data-iiif2="{tiles}/iiif/2/both/info.json"' in page
+    assert 'data-source="iiif2"' in page and "IIIF Image API 2.1" in page
+    assert "http://localhost/iiif/2/both/info.json" in page  # the dynamic 2.1 service beside the 3.0 one
+    assert f"{tiles}/iiif/2/both/manifest.json" in page
+    for url in (f"{tiles}/iiif/2/both/info.json", f"{tiles}/iiif/2/both/manifest.json"):
+        assert url.removeprefix(f"{tiles}/") in cloud.tiles("iiif/2/")
+    urls = client.get("/api/images/both").get_json()["urls"]
+    assert {"info", "info2", "manifest", "manifest2"} <= set(urls)
+
+
+def test_an_image_published_only_in_2_1_shows_its_2_1_thumbnail_and_service(cloud, client, monkeypatch):
+    monkeypatch.setenv("IIIF_VERSIONS", "2")
+    _convert(cloud, "old-school.jpg")
+    _name_versions(cloud, "old-school", [2], [3])
+    urls = client.get("/api/images/old-school").get_json()["urls"]
+    assert "info" not in urls and urls["info2"].endswith("/iiif/2/old-school/info.json")
+    assert urls["thumbnail"].startswith(f"{cloud.url}/tiler-tiles/iiif/2/old-school/full/")
+    assert urls["thumbnail"].removeprefix(f"{cloud.url}/tiler-tiles/") in cloud.tiles("iiif/2/")
+    page = client.get("/images/old-school").get_data(as_text=True)
+    assert 'data-source="iiif"' not in page and 'data-source="iiif2"' in page
+
+
+def test_a_record_from_before_iiif_versions_is_3_0_only(cloud, client):
+    _convert(cloud, "plain3.jpg")
+    urls = client.get("/api/images/plain3").get_json()["urls"]
+    assert "info" in urls and "info2" not in urls and "manifest2" not in urls
+
+
+def test_an_items_thumbnails_take_their_2_1_names_where_only_2_1_was_published():
+    from app.web.presenting import present
+
+    settings = Settings.from_env({"PUBLIC_BASE_URL": "http://t.example"})
+    pages = [{"id": "scan/p0001", "status": "done", "thumbnail": "full/300,200/0/default.jpg"}]
+    item = {"id": "scan", "kind": "item", "manifest": True, "pages": pages, "iiif_versions": [2]}
+    presented = present({**item, "thumbnail": "p0001/full/300,200/0/default.jpg"}, settings)
+    assert presented["urls"]["thumbnail"] == "http://t.example/iiif/2/scan/p0001/full/300,/0/default.jpg"
+    assert presented["page_thumbnails"] == {"scan/p0001": "http://t.example/iiif/2/scan/p0001/full/300,/0/default.jpg"}
+    both = present({**item, "iiif_versions": [3, 2], "thumbnail": "p0001/full/300,200/0/default.jpg"}, settings)
+    assert both["urls"]["thumbnail"] == "http://t.example/scan/p0001/full/300,200/0/default.jpg"
