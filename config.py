@@ -78,8 +78,9 @@ class Settings:
     )
     serving_tiff: bool = _setting(
         "SERVING_TIFF",
-        True,
-        "Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.",
+        False,
+        "Also write a private tiled pyramidal TIFF (derivatives/ID.tif) for another IIIF server (serverless-iiif);"
+        " the dynamic endpoint renders from the tiles. Costs a second decode and a second copy in storage.",
     )
     iiif_manifests: bool = _setting(
         "IIIF_MANIFESTS",

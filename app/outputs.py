@@ -48,7 +48,7 @@ RESERVED_FOLDERS = frozenset(
 )
 
 ANSWERS_PREFIX = "cache/iiif/3"  # the dynamic endpoint's stored answers too big for a Lambda response
-_TIFF_VERSION = re.compile(r"[0-9a-f]{32}(-\d+)?")  # an S3 ETag
+_VERSION = re.compile(r"[0-9a-f]{32}(-\d+)?")  # an S3 ETag: the published source's
 
 _OUTPUT_SHAPE = re.compile(rf"(?:{_SUFFIXES}|_files/\d+/.*)$")
 _ANY_OUTPUT_FOLDER = re.compile(r"(?:^|/)[^/]*_files/\d+/")
@@ -72,10 +72,10 @@ def private_keys(image_id: str) -> tuple[str, ...]:
     return (serving.key(image_id),)
 
 
-def stored_answer_key(image_id: str, tiff_etag: str, canonical: str) -> str:
-    """Where an oversized dynamic answer is kept: under the image (so a takedown finds it) and the serving
-    TIFF's version (so a replaced image is rendered anew)."""
-    return f"{ANSWERS_PREFIX}/{image_id}/{tiff_etag}/{canonical}"
+def stored_answer_key(image_id: str, version: str, canonical: str) -> str:
+    """Where an oversized dynamic answer is kept: under the image (so a takedown finds it) and its published
+    version (the job record's ``published.etag``, so a replaced image is rendered anew)."""
+    return f"{ANSWERS_PREFIX}/{image_id}/{version}/{canonical}"
 
 
 def stored_answer_prefix(image_id: str) -> str:
@@ -87,7 +87,7 @@ def owned_stored_answer(image_id: str, key: str) -> bool:
     version, _, path = key.removeprefix(stored_answer_prefix(image_id)).partition("/")
     return (
         key.startswith(stored_answer_prefix(image_id))
-        and bool(_TIFF_VERSION.fullmatch(version))
+        and bool(_VERSION.fullmatch(version))
         and owned_tile_key(image_id, f"{image_id}/{path}")
     )
 

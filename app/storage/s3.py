@@ -286,7 +286,13 @@ class S3Storage:
         with classified():
             self.s3.delete_object(Bucket=bucket, Key=key)
 
-    # Ranged reads (the dynamic IIIF endpoint) ---------------------------------------------------
+    # Reads of published pixels (the dynamic IIIF endpoint) ---------------------------------------
+    def read_bytes(self, bucket: str, key: str) -> bytes:
+        """A whole (small) object in one GET: a published tile."""
+        self.count("read")
+        with classified(SourceRef(bucket, key)):
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
     def read_range(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of an object, in one ranged GET.
 
