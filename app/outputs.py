@@ -3,7 +3,7 @@
 One image id owns, in the tiles bucket, ``ID.dzi``, ``ID_files/L/C_R.jpg``,
 ``ID/info.json``, ``ID/manifest.json``, every ``ID/REGION/SIZE/ROTATION/QUALITY.FORMAT``
 (tiles, sizes, named derivatives), the same under ``iiif/2/ID/`` (its IIIF
-Image API 2.1 service, with ``IIIF_VERSIONS``), its serving TIFF and its
+Image API 2.1 service, with ``IIIF_VERSIONS``), its serving TIFF (``SERVING_TIFF``) and its
 oversized answers (both versions' under the 3.0 canonical path);
 in the metadata bucket ``ID.json``. The shapes are exact, so an image ``a`` never
 claims a key of a nested image ``a/b``; a source key that would itself produce
@@ -68,7 +68,7 @@ def owned_tile_key(image_id: str, key: str) -> bool:
 
 
 def private_keys(image_id: str) -> tuple[str, ...]:
-    """The tiles-bucket keys of the image that are not public (the dynamic endpoint's serving TIFF)."""
+    """The tiles-bucket keys of the image that are not public (its serving TIFF, with ``SERVING_TIFF``)."""
     return (serving.key(image_id),)
 
 

@@ -1,4 +1,4 @@
-"""The S3 client and its calls: source versions, JSON records, listings, ranged reads, upload forms.
+"""The S3 client and its calls: source versions, JSON records, listings, published tiles, upload forms.
 
 One boto3 client per process, built lazily and reused across warm
 invocations, with botocore's adaptive retry mode (so 503 SlowDown and
@@ -292,20 +292,6 @@ class S3Storage:
         self.count("read")
         with classified(SourceRef(bucket, key)):
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    def read_range(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
-        """Bytes ``start`` to ``end`` (exclusive) of an object, in one ranged GET.
-
-        ``etag`` pins the version (If-Match): if the object was replaced since
-        it was looked up, this raises PreconditionFailed rather than mixing two
-        versions' bytes in one decode.
-        """
-        self.count("read")
-        with classified(SourceRef(bucket, key)):
-            answer = self.s3.get_object(
-                Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **({"IfMatch": etag} if etag else {})
-            )
-            return answer["Body"].read()
 
 
 def content_type(key: str) -> str:
