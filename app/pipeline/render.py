@@ -80,12 +80,17 @@ def _crop_area(pyramid: Pyramid, index: int, region: tuple[int, int, int, int]) 
 def render(plan: Plan, pyramid: Pyramid, crop: Crop, jpeg_quality: int = 85) -> bytes:
     """The encoded image for ``plan``, in the order of the IIIF specification (Image API 3.0, "Order of
     Implementation"): region, size, rotation (mirror first), quality, then the format."""
-    index = choose_page(pyramid, plan.region, plan.size)
-    image = crop(index, page_crop(pyramid, index, plan.region))
+    image = crop(*source_box(plan, pyramid))
     image = _exact_size(_flattened(image), *plan.size)
     image = _oriented(image, plan.mirror, plan.rotation, transparent=plan.format in _ALPHA_FORMATS)
     image = _with_quality(image, plan.quality)  # last, as the specification orders: a rotation interpolates
     return encode(image, plan.format, jpeg_quality, bitonal=plan.quality == "bitonal")
+
+
+def source_box(plan: Plan, pyramid: Pyramid) -> tuple[int, tuple[int, int, int, int]]:
+    """(page, box on that page): the pixels ``render`` reads for ``plan``, so a caller can fetch them early."""
+    index = choose_page(pyramid, plan.region, plan.size)
+    return index, page_crop(pyramid, index, plan.region)
 
 
 def _flattened(image: pyvips.Image) -> pyvips.Image:

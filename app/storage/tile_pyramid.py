@@ -8,7 +8,10 @@ touches, fetched in parallel (one GET each, at most ``FETCH_WORKERS`` at a
 time), decoded, joined and cropped: no second copy of the image, no directory
 to read. Encoded tiles are kept in a small LRU per process (keyed by the
 image's published version, so a replaced image is never mixed with its
-predecessor); a warm 512-pixel request costs no GET.
+predecessor); a warm 512-pixel request costs no GET. A tile being fetched is
+fetched once: a second reader waits for the first one's GET, so a caller may
+``prefetch`` a region's tiles before it knows it will render it (the endpoint
+does, while the job record is still on its way) without paying twice.
 
 ``read(key)`` is the only way out: an S3 GET for the endpoint, a file read
 for the conversion's own staged tiles (named derivatives), so the pipeline and
@@ -20,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyvips
@@ -34,13 +37,34 @@ _POOL = ThreadPoolExecutor(FETCH_WORKERS, thread_name_prefix="tiles")
 
 
 class TileCache:
-    """A thread-safe LRU of encoded tiles, bounded by their total bytes."""
+    """A thread-safe LRU of encoded tiles, bounded by their total bytes, that knows which tiles are on their way."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._tiles: OrderedDict[tuple, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._coming: dict[tuple, Future] = {}
+
+    def claim(self, key: tuple) -> tuple[Future, bool]:
+        """The future of ``key``'s bytes and whether the caller must fetch them (False: someone already is)."""
+        with self._lock:
+            coming = self._coming.get(key)
+            if coming is not None:
+                return coming, False
+            coming = self._coming[key] = Future()
+            return coming, True
+
+    def settle(self, key: tuple, coming: Future, tile: bytes | None, error: BaseException | None) -> None:
+        """The fetch of ``key`` is over: keep the tile, then wake whoever waits for it."""
+        if tile is not None:
+            self.put(key, tile)
+        with self._lock:
+            self._coming.pop(key, None)
+        if error is not None:
+            coming.set_exception(error)
+        else:
+            coming.set_result(tile)
 
     def get(self, key: tuple) -> bytes | None:
         with self._lock:
@@ -63,6 +87,7 @@ class TileCache:
         with self._lock:
             self._tiles.clear()
             self._bytes = 0
+            self._coming.clear()
 
 
 TILES = TileCache(DEFAULT_CACHE_BYTES)  # one per process: warm Lambda invocations share it
@@ -105,34 +130,57 @@ class TilePyramid:
     def crop(self, index: int, box: tuple[int, int, int, int]) -> pyvips.Image:
         """``box`` (left, top, width, height) of level ``index`` (0: full resolution), from the tiles it touches."""
         left, top, width, height = box
+        cols, rows, keys = self._touched(index, box)
+        tiles = [pyvips.Image.new_from_buffer(data, "", fail_on="error") for data in self._fetch_all(keys)]
+        joined = tiles[0] if len(tiles) == 1 else pyvips.Image.arrayjoin(tiles, across=len(cols))
+        return joined.crop(left - cols.start * self.tile_size, top - rows.start * self.tile_size, width, height)
+
+    def prefetch(self, index: int, box: tuple[int, int, int, int]) -> None:
+        """Start fetching the tiles ``crop(index, box)`` will need that are neither kept nor on their way; returns
+        at once."""
+        for key in self._touched(index, box)[2]:
+            if self._cache.get((self.version, key)) is None:
+                coming, mine = self._cache.claim((self.version, key))
+                if mine:
+                    _POOL.submit(self._fetch, key, coming)
+
+    @property
+    def _cache(self) -> TileCache:
+        return self.cache or TILES
+
+    def _touched(self, index: int, box: tuple[int, int, int, int]) -> tuple[range, range, list[str]]:
+        left, top, width, height = box
         size = self.tile_size
         cols = range(left // size, (left + width - 1) // size + 1)
         rows = range(top // size, (top + height - 1) // size + 1)
         level = grid.max_dz_level(self.width, self.height) - index
-        keys = [f"{self.image_id}_files/{level}/{col}_{row}.jpg" for row in rows for col in cols]
-        encoded = self._fetch_all(keys)
-        tiles = [pyvips.Image.new_from_buffer(data, "", fail_on="error") for data in encoded]
-        joined = tiles[0] if len(tiles) == 1 else pyvips.Image.arrayjoin(tiles, across=len(cols))
-        return joined.crop(left - cols.start * size, top - rows.start * size, width, height)
+        return cols, rows, [f"{self.image_id}_files/{level}/{col}_{row}.jpg" for row in rows for col in cols]
 
     def _fetch_all(self, keys: list[str]) -> list[bytes]:
-        cache = self.cache or TILES
-        found: dict[str, bytes] = {}
+        """Each key's bytes: kept, on their way (waited for), or fetched now, the missing ones in parallel."""
+        found: dict[str, bytes | Future] = {}
+        mine: list[tuple[str, Future]] = []
         for key in keys:
-            tile = cache.get((self.version, key))
+            tile = self._cache.get((self.version, key))
             if tile is not None:
                 found[key] = tile
                 self.stats.cache_hits += 1
-        missing = [key for key in keys if key not in found]
+                continue
+            coming, fetch = self._cache.claim((self.version, key))
+            found[key] = coming
+            if fetch:
+                mine.append((key, coming))
+        for key, coming in mine[1:]:
+            _POOL.submit(self._fetch, key, coming)
+        if mine:
+            self._fetch(*mine[0])  # one of them here: a single-tile request needs no other thread
+        return [value.result() if isinstance(value, Future) else value for value in found.values()]
 
-        def fetch(key: str) -> bytes:
+    def _fetch(self, key: str, coming: Future) -> None:
+        try:
             data = self.read(key)
-            self.stats.fetched(len(data))
-            cache.put((self.version, key), data)
-            return data
-
-        if len(missing) == 1:
-            found[missing[0]] = fetch(missing[0])
-        elif missing:
-            found.update(zip(missing, _POOL.map(fetch, missing), strict=True))
-        return [found[key] for key in keys]
+        except BaseException as error:  # noqa: BLE001 - handed to every reader through the future
+            self._cache.settle((self.version, key), coming, None, error)
+            return
+        self.stats.fetched(len(data))
+        self._cache.settle((self.version, key), coming, data, None)

@@ -32,6 +32,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -128,7 +131,20 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     version = _version()
     _check_id(image_id)
     parsed = parse(region, size, rotation, quality, fmt, version.number)  # malformed requests never reach S3
-    found = _locate(image_id)
+    limits = _limits()
+
+    def fetch_early(guess: _Found) -> None:
+        """While the record is on its way: the tiles this request needs if the image is still the one seen last."""
+        try:
+            wanted = plan(parsed, guess.tiles.width, guess.tiles.height, limits, version.number)
+        except RequestError:
+            return  # refused: nothing of the image is read
+        if not oversize.may_exceed(wanted) and not _static_answer(
+            guess.made, image_id, wanted, guess.tiles.pyramid, version.number
+        ):
+            guess.tiles.prefetch(*rendering.source_box(wanted, guess.tiles.pyramid))
+
+    found = _locate(image_id, fetch_early)
     tiles = found.tiles
     pyramid = tiles.pyramid
     wanted = plan(parsed, pyramid.width, pyramid.height, _limits(), version.number)
@@ -204,18 +220,44 @@ class _Found:
     made: _Published
 
 
-def _locate(image_id: str) -> _Found:
+_KNOWN: dict[tuple[str, str], _Found] = {}  # (metadata bucket, id) -> what its record said last; oldest first
+_KNOWN_MAX = 1024
+_KNOWN_LOCK = threading.Lock()
+_RECORD_READS = ThreadPoolExecutor(8, thread_name_prefix="records")
+
+
+def _locate(image_id: str, meanwhile: Callable[[_Found], None] | None = None) -> _Found:
     """The image's published version, from its job record (one GET): its size and tile size, where its tiles are,
-    what else it published. NotFound when nothing of it is published."""
+    what else it published. NotFound when nothing of it is published.
+
+    If this process has seen the image before, ``meanwhile`` runs with what the record said then while the GET
+    is in flight (the endpoint starts fetching tiles), so a request costs one round trip, not two, when the
+    image is unchanged; what it fetched is keyed by that version and used only if the record still names it."""
     _check_id(image_id)
     harden_libvips()
     settings = _settings()
     TILES.capacity = settings.iiif_block_cache_mb * 1024 * 1024
     storage = _storage(settings.upload_workers)
+    known = _KNOWN.get((settings.metadata_bucket, image_id))
     try:
-        record = records.read_record(storage, settings.metadata_bucket, image_id) or {}
+        if known is not None and meanwhile is not None:
+            reading = _RECORD_READS.submit(records.read_record, storage, settings.metadata_bucket, image_id)
+            meanwhile(known)
+            record = reading.result() or {}
+        else:
+            record = records.read_record(storage, settings.metadata_bucket, image_id) or {}
     except TilerError as error:
         raise Unavailable(f"storage unavailable: {error}") from None
+    found = _found(record, image_id, settings, storage)
+    with _KNOWN_LOCK:
+        _KNOWN.pop((settings.metadata_bucket, image_id), None)
+        _KNOWN[(settings.metadata_bucket, image_id)] = found
+        while len(_KNOWN) > _KNOWN_MAX:
+            del _KNOWN[next(iter(_KNOWN))]
+    return found
+
+
+def _found(record: dict[str, Any], image_id: str, settings: Settings, storage: S3Storage) -> _Found:
     published = _published(record)
     if not published:
         raise NotFound("no such image")

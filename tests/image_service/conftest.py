@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,6 @@ from config import Settings
 from tests.helpers import in_background
 
 TILE_SIZE = 512
-VERSION = "0123456789abcdef0123456789abcdef"  # the published source's ETag the records name
 
 
 def app_for(settings: Settings):
@@ -32,17 +32,19 @@ class Served:
         self.cloud, self.tmp_path, self.monkeypatch = cloud, tmp_path, monkeypatch
         self.settings = cloud.settings
 
-    def put(self, image_id: str, image: pyvips.Image, version: str = VERSION) -> list[str]:
-        """Tile ``image`` as the pipeline does and publish the tiles and a final record naming ``version``; the
-        record lists no static IIIF tiles (``iiif_versions`` empty), so every request renders unless a test says
-        otherwise (``record``). Returns the tile keys."""
+    def put(self, image_id: str, image: pyvips.Image, version: str | None = None) -> str:
+        """Tile ``image`` as the pipeline does and publish the tiles and a final record naming ``version`` (the
+        source's ETag; a fresh one by default, as a new upload has); the record lists no static IIIF tiles
+        (``iiif_versions`` empty), so every request renders unless a test says otherwise (``record``). Returns
+        the version."""
+        version = version or uuid.uuid4().hex
         root = self.tmp_path / "published" / version
         keys = write_deep_zoom(image, root, image_id, TILE_SIZE, 85)
         for key in keys:
             self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=key, Body=(root / key).read_bytes())
         published = {"etag": version, "key": f"{image_id}.tif", "width": image.width, "height": image.height}
         self.record(image_id, status="done", published=published, tile_size=TILE_SIZE, iiif_versions=[], replace=True)
-        return keys
+        return version
 
     def record(self, image_id: str, replace: bool = False, **fields) -> dict:
         """Write the image's job record: ``fields`` over what it holds now (``replace``: over nothing)."""

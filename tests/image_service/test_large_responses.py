@@ -62,12 +62,11 @@ def cache_heads(monkeypatch) -> list[str]:
     return keys
 
 
-def _put(served, image, version: str = "a" * 32) -> str:
-    """Publish ``image`` as ID at ``version`` (the published source's ETag); that version."""
+def _put(served, image, version: str | None = None) -> str:
+    """Publish ``image`` as ID at ``version`` (the published source's ETag; a fresh one by default); that version."""
     if not isinstance(image, pyvips.Image):
         image = pyvips.Image.new_from_file(str(image))
-    served.put(ID, image, version)
-    return version
+    return served.put(ID, image, version)
 
 
 def _direct(served, version: str, params: str) -> tuple[str, pyvips.Image]:
