@@ -7,18 +7,18 @@ threads (default 4) with keep-alive sessions:
 
 - dynamic: ``/iiif/3/bench430/{region}/{size}/0/default.jpg`` on the app
   (``app.web.create_app`` on werkzeug's threaded server, in a child process of
-  its own), rendered from ``derivatives/bench430.tif`` read from S3 with ranged
-  GETs; a fresh process per run, so the first pass is cold (empty block cache,
-  first boto3 client, pyramid headers) and the second pass, over the same
-  sequence, is warm;
+  its own), rendered from the Deep Zoom tiles (``publish_for_endpoint``: their
+  record names no static tiles, so nothing is redirected); a fresh process per
+  run, so the first pass is cold (empty tile cache, first boto3 client) and the
+  second pass, over the same sequence, is warm;
 - static: the same tiles as objects in the tiles bucket, GET straight from the
   S3 endpoint, as a viewer reads them.
 
 S3 is the moto server (``tooling.local_s3.LocalS3``), in a process of its own. The
 bytes the endpoint reads from S3 per request come from
-``app.storage.ranged``'s own counters (``ReadStats``, one per
-``RemoteTiff``): the server child (``python bench/iiif_load.py serve``)
-collects the RemoteTiffs each request opens and answers with their sum in
+``app.storage.tile_pyramid``'s own counters (``ReadStats``, one per
+``TilePyramid``): the server child (``python bench/iiif_load.py serve``)
+collects the TilePyramids each request makes and answers with their sum in
 ``X-Bench-*`` headers, and ``/__bytes`` gives the process totals; nothing in
 ``app/`` is changed.
 
@@ -112,17 +112,9 @@ def measure(ctx: Context) -> Section:
         s3.put_bucket_policy(Bucket=TILES_BUCKET, Policy=json.dumps(public_read(TILES_BUCKET)))
         s3.put_bucket_cors(Bucket=TILES_BUCKET, CORSConfiguration=TILES_CORS)
         started = time.perf_counter()
-        from app.storage.ranged import directory_metadata
-
         key = f"derivatives/{IMAGE_ID}.tif"
-        with tiff.open("rb") as body:  # with the metadata the publisher gives it: where its directories are
-            s3.put_object(
-                Bucket=TILES_BUCKET,
-                Key=key,
-                Body=body,
-                ContentType="image/tiff",
-                Metadata=directory_metadata(tiff, key),
-            )
+        with tiff.open("rb") as body:  # only for the probe of moto's ranged GET below: nothing renders from it
+            s3.put_object(Bucket=TILES_BUCKET, Key=key, Body=body, ContentType="image/tiff")
         tiff_upload_s = time.perf_counter() - started
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
@@ -135,6 +127,13 @@ def measure(ctx: Context) -> Section:
                 )
             )
         tiles_upload_s = time.perf_counter() - started
+        from app.iiif import grid
+
+        twins = {
+            grid.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): t.dz_path(IMAGE_ID)
+            for t in grid.tiles(image.width, image.height, TILE_SIZE)
+        }  # the dynamic side renders each sampled tile from its Deep Zoom name
+        publish_for_endpoint(s3, tiles_dir, IMAGE_ID, image.width, image.height, sorted({twins[k] for k in keys}))
         ctx.log(
             f"  uploaded the TIFF ({tiff.stat().st_size / 2**20:.0f} MB) in {tiff_upload_s:.1f} s and "
             f"{len(keys)} static tiles in {tiles_upload_s:.1f} s"
@@ -171,6 +170,29 @@ def measure(ctx: Context) -> Section:
     if not ctx.keep:
         shutil.rmtree(work, ignore_errors=True)
     return section
+
+
+def publish_for_endpoint(s3: Any, tiles_dir: Path, image_id: str, width: int, height: int, dz_keys: list[str]) -> None:
+    """What the dynamic endpoint renders from: the Deep Zoom tiles ``dz_keys`` (as staged by ``python -m app
+    convert``) and a final job record naming the published version. The record names no static IIIF tiles, so the
+    endpoint renders every request rather than redirecting the tile-shaped ones (deployed, those are a 302)."""
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda key: s3.put_object(
+                    Bucket=TILES_BUCKET, Key=key, Body=(tiles_dir / key).read_bytes(), ContentType="image/jpeg"
+                ),
+                dz_keys,
+            )
+        )
+    record = {
+        "id": image_id,
+        "status": "done",
+        "published": {"etag": "b" * 32, "key": f"{image_id}.jpg", "width": width, "height": height},
+        "tile_size": TILE_SIZE,
+        "iiif_versions": [],
+    }
+    s3.put_object(Bucket=METADATA_BUCKET, Key=f"jobs/{image_id}.json", Body=json.dumps(record).encode())
 
 
 def sample_paths(width: int, height: int, count: int) -> list[str]:
@@ -564,24 +586,24 @@ def _child_serve() -> None:
     from flask import g, has_request_context, jsonify
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from app.storage import ranged as s3source
     from app.storage import s3 as storage
+    from app.storage import tile_pyramid
     from app.web import create_app
     from config import Settings
 
     lock = threading.Lock()
-    opened: list[s3source.RemoteTiff] = []  # every RemoteTiff this process made: their ReadStats are the counters
+    opened: list[tile_pyramid.TilePyramid] = []  # every TilePyramid this process made: their ReadStats count
     requests_by_method: Counter[str] = Counter()
-    original_init = s3source.RemoteTiff.__init__
+    original_init = tile_pyramid.TilePyramid.__init__
 
-    def init(self: s3source.RemoteTiff, *args: Any, **kwargs: Any) -> None:
+    def init(self: tile_pyramid.TilePyramid, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         with lock:
             opened.append(self)
         if has_request_context():
             g.setdefault("bench_tiffs", []).append(self)
 
-    s3source.RemoteTiff.__init__ = init  # the class iiif.py uses; this process only
+    tile_pyramid.TilePyramid.__init__ = init  # the class the endpoint uses; this process only
 
     def count_request(request: Any, **_kwargs: Any) -> None:
         with lock:
@@ -609,10 +631,9 @@ def _child_serve() -> None:
             bytes_fetched=sum(s.bytes_fetched for s in stats),
             gets=sum(s.gets for s in stats),
             cache_hits=sum(s.cache_hits for s in stats),
-            bytes_served=sum(s.bytes_served for s in stats),
             heads=methods.get("HEAD", 0),
             other=sum(methods.values()) - methods.get("HEAD", 0) - sum(s.gets for s in stats),
-            tiffs=len(stats),
+            pyramids=len(stats),
         )
 
     class Quiet(WSGIRequestHandler):
