@@ -181,7 +181,7 @@ class Settings:
     iiif_block_cache_mb: int = _setting(
         "IIIF_BLOCK_CACHE_MB",
         64,
-        "Memory per process for the published tiles the dynamic endpoint has read from S3, kept across warm invocations.",
+        "Memory per process for published tiles the dynamic endpoint has read from S3, kept across warm invocations.",
     )
     # Dashboard
     dashboard_password: str = _setting(

@@ -164,8 +164,8 @@ def measure(ctx: Context) -> Section:
         "(stand-in); the job record jobs/bench.json is checked to say done",
         "S3 requests: the requests the job made, as its record counts them (retries not included), plus the "
         "upload; convert s: the conversion inside the handler (the record's inspect+tile+serving_tiff (if on)+"
-        "describe+metadata), during which tiles are already being uploaded as libvips finishes them; publish s: what is "
-        "left after it (the last tiles, descriptors, metadata); objects/s: objects / (convert s + publish s)",
+        "describe+metadata), during which tiles are already being uploaded as libvips finishes them; publish s: "
+        "what is left after it (the last tiles, descriptors, metadata); objects/s: objects / (convert s + publish s)",
         f"conversion alone: app.pipeline.convert(src, workdir, settings, 'bench'), TILE_SIZE={TILE_SIZE}, "
         f"JPEG_QUALITY={QUALITY}",
         "every run is a child process of its own that first runs the same flow untimed on a small JPEG "
