@@ -9,9 +9,9 @@ time), decoded, joined and cropped: no second copy of the image, no directory
 to read. Encoded tiles are kept in a small LRU per process (keyed by the
 image's published version, so a replaced image is never mixed with its
 predecessor); a warm 512-pixel request costs no GET. A tile being fetched is
-fetched once: a second reader waits for the first one's GET, so a caller may
-``prefetch`` a region's tiles before it knows it will render it (the endpoint
-does, while the job record is still on its way) without paying twice.
+fetched once: a second reader waits for the first one's GET, so concurrent
+requests (and the endpoint's early rendering while the job record is on its
+way) never pay twice.
 
 ``read(key)`` is the only way out: an S3 GET for the endpoint, a file read
 for the conversion's own staged tiles (named derivatives), so the pipeline and
@@ -83,6 +83,13 @@ class TileCache:
                 _, dropped = self._tiles.popitem(last=False)
                 self._bytes -= len(dropped)
 
+    def forget(self, version: str) -> None:
+        """Drop every tile kept under ``version``: the image has moved on, and tiles read while its new version
+        was going up may be the new one's pixels under the old name."""
+        with self._lock:
+            for key in [key for key in self._tiles if key[0] == version]:
+                self._bytes -= len(self._tiles.pop(key))
+
     def clear(self) -> None:
         with self._lock:
             self._tiles.clear()
@@ -134,15 +141,6 @@ class TilePyramid:
         tiles = [pyvips.Image.new_from_buffer(data, "", fail_on="error") for data in self._fetch_all(keys)]
         joined = tiles[0] if len(tiles) == 1 else pyvips.Image.arrayjoin(tiles, across=len(cols))
         return joined.crop(left - cols.start * self.tile_size, top - rows.start * self.tile_size, width, height)
-
-    def prefetch(self, index: int, box: tuple[int, int, int, int]) -> None:
-        """Start fetching the tiles ``crop(index, box)`` will need that are neither kept nor on their way; returns
-        at once."""
-        for key in self._touched(index, box)[2]:
-            if self._cache.get((self.version, key)) is None:
-                coming, mine = self._cache.claim((self.version, key))
-                if mine:
-                    _POOL.submit(self._fetch, key, coming)
 
     @property
     def _cache(self) -> TileCache:

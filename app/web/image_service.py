@@ -133,28 +133,39 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     parsed = parse(region, size, rotation, quality, fmt, version.number)  # malformed requests never reach S3
     limits = _limits()
 
-    def fetch_early(guess: _Found) -> None:
-        """While the record is on its way: the tiles this request needs if the image is still the one seen last."""
+    jpeg_quality = _settings().jpeg_quality
+    early: dict[tuple[str, str], bytes] = {}
+
+    def render_early(guess: _Found) -> None:
+        """While the record is on its way: this request's answer from the image as this process saw it last (its
+        tiles fetched now if need be), kept under that version and used only if the record still names it."""
+        tiles = guess.tiles
         try:
-            wanted = plan(parsed, guess.tiles.width, guess.tiles.height, limits, version.number)
+            wanted = plan(parsed, tiles.width, tiles.height, limits, version.number)
         except RequestError:
             return  # refused: nothing of the image is read
-        if not oversize.may_exceed(wanted) and not _static_answer(
-            guess.made, image_id, wanted, guess.tiles.pyramid, version.number
+        if (
+            oversize.may_exceed(wanted)
+            or _static_answer(guess.made, image_id, wanted, tiles.pyramid, version.number)
+            or request.if_none_match.contains(_etag(tiles.version, wanted.canonical, jpeg_quality))
         ):
-            guess.tiles.prefetch(*rendering.source_box(wanted, guess.tiles.pyramid))
+            return
+        try:
+            early[(tiles.version, wanted.canonical)] = rendering.render(wanted, tiles.pyramid, tiles.crop, jpeg_quality)
+        except Exception:  # noqa: BLE001 - the image may have changed since: the request renders what the record says
+            return
 
-    found = _locate(image_id, fetch_early)
+    found = _locate(image_id, render_early)
     tiles = found.tiles
     pyramid = tiles.pyramid
-    wanted = plan(parsed, pyramid.width, pyramid.height, _limits(), version.number)
+    wanted = plan(parsed, pyramid.width, pyramid.height, limits, version.number)
     service = external_url(f"{version.blueprint}.base", image_id=image_id)
     canonical = service + "/" + quote(wanted.canonical, safe="/,:!")
     headers = {"Link": f'<{canonical}>;rel="canonical",<{version.profile}>;rel="profile"', "Cache-Control": TILE_CACHE}
     published = _static_answer(found.made, image_id, wanted, pyramid, version.number)
     if published:
         return redirect(f"{_settings().public_base_url.rstrip('/')}/{published}", 302, Response=_Redirect)
-    etag = _etag(tiles.version, wanted.canonical, _settings().jpeg_quality)
+    etag = _etag(tiles.version, wanted.canonical, jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
     # kept under the 3.0 canonical path of the same pixels, whichever version asked: one copy, one takedown rule
@@ -163,7 +174,7 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     storage = _storage(_settings().upload_workers)
     if oversize.may_exceed(wanted) and _exists(storage, cached):
         return _redirect_to_cached(cached, headers)
-    body = _rendered(tiles, wanted)
+    body = early.get((tiles.version, wanted.canonical)) or _rendered(tiles, wanted)
     if len(body) > oversize.MAX_INLINE_BYTES:
         _put_cached(storage, cached, body, wanted.media_type)
         return _redirect_to_cached(cached, headers)
@@ -231,8 +242,9 @@ def _locate(image_id: str, meanwhile: Callable[[_Found], None] | None = None) ->
     what else it published. NotFound when nothing of it is published.
 
     If this process has seen the image before, ``meanwhile`` runs with what the record said then while the GET
-    is in flight (the endpoint starts fetching tiles), so a request costs one round trip, not two, when the
-    image is unchanged; what it fetched is keyed by that version and used only if the record still names it."""
+    is in flight (the endpoint fetches the tiles and renders), so a request costs one round trip, not two, when
+    the image is unchanged, and its rendering overlaps it; what it made is keyed by that version and used only if
+    the record still names it."""
     _check_id(image_id)
     harden_libvips()
     settings = _settings()
@@ -249,6 +261,8 @@ def _locate(image_id: str, meanwhile: Callable[[_Found], None] | None = None) ->
     except TilerError as error:
         raise Unavailable(f"storage unavailable: {error}") from None
     found = _found(record, image_id, settings, storage)
+    if known is not None and known.tiles.version != found.tiles.version:
+        TILES.forget(known.tiles.version)
     with _KNOWN_LOCK:
         _KNOWN.pop((settings.metadata_bucket, image_id), None)
         _KNOWN[(settings.metadata_bucket, image_id)] = found

@@ -32,16 +32,18 @@ class Served:
         self.cloud, self.tmp_path, self.monkeypatch = cloud, tmp_path, monkeypatch
         self.settings = cloud.settings
 
-    def put(self, image_id: str, image: pyvips.Image, version: str | None = None) -> str:
+    def put(self, image_id: str, image: pyvips.Image, version: str | None = None, record: bool = True) -> str:
         """Tile ``image`` as the pipeline does and publish the tiles and a final record naming ``version`` (the
         source's ETag; a fresh one by default, as a new upload has); the record lists no static IIIF tiles
         (``iiif_versions`` empty), so every request renders unless a test says otherwise (``record``). Returns
-        the version."""
+        the version. ``record=False`` uploads the tiles alone, as a re-publication does before its record."""
         version = version or uuid.uuid4().hex
         root = self.tmp_path / "published" / version
         keys = write_deep_zoom(image, root, image_id, TILE_SIZE, 85)
         for key in keys:
             self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=key, Body=(root / key).read_bytes())
+        if not record:
+            return version
         published = {"etag": version, "key": f"{image_id}.tif", "width": image.width, "height": image.height}
         self.record(image_id, status="done", published=published, tile_size=TILE_SIZE, iiif_versions=[], replace=True)
         return version

@@ -174,6 +174,22 @@ def test_a_republished_image_is_never_answered_from_its_old_tiles(served):
     assert _near(red(50, 50), [255, 0, 0], 5) and _near(blue(50, 50), [0, 0, 255], 5)
 
 
+def test_tiles_read_while_a_new_version_went_up_are_forgotten_once_it_is_published(served):
+    """During a re-publication the record still names the old version while the new tiles are already there: what
+    is read then is the new pixels under the old name. Once the record names the new version, the old name's tiles
+    are dropped, so the old version published again (the same ETag) is read afresh."""
+    red, blue = solid(600, 400, [255, 0, 0]), solid(600, 400, [0, 0, 255])
+    old = served.put("photo", red)
+    client = served.client()
+    path = "/iiif/3/photo/0,0,100,100/max/0/default.png"
+    served.put("photo", blue, record=False)  # the new version's tiles, the record not written yet
+    assert _near(_image(client.get(path))(50, 50), [0, 0, 255], 5)  # the window static viewers have too
+    served.put("photo", blue)  # the record names the new version
+    assert _near(_image(client.get(path))(50, 50), [0, 0, 255], 5)
+    served.put("photo", red, version=old)  # the old bytes again: S3 gives them the old ETag
+    assert _near(_image(client.get(path))(50, 50), [255, 0, 0], 5)
+
+
 def test_an_image_without_published_tiles_is_not_found(client):
     response = client.get("/iiif/3/maps/elsewhere/full/max/0/default.jpg")
     assert response.status_code == 404

@@ -12,11 +12,17 @@ from app.storage.tile_pyramid import TileCache, TilePyramid
 from tests.helpers import photo
 
 
-def _local(tmp_path, reads: list[str], gate: threading.Event | None = None) -> TilePyramid:
+def _local(tmp_path, reads: list[str], gate: threading.Event | None = None, out=None) -> TilePyramid:
+    """The tiles of a 1500x1100 photo in a folder; ``reads`` gets each key read, ``gate`` holds the reads, ``out``
+    is set once four reads are out."""
     write_deep_zoom(photo(1500, 1100), tmp_path, "p", 512, 85)
+    lock = threading.Lock()
 
     def read(key: str) -> bytes:
-        reads.append(key)
+        with lock:
+            reads.append(key)
+            if out is not None and len(reads) == 4:
+                out.set()
         if gate is not None:
             assert gate.wait(10), "the gate was never opened"
         return (tmp_path / key).read_bytes()
@@ -36,14 +42,31 @@ def test_a_region_reads_the_tiles_it_touches_once_then_none(tmp_path):
 
 
 def test_a_tile_on_its_way_is_waited_for_not_fetched_again(tmp_path):
+    """A second reader of the same tiles, arriving while the first one's GETs are still out, waits for them: the
+    GETs are held until it has found all four on their way."""
     reads: list[str] = []
     gate = threading.Event()
-    tiles = _local(tmp_path, reads, gate)
-    tiles.prefetch(1, (0, 0, 750, 550))  # the half-size level: two tiles across, two down, fetches started
-    with in_background_call(lambda: tiles.crop(1, (0, 0, 750, 550))) as cropped:
-        gate.set()
-    assert (cropped().width, cropped().height) == (750, 550)
-    assert len(reads) == len(set(reads)) == 4
+
+    class Watched(TileCache):
+        waiting = 0
+
+        def claim(self, key):
+            coming, mine = super().claim(key)
+            if not mine:
+                Watched.waiting += 1
+                if Watched.waiting == 4:
+                    gate.set()
+            return coming, mine
+
+    all_out = threading.Event()
+    tiles = _local(tmp_path, reads, gate, all_out)
+    tiles.cache = Watched(1 << 24)
+    box = (0, 0, 750, 550)  # the half-size level: two tiles across, two down
+    with in_background_call(lambda: tiles.crop(1, box)) as first:
+        assert all_out.wait(10)  # the first reader's four GETs are out, held at the gate
+        second = tiles.crop(1, box)
+    assert (first().width, first().height) == (second.width, second.height) == (750, 550)
+    assert len(reads) == len(set(reads)) == 4 and tiles.stats.cache_hits == 0
 
 
 def test_a_known_images_tiles_are_fetched_while_its_record_is_read(served, monkeypatch):
