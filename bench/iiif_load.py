@@ -337,7 +337,10 @@ def _notes(
         "dynamic: rendered from the image's published Deep Zoom tiles (the sampled tiles' Deep Zoom names and a job "
         "record naming no static tiles, so nothing is redirected: bench/iiif_load.py publish_for_endpoint)",
         "S3 KB/req: bytes of the tiles the endpoint fetched (tile_pyramid ReadStats.bytes_fetched; tile cache "
-        "IIIF_BLOCK_CACHE_MB=64); S3 req/req: every S3 request it made (the job record's GET and the tiles' GETs). "
+        "IIIF_BLOCK_CACHE_MB=64): the mean from the process's totals; the median from each answer's own count, "
+        "which misses the tiles fetched while its record was read (counted by the pyramid of an earlier "
+        "request), so it reads 0 once the image is known; S3 req/req: every S3 request it made (the job record's "
+        "GET and the tiles' GETs). "
         "Static: one GET of the tile object, its size in 'response KB'",
         "cold = first pass on a fresh server process (its first request also pays the first boto3 client; from the "
         "second on, a request's tile is fetched and rendered while its record is read); warm = the same sequence "
