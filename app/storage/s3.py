@@ -124,16 +124,10 @@ class S3Storage:
     # Sources -------------------------------------------------------------------------------
     def head(self, ref: SourceRef) -> SourceRef:
         """The object's current version; raises SourceGone when it no longer exists."""
-        return self.head_with_metadata(ref)[0]
-
-    def head_with_metadata(self, ref: SourceRef) -> tuple[SourceRef, dict[str, str]]:
-        """The object's current version and its user metadata (``x-amz-meta-NAME`` as ``NAME``), in one HEAD."""
         self.count("read")
         with classified(ref):
             answer = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
-        return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"]), answer.get(
-            "Metadata", {}
-        )
+        return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"])
 
     def exists(self, bucket: str, key: str) -> bool:
         try:

@@ -42,7 +42,6 @@ def no_storage(settings, monkeypatch):
         raise AssertionError("a hostile request reached S3")
 
     monkeypatch.setattr(S3Storage, "head", refuse)
-    monkeypatch.setattr(S3Storage, "head_with_metadata", refuse)
     monkeypatch.setattr(S3Storage, "read_bytes", refuse)
     monkeypatch.setattr(S3Storage, "get_json", refuse)
     return app_for(settings).test_client()
