@@ -78,8 +78,9 @@ class Settings:
     )
     serving_tiff: bool = _setting(
         "SERVING_TIFF",
-        True,
-        "Also write a tiled pyramidal TIFF (derivatives/ID.tif) for the dynamic IIIF endpoint; costs a second decode.",
+        False,
+        "Also write a private tiled pyramidal TIFF (derivatives/ID.tif) for another IIIF server (serverless-iiif);"
+        " the dynamic endpoint renders from the tiles. Costs a second decode and a second copy in storage.",
     )
     iiif_manifests: bool = _setting(
         "IIIF_MANIFESTS",
@@ -91,8 +92,7 @@ class Settings:
     derivatives_file: str = _setting(
         "DERIVATIVES_FILE",
         "",
-        "JSON file of named IIIF parameter sets made for every image (e.g. derivatives.example.json); needs "
-        "SERVING_TIFF.",
+        "JSON file of named IIIF parameter sets made for every image from its tiles (e.g. derivatives.example.json).",
     )
     exiftool_path: str = _setting(
         "EXIFTOOL_PATH",
@@ -217,7 +217,7 @@ class Settings:
     iiif_block_cache_mb: int = _setting(
         "IIIF_BLOCK_CACHE_MB",
         64,
-        "Memory per process for blocks of serving TIFFs read from S3 with ranged GETs, reused across warm invocations.",
+        "Memory per process for published tiles the dynamic endpoint has read from S3, kept across warm invocations.",
     )
     # Dashboard
     dashboard_password: str = _setting(
@@ -324,8 +324,6 @@ class Settings:
                 raise ValueError(f"{name} must be 3, 2,3 or 2")
         if 2 in self.iiif_presentation_versions and 2 not in self.iiif_versions:
             raise ValueError("IIIF_PRESENTATION_VERSIONS=2 needs 2 in IIIF_VERSIONS: a 2.1 manifest names 2.1 services")
-        if self.derivatives_file and not self.serving_tiff:
-            raise ValueError("DERIVATIVES_FILE needs SERVING_TIFF: derivatives are rendered from the serving TIFF")
         if min(self.iiif_max_width, self.iiif_max_height, self.iiif_max_area, self.iiif_block_cache_mb) < 1:
             raise ValueError(
                 "IIIF_MAX_WIDTH, IIIF_MAX_HEIGHT, IIIF_MAX_AREA and IIIF_BLOCK_CACHE_MB must be at least 1"

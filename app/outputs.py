@@ -3,7 +3,7 @@
 One image id owns, in the tiles bucket, ``ID.dzi``, ``ID_files/L/C_R.jpg``,
 ``ID/info.json``, ``ID/manifest.json``, every ``ID/REGION/SIZE/ROTATION/QUALITY.FORMAT``
 (tiles, sizes, named derivatives), the same under ``iiif/2/ID/`` (its IIIF
-Image API 2.1 service, with ``IIIF_VERSIONS``), its serving TIFF and its
+Image API 2.1 service, with ``IIIF_VERSIONS``), its serving TIFF (``SERVING_TIFF``) and its
 oversized answers (both versions' under the 3.0 canonical path);
 in the metadata bucket ``ID.json``. The shapes are exact, so an image ``a`` never
 claims a key of a nested image ``a/b``; a source key that would itself produce
@@ -48,7 +48,7 @@ RESERVED_FOLDERS = frozenset(
 )
 
 ANSWERS_PREFIX = "cache/iiif/3"  # the dynamic endpoint's stored answers too big for a Lambda response
-_TIFF_VERSION = re.compile(r"[0-9a-f]{32}(-\d+)?")  # an S3 ETag
+_VERSION = re.compile(r"[0-9a-f]{32}(-\d+)?")  # an S3 ETag: the published source's
 
 _OUTPUT_SHAPE = re.compile(rf"(?:{_SUFFIXES}|_files/\d+/.*)$")
 _ANY_OUTPUT_FOLDER = re.compile(r"(?:^|/)[^/]*_files/\d+/")
@@ -68,14 +68,14 @@ def owned_tile_key(image_id: str, key: str) -> bool:
 
 
 def private_keys(image_id: str) -> tuple[str, ...]:
-    """The tiles-bucket keys of the image that are not public (the dynamic endpoint's serving TIFF)."""
+    """The tiles-bucket keys of the image that are not public (its serving TIFF, with ``SERVING_TIFF``)."""
     return (serving.key(image_id),)
 
 
-def stored_answer_key(image_id: str, tiff_etag: str, canonical: str) -> str:
-    """Where an oversized dynamic answer is kept: under the image (so a takedown finds it) and the serving
-    TIFF's version (so a replaced image is rendered anew)."""
-    return f"{ANSWERS_PREFIX}/{image_id}/{tiff_etag}/{canonical}"
+def stored_answer_key(image_id: str, version: str, canonical: str) -> str:
+    """Where an oversized dynamic answer is kept: under the image (so a takedown finds it) and its published
+    version (the job record's ``published.etag``, so a replaced image is rendered anew)."""
+    return f"{ANSWERS_PREFIX}/{image_id}/{version}/{canonical}"
 
 
 def stored_answer_prefix(image_id: str) -> str:
@@ -87,7 +87,7 @@ def owned_stored_answer(image_id: str, key: str) -> bool:
     version, _, path = key.removeprefix(stored_answer_prefix(image_id)).partition("/")
     return (
         key.startswith(stored_answer_prefix(image_id))
-        and bool(_TIFF_VERSION.fullmatch(version))
+        and bool(_VERSION.fullmatch(version))
         and owned_tile_key(image_id, f"{image_id}/{path}")
     )
 

@@ -131,7 +131,7 @@ def page_sources(store: S3Storage, bucket: str, item_id: str) -> list[str]:
 
 
 def _oversized_answers(store: S3Storage, bucket: str, image_id: str) -> list[str]:
-    """The dynamic endpoint's stored answers for the image, for any serving TIFF version."""
+    """The dynamic endpoint's stored answers for the image, for any published version."""
     prefix = outputs.stored_answer_prefix(image_id)
     return [key for key in store.list_keys(bucket, prefix) if outputs.owned_stored_answer(image_id, key)]
 

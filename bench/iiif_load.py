@@ -7,25 +7,26 @@ threads (default 4) with keep-alive sessions:
 
 - dynamic: ``/iiif/3/bench430/{region}/{size}/0/default.jpg`` on the app
   (``app.web.create_app`` on werkzeug's threaded server, in a child process of
-  its own), rendered from ``derivatives/bench430.tif`` read from S3 with ranged
-  GETs; a fresh process per run, so the first pass is cold (empty block cache,
-  first boto3 client, pyramid headers) and the second pass, over the same
-  sequence, is warm;
+  its own), rendered from the Deep Zoom tiles (``publish_for_endpoint``: their
+  record names no static tiles, so nothing is redirected); a fresh process per
+  run, so the first pass is cold (empty tile cache, first boto3 client) and the
+  second pass, over the same sequence, is warm;
 - static: the same tiles as objects in the tiles bucket, GET straight from the
   S3 endpoint, as a viewer reads them.
 
 S3 is the moto server (``tooling.local_s3.LocalS3``), in a process of its own. The
 bytes the endpoint reads from S3 per request come from
-``app.storage.ranged``'s own counters (``ReadStats``, one per
-``RemoteTiff``): the server child (``python bench/iiif_load.py serve``)
-collects the RemoteTiffs each request opens and answers with their sum in
+``app.storage.tile_pyramid``'s own counters (``ReadStats``, one per
+``TilePyramid``): the server child (``python bench/iiif_load.py serve``)
+collects the TilePyramids each request makes and answers with their sum in
 ``X-Bench-*`` headers, and ``/__bytes`` gives the process totals; nothing in
 ``app/`` is changed.
 
-Setup is cached in ``bench/data/iiif-430mp/``: the serving TIFF
-(``app.pipeline.tiles.write_serving_tiff``) and the static tiles
+Setup is cached in ``bench/data/iiif-430mp/``: the static tiles
 (``python -m app convert --id bench430`` with ``SERVING_TIFF=false``). Only
-the sampled static tiles are uploaded to moto (all of them would take minutes).
+the sampled static tiles (and their Deep Zoom names, which the endpoint reads)
+are uploaded to moto (all of them would take minutes). The ``tiff`` child
+writes a serving TIFF for the iiif-peer section's peer.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def measure(ctx: Context) -> Section:
     from tooling.local_stack import TILES_CORS, public_read
 
     cache = ctx.repo / "bench" / "data" / f"iiif-{image.key}"
-    tiff, tiles_dir = _prepare(ctx, image, cache)
+    tiles_dir = _prepare(ctx, image, cache)
     sequence = sample_paths(image.width, image.height, count)
     keys = sorted(set(sequence))
     missing = [key for key in keys if not (tiles_dir / key).is_file()]
@@ -112,19 +113,6 @@ def measure(ctx: Context) -> Section:
         s3.put_bucket_policy(Bucket=TILES_BUCKET, Policy=json.dumps(public_read(TILES_BUCKET)))
         s3.put_bucket_cors(Bucket=TILES_BUCKET, CORSConfiguration=TILES_CORS)
         started = time.perf_counter()
-        from app.storage.ranged import directory_metadata
-
-        key = f"derivatives/{IMAGE_ID}.tif"
-        with tiff.open("rb") as body:  # with the metadata the publisher gives it: where its directories are
-            s3.put_object(
-                Bucket=TILES_BUCKET,
-                Key=key,
-                Body=body,
-                ContentType="image/tiff",
-                Metadata=directory_metadata(tiff, key),
-            )
-        tiff_upload_s = time.perf_counter() - started
-        started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             list(
                 pool.map(
@@ -135,15 +123,16 @@ def measure(ctx: Context) -> Section:
                 )
             )
         tiles_upload_s = time.perf_counter() - started
-        ctx.log(
-            f"  uploaded the TIFF ({tiff.stat().st_size / 2**20:.0f} MB) in {tiff_upload_s:.1f} s and "
-            f"{len(keys)} static tiles in {tiles_upload_s:.1f} s"
-        )
-        probe = _probe_moto(endpoint, f"derivatives/{IMAGE_ID}.tif", keys[0])
-        ctx.log(
-            f"  moto alone: 64 KiB ranged GET of the TIFF {probe['range_ms']:.1f} ms, "
-            f"GET of a static tile {probe['tile_ms']:.1f} ms (medians of {probe['n']})"
-        )
+        from app.iiif import grid
+
+        twins = {
+            grid.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): t.dz_path(IMAGE_ID)
+            for t in grid.tiles(image.width, image.height, TILE_SIZE)
+        }  # the dynamic side renders each sampled tile from its Deep Zoom name
+        publish_for_endpoint(s3, tiles_dir, IMAGE_ID, image.width, image.height, sorted({twins[k] for k in keys}))
+        ctx.log(f"  uploaded {len(keys)} static tiles in {tiles_upload_s:.1f} s, and their Deep Zoom names")
+        probe = _probe_moto(endpoint, keys[0])
+        ctx.log(f"  moto alone: GET of a static tile {probe['tile_ms']:.1f} ms (median of {probe['n']})")
 
         passes: dict[tuple[str, str], list[dict[str, Any]]] = {}
         static_urls = [f"{endpoint}/{TILES_BUCKET}/{key}" for key in sequence]
@@ -167,10 +156,33 @@ def measure(ctx: Context) -> Section:
     rows = [_row(side, name, runs, clients) for (side, name), runs in passes.items()]
     section.rows += rows
     section.runs += [_run_record(image.key, result) for results in passes.values() for result in results]
-    section.notes += _notes(image, tiff, sequence, keys, tiff_upload_s, tiles_upload_s, probe, passes, rows)
+    section.notes += _notes(image, sequence, keys, tiles_upload_s, probe, rows)
     if not ctx.keep:
         shutil.rmtree(work, ignore_errors=True)
     return section
+
+
+def publish_for_endpoint(s3: Any, tiles_dir: Path, image_id: str, width: int, height: int, dz_keys: list[str]) -> None:
+    """What the dynamic endpoint renders from: the Deep Zoom tiles ``dz_keys`` (as staged by ``python -m app
+    convert``) and a final job record naming the published version. The record names no static IIIF tiles, so the
+    endpoint renders every request rather than redirecting the tile-shaped ones (deployed, those are a 302)."""
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda key: s3.put_object(
+                    Bucket=TILES_BUCKET, Key=key, Body=(tiles_dir / key).read_bytes(), ContentType="image/jpeg"
+                ),
+                dz_keys,
+            )
+        )
+    record = {
+        "id": image_id,
+        "status": "done",
+        "published": {"etag": "b" * 32, "key": f"{image_id}.jpg", "width": width, "height": height},
+        "tile_size": TILE_SIZE,
+        "iiif_versions": [],
+    }
+    s3.put_object(Bucket=METADATA_BUCKET, Key=f"jobs/{image_id}.json", Body=json.dumps(record).encode())
 
 
 def sample_paths(width: int, height: int, count: int) -> list[str]:
@@ -245,7 +257,7 @@ def _describe(result: dict[str, Any]) -> str:
         totals = result["totals"]
         text += (
             f"; S3 {totals['bytes_fetched'] / result['requests'] / 1024:.0f} KB/request, "
-            f"{totals['gets']} GETs + {totals['heads']} HEADs, {totals['cache_hits']} block-cache hits"
+            f"{totals['gets']} tile GETs, {totals['cache_hits']} tile-cache hits"
         )
     return text
 
@@ -304,13 +316,10 @@ def _run_record(image_key: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def _notes(
     image: Any,
-    tiff: Path,
     sequence: list[str],
     keys: list[str],
-    tiff_upload_s: float,
     tiles_upload_s: float,
     probe: dict[str, float],
-    passes: dict[tuple[str, str], list[dict[str, Any]]],
     rows: list[dict[str, Any]],
 ) -> list[str]:
     from app.iiif import grid
@@ -321,44 +330,29 @@ def _notes(
         for t in every
     }
     mix = Counter(scale_of[path] for path in sequence)
-    tiff_mb = tiff.stat().st_size / 2**20
-    by_pass = {(row["side"], row["pass"]): row for row in rows}
-    cold, warm = by_pass.get(("dynamic", "cold")), by_pass.get(("dynamic", "warm"))
-    cold_gets = statistics.median(r["totals"]["gets"] for r in passes.get(("dynamic", "cold"), [])) if cold else 0
-    notes = [
+    return [
         f"the same {len(sequence)} requests on every pass ({len(keys)} distinct tiles of the {len(every)} at scale "
         f"factors {', '.join(f'{s}:{n}' for s, n in sorted(mix.items()))} (factor:count), seed {SEED}); "
         "any non-200 answer counts as an error",
-        f"serving TIFF {tiff_mb:.0f} MB (JPEG q{QUALITY}, 512px tiles, BigTIFF pyramid)"
-        + (
-            f"; a cold request read {cold['s3_kb_mean'] / 1024 / tiff_mb * 100:.2f}% of it on average, "
-            f"a warm one {warm['s3_kb_mean'] / 1024 / tiff_mb * 100:.3f}%"
-            if cold and warm and cold["s3_kb_mean"]
-            else ""
-        ),
-        "S3 KB/req: bytes fetched by the endpoint's ranged GETs (s3source ReadStats.bytes_fetched; 64 KiB blocks, "
-        "block cache IIIF_BLOCK_CACHE_MB=64); S3 req/req counts its HEAD (one per request) and GETs. Static: one "
-        "GET of the tile object, its size in 'response KB'",
-        "cold = first pass on a fresh server process (also pays the first boto3 client, the pyramid headers and the "
-        "metadata record lookup); warm = the same sequence again",
-        f"uploaded to moto: the TIFF in {tiff_upload_s:.1f} s and only the {len(keys)} sampled static tiles in "
-        f"{tiles_upload_s:.1f} s (all {len(every)} IIIF tiles would take "
-        f"~{tiles_upload_s / len(keys) * len(every):.0f} s)",
-        "moto applies requests one at a time (LocalS3's lock), which caps the static side; and for a ranged GET moto "
-        f"reads the whole object and slices it: a 64 KiB range of the {tiff_mb:.0f} MB TIFF took "
-        f"{probe['range_ms']:.1f} ms against {probe['tile_ms']:.1f} ms for a whole static tile (medians of "
-        f"{probe['n']}, moto alone), so the dynamic side's latency here is dominated by moto, not by S3 or libvips"
-        + (
-            f" (cold: {cold_gets} ranged GETs x {probe['range_ms']:.0f} ms, one at a time, = "
-            f"{cold_gets * probe['range_ms'] / 1000:.0f} s of the pass's {cold['wall_s']:.0f} s)"
-            if cold
-            else ""
-        ),
+        "dynamic: rendered from the image's published Deep Zoom tiles (the sampled tiles' Deep Zoom names and a job "
+        "record naming no static tiles, so nothing is redirected: bench/iiif_load.py publish_for_endpoint)",
+        "S3 KB/req: bytes of the tiles the endpoint fetched (tile_pyramid ReadStats.bytes_fetched; tile cache "
+        "IIIF_BLOCK_CACHE_MB=64): the mean from the process's totals; the median from each answer's own count, "
+        "which misses the tiles fetched while its record was read (counted by the pyramid of an earlier "
+        "request), so it reads 0 once the image is known; S3 req/req: every S3 request it made (the job record's "
+        "GET and the tiles' GETs). "
+        "Static: one GET of the tile object, its size in 'response KB'",
+        "cold = first pass on a fresh server process (its first request also pays the first boto3 client; from the "
+        "second on, a request's tile is fetched and rendered while its record is read); warm = the same sequence "
+        "again (the record's GET only)",
+        f"uploaded to moto: only the {len(keys)} sampled static tiles, in {tiles_upload_s:.1f} s (all {len(every)} "
+        f"IIIF tiles would take ~{tiles_upload_s / len(keys) * len(every):.0f} s), and their Deep Zoom names",
+        "moto applies requests one at a time (LocalS3's lock), which caps both sides; a GET of one static tile "
+        f"took {probe['tile_ms']:.1f} ms (median of {probe['n']}, moto alone)",
         "response KB: the dynamic side re-encodes at JPEG_QUALITY (85, optimize_coding); the static tiles are "
         "dzsave's output as convert wrote them",
         f"{os.cpu_count()} cores shared by the client threads, the app server and moto (three processes)",
     ]
-    return notes
 
 
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -377,8 +371,8 @@ def _server_totals(address: str) -> dict[str, int]:
     return answer.json()
 
 
-def _probe_moto(endpoint: str, tiff_key: str, tile_key: str, n: int = 15) -> dict[str, float]:
-    """Latency of moto alone: a 64 KiB ranged GET of the TIFF, and a GET of one static tile."""
+def _probe_moto(endpoint: str, tile_key: str, n: int = 15) -> dict[str, float]:
+    """Latency of moto alone: a GET of one static tile."""
     import requests
 
     session = requests.Session()
@@ -390,9 +384,8 @@ def _probe_moto(endpoint: str, tiff_key: str, tile_key: str, n: int = 15) -> dic
         return (time.perf_counter() - started) * 1000
 
     # unsigned GETs, as a viewer's: the tiles bucket's public-read policy lets them through
-    ranged = [timed(f"{endpoint}/{TILES_BUCKET}/{tiff_key}", {"Range": "bytes=65536-131071"}) for _ in range(n)]
     tile = [timed(f"{endpoint}/{TILES_BUCKET}/{tile_key}", {}) for _ in range(n)]
-    return {"range_ms": statistics.median(ranged), "tile_ms": statistics.median(tile), "n": n}
+    return {"tile_ms": statistics.median(tile), "n": n}
 
 
 def _boto_client(endpoint: str) -> Any:
@@ -480,9 +473,9 @@ class _Child:
 
 
 # Setup (cached) ------------------------------------------------------------------------------------
-def _prepare(ctx: Context, image: Any, cache: Path) -> tuple[Path, Path]:
-    """The serving TIFF and the static tiles of ``image``, made once per source JPEG (size and mtime)."""
-    stamp_path, tiff, tiles_dir = cache / "stamp.json", cache / f"{IMAGE_ID}.tif", cache / "tiles"
+def _prepare(ctx: Context, image: Any, cache: Path) -> Path:
+    """The static tiles of ``image`` (``python -m app convert``), made once per source JPEG (size and mtime)."""
+    stamp_path, tiles_dir = cache / "stamp.json", cache / "tiles"
     stat = image.path.stat()
     stamp = {
         "source": str(image.path),
@@ -495,23 +488,11 @@ def _prepare(ctx: Context, image: Any, cache: Path) -> tuple[Path, Path]:
         cached = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if cached.get("stamp") == stamp and tiff.is_file() and (tiles_dir / IMAGE_ID).is_dir():
-        ctx.log(f"  using the cached serving TIFF and static tiles in {cache}")
-        return tiff, tiles_dir
+    if cached.get("stamp") == stamp and (tiles_dir / IMAGE_ID).is_dir():
+        ctx.log(f"  using the cached static tiles in {cache}")
+        return tiles_dir
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
-    ctx.log(f"  making the serving TIFF of {image.path.name} (cached in {cache}) ...")
-    partial = cache / f"{IMAGE_ID}.tif.tmp"
-    made_tiff = run_measured(
-        [ctx.python, str(Path(__file__).resolve()), "tiff", str(image.path), str(partial)],
-        log_dir=cache / "logs" / "tiff",
-        cwd=ctx.repo,
-    )
-    partial.rename(tiff)
-    ctx.log(
-        f"  done in {made_tiff.seconds:.1f} s, peak RSS {made_tiff.peak_rss_mb:.0f} MB, "
-        f"{tiff.stat().st_size / 2**20:.0f} MB"
-    )
     ctx.log("  making the static tiles (python -m app convert, SERVING_TIFF=false) ...")
     env = {**_env(None), "SERVING_TIFF": "false", "WORK_DIR": str(cache / "work")}
     (cache / "work").mkdir()
@@ -535,11 +516,8 @@ def _prepare(ctx: Context, image: Any, cache: Path) -> tuple[Path, Path]:
     )
     shutil.rmtree(cache / "work", ignore_errors=True)
     ctx.log(f"  done in {made_tiles.seconds:.1f} s, peak RSS {made_tiles.peak_rss_mb:.0f} MB")
-    stamp_path.write_text(
-        json.dumps({"stamp": stamp, "tiff_s": round(made_tiff.seconds, 1), "convert_s": round(made_tiles.seconds, 1)})
-        + "\n"
-    )
-    return tiff, tiles_dir
+    stamp_path.write_text(json.dumps({"stamp": stamp, "convert_s": round(made_tiles.seconds, 1)}) + "\n")
+    return tiles_dir
 
 
 # The children (python bench/iiif_load.py tiff|s3|serve) ----------------------------------------------
@@ -564,24 +542,24 @@ def _child_serve() -> None:
     from flask import g, has_request_context, jsonify
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from app.storage import ranged as s3source
     from app.storage import s3 as storage
+    from app.storage import tile_pyramid
     from app.web import create_app
     from config import Settings
 
     lock = threading.Lock()
-    opened: list[s3source.RemoteTiff] = []  # every RemoteTiff this process made: their ReadStats are the counters
+    opened: list[tile_pyramid.TilePyramid] = []  # every TilePyramid this process made: their ReadStats count
     requests_by_method: Counter[str] = Counter()
-    original_init = s3source.RemoteTiff.__init__
+    original_init = tile_pyramid.TilePyramid.__init__
 
-    def init(self: s3source.RemoteTiff, *args: Any, **kwargs: Any) -> None:
+    def init(self: tile_pyramid.TilePyramid, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         with lock:
             opened.append(self)
         if has_request_context():
             g.setdefault("bench_tiffs", []).append(self)
 
-    s3source.RemoteTiff.__init__ = init  # the class iiif.py uses; this process only
+    tile_pyramid.TilePyramid.__init__ = init  # the class the endpoint uses; this process only
 
     def count_request(request: Any, **_kwargs: Any) -> None:
         with lock:
@@ -609,10 +587,9 @@ def _child_serve() -> None:
             bytes_fetched=sum(s.bytes_fetched for s in stats),
             gets=sum(s.gets for s in stats),
             cache_hits=sum(s.cache_hits for s in stats),
-            bytes_served=sum(s.bytes_served for s in stats),
             heads=methods.get("HEAD", 0),
             other=sum(methods.values()) - methods.get("HEAD", 0) - sum(s.gets for s in stats),
-            tiffs=len(stats),
+            pyramids=len(stats),
         )
 
     class Quiet(WSGIRequestHandler):

@@ -2,16 +2,19 @@
 
 The peer a museum would deploy instead of ``/iiif/3`` is serverless-iiif,
 whose image processing is the npm package ``iiif-processor`` (on ``sharp``,
-i.e. libvips). Both serve the same pyramidal TIFF (``derivatives/ID.tif``,
-written by ``app.pipeline.tiles.write_serving_tiff``) of a photo-like image
-(100 MP and 430 MP; ``--iiif-peer-images`` picks them) from the same S3
+i.e. libvips). Each serves a photo-like image (100 MP and 430 MP;
+``--iiif-peer-images`` picks them) from what it reads, on the same S3
 stand-in (``bench/s3_standin.py``, in a process of its own, ``--s3-latency-ms``
 per request), for the same requests at the same concurrency:
 
 - ours: ``app.web.create_app`` on werkzeug's threaded server
-  (``python bench/iiif_load.py serve``), ranged GETs of 64 KiB blocks, a block
-  cache per process;
-- peer: ``bench/iiif_peer_server.js`` on Node, ``iiif-processor`` pinned at
+  (``python bench/iiif_load.py serve``), rendering from the image's published
+  Deep Zoom tiles (made by ``python -m app convert``) and its job record, one
+  GET per tile, a tile cache per process; the record names no static IIIF
+  tiles, so every request renders (deployed, a tile-shaped one is a redirect);
+- peer: the pyramidal TIFF it needs (``derivatives/ID.tif``, as
+  ``SERVING_TIFF`` writes it: ``app.pipeline.tiles.write_serving_tiff``) served by
+  ``bench/iiif_peer_server.js`` on Node, ``iiif-processor`` pinned at
   ``PEER_VERSION``, installed by the benchmark with npm into
   ``bench/data/iiif-peer-node/``; its stream resolver GETs the whole object per
   request, as serverless-iiif's does, and its dimension function reads the
@@ -94,9 +97,11 @@ def measure(ctx: Context) -> Section:
     for key in keys:
         width, height = SIZES[key]
         tiff, pages = _prepare(ctx, key, width, height)
+        tiles_dir = _prepare_tiles(ctx, key, tiff)
         sequence = request_mix(width, height, count)
         with _Server(ctx, _standin_cmd(ctx, latency_ms), work / key / "logs-s3", os.environ.copy()) as s3:
             _upload(s3.address, tiff, pages)
+            dz_keys = _publish_tiles(s3.address, tiles_dir, width, height)
             passes: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for index in range(ctx.runs):
                 for side in SIDES if index % 2 == 0 else SIDES[::-1]:
@@ -115,7 +120,9 @@ def measure(ctx: Context) -> Section:
         ]
         section.targets += _targets(key, rows)
         section.notes.append(
-            f"{key}: {width}x{height}, serving TIFF {tiff.stat().st_size / 2**20:.0f} MB, {len(pages)} pages; "
+            f"{key}: {width}x{height}; ours: {len(dz_keys)} Deep Zoom tiles, "
+            f"{sum((tiles_dir / k).stat().st_size for k in dz_keys) / 2**20:.0f} MB; peer: TIFF "
+            f"{tiff.stat().st_size / 2**20:.0f} MB, {len(pages)} pages; "
             f"{len(sequence)} requests: " + ", ".join(f"{n} {kind}" for kind, n in _mix_counts(sequence).items())
         )
     section.notes += _notes(ctx, latency_ms, clients, node_modules)
@@ -283,20 +290,24 @@ def _notes(ctx: Context, latency_ms: float, clients: int, node_modules: Path) ->
     return [
         f"S3: bench/s3_standin.py in a process of its own, {latency_ms:g} ms per request, in memory; both servers "
         f"and the {clients} client threads (keep-alive sessions) share the machine's {os.cpu_count()} cores",
-        f"ours: python bench/iiif_load.py serve (app.web.create_app, werkzeug threaded), IIIF_BLOCK_CACHE_MB default; "
+        "ours: python bench/iiif_load.py serve (app.web.create_app, werkzeug threaded), IIIF_BLOCK_CACHE_MB default, "
+        "rendering from the published Deep Zoom tiles and the job record (which names no static tiles: every "
+        "request renders, none is redirected); "
         f"peer: node bench/iiif_peer_server.js with {PEER_PACKAGE}@{PEER_VERSION} and sharp@{SHARP_VERSION} "
         f"(libvips {_sharp_libvips(node_modules) or '?'}; npm, into bench/data/iiif-peer-node/), node "
         + (_first_line(["node", "--version"]) or "?"),
-        "first ms: one viewer tile alone on a fresh server process (cold: no block cache, no connections, "
-        "pyramid headers unread); cold: the mix right after it; warm: the same mix again",
-        "S3 KB/req: object bytes the stand-in sent for the pass / requests (the peer reads the whole TIFF per "
-        "request: serverless-iiif's stream resolver); S3 GETs/req: GET requests the stand-in answered / requests",
+        "first ms: one viewer tile alone on a fresh server process (cold: no tile cache, no connections, the "
+        "record unread); cold: the mix right after it; warm: the same mix again",
+        "S3 KB/req: object bytes the stand-in sent for the pass / requests (ours: the record and the tiles; the "
+        "peer reads the whole TIFF per request: serverless-iiif's stream resolver); S3 GETs/req: GET requests the "
+        "stand-in answered / requests",
         "peak RSS: the server process's VmHWM after its passes, max over runs",
         "errors: any answer but 200, summed over the runs; iiif-processor answers some pct: crops scaled down to "
         "!1024,1024 with 400 'Requested size requires upscaling' (its page choice picks a page smaller than the "
         "output), which our endpoint renders; they count as errors and not in its latencies",
-        "the 430 MP image makes this section long (its TIFF is made once and cached; the peer streams the whole "
-        "TIFF for every request): --iiif-peer-images 100mp runs the 100 MP image alone, --iiif-peer-requests sets "
+        "the 430 MP image makes this section long (its TIFF and tiles are made once and cached; the peer streams "
+        "the whole TIFF for every request): --iiif-peer-images 100mp runs the 100 MP image alone, "
+        "--iiif-peer-requests sets "
         "the requests per pass",
     ]
 
@@ -339,14 +350,48 @@ def _prepare(ctx: Context, key: str, width: int, height: int) -> tuple[Path, lis
     return tiff, pages
 
 
+def _prepare_tiles(ctx: Context, key: str, tiff: Path) -> Path:
+    """Our side's input: the image converted by ``python -m app convert`` (Deep Zoom, as published), made once
+    from the TIFF's source JPEG."""
+    import synth
+
+    width, height = SIZES[key]
+    source = ctx.repo / "bench" / "data" / f"photo-{width}x{height}-q{synth.QUALITY}.jpg"
+    folder = tiff.parent / "published"
+    stamp = folder / "stamp"
+    expected = f"{source.stat().st_size} {source.stat().st_mtime_ns} q{QUALITY} t{TILE_SIZE}"
+    if stamp.is_file() and stamp.read_text() == expected:
+        return folder / "tiles"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "work").mkdir(parents=True)
+    ctx.log(f"  converting {source.name} (python -m app convert) ...")
+    env = {**iiif_load._env(None), "IIIF_MANIFESTS": "false", "WORK_DIR": str(folder / "work")}
+    made = run_measured(
+        [ctx.python, "-m", "app", "convert", str(source), "--tiles-dir", str(folder / "tiles")]
+        + ["--metadata-dir", str(folder / "metadata"), "--id", IMAGE_ID],
+        log_dir=folder / "logs",
+        cwd=ctx.repo,
+        env=env,
+    )
+    shutil.rmtree(folder / "work", ignore_errors=True)
+    stamp.write_text(expected)
+    ctx.log(f"  done in {made.seconds:.1f} s")
+    return folder / "tiles"
+
+
+def _publish_tiles(endpoint: str, tiles_dir: Path, width: int, height: int) -> list[str]:
+    """Our side's objects: every Deep Zoom tile and the job record (``iiif_load.publish_for_endpoint``)."""
+    files = tiles_dir / f"{IMAGE_ID}_files"
+    keys = sorted(str(path.relative_to(tiles_dir)) for path in files.rglob("*.jpg"))
+    iiif_load.publish_for_endpoint(iiif_load._boto_client(endpoint), tiles_dir, IMAGE_ID, width, height, keys)
+    return keys
+
+
 def _upload(endpoint: str, tiff: Path, pages: list[tuple[int, int]]) -> None:
-    """The TIFF where our endpoint reads it, with the metadata the publisher gives it (where its directories are)
-    and its page sizes for the peer's dimension function."""
+    """The buckets, and the TIFF where the peer reads it, with its page sizes for the peer's dimension function."""
     s3 = iiif_load._boto_client(endpoint)
     for bucket in (iiif_load.SOURCE_BUCKET, iiif_load.TILES_BUCKET, iiif_load.METADATA_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    from app.storage.ranged import directory_metadata
-
     key = f"derivatives/{IMAGE_ID}.tif"
     with tiff.open("rb") as body:
         s3.put_object(
@@ -354,8 +399,7 @@ def _upload(endpoint: str, tiff: Path, pages: list[tuple[int, int]]) -> None:
             Key=key,
             Body=body,
             ContentType="image/tiff",
-            # ours: where the directories are, as the publisher writes it; the peer's: the page sizes
-            Metadata={**directory_metadata(tiff, key), "pages": ",".join(f"{w}x{h}" for w, h in pages)},
+            Metadata={"pages": ",".join(f"{w}x{h}" for w, h in pages)},
         )
 
 

@@ -163,9 +163,9 @@ def measure(ctx: Context) -> Section:
         "app.events.handle_s3_event returns, the event taken from moto's SQS queue or built in S3's shape "
         "(stand-in); the job record jobs/bench.json is checked to say done",
         "S3 requests: the requests the job made, as its record counts them (retries not included), plus the "
-        "upload; convert s: the conversion inside the handler (the record's inspect+tile+serving_tiff+describe+"
-        "metadata), during which tiles are already being uploaded as libvips finishes them; publish s: what is "
-        "left after it (the last tiles, descriptors, metadata); objects/s: objects / (convert s + publish s)",
+        "upload; convert s: the conversion inside the handler (the record's inspect+tile+serving_tiff (if on)+"
+        "describe+metadata), during which tiles are already being uploaded as libvips finishes them; publish s: "
+        "what is left after it (the last tiles, descriptors, metadata); objects/s: objects / (convert s + publish s)",
         f"conversion alone: app.pipeline.convert(src, workdir, settings, 'bench'), TILE_SIZE={TILE_SIZE}, "
         f"JPEG_QUALITY={QUALITY}",
         "every run is a child process of its own that first runs the same flow untimed on a small JPEG "
@@ -177,9 +177,8 @@ def measure(ctx: Context) -> Section:
             f"UPLOAD_WORKERS=1 rows: {serial_runs} run(s) each (--serial-runs), the others {ctx.runs} (--runs)"
         )
     section.notes.append(
-        "default settings: SERVING_TIFF and IIIF_MANIFESTS as deployed (on), against the conversion alone with the "
-        "same settings; the serving TIFF goes up as a multipart upload (the native client's 8 MiB parts, each a "
-        "request at the stand-in's latency), which the record's S3 requests count as one write"
+        "default settings: IIIF_MANIFESTS as deployed (on; SERVING_TIFF is off by default since the dynamic "
+        "endpoint renders from the tiles), against the conversion alone with the same settings"
     )
     section.notes.append(
         "the endpoints run in threads of the benchmark process, sharing the cores with the handler; "

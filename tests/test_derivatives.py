@@ -1,4 +1,4 @@
-"""The pipeline's serving TIFF and named derivatives, end to end through S3 and the dynamic endpoint."""
+"""Named derivatives rendered from the conversion's own tiles, end to end through S3 and the dynamic endpoint."""
 
 import json
 from pathlib import Path
@@ -21,7 +21,8 @@ def test_a_converted_image_is_served_dynamically_and_its_derivatives_are_cache_h
     (event,) = cloud.events()
     handle_s3_event(event)
     record = cloud.record("plate")
-    assert record["derivatives"] == ["derivatives/plate.tif"]
+    assert record["derivatives"] == []  # no serving TIFF: SERVING_TIFF is off by default
+    assert not cloud.tiles("derivatives/")
     made = {d["name"]: d for d in record["named_derivatives"]}
     assert (made["b"]["width"], made["b"]["height"]) == (2048, 1365)
     assert (made["s"]["path"], made["s"]["width"]) == ("plate/500,0,2000,2000/320,320/0/default.jpg", 320)
@@ -33,7 +34,7 @@ def test_a_converted_image_is_served_dynamically_and_its_derivatives_are_cache_h
         assert derivative["uri"] == f"{cloud.url}/tiler-tiles/{derivative['path']}"
 
     client = create_app(Settings.from_env()).test_client()
-    crop = client.get("/iiif/3/plate/0,0,1024,1024/500,500/0/default.jpg")  # rendered from the pipeline's TIFF
+    crop = client.get("/iiif/3/plate/0,0,1024,1024/500,500/0/default.jpg")  # rendered from the published tiles
     assert crop.status_code == 200 and crop.headers["Content-Type"] == "image/jpeg"
     assert pyvips.Image.new_from_buffer(crop.data, "").width == 500
     tile = client.get("/iiif/3/plate/0,0,1024,1024/512,512/0/default.jpg")  # a published level-0 tile
@@ -69,9 +70,18 @@ def test_bad_instruction_files_are_refused_clearly(tmp_path, content, reason):
         load(str(path))
 
 
-def test_derivatives_need_the_serving_tiff():
-    with pytest.raises(ValueError, match="needs SERVING_TIFF"):
-        Settings.from_env({"DERIVATIVES_FILE": str(EXAMPLE), "SERVING_TIFF": "false"})
+def test_derivatives_are_the_endpoints_pixels_of_the_same_request(cloud, monkeypatch):
+    """Made at conversion from the staged tiles, they are what the endpoint renders from the published ones."""
+    monkeypatch.setenv("DERIVATIVES_FILE", str(EXAMPLE))
+    cloud.upload("plate.jpg", photo(1500, 1000))
+    handle_s3_event(cloud.events()[0])
+    made = {d["name"]: d for d in cloud.record("plate")["named_derivatives"]}
+    assert made["s"]["path"] == "plate/250,0,1000,1000/320,320/0/default.jpg"
+    client = create_app(Settings.from_env()).test_client()
+    assert client.get("/iiif/3/plate/square/320,320/0/default.jpg").status_code == 302  # the published file
+    fresh = client.get("/iiif/3/plate/square/320,320/0/color.jpg")  # the same answer under another name: rendered
+    assert fresh.status_code == 200
+    assert fresh.data == cloud.read("tiler-tiles", made["s"]["path"])  # byte for byte
 
 
 def test_iiif_versions_2_3_publishes_the_2_1_names_and_the_dynamic_2_1_endpoint_redirects_to_them(cloud, monkeypatch):

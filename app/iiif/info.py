@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.iiif import serving
 from app.iiif.grid import declared_sizes, max_size, scale_factors
 from app.iiif.request import Limits
 
@@ -63,17 +62,21 @@ def level0_v2(
 
 
 def level2(
-    service_id: str, pages: Sequence[tuple[int, int]], limits: Limits, v2_service: str | None = None
+    service_id: str,
+    pages: Sequence[tuple[int, int]],
+    limits: Limits,
+    v2_service: str | None = None,
+    tile_size: int = 512,
 ) -> dict[str, Any]:
-    """The dynamic service: its limits, the serving TIFF's pages as cheap sizes, its tiles, what goes beyond
-    level 2. ``pages`` are the TIFF's page sizes, full resolution first; ``v2_service`` its 2.1 twin."""
+    """The dynamic service: its limits, the pyramid's levels as cheap sizes, its tiles, what goes beyond
+    level 2. ``pages`` are the levels' sizes, full resolution first; ``v2_service`` its 2.1 twin."""
     width, height = pages[0]
     sizes = [
         {"width": w, "height": h}
         for w, h in reversed(pages)
         if w <= limits.max_width and h <= limits.max_height and w * h <= limits.max_area
     ]
-    edge = serving.TILE_SIZE
+    edge = tile_size
     twin = [{"@id": v2_service, "@type": "ImageService2", "profile": LEVEL2_PROFILE_2}] if v2_service else []
     return {
         **_common(service_id, "level2", width, height),
@@ -89,9 +92,11 @@ def level2(
     }
 
 
-def level2_v2(service_id: str, pages: Sequence[tuple[int, int]], limits: Limits, v3_service: str) -> dict[str, Any]:
+def level2_v2(
+    service_id: str, pages: Sequence[tuple[int, int]], limits: Limits, v3_service: str, tile_size: int = 512
+) -> dict[str, Any]:
     """The dynamic service in Image API 2.1: what ``level2`` says, in 2.1's vocabulary; names its 3.0 twin."""
-    three = level2(service_id, pages, limits)
+    three = level2(service_id, pages, limits, tile_size=tile_size)
     description = {
         "formats": ["jpg", "png", *EXTRA_FORMATS],
         "qualities": ["default", *EXTRA_QUALITIES],

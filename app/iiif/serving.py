@@ -1,8 +1,9 @@
-"""The serving TIFF: what the pipeline writes for the dynamic endpoint and the endpoint expects to read.
+"""The serving TIFF (``SERVING_TIFF``, off by default): a pyramidal TIFF for another IIIF server to read.
 
 A tiled pyramidal TIFF per image, JPEG-compressed sRGB, at a fixed key in the
-tiles bucket (private: full resolution). Tiles of ``TILE_SIZE`` cost the
-fewest ranged reads for the 512-pixel requests viewers make.
+tiles bucket (private: full resolution), the input an image server such as
+serverless-iiif expects. This service's own dynamic endpoint renders from the
+published Deep Zoom tiles instead (``app.storage.tile_pyramid``).
 """
 
 from __future__ import annotations

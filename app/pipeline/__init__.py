@@ -108,8 +108,8 @@ def convert(
         if links_made:
             links_made.result()
     named = []
-    if settings.serving_tiff and settings.derivatives_file:
-        named = _named_derivatives(tiles_root, derivatives[0], image_id, settings, set(iiif_tiles) | set(sizes))
+    if settings.derivatives_file:
+        named = _named_derivatives(tiles_root, image_id, facts, settings, set(iiif_tiles) | set(sizes))
         clock.lap("derivatives")
     base = settings.public_base_url.rstrip("/")
     services = {version: f"{base}/{iiif_paths.service_path(version, image_id)}" for version in versions}
@@ -191,16 +191,19 @@ def _write_manifests(
 
 
 def _named_derivatives(
-    tiles_root: Path, serving_tiff: str, image_id: str, settings: Settings, published: set[str]
+    tiles_root: Path, image_id: str, facts: ImageFacts, settings: Settings, published: set[str]
 ) -> list[dict[str, Any]]:
-    """Render the configured named derivatives from the serving TIFF (imported here: most conversions have none)."""
+    """Render the configured named derivatives from the staged Deep Zoom tiles (imported here: most conversions
+    have none)."""
     from app.iiif.request import Limits
     from app.pipeline.derivatives import load, render_all
 
     limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
     return render_all(
-        tiles_root / serving_tiff,
         image_id,
+        facts.width,
+        facts.height,
+        settings.tile_size,
         load(settings.derivatives_file),
         limits,
         settings.jpeg_quality,

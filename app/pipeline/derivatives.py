@@ -6,7 +6,8 @@ A deployment's JSON file names IIIF parameter sets::
      "s": {"region": "square", "size": "320,320"}}
 
 Each is parsed and rendered by the dynamic endpoint's own code (app/iiif/request.py, app/pipeline/render.py)
-from the serving TIFF, and written at its canonical IIIF path under the image's
+from the conversion's own staged Deep Zoom tiles (read as the endpoint reads the published ones,
+``app.storage.tile_pyramid``), and written at its canonical IIIF path under the image's
 id, so the same request to the dynamic endpoint finds it already made.
 """
 
@@ -17,10 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyvips
-
 from app.iiif.request import ImageRequest, Limits, RequestError, parse, plan
 from app.pipeline import render as rendering
+from app.storage.tile_pyramid import TileCache, TilePyramid
 
 DEFAULTS = {"region": "full", "size": "max", "rotation": "0", "quality": "default", "format": "jpg"}
 
@@ -57,23 +57,31 @@ def _load(path: str, _mtime: float) -> dict[str, ImageRequest]:
 
 
 def render_all(
-    tiff: Path,
     image_id: str,
+    width: int,
+    height: int,
+    tile_size: int,
     instructions: dict[str, ImageRequest],
     limits: Limits,
     quality: int,
     tiles_root: Path,
     taken: set[str],
 ) -> list[dict[str, Any]]:
-    """Render every instruction from the serving TIFF; returns what was made (or why not) per name.
+    """Render every instruction from the Deep Zoom tiles staged in ``tiles_root``; returns what was made (or why
+    not) per name.
 
     ``taken`` holds paths the conversion already publishes (a size equal to a declared size is one of them).
     """
-
-    def open_page(index: int) -> pyvips.Image:
-        return pyvips.Image.tiffload(str(tiff), page=index)
-
-    pyramid = rendering.read_pyramid(open_page)
+    tiles = TilePyramid(
+        image_id,
+        width,
+        height,
+        tile_size,
+        str(tiles_root),
+        lambda key: (tiles_root / key).read_bytes(),
+        cache=TileCache(16 * 1024 * 1024),  # this conversion's own: the endpoint's cache holds published tiles
+    )
+    pyramid = tiles.pyramid
     made = []
     for name, request in instructions.items():
         try:
@@ -85,7 +93,7 @@ def render_all(
         if path not in taken:
             target = tiles_root / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(rendering.render(wanted, pyramid, open_page, quality))
+            target.write_bytes(rendering.render(wanted, pyramid, tiles.crop, quality))
         made.append(
             {"name": name, "path": path, "width": wanted.size[0], "height": wanted.size[1], "new": path not in taken}
         )

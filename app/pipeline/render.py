@@ -1,15 +1,16 @@
-"""Render one IIIF image request from a tiled pyramidal TIFF, on demand.
+"""Render one IIIF image request from an image pyramid, on demand.
 
-The TIFF's pages are the pyramid (each half the one before, as libvips'
-``tiffsave(pyramid=True)`` writes them), so a request is served from the
-smallest page that still has at least the pixels the output needs: a tile or a
-thumbnail of a gigapixel image decodes a few tiles, never the full image. The
-work per request is bounded by the output size (itself bounded by the
-advertised limits), whatever the image's size.
+The pyramid's pages are the image at successive halvings (the published Deep
+Zoom levels), so a request is served from the smallest page that still has at
+least the pixels the output needs: a tile or a thumbnail of a gigapixel image
+decodes a few tiles, never the full image. The work per request is bounded by
+the output size (itself bounded by the advertised limits), whatever the
+image's size.
 
-Source-agnostic: pages come from an ``open_page(n)`` callable (S3 ranged reads
-in production, a local file in tests), as image servers keep processors apart
-from sources.
+Source-agnostic: pixels come from a ``crop(page, box)`` callable (the
+published tiles on S3 for the endpoint, the staged tiles for named
+derivatives; ``app.storage.tile_pyramid``), as image servers keep processors
+apart from sources.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from dataclasses import dataclass
 
 import pyvips
 
-from app.iiif import serving
 from app.iiif.request import Plan
 
-OpenPage = Callable[[int], pyvips.Image]
-MAX_PAGES = 32  # a 2^32-pixel-wide pyramid; more pages than this is not a pyramid we wrote
+Crop = Callable[[int, tuple[int, int, int, int]], pyvips.Image]  # (page, (left, top, width, height)) -> pixels
 DECODE_BUDGET = 4  # decode at most ~4x the output's pixels (plus a tile), choosing a smaller page if needed
-_TILE_AREA = serving.TILE_SIZE**2
+_TILE_AREA = 512**2
 _ALPHA_FORMATS = ("png", "webp", "tif")
 
 
@@ -43,19 +42,6 @@ class Pyramid:
     @property
     def height(self) -> int:
         return self.pages[0][1]
-
-
-def read_pyramid(open_page: OpenPage) -> Pyramid:
-    """The page sizes, from the headers only; pages that do not shrink are not part of the pyramid."""
-    first = open_page(0)
-    count = first.get("n-pages") if first.get_typeof("n-pages") else 1
-    pages = [(first.width, first.height)]
-    for index in range(1, min(count, MAX_PAGES)):
-        page = open_page(index)
-        if page.width >= pages[-1][0] or page.height > pages[-1][1]:
-            break
-        pages.append((page.width, page.height))
-    return Pyramid(tuple(pages))
 
 
 def choose_page(pyramid: Pyramid, region: tuple[int, int, int, int], size: tuple[int, int]) -> int:
@@ -91,19 +77,24 @@ def _crop_area(pyramid: Pyramid, index: int, region: tuple[int, int, int, int]) 
     return w * h
 
 
-def render(plan: Plan, pyramid: Pyramid, open_page: OpenPage, jpeg_quality: int = 85) -> bytes:
+def render(plan: Plan, pyramid: Pyramid, crop: Crop, jpeg_quality: int = 85) -> bytes:
     """The encoded image for ``plan``, in the order of the IIIF specification (Image API 3.0, "Order of
     Implementation"): region, size, rotation (mirror first), quality, then the format."""
-    index = choose_page(pyramid, plan.region, plan.size)
-    image = open_page(index).crop(*page_crop(pyramid, index, plan.region))
+    image = crop(*source_box(plan, pyramid))
     image = _exact_size(_flattened(image), *plan.size)
     image = _oriented(image, plan.mirror, plan.rotation, transparent=plan.format in _ALPHA_FORMATS)
     image = _with_quality(image, plan.quality)  # last, as the specification orders: a rotation interpolates
     return encode(image, plan.format, jpeg_quality, bitonal=plan.quality == "bitonal")
 
 
+def source_box(plan: Plan, pyramid: Pyramid) -> tuple[int, tuple[int, int, int, int]]:
+    """(page, box on that page): the pixels ``render`` reads for ``plan``, so a caller can fetch them early."""
+    index = choose_page(pyramid, plan.region, plan.size)
+    return index, page_crop(pyramid, index, plan.region)
+
+
 def _flattened(image: pyvips.Image) -> pyvips.Image:
-    """8-bit, no alpha: what the quality and encoding steps expect (the serving TIFF is already so)."""
+    """8-bit, no alpha: what the quality and encoding steps expect (published tiles are already so)."""
     if image.hasalpha():
         image = image.flatten(background=[255] * (image.bands - 1))
     return image.cast("uchar") if image.format != "uchar" else image
@@ -143,7 +134,7 @@ def _oriented(image: pyvips.Image, mirror: bool, degrees: float, transparent: bo
 
 
 def encode(image: pyvips.Image, fmt: str, jpeg_quality: int, bitonal: bool = False) -> bytes:
-    """Encode without metadata (the serving TIFF's pixels are sRGB already)."""
+    """Encode without metadata (published tiles' pixels are sRGB already)."""
     if fmt == "jpg":
         return image.jpegsave_buffer(Q=jpeg_quality, keep="none", optimize_coding=True)
     if fmt == "png":

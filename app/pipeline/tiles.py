@@ -81,7 +81,7 @@ def with_names(tiles_root: Path, names: IiifNames, on_tile: TileReady) -> Callab
 
 
 def write_serving_tiff(image: pyvips.Image, path: Path, quality: int) -> None:
-    """The serving TIFF (``app.iiif.serving``): what the dynamic IIIF endpoint reads with ranged requests."""
+    """The serving TIFF (``app.iiif.serving``, ``SERVING_TIFF``): a pyramidal TIFF for another IIIF server."""
     path.parent.mkdir(parents=True, exist_ok=True)
     image.tiffsave(
         str(path),

@@ -17,7 +17,6 @@ from pathlib import Path
 from app.errors import TilerError
 from app.model import Conversion, Phase
 from app.storage.native_uploads import Upload
-from app.storage.ranged import upload_headers
 from app.storage.s3 import (
     DESCRIPTOR_CACHE,
     TILE_CACHE,
@@ -46,7 +45,7 @@ class Publisher:
     def upload(self, path: Path, destination: str, key: str, cache_control: str) -> Upload:
         """Start uploading one staged file; the upload's result is its size in bytes."""
         self.storage.count("write")
-        headers = {"Content-Type": content_type(key), "Cache-Control": cache_control, **upload_headers(path, key)}
+        headers = {"Content-Type": content_type(key), "Cache-Control": cache_control}
         return uploader(self.storage.workers).put_file(path, self.buckets[destination], key, headers)
 
     def publish(

@@ -1,4 +1,4 @@
-"""The S3 client and its calls: source versions, JSON records, listings, ranged reads, upload forms.
+"""The S3 client and its calls: source versions, JSON records, listings, published tiles, upload forms.
 
 One boto3 client per process, built lazily and reused across warm
 invocations, with botocore's adaptive retry mode (so 503 SlowDown and
@@ -125,16 +125,10 @@ class S3Storage:
     # Sources -------------------------------------------------------------------------------
     def head(self, ref: SourceRef) -> SourceRef:
         """The object's current version; raises SourceGone when it no longer exists."""
-        return self.head_with_metadata(ref)[0]
-
-    def head_with_metadata(self, ref: SourceRef) -> tuple[SourceRef, dict[str, str]]:
-        """The object's current version and its user metadata (``x-amz-meta-NAME`` as ``NAME``), in one HEAD."""
         self.count("read")
         with classified(ref):
             answer = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
-        return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"]), answer.get(
-            "Metadata", {}
-        )
+        return SourceRef(ref.bucket, ref.key, answer["ETag"].strip('"'), answer["ContentLength"])
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
@@ -298,20 +292,12 @@ class S3Storage:
         with classified():
             self.s3.delete_object(Bucket=bucket, Key=key)
 
-    # Ranged reads (the dynamic IIIF endpoint) ---------------------------------------------------
-    def read_range(self, bucket: str, key: str, start: int, end: int, etag: str | None = None) -> bytes:
-        """Bytes ``start`` to ``end`` (exclusive) of an object, in one ranged GET.
-
-        ``etag`` pins the version (If-Match): if the object was replaced since
-        it was looked up, this raises PreconditionFailed rather than mixing two
-        versions' bytes in one decode.
-        """
+    # Reads of published pixels (the dynamic IIIF endpoint) ---------------------------------------
+    def read_bytes(self, bucket: str, key: str) -> bytes:
+        """A whole (small) object in one GET: a published tile."""
         self.count("read")
         with classified(SourceRef(bucket, key)):
-            answer = self.s3.get_object(
-                Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **({"IfMatch": etag} if etag else {})
-            )
-            return answer["Body"].read()
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def content_type(key: str) -> str:

@@ -8,9 +8,11 @@ form and the profile differ. A request whose answer is already published
 (a named derivative, or a level-0 tile of a version the image was converted
 with) is answered with a redirect to that object.
 
-Rendered from the tiled pyramidal TIFF the pipeline writes to
-``derivatives/ID.tif`` in the tiles bucket, read with ranged GETs (see
-``app.storage.ranged``); the static level-0 tiles are untouched. Every
+Rendered from the image's published Deep Zoom tiles (``ID_files/L/C_R.jpg``,
+see ``app.storage.tile_pyramid``): the job record (one GET) gives the
+published version and its size, then the tiles a request's region touches at
+the smallest level with enough pixels are fetched in parallel, joined and
+cropped. Every
 absolute URL is built by ``app.web.urls.external_url``: on DASHBOARD_BASE_URL
 when set, so ``id`` and the canonical ``Link`` never come from the Host header. Errors are a short
 text with their IIIF status (400, 403, 404, 501, 503), with CORS like every
@@ -19,7 +21,7 @@ other answer, so viewers on other sites can read them.
 An answer too big for a Lambda response (``oversize.MAX_INLINE_BYTES``: a
 full-size PNG or TIFF of a photo reaches it well within maxArea) is written
 once to ``cache/iiif/3/ID/ETAG/...`` in the tiles bucket, ETAG being the
-serving TIFF's, and answered with a redirect there; a request that could be
+published version's (the source's ETag), and answered with a redirect there; a request that could be
 that big looks for the stored answer (one HEAD) before rendering. A 2.1
 answer is stored under the 3.0 canonical path of the same pixels, so both
 versions share one copy.
@@ -32,6 +34,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -41,7 +44,7 @@ from flask import Blueprint, Flask, Response, current_app, redirect, request
 from app import outputs, records
 from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
-from app.iiif import grid, serving
+from app.iiif import grid
 from app.iiif.info import CONTEXT, CONTEXT_2, LEVEL2_PROFILE, LEVEL2_PROFILE_2, level2, level2_v2
 from app.iiif.request import (
     Limits,
@@ -56,8 +59,8 @@ from app.iiif.request import (
 from app.model import SourceRef
 from app.pipeline import render as rendering
 from app.pipeline.inspect import harden_libvips
-from app.storage.ranged import BLOCKS, RemoteTiff
 from app.storage.s3 import DESCRIPTOR_CACHE, TILE_CACHE, S3Storage
+from app.storage.tile_pyramid import TILES, TilePyramid
 from app.web import oversize
 from app.web.urls import external_url
 from config import Settings
@@ -102,14 +105,16 @@ def base(image_id: str):
 
 def info(image_id: str):
     version = _version()
-    tiff = _locate(image_id)
-    pyramid = _pyramid(tiff)
+    found = _locate(image_id)
+    tiles = found.tiles
     service_id, limits = external_url(f"{version.blueprint}.base", image_id=image_id), _limits()
     twin = external_url(f"{version.other}.base", image_id=image_id)
+    levels = grid.scale_factors(tiles.width, tiles.height, tiles.tile_size)
+    pages = tiles.pyramid.pages[: len(levels)]  # down to the level that fits one tile, as the tiles declare
     if version.number == 3:
-        document = level2(service_id, pyramid.pages, limits, v2_service=twin)
+        document = level2(service_id, pages, limits, v2_service=twin, tile_size=tiles.tile_size)
     else:
-        document = level2_v2(service_id, pyramid.pages, limits, v3_service=twin)
+        document = level2_v2(service_id, pages, limits, v3_service=twin, tile_size=tiles.tile_size)
     wants_ld = request.accept_mimetypes["application/ld+json"] > request.accept_mimetypes["application/json"]
     json_ld = f'application/ld+json;profile="{version.context}"'
     response = Response(
@@ -118,7 +123,7 @@ def info(image_id: str):
     response.headers["Link"] = f'<{version.profile}>;rel="profile"'
     response.headers["Cache-Control"] = DESCRIPTOR_CACHE
     response.vary.add("Accept")
-    response.set_etag(_etag(tiff.ref.etag, service_id, limits, wants_ld))
+    response.set_etag(_etag(tiles.version, tiles.tile_size, service_id, limits, wants_ld))
     return response.make_conditional(request)
 
 
@@ -126,26 +131,52 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     version = _version()
     _check_id(image_id)
     parsed = parse(region, size, rotation, quality, fmt, version.number)  # malformed requests never reach S3
-    tiff = _locate(image_id)
-    pyramid = _pyramid(tiff)
-    wanted = plan(parsed, pyramid.width, pyramid.height, _limits(), version.number)
+    limits = _limits()
+
+    jpeg_quality = _settings().jpeg_quality
+    early: dict[tuple[str, str], bytes] = {}
+
+    def render_early(guess: _Found) -> None:
+        """While the record is on its way: this request's answer from the image as this process saw it last (its
+        tiles fetched now if need be), kept under that version and used only if the record still names it."""
+        tiles = guess.tiles
+        try:
+            wanted = plan(parsed, tiles.width, tiles.height, limits, version.number)
+        except RequestError:
+            return  # refused: nothing of the image is read
+        if (
+            oversize.may_exceed(wanted)
+            or _static_answer(guess.made, image_id, wanted, tiles.pyramid, version.number)
+            or request.if_none_match.contains(_etag(tiles.version, wanted.canonical, jpeg_quality))
+        ):
+            return
+        try:
+            early[(tiles.version, wanted.canonical)] = rendering.render(wanted, tiles.pyramid, tiles.crop, jpeg_quality)
+        except Exception:  # noqa: BLE001 - the image may have changed since: the request renders what the record says
+            return
+
+    found = _locate(image_id, render_early)
+    tiles = found.tiles
+    pyramid = tiles.pyramid
+    wanted = plan(parsed, pyramid.width, pyramid.height, limits, version.number)
     service = external_url(f"{version.blueprint}.base", image_id=image_id)
     canonical = service + "/" + quote(wanted.canonical, safe="/,:!")
     headers = {"Link": f'<{canonical}>;rel="canonical",<{version.profile}>;rel="profile"', "Cache-Control": TILE_CACHE}
-    published = _static_answer(tiff, image_id, wanted, pyramid, version.number)
+    published = _static_answer(found.made, image_id, wanted, pyramid, version.number)
     if published:
         return redirect(f"{_settings().public_base_url.rstrip('/')}/{published}", 302, Response=_Redirect)
-    etag = _etag(tiff.ref.etag, wanted.canonical, _settings().jpeg_quality)
+    etag = _etag(tiles.version, wanted.canonical, jpeg_quality)
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
     # kept under the 3.0 canonical path of the same pixels, whichever version asked: one copy, one takedown rule
     stored_as = canonical_v3(wanted, pyramid.width, pyramid.height, _limits())
-    cached = outputs.stored_answer_key(image_id, tiff.ref.etag, stored_as)
-    if oversize.may_exceed(wanted) and _exists(tiff.storage, cached):
+    cached = outputs.stored_answer_key(image_id, tiles.version, stored_as)
+    storage = _storage(_settings().upload_workers)
+    if oversize.may_exceed(wanted) and _exists(storage, cached):
         return _redirect_to_cached(cached, headers)
-    body = _rendered(tiff, wanted, pyramid)
+    body = early.get((tiles.version, wanted.canonical)) or _rendered(tiles, wanted)
     if len(body) > oversize.MAX_INLINE_BYTES:
-        _put_cached(tiff.storage, cached, body, wanted.media_type)
+        _put_cached(storage, cached, body, wanted.media_type)
         return _redirect_to_cached(cached, headers)
     response = Response(body, content_type=wanted.media_type, headers=headers)
     response.set_etag(etag)
@@ -185,12 +216,94 @@ def _check_id(image_id: str) -> None:
         raise NotFound("no such image")
 
 
-def _locate(image_id: str) -> RemoteTiff:
+@dataclass(frozen=True)
+class _Published:
+    """What the image's conversion published that the endpoint can answer with, besides pixels."""
+
+    paths: frozenset[str]  # the named derivatives (DERIVATIVES_FILE)
+    versions: frozenset[int]  # Image API versions of the static tiles
+    tile_size: int | None
+
+
+@dataclass(frozen=True)
+class _Found:
+    tiles: TilePyramid
+    made: _Published
+
+
+_KNOWN: dict[tuple[str, str], _Found] = {}  # (metadata bucket, id) -> what its record said last; oldest first
+_KNOWN_MAX = 1024
+_KNOWN_LOCK = threading.Lock()
+_RECORD_READS = ThreadPoolExecutor(8, thread_name_prefix="records")
+
+
+def _locate(image_id: str, meanwhile: Callable[[_Found], None] | None = None) -> _Found:
+    """The image's published version, from its job record (one GET): its size and tile size, where its tiles are,
+    what else it published. NotFound when nothing of it is published.
+
+    If this process has seen the image before, ``meanwhile`` runs with what the record said then while the GET
+    is in flight (the endpoint fetches the tiles and renders), so a request costs one round trip, not two, when
+    the image is unchanged, and its rendering overlaps it; what it made is keyed by that version and used only if
+    the record still names it."""
     _check_id(image_id)
     harden_libvips()
-    BLOCKS.capacity = _settings().iiif_block_cache_mb * 1024 * 1024
-    settings = current_app.config["SETTINGS"]
-    return RemoteTiff.locate(_storage(settings.upload_workers), settings.tiles_bucket, serving.key(image_id))
+    settings = _settings()
+    TILES.capacity = settings.iiif_block_cache_mb * 1024 * 1024
+    storage = _storage(settings.upload_workers)
+    known = _KNOWN.get((settings.metadata_bucket, image_id))
+    try:
+        if known is not None and meanwhile is not None:
+            reading = _RECORD_READS.submit(records.read_record, storage, settings.metadata_bucket, image_id)
+            meanwhile(known)
+            record = reading.result() or {}
+        else:
+            record = records.read_record(storage, settings.metadata_bucket, image_id) or {}
+    except TilerError as error:
+        raise Unavailable(f"storage unavailable: {error}") from None
+    found = _found(record, image_id, settings, storage)
+    if known is not None and known.tiles.version != found.tiles.version:
+        TILES.forget(known.tiles.version)
+    with _KNOWN_LOCK:
+        _KNOWN.pop((settings.metadata_bucket, image_id), None)
+        _KNOWN[(settings.metadata_bucket, image_id)] = found
+        while len(_KNOWN) > _KNOWN_MAX:
+            del _KNOWN[next(iter(_KNOWN))]
+    return found
+
+
+def _found(record: dict[str, Any], image_id: str, settings: Settings, storage: S3Storage) -> _Found:
+    published = _published(record)
+    if not published:
+        raise NotFound("no such image")
+    done = record.get("status") == "done"
+    tile_size = record.get("tile_size") or settings.tile_size
+    tiles_bucket = settings.tiles_bucket
+
+    def read(key: str) -> bytes:
+        return storage.read_bytes(tiles_bucket, key)
+
+    tiles = TilePyramid(
+        image_id, int(published["width"]), int(published["height"]), int(tile_size), str(published["etag"]), read
+    )
+    # A record that does not name its versions (written before IIIF_VERSIONS) had 3.0 tiles, unless this
+    # deployment publishes no 3.0: then none is assumed. Static answers only once the record is final.
+    assumed = [3] if 3 in settings.iiif_versions else []
+    made = _Published(
+        frozenset(d["path"] for d in record.get("named_derivatives", []) if done and "path" in d),
+        frozenset(record.get("iiif_versions", assumed) if done else ()),
+        record.get("tile_size") if done else None,
+    )
+    return _Found(tiles, made)
+
+
+def _published(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The version whose tiles are public (a record written before ``published`` was kept: its facts, if done)."""
+    if record.get("published"):
+        return record["published"]
+    facts = record.get("facts")
+    if record.get("status") == "done" and facts:
+        return {"etag": record.get("source", {}).get("etag"), "width": facts["width"], "height": facts["height"]}
+    return None
 
 
 @functools.cache
@@ -200,11 +313,10 @@ def _storage(workers: int) -> S3Storage:
 
 
 def _static_answer(
-    tiff: RemoteTiff, image_id: str, wanted: Plan, pyramid: rendering.Pyramid, version: int
+    made: _Published, image_id: str, wanted: Plan, pyramid: rendering.Pyramid, version: int
 ) -> str | None:
     """The published path holding exactly this answer, if any: a named derivative (at its 3.0 path, whichever
     version asked), or a level-0 tile of a version the image was converted with (this version's first)."""
-    made = _made_in_advance(tiff.storage, _settings().metadata_bucket, image_id, tiff.ref.etag)
     width, height = pyramid.width, pyramid.height
     named = f"{image_id}/{canonical_v3(wanted, width, height, _limits())}"
     if named in made.paths:
@@ -219,41 +331,6 @@ def _static_answer(
         static = version if version in made.versions else max(made.versions)
         return grid.image_path(image_id, width, height, wanted.region, wanted.size, static)
     return None
-
-
-@dataclass(frozen=True)
-class _Published:
-    paths: frozenset[str]  # the named derivatives (DERIVATIVES_FILE)
-    versions: frozenset[int]  # Image API versions of the static tiles
-    tile_size: int | None
-
-
-_PUBLISHED: dict[tuple[str, str, str], _Published] = {}  # per TIFF version; oldest first
-_PUBLISHED_LOCK = threading.Lock()
-
-
-def _made_in_advance(storage: S3Storage, metadata_bucket: str, image_id: str, tiff_etag: str) -> _Published:
-    """What the image's conversion published that the endpoint could answer with: its named derivatives and its
-    static tiles. Read from the job record, and kept per TIFF version once the record is final (the TIFF lands
-    before the record says done). A record that does not name its versions (written before IIIF_VERSIONS) had
-    3.0 tiles, unless this deployment publishes no 3.0: then none is assumed."""
-    key = (metadata_bucket, image_id, tiff_etag)
-    if key in _PUBLISHED:
-        return _PUBLISHED[key]
-    record = records.read_record(storage, metadata_bucket, image_id) or {}
-    done = record.get("status") == "done"
-    assumed = [3] if 3 in _settings().iiif_versions else []
-    found = _Published(
-        frozenset(d["path"] for d in record.get("named_derivatives", []) if "path" in d),
-        frozenset(record.get("iiif_versions", assumed) if done else ()),
-        record.get("tile_size") if done else None,
-    )
-    if done:
-        with _PUBLISHED_LOCK:
-            _PUBLISHED[key] = found
-            while len(_PUBLISHED) > 1024:
-                del _PUBLISHED[next(iter(_PUBLISHED))]
-    return found
 
 
 class _Redirect(Response):
@@ -291,32 +368,16 @@ def _redirect_to_cached(key: str, headers: dict[str, str]) -> Response:
     return response
 
 
-def _pyramid(tiff: RemoteTiff) -> rendering.Pyramid:
-    return _pyramid_of(tiff.storage, tiff.ref)
-
-
-@functools.lru_cache(maxsize=1024)
-def _pyramid_of(storage: S3Storage, ref: SourceRef) -> rendering.Pyramid:
-    """Page sizes per TIFF version (ETag): read once per process, then every request skips the headers."""
-    tiff = RemoteTiff(storage, ref)
-    return _guarded(tiff, lambda: rendering.read_pyramid(tiff.open))
-
-
-def _rendered(tiff: RemoteTiff, wanted: Plan, pyramid: rendering.Pyramid) -> bytes:
-    return _guarded(tiff, lambda: rendering.render(wanted, pyramid, tiff.open, _settings().jpeg_quality))
-
-
-def _guarded(tiff: RemoteTiff, work: Callable[[], Any]) -> Any:
-    """Run libvips work on ``tiff``; an S3 failure mid-decode surfaces as a libvips error, so report the real cause."""
+def _rendered(tiles: TilePyramid, wanted: Plan) -> bytes:
+    """Render ``wanted``; a tile that cannot be read is the HTTP error it deserves, not a libvips one."""
     try:
-        return work()
-    except RequestError:
-        raise
-    except Exception:
-        tiff.raise_read_error()
-        raise
+        return rendering.render(wanted, tiles.pyramid, tiles.crop, _settings().jpeg_quality)
+    except SourceGone:
+        raise NotFound("no such image (its tiles are gone)") from None
+    except TilerError as error:
+        raise Unavailable(f"storage unavailable: {error}") from None
 
 
 def _etag(version: str, *inputs: Any) -> str:
-    """A validator of everything the answer depends on: the TIFF's version and what turned it into this answer."""
+    """A validator of everything the answer depends on: the published version and what turned it into this answer."""
     return hashlib.sha256(repr((version, *inputs)).encode()).hexdigest()[:32]

@@ -1,25 +1,24 @@
-"""The dynamic IIIF endpoint against the embedded S3 endpoint: serving TIFFs made exactly as the pipeline makes them."""
+"""The dynamic IIIF endpoint against the embedded S3 endpoint: Deep Zoom tiles made exactly as the pipeline makes
+them, and the job record that says they are published."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import pyvips
 from werkzeug.serving import make_server
 
-from app.iiif import serving
-from app.pipeline.tiles import write_serving_tiff
+from app import records
+from app.pipeline.tiles import write_deep_zoom
 from app.web import create_app
 from config import Settings
 from tests.helpers import in_background
 
-
-def serving_tiff(image: pyvips.Image, path) -> bytes:
-    """The serving TIFF, written by the pipeline's own function."""
-    write_serving_tiff(image, path, 85)
-    return path.read_bytes()
+TILE_SIZE = 512
 
 
 def app_for(settings: Settings):
@@ -27,16 +26,39 @@ def app_for(settings: Settings):
 
 
 class Served:
-    """Upload serving TIFFs to the tiles bucket; build the app that serves them."""
+    """Publish images' Deep Zoom tiles to the tiles bucket with a job record; build the app that serves them."""
 
     def __init__(self, cloud, tmp_path, monkeypatch) -> None:
         self.cloud, self.tmp_path, self.monkeypatch = cloud, tmp_path, monkeypatch
         self.settings = cloud.settings
 
-    def put(self, image_id: str, image: pyvips.Image) -> bytes:
-        body = serving_tiff(image, self.tmp_path / "serving.tif")
-        self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=serving.key(image_id), Body=body)
-        return body
+    def put(self, image_id: str, image: pyvips.Image, version: str | None = None, record: bool = True) -> str:
+        """Tile ``image`` as the pipeline does and publish the tiles and a final record naming ``version`` (the
+        source's ETag; a fresh one by default, as a new upload has); the record lists no static IIIF tiles
+        (``iiif_versions`` empty), so every request renders unless a test says otherwise (``record``). Returns
+        the version. ``record=False`` uploads the tiles alone, as a re-publication does before its record."""
+        version = version or uuid.uuid4().hex
+        root = self.tmp_path / "published" / version
+        keys = write_deep_zoom(image, root, image_id, TILE_SIZE, 85)
+        for key in keys:
+            self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=key, Body=(root / key).read_bytes())
+        if not record:
+            return version
+        published = {"etag": version, "key": f"{image_id}.tif", "width": image.width, "height": image.height}
+        self.record(image_id, status="done", published=published, tile_size=TILE_SIZE, iiif_versions=[], replace=True)
+        return version
+
+    def record(self, image_id: str, replace: bool = False, **fields) -> dict:
+        """Write the image's job record: ``fields`` over what it holds now (``replace``: over nothing)."""
+        key = records.record_key(image_id)
+        now = (
+            {}
+            if replace
+            else json.loads(self.cloud.s3.get_object(Bucket=self.settings.metadata_bucket, Key=key)["Body"].read())
+        )
+        document = {"id": image_id, **now, **fields}
+        self.cloud.s3.put_object(Bucket=self.settings.metadata_bucket, Key=key, Body=json.dumps(document))
+        return document
 
     def limit(self, **limits: int) -> None:
         """Lower the advertised limits (iiif_max_width, iiif_max_height, iiif_max_area)."""

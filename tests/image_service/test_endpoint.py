@@ -141,16 +141,56 @@ def test_gray_and_bitonal_qualities(client):
     assert bitonal.bands == 1 and ((bitonal > 0) & (bitonal < 255)).max() == 0  # only black and white
 
 
-def test_tiles_are_the_serving_tiffs_pixels_from_the_right_pyramid_page(served):
-    body = served.put("photo", photo(2000, 1500))
+def _published(served, key):
+    return pyvips.Image.new_from_buffer(
+        served.cloud.s3.get_object(Bucket=served.settings.tiles_bucket, Key=key)["Body"].read(), ""
+    )
+
+
+def test_tiles_are_the_published_tiles_pixels_from_the_right_level(served):
+    served.put("photo", photo(2000, 1500))  # Deep Zoom levels 11 (2000x1500) and 10 (1000x750)
     client = served.client()
     tile = _image(client.get("/iiif/3/photo/1024,512,512,512/max/0/default.png"))
-    assert (tile - pyvips.Image.tiffload_buffer(body, page=0).crop(1024, 512, 512, 512)).abs().max() == 0
-    scaled = _image(client.get("/iiif/3/photo/0,0,1024,1024/512,/0/default.png"))  # the half-size page, as is
-    assert (scaled - pyvips.Image.tiffload_buffer(body, page=1).crop(0, 0, 512, 512)).abs().max() == 0
+    assert (tile - _published(served, "photo_files/11/2_1.jpg")).abs().max() == 0
+    scaled = _image(client.get("/iiif/3/photo/0,0,1024,1024/512,/0/default.png"))  # the half-size level, as is
+    assert (scaled - _published(served, "photo_files/10/0_0.jpg")).abs().max() == 0
 
 
-def test_an_image_without_a_serving_tiff_is_not_found(client):
+def test_a_region_across_tiles_is_the_published_tiles_joined(served):
+    served.put("photo", photo(2000, 1500))
+    level = [[_published(served, f"photo_files/11/{c}_{r}.jpg") for c in range(4)] for r in range(3)]
+    whole = pyvips.Image.arrayjoin([t for row in level for t in row], across=4)
+    crop = _image(served.client().get("/iiif/3/photo/300,400,1500,900/max/0/default.png"))
+    assert (crop.width, crop.height) == (1500, 900)
+    assert (crop - whole.crop(300, 400, 1500, 900)).abs().max() == 0  # every seam in place, no pixel moved
+
+
+def test_a_republished_image_is_never_answered_from_its_old_tiles(served):
+    served.put("photo", solid(600, 400, [255, 0, 0]), version="1" * 32)
+    client = served.client()
+    red = _image(client.get("/iiif/3/photo/0,0,100,100/max/0/default.png"))
+    served.put("photo", solid(600, 400, [0, 0, 255]), version="2" * 32)
+    blue = _image(client.get("/iiif/3/photo/0,0,100,100/max/0/default.png"))
+    assert _near(red(50, 50), [255, 0, 0], 5) and _near(blue(50, 50), [0, 0, 255], 5)
+
+
+def test_tiles_read_while_a_new_version_went_up_are_forgotten_once_it_is_published(served):
+    """During a re-publication the record still names the old version while the new tiles are already there: what
+    is read then is the new pixels under the old name. Once the record names the new version, the old name's tiles
+    are dropped, so the old version published again (the same ETag) is read afresh."""
+    red, blue = solid(600, 400, [255, 0, 0]), solid(600, 400, [0, 0, 255])
+    old = served.put("photo", red)
+    client = served.client()
+    path = "/iiif/3/photo/0,0,100,100/max/0/default.png"
+    served.put("photo", blue, record=False)  # the new version's tiles, the record not written yet
+    assert _near(_image(client.get(path))(50, 50), [0, 0, 255], 5)  # the window static viewers have too
+    served.put("photo", blue)  # the record names the new version
+    assert _near(_image(client.get(path))(50, 50), [0, 0, 255], 5)
+    served.put("photo", red, version=old)  # the old bytes again: S3 gives them the old ETag
+    assert _near(_image(client.get(path))(50, 50), [255, 0, 0], 5)
+
+
+def test_an_image_without_published_tiles_is_not_found(client):
     response = client.get("/iiif/3/maps/elsewhere/full/max/0/default.jpg")
     assert response.status_code == 404
     assert response.get_data(as_text=True) == "no such image\n"
@@ -162,10 +202,10 @@ def test_storage_failures_are_unavailable_not_errors(client, monkeypatch):
     def failing(*args, **kwargs):
         raise TransientError("S3 SlowDown")
 
-    from app.storage import ranged as s3source
+    from app.storage import tile_pyramid
 
-    s3source.BLOCKS.clear()
-    monkeypatch.setattr(S3Storage, "read_range", failing)
+    tile_pyramid.TILES.clear()
+    monkeypatch.setattr(S3Storage, "read_bytes", failing)
     response = client.get("/iiif/3/maps/quadrants/0,0,10,10/max/0/default.jpg")
     assert response.status_code == 503 and "S3 SlowDown" in response.get_data(as_text=True)
     assert response.headers["Cache-Control"] == "no-store"

@@ -4,8 +4,8 @@ import pytest
 
 from app.pipeline import render
 from app.pipeline.render import DECODE_BUDGET, Pyramid, choose_page, page_crop
-from app.storage.ranged import BLOCKS
 from app.storage.s3 import S3Storage
+from app.storage.tile_pyramid import TILES
 from tests.helpers import photo
 from tests.image_service.conftest import app_for
 
@@ -42,8 +42,8 @@ def no_storage(settings, monkeypatch):
         raise AssertionError("a hostile request reached S3")
 
     monkeypatch.setattr(S3Storage, "head", refuse)
-    monkeypatch.setattr(S3Storage, "head_with_metadata", refuse)
-    monkeypatch.setattr(S3Storage, "read_range", refuse)
+    monkeypatch.setattr(S3Storage, "read_bytes", refuse)
+    monkeypatch.setattr(S3Storage, "get_json", refuse)
     return app_for(settings).test_client()
 
 
@@ -123,20 +123,25 @@ def test_a_huge_region_is_clipped_to_the_image_and_served(client):
 
 
 def test_refusals_are_fast_they_read_none_of_the_image_and_decode_nothing(served, client, monkeypatch):
-    """Refusing costs the same for any image: once the sizes are known (read once per version), an enormous request
-    is refused after one HEAD, with no byte of the serving TIFF read and no pixel decoded."""
-    assert client.get("/iiif/3/img/info.json").status_code == 200  # the sizes are read here, once
-    BLOCKS.clear()  # and no block of the TIFF is kept in memory to answer from
+    """Refusing costs the same for any image: an enormous request is refused after the job record (which version,
+    how large), with no tile read and no pixel decoded."""
+    TILES.clear()  # no tile kept in memory to answer from
 
     def refuse(*args, **kwargs):
-        raise AssertionError("a refused request read the image's header or pixels")
+        raise AssertionError("a refused request read the image's pixels")
 
-    monkeypatch.setattr(render, "read_pyramid", refuse)
     monkeypatch.setattr(render, "render", refuse)
-    with served.cloud.requests_to(served.settings.tiles_bucket) as requests:
+    cloud = served.cloud
+    with (
+        cloud.requests_to(served.settings.tiles_bucket) as tiles,
+        cloud.requests_to(cloud.settings.metadata_bucket) as records,
+    ):
         for _ in range(50):
             _short_refusal(client.get("/iiif/3/img/full/^99999999,/0/default.jpg"), (403,))
-    assert requests and {method for method, _ in requests} == {"HEAD"}  # which version, and nothing of it
+    assert not tiles  # nothing of the image's pixels
+    assert (
+        records == [("GET", f"/{cloud.settings.metadata_bucket}/jobs/img.json")] * 50
+    )  # its record alone: which version, how large
 
 
 def test_decoding_is_bounded_by_the_output_not_the_image():

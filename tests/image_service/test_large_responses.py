@@ -17,8 +17,8 @@ from app import outputs
 from app.iiif.request import MEDIA_TYPES, Limits, parse, plan
 from app.pipeline import render
 from app.storage.s3 import TILE_CACHE, S3Storage
+from app.storage.tile_pyramid import TileCache, TilePyramid
 from app.web import oversize
-from tests.image_service.conftest import serving_tiff
 from tooling.synth import photo_like
 
 ID = "photos/large"
@@ -28,9 +28,9 @@ direct_render = render.render  # the real one, for references, whatever the test
 
 @pytest.fixture(scope="module")
 def photo_tiff(tmp_path_factory):
-    """A noisy photo-like serving TIFF, made once: PNG and TIFF answers of it compress as poorly as a photo's."""
-    path = tmp_path_factory.mktemp("photo") / "serving.tif"
-    serving_tiff(photo_like(*PHOTO), path)
+    """A noisy photo-like image, made once: PNG and TIFF answers of it compress as poorly as a photo's."""
+    path = tmp_path_factory.mktemp("photo") / "photo.tif"
+    photo_like(*PHOTO).write_to_file(str(path))
     return path
 
 
@@ -62,24 +62,27 @@ def cache_heads(monkeypatch) -> list[str]:
     return keys
 
 
-def _put(served, body: bytes) -> str:
-    """Upload a serving TIFF as ID; its ETag."""
-    answer = served.cloud.s3.put_object(Bucket=served.settings.tiles_bucket, Key=f"derivatives/{ID}.tif", Body=body)
-    return answer["ETag"].strip('"')
+def _put(served, image, version: str | None = None) -> str:
+    """Publish ``image`` as ID at ``version`` (the published source's ETag; a fresh one by default); that version."""
+    if not isinstance(image, pyvips.Image):
+        image = pyvips.Image.new_from_file(str(image))
+    return served.put(ID, image, version)
 
 
-def _direct(served, path, params: str) -> tuple[str, pyvips.Image]:
-    """(canonical path, pixels) of ``params`` rendered straight from the local serving TIFF, no endpoint involved."""
+def _direct(served, version: str, params: str) -> tuple[str, pyvips.Image]:
+    """(canonical path, pixels) of ``params`` rendered straight from the local tiles of ``version``, no endpoint
+    or S3 involved."""
     settings = served.settings
-
-    def open_page(page):
-        return pyvips.Image.tiffload(str(path), page=page)
-
-    pyramid = render.read_pyramid(open_page)
+    root = served.tmp_path / "published" / version
+    record = served.cloud.record(ID)["published"]
+    tiles = TilePyramid(
+        ID, record["width"], record["height"], 512, "direct", lambda key: (root / key).read_bytes(), TileCache(1 << 26)
+    )
+    pyramid = tiles.pyramid
     limits = Limits(settings.iiif_max_width, settings.iiif_max_height, settings.iiif_max_area)
     wanted = plan(parse(*params.replace(".", "/").split("/")), pyramid.width, pyramid.height, limits)
     return wanted.canonical, pyvips.Image.new_from_buffer(
-        direct_render(wanted, pyramid, open_page, settings.jpeg_quality), ""
+        direct_render(wanted, pyramid, tiles.crop, settings.jpeg_quality), ""
     )
 
 
@@ -99,9 +102,9 @@ def _same_pixels(a: pyvips.Image, b: pyvips.Image) -> bool:
 @pytest.mark.parametrize("size", ["max", "2048,"])  # the advertised maxArea; the issue's 2048-wide photo
 def test_large_answers_are_stored_once_and_redirected_to(served, photo_tiff, renders, fmt, size):
     """All four are 5.9 to 11 MB: a body that large would be a 502 behind API Gateway."""
-    etag = _put(served, photo_tiff.read_bytes())
+    etag = _put(served, photo_tiff)
     params = f"full/{size}/0/default.{fmt}"
-    canonical, expected = _direct(served, photo_tiff, params)
+    canonical, expected = _direct(served, etag, params)
     if size == "max":
         area = served.settings.iiif_max_area
         assert area - max(PHOTO) < expected.width * expected.height <= area
@@ -129,9 +132,9 @@ def test_large_answers_are_stored_once_and_redirected_to(served, photo_tiff, ren
 @pytest.mark.parametrize("size, looked_up", [("400,", False), ("max", True)])
 def test_jpeg_answers_stay_inline(served, photo_tiff, cache_heads, size, looked_up):
     """A small answer is not even looked up in the cache; one that could be large is, and still fits inline."""
-    _put(served, photo_tiff.read_bytes())
+    etag = _put(served, photo_tiff)
     params = f"full/{size}/0/default.jpg"
-    _, expected = _direct(served, photo_tiff, params)
+    _, expected = _direct(served, etag, params)
 
     response = served.client().get(f"/iiif/3/{ID}/{params}")
 
@@ -146,9 +149,9 @@ def test_jpeg_answers_stay_inline(served, photo_tiff, cache_heads, size, looked_
 def test_a_replaced_image_is_rendered_anew_under_its_new_version(served, renders, monkeypatch):
     monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)  # small photos pass it, to keep the test quick
     path = f"/iiif/3/{ID}/full/max/0/default.png"
-    old = _put(served, serving_tiff(photo_like(400, 300, seed=1), served.tmp_path / "old.tif"))
+    old = _put(served, photo_like(400, 300, seed=1), "1" * 32)
     first = served.client().get(path)
-    new = _put(served, serving_tiff(photo_like(400, 300, seed=2), served.tmp_path / "new.tif"))
+    new = _put(served, photo_like(400, 300, seed=2), "2" * 32)
     second = served.client().get(path)
 
     assert old != new
@@ -156,7 +159,7 @@ def test_a_replaced_image_is_rendered_anew_under_its_new_version(served, renders
     assert f"/cache/iiif/3/{ID}/{old}/" in first.headers["Location"]
     assert f"/cache/iiif/3/{ID}/{new}/" in second.headers["Location"]
     assert len(renders) == 2
-    _, expected = _direct(served, served.tmp_path / "new.tif", "full/max/0/default.png")
+    _, expected = _direct(served, new, "full/max/0/default.png")
     assert _same_pixels(pyvips.Image.new_from_buffer(_fetch(second.headers["Location"])[0], ""), expected)
 
 
@@ -221,7 +224,7 @@ def test_an_answer_of_the_limit_fits_a_lambda_response_after_zappas_base64(serve
 def test_a_large_2_1_answer_is_stored_once_for_both_versions(served, renders, monkeypatch):
     """Under the 3.0 canonical path of the same pixels: the 3.0 request finds the 2.1 one's copy, not rendered again."""
     monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)
-    etag = _put(served, serving_tiff(photo_like(400, 300, seed=3), served.tmp_path / "v2.tif"))
+    etag = _put(served, photo_like(400, 300, seed=3))
     first = served.client().get(f"/iiif/2/{ID}/full/full/0/default.png")
     assert first.status_code == 302
     assert first.headers["Location"].endswith(f"/cache/iiif/3/{ID}/{etag}/full/max/0/default.png")

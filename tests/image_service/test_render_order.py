@@ -7,8 +7,9 @@ import pytest
 import pyvips
 
 from app.iiif.request import Limits, parse, plan
-from app.pipeline.render import read_pyramid, render
-from app.pipeline.tiles import write_serving_tiff
+from app.pipeline.render import render
+from app.pipeline.tiles import write_deep_zoom
+from app.storage.tile_pyramid import TileCache, TilePyramid
 from tests.helpers import photo
 
 LIMITS = Limits(4096, 4096, 4096 * 4096)
@@ -16,17 +17,14 @@ LIMITS = Limits(4096, 4096, 4096 * 4096)
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    tiff = tmp_path_factory.mktemp("serving") / "serving.tif"
-    write_serving_tiff(photo(700, 500), tiff, 85)
-
-    def open_page(index: int) -> pyvips.Image:
-        return pyvips.Image.tiffload(str(tiff), page=index)
-
-    pyramid = read_pyramid(open_page)
+    root = tmp_path_factory.mktemp("tiles")
+    write_deep_zoom(photo(700, 500), root, "p", 512, 85)
+    tiles = TilePyramid("p", 700, 500, 512, "local", lambda key: (root / key).read_bytes(), TileCache(1 << 24))
+    pyramid = tiles.pyramid
 
     def answer(rotation: str, quality: str, fmt: str) -> pyvips.Image:
         wanted = plan(parse("full", "!400,400", rotation, quality, fmt), pyramid.width, pyramid.height, LIMITS)
-        return pyvips.Image.new_from_buffer(render(wanted, pyramid, open_page), "")
+        return pyvips.Image.new_from_buffer(render(wanted, pyramid, tiles.crop), "")
 
     return answer
 

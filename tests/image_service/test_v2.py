@@ -93,15 +93,14 @@ def test_both_versions_render_the_same_plan_into_the_same_bytes(served):
 
 
 def _record(served, image_id, **fields):
-    body = json.dumps({"id": image_id, "status": "done", "tile_size": 512, **fields})
-    served.cloud.s3.put_object(Bucket=served.settings.metadata_bucket, Key=f"jobs/{image_id}.json", Body=body)
+    served.record(image_id, status="done", tile_size=512, **fields)
 
 
 def test_a_published_tile_is_a_redirect_to_its_own_versions_static_file(served):
     served.put("maps/quadrants", _quadrants(1200, 600))
     base = served.settings.public_base_url
     rendered = served.client().get("/iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg")
-    assert rendered.status_code == 200  # no record: nothing is known to be published
+    assert rendered.status_code == 200  # the record names no static tiles: nothing is known to be published
     _record(served, "maps/quadrants", iiif_versions=[3, 2])
     client = served.client()
     two = client.get("/iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg")

@@ -45,7 +45,8 @@ def test_deep_zoom_descriptor_and_grid_match_the_format(tmp_path, settings):
 
 
 def test_iiif_layout_declares_exactly_what_exists(tmp_path, settings):
-    conversion, tiles = _convert_photo(tmp_path, settings, image_id="maps/sheet_1")
+    on = settings.with_overrides(serving_tiff=True)  # off by default; on, its TIFF is published beside the layouts
+    conversion, tiles = _convert_photo(tmp_path, on, image_id="maps/sheet_1")
     info = json.loads((tiles / "maps/sheet_1/info.json").read_text())
     assert info["id"] == "http://tiles.example.org/maps/sheet_1"
     assert (info["width"], info["height"]) == (1300, 700)
@@ -144,7 +145,7 @@ def test_v2_layout_reuses_every_encoded_file_under_its_2_1_name(tmp_path, settin
     assert os.path.samefile(v2 / "full/max/0/default.jpg", tiles / "maps/sheet_1/full/max/0/default.jpg")
     assert not (v2 / "full/full").exists()  # beyond maxWidth: full size is not offered at level 0
     published = {str(p.relative_to(tiles)) for p in tiles.rglob("*") if p.is_file()}
-    assert published == set(conversion.tiles) | set(conversion.descriptors) | {"derivatives/maps/sheet_1.tif"}
+    assert published == set(conversion.tiles) | set(conversion.descriptors)  # no serving TIFF by default
     extra = {path for path in published if path.startswith("iiif/2/")}
     assert conversion.object_count == only3.object_count + len(extra)
     # the same bytes: every 2.1 image is a file the other names already have; only its info.json is new
