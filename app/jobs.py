@@ -303,6 +303,7 @@ def _run(
             "at": records.now_iso(),
             "width": facts.width,
             "height": facts.height,
+            "tile_size": settings.tile_size,
             "thumbnail": thumbnail,
         },
         error=None,

@@ -276,7 +276,7 @@ def _found(record: dict[str, Any], image_id: str, settings: Settings, storage: S
     if not published:
         raise NotFound("no such image")
     done = record.get("status") == "done"
-    tile_size = record.get("tile_size") or settings.tile_size
+    tile_size = published.get("tile_size") or record.get("tile_size") or settings.tile_size
     tiles_bucket = settings.tiles_bucket
 
     def read(key: str) -> bytes:
