@@ -230,12 +230,13 @@ class S3Storage:
         with classified(SourceRef(bucket, key)):
             return self.s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
 
-    def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes:
-        """An object's bytes, refused (ValueError) past ``max_bytes`` before its body is read."""
+    def read_bytes(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
+        """An object's bytes in one GET (a published tile, a CSV), refused (ValueError) past ``max_bytes`` before
+        its body is read."""
         self.count("read")
         with classified(SourceRef(bucket, key)):
             answer = self.s3.get_object(Bucket=bucket, Key=key)
-            if answer["ContentLength"] > max_bytes:
+            if max_bytes is not None and answer["ContentLength"] > max_bytes:
                 answer["Body"].close()
                 raise ValueError(f"{answer['ContentLength'] / 2**20:.1f} MB, over the {max_bytes // 2**20} MB limit")
             return answer["Body"].read()
@@ -291,13 +292,6 @@ class S3Storage:
         self.count("write")
         with classified():
             self.s3.delete_object(Bucket=bucket, Key=key)
-
-    # Reads of published pixels (the dynamic IIIF endpoint) ---------------------------------------
-    def read_bytes(self, bucket: str, key: str) -> bytes:
-        """A whole (small) object in one GET: a published tile."""
-        self.count("read")
-        with classified(SourceRef(bucket, key)):
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def content_type(key: str) -> str:
