@@ -1,0 +1,111 @@
+"""A withdrawn image leaves its collections: item manifests and the Collection published again without it, and no
+later run of the task paints it again. On the endpoint over HTTP, events pumped as Lambda would receive them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import takedown
+from app.events import SUBSCRIBERS, handle_s3_event
+from app.model import Status
+from tests.helpers import photo
+
+PAGES = {"A": 3, "B": 1, "C": 2}  # item: pages
+
+
+@pytest.fixture
+def archive(cloud, monkeypatch):
+    monkeypatch.setenv("SERVING_TIFF", "false")  # the conversions are not what these tests are about
+    for item, pages in PAGES.items():
+        for page in range(1, pages + 1):
+            cloud.upload(f"wd/{item}/{item}_{page:03}.png", photo(40 + page, 32), ".png")
+    cloud.events()
+    return cloud
+
+
+def _handle_all(cloud) -> None:
+    pending = cloud.events()
+    while pending:
+        for event in pending:
+            handle_s3_event(event)
+        pending = cloud.events()
+
+
+def _drop_task(cloud, **fields) -> dict:
+    task = {"collection": "wd", "source_prefix": "wd/", **fields}
+    cloud.upload("tasks/wd.json", json.dumps(task).encode())
+    _handle_all(cloud)
+    return json.loads(cloud.read(cloud.settings.metadata_bucket, "collections/wd.json"))
+
+
+def _published(cloud) -> tuple[list[str], dict[str, list[str]]]:
+    """The Collection's items (identifiers) and each item manifest's image services (image ids), from the JSON."""
+    tiles = cloud.settings.tiles_bucket
+    listing = json.loads(cloud.read(tiles, "collections/wd/collection.json"))
+    items = [entry["id"].rsplit("/", 2)[-2] for entry in listing["items"]]
+    services = {}
+    for key in sorted(cloud.tiles("collections/wd/")):
+        if key.endswith("/manifest.json"):
+            manifest = json.loads(cloud.read(tiles, key))
+            services[key.split("/")[2]] = [
+                canvas["items"][0]["items"][0]["body"]["service"][0]["id"].split("/tiler-tiles/", 1)[1]
+                for canvas in manifest["items"]
+            ]
+    return items, services
+
+
+def test_a_withdrawn_image_leaves_its_collections_and_never_comes_back(archive):
+    cloud = archive
+    assert _drop_task(cloud, label="Archive")["status"] == Status.DONE
+    assert _published(cloud) == (
+        ["A", "B", "C"],
+        {"A": ["wd/A/A_001", "wd/A/A_002", "wd/A/A_003"], "B": ["wd/B/B_001"], "C": ["wd/C/C_001", "wd/C/C_002"]},
+    )
+
+    cloud.s3.delete_object(Bucket=cloud.settings.source_bucket, Key="wd/A/A_002.png")  # ObjectRemoved
+    _handle_all(cloud)
+    assert cloud.record("wd/A/A_002")["status"] == Status.WITHDRAWN
+    assert _published(cloud) == (
+        ["A", "B", "C"],
+        {"A": ["wd/A/A_001", "wd/A/A_003"], "B": ["wd/B/B_001"], "C": ["wd/C/C_001", "wd/C/C_002"]},
+    )
+
+    # withdrawn on the dashboard's path (the source stays): B had one page, so B leaves the Collection
+    takedown.withdraw(cloud.settings, "wd/B/B_001", "registrar", "rights", "test:withdraw", SUBSCRIBERS)
+    expected = (["A", "C"], {"A": ["wd/A/A_001", "wd/A/A_003"], "C": ["wd/C/C_001", "wd/C/C_002"]})
+    assert _published(cloud) == expected
+    document = json.loads(cloud.read(cloud.settings.metadata_bucket, "collections/wd.json"))
+    assert document["withdrawn"] == ["wd/A/A_002", "wd/B/B_001"] and set(document["urls"]["manifests"]) == {"A", "C"}
+    canvases = json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/wd/A/manifest.json"))["items"]
+    assert [canvas["id"].rsplit("/", 1)[1] for canvas in canvases] == ["1", "2"]  # renumbered, no gap
+
+    with cloud.requests() as rerun:  # a new run: the kept source is listed, but neither sent nor painted
+        again = _drop_task(cloud, label="Archive again")
+    assert again["status"] == Status.DONE
+    assert [path for method, path in rerun if method == "PUT" and path.startswith("/tiler-source/wd/")] == []
+    assert _published(cloud) == expected
+    assert cloud.record("wd/B/B_001")["status"] == Status.WITHDRAWN  # not converted again
+    assert json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/wd/collection.json"))["label"] == {
+        "none": ["Archive again"]
+    }
+
+
+def test_a_withdrawn_thumbnail_page_moves_the_thumbnail_and_other_collections_are_untouched(archive):
+    cloud = archive
+    cloud.upload("wd/items.csv", b"identifier,title,thumbnail\nC,Letters,2\n")
+    cloud.upload("other/X/X_001.png", photo(50, 32), ".png")
+    cloud.events()
+    assert _drop_task(cloud, csv="wd/items.csv")["status"] == Status.DONE
+    cloud.upload("tasks/other.json", json.dumps({"collection": "other", "source_prefix": "other/"}).encode())
+    _handle_all(cloud)
+    other = cloud.read(cloud.settings.tiles_bucket, "collections/other/collection.json")
+
+    with cloud.requests() as withdrawal:
+        takedown.withdraw(cloud.settings, "wd/C/C_002", "registrar", "sensitivity", "test:withdraw", SUBSCRIBERS)
+    manifest = json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/wd/C/manifest.json"))
+    assert [c["width"] for c in manifest["items"]] == [41]
+    assert "wd/C/C_001" in manifest["thumbnail"][0]["id"]  # the thumbnail page is gone: the first page shows
+    assert cloud.read(cloud.settings.tiles_bucket, "collections/other/collection.json") == other
+    assert not [path for method, path in withdrawal if method == "PUT" and "/collections/other/" in path]
