@@ -4,10 +4,12 @@ later run of the task paints it again. On the endpoint over HTTP, events pumped 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from app import takedown
+from app.collection import plan, runner
 from app.events import SUBSCRIBERS, handle_s3_event
 from app.model import Status
 from tests.helpers import photo
@@ -109,3 +111,54 @@ def test_a_withdrawn_thumbnail_page_moves_the_thumbnail_and_other_collections_ar
     assert "wd/C/C_001" in manifest["thumbnail"][0]["id"]  # the thumbnail page is gone: the first page shows
     assert cloud.read(cloud.settings.tiles_bucket, "collections/other/collection.json") == other
     assert not [path for method, path in withdrawal if method == "PUT" and "/collections/other/" in path]
+
+
+def test_two_withdrawals_in_one_item_at_once_leave_neither_published(archive, monkeypatch):
+    """The first pauses after reading the item's records, before writing its manifest, while the second runs to
+    its end: the first's manifest is stale when written, and it must publish again."""
+    cloud = archive
+    assert _drop_task(cloud)["status"] == Status.DONE
+    reached, release, publishing = threading.Event(), threading.Event(), runner.publish_item
+
+    def pausing(store, settings, task, item):
+        if threading.current_thread().name == "first" and not release.is_set():
+            reached.set()
+            assert release.wait(60)
+        return publishing(store, settings, task, item)
+
+    monkeypatch.setattr(runner, "publish_item", pausing)
+    first = threading.Thread(
+        name="first",
+        target=takedown.withdraw,
+        args=(cloud.settings, "wd/A/A_001", "registrar", "rights", "test:first", SUBSCRIBERS),
+    )
+    first.start()
+    assert reached.wait(60)
+    takedown.withdraw(cloud.settings, "wd/A/A_003", "registrar", "rights", "test:second", SUBSCRIBERS)
+    assert _published(cloud)[1]["A"] == ["wd/A/A_002"]  # the second saw both withdrawals
+    release.set()
+    first.join(60)
+    assert not first.is_alive()
+    assert _published(cloud) == (
+        ["A", "B", "C"],
+        {"A": ["wd/A/A_002"], "B": ["wd/B/B_001"], "C": ["wd/C/C_001", "wd/C/C_002"]},
+    )
+
+
+def test_a_withdrawn_page_of_an_item_split_over_batches_leaves_it(cloud, monkeypatch):
+    monkeypatch.setattr(plan, "BATCH_IMAGES", 2)
+    monkeypatch.setenv("SERVING_TIFF", "false")
+    for page in range(1, 6):
+        cloud.upload(f"wd/Long/Long_{page:03}.png", photo(40 + page, 32), ".png")
+    cloud.upload("wd/Short/Short_001.png", photo(40, 32), ".png")
+    cloud.events()
+    assert _drop_task(cloud)["status"] == Status.DONE
+    cloud.s3.delete_object(Bucket=cloud.settings.source_bucket, Key="wd/Long/Long_004.png")
+    _handle_all(cloud)
+    expected = (
+        ["Long", "Short"],
+        {"Long": [f"wd/Long/Long_00{n}" for n in (1, 2, 3, 5)], "Short": ["wd/Short/Short_001"]},
+    )
+    assert _published(cloud) == expected
+    takedown.withdraw(cloud.settings, "wd/Short/Short_001", "registrar", "rights", "test:withdraw", SUBSCRIBERS)
+    assert _published(cloud) == (["Long"], {"Long": expected[1]["Long"]})

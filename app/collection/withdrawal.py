@@ -126,7 +126,8 @@ def _publish_again(store: S3Storage, settings: Settings, collection: dict[str, A
     url = runner.publish_item(store, settings, task, joined)[1]
     prefix = _prefix(collection)
     keys = sorted(store.list_keys(settings.metadata_bucket, f"{prefix}batches/"))
-    entries = _note(store, settings, keys, item["identifier"], url is None)
+    withdrawn = {page["id"] for page in joined["pages"] if page.get("withdrawn")}
+    entries = _note(store, settings, keys, item["identifier"], url is None, withdrawn)
     document = store.get_json(settings.metadata_bucket, runner.collection_key(collection["id"]))
     if document is None or document[0].get("run") != collection["run"] or document[0]["status"] != Status.DONE:
         return  # the run's assembly (still to come) or its failure decides about the Collection
@@ -139,18 +140,24 @@ def _publish_again(store: S3Storage, settings: Settings, collection: dict[str, A
 
 
 def _note(
-    store: S3Storage, settings: Settings, keys: list[str], identifier: str, dropped: bool
+    store: S3Storage, settings: Settings, keys: list[str], identifier: str, dropped: bool, withdrawn: set[str]
 ) -> list[dict[str, Any]]:
-    """Note in the summary that lists the item whether it dropped out (a conditional write: summaries are shared
-    by withdrawals at once); returns the entries of every item still in the Collection, in order."""
+    """Note in the summaries that hold the item whether it dropped out and which of its pages are withdrawn (an
+    assembly still to come joins a split item from them), by conditional writes: summaries are shared by
+    withdrawals at once. Returns the entries of every item still in the Collection, in order."""
     entries = []
     for key in keys:
         while True:
             summary, etag = store.get_json(settings.metadata_bucket, key)
             entry = next((e for e in summary["items"] if e["identifier"] == identifier), None)
-            if entry is None or entry.get("withdrawn", False) == dropped:
+            part = (summary["parts"].get(identifier) or {}).get("item")
+            stale = [p for p in (part or {}).get("pages", ()) if p["id"] in withdrawn and not p.get("withdrawn")]
+            if (entry is None or entry.get("withdrawn", False) == dropped) and not stale:
                 break
-            entry["withdrawn"] = dropped
+            if entry is not None:
+                entry["withdrawn"] = dropped
+            for page in stale:
+                page["withdrawn"] = True
             try:
                 store.put_json(settings.metadata_bucket, key, summary, if_match=etag)
                 break
