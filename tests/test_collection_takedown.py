@@ -162,3 +162,32 @@ def test_a_withdrawn_page_of_an_item_split_over_batches_leaves_it(cloud, monkeyp
     assert _published(cloud) == expected
     takedown.withdraw(cloud.settings, "wd/Short/Short_001", "registrar", "rights", "test:withdraw", SUBSCRIBERS)
     assert _published(cloud) == (["Long"], {"Long": expected[1]["Long"]})
+
+
+def test_an_image_withdrawn_while_the_collection_is_assembled_is_left_out(archive, monkeypatch):
+    """The assembly pauses after reading the batch summaries, before writing the Collection; an image is withdrawn
+    then, and its listener finds the run unfinished: the assembly must notice and assemble again."""
+    cloud = archive
+    reached, release, publishing = threading.Event(), threading.Event(), runner.publish_collection
+
+    def pausing(store, settings, task, items, document):
+        if threading.current_thread().name == "assembly" and not release.is_set():
+            reached.set()
+            assert release.wait(60)
+        return publishing(store, settings, task, items, document)
+
+    monkeypatch.setattr(runner, "publish_collection", pausing)
+    cloud.upload("tasks/wd.json", json.dumps({"collection": "wd", "source_prefix": "wd/"}).encode())
+    assembly = threading.Thread(name="assembly", target=_handle_all, args=(cloud,))
+    assembly.start()
+    assert reached.wait(120)
+    takedown.withdraw(cloud.settings, "wd/B/B_001", "registrar", "rights", "test:withdraw", SUBSCRIBERS)
+    release.set()
+    assembly.join(120)
+    assert not assembly.is_alive()
+    document = json.loads(cloud.read(cloud.settings.metadata_bucket, "collections/wd.json"))
+    assert document["status"] == Status.DONE and document["withdrawn"] == ["wd/B/B_001"]
+    assert _published(cloud) == (
+        ["A", "C"],
+        {"A": ["wd/A/A_001", "wd/A/A_002", "wd/A/A_003"], "C": ["wd/C/C_001", "wd/C/C_002"]},
+    )

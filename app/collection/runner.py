@@ -55,6 +55,7 @@ MEMBER_TAG = "tiler-collection"  # user metadata on a sent image: COLLECTION/RUN
 GROUP = 25  # a batch's markers are counted in groups this size: each count lists only a few keys
 SHOWN = 500  # items and failures kept in the collection record; the rest are counted
 FINISHED = (Status.DONE, Status.FAILED, Status.WITHDRAWN)  # at the listed version: nothing to send
+WITHDRAWN = "withdrawn.json"  # a run's withdrawn images; its ETag is the generation withdrawals publish against
 MEMBERS = "members/"  # a run's images by shard of their id: {id: batch}, so a withdrawal finds its batch
 
 
@@ -310,6 +311,7 @@ def with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, A
         record = facts.get(page["id"])
         if record and record["status"] == Status.WITHDRAWN:  # taken down: never painted, not a failure
             pages.append({**page, "withdrawn": True})
+            summary.setdefault("withdrawn", []).append(page["id"])
         elif record and record["status"] == Status.DONE and record.get("facts"):
             summary["done"] += 1
             size, versions = record["facts"], record.get("iiif_versions", [3])
@@ -363,10 +365,29 @@ def _title(item: dict[str, Any]) -> str:
 def _assemble(
     store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task, owner: str
 ) -> None:
-    """Once per run: join split items, publish the Collection if every item is complete, record the outcome."""
+    """Once per run: join split items, publish the Collection if every item is complete, record the outcome.
+
+    Again if an image was withdrawn meanwhile (its listener, finding the run unfinished, leaves the Collection to
+    this): the summaries read may predate the withdrawal's note in them."""
     prefix = _run_prefix(collection, run)
     if not _exclusive(store, settings, f"{prefix}assembly.json", owner):
         return
+    while True:
+        generation = withdrawal_generation(store, settings, prefix)
+        _assemble_once(store, settings, collection, run, count, task)
+        if withdrawal_generation(store, settings, prefix) == generation:
+            break
+    _done(store, settings, f"{prefix}assembly.json", owner)
+
+
+def withdrawal_generation(store: S3Storage, settings: Settings, prefix: str) -> str | None:
+    """The ETag of the run's list of withdrawn images: it moves whenever a withdrawal registers."""
+    found = store.get_json(settings.metadata_bucket, f"{prefix}{WITHDRAWN}")
+    return found[1] if found else None
+
+
+def _assemble_once(store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task) -> None:
+    prefix = _run_prefix(collection, run)
     keys = [f"{prefix}batches/{number:05}.json" for number in range(count)]
     summaries = [found[0] for found in parallel(store, lambda k: store.get_json(settings.metadata_bucket, k), keys)]
     urls = {entry["identifier"]: entry["manifest"] for s in summaries for entry in s["items"] if entry["manifest"]}
@@ -404,8 +425,13 @@ def _assemble(
         updated_at=records.now_iso(),
         finished_at=records.now_iso(),
     )
+    registered = store.get_json(settings.metadata_bucket, f"{prefix}{WITHDRAWN}")  # withdrawn since the batches
+    withdrawn = sorted(
+        {*(registered[0]["ids"] if registered else ()), *(i for s in summaries for i in s.get("withdrawn", ()))}
+    )
+    if withdrawn:
+        document.update(withdrawn=withdrawn[:SHOWN], withdrawn_total=len(withdrawn))
     store.put_json(settings.metadata_bucket, collection_key(collection), document)
-    _done(store, settings, f"{prefix}assembly.json", owner)
 
 
 def publish_collection(

@@ -69,30 +69,28 @@ def _prefix(collection: dict[str, Any]) -> str:
 
 def _republish(store: S3Storage, settings: Settings, collection: dict[str, Any], number: int, image_id: str) -> None:
     """Publish the image's item and the Collection again, until no other withdrawal registered meanwhile."""
-    generation_key = f"{_prefix(collection)}withdrawn.json"
+    generation_key = f"{_prefix(collection)}{runner.WITHDRAWN}"
     _register(store, settings, generation_key, image_id)
     item = _item(store, settings, collection, number, image_id)
     if item is None:
         return
     while True:
-        generation = store.get_json(settings.metadata_bucket, generation_key)[1]
-        _publish_again(store, settings, collection, item)
-        if store.get_json(settings.metadata_bucket, generation_key)[1] == generation:
+        generation = runner.withdrawal_generation(store, settings, _prefix(collection))
+        moved = _publish_again(store, settings, collection, item, image_id)
+        if runner.withdrawal_generation(store, settings, _prefix(collection)) == (moved or generation):
             log.info("collection %s published again without %s", collection["id"], image_id)
             return
 
 
-def _register(store: S3Storage, settings: Settings, key: str, image_id: str) -> None:
-    """Add the image to the run's withdrawn list, moving its generation."""
+def _register(store: S3Storage, settings: Settings, key: str, image_id: str) -> str:
+    """Add the image to the run's withdrawn list, moving its generation (returned)."""
     while True:
         found = store.get_json(settings.metadata_bucket, key)
         ids = sorted({*(found[0]["ids"] if found else ()), image_id})
         try:
             if found:
-                store.put_json(settings.metadata_bucket, key, {"ids": ids}, if_match=found[1])
-            else:
-                store.put_json(settings.metadata_bucket, key, {"ids": ids}, create_only=True)
-            return
+                return store.put_json(settings.metadata_bucket, key, {"ids": ids}, if_match=found[1])
+            return store.put_json(settings.metadata_bucket, key, {"ids": ids}, create_only=True)
         except PreconditionFailed:
             continue  # another withdrawal registered first: add ours to its list
 
@@ -114,8 +112,11 @@ def _item(
     return {**parts[0], "pages": [page for part in parts for page in part["pages"]]}
 
 
-def _publish_again(store: S3Storage, settings: Settings, collection: dict[str, Any], item: dict[str, Any]) -> None:
-    """The item from its pages' records now; the Collection if the run published one."""
+def _publish_again(
+    store: S3Storage, settings: Settings, collection: dict[str, Any], item: dict[str, Any], image_id: str
+) -> str | None:
+    """The item from its pages' records now; the Collection if the run published one. Returns the generation
+    it moved itself to, if it left the Collection to an assembly still to come."""
     found = runner.parallel(
         store, lambda p: records.read_record(store, settings.metadata_bucket, p["id"]), item["pages"]
     )
@@ -130,11 +131,14 @@ def _publish_again(store: S3Storage, settings: Settings, collection: dict[str, A
     entries = _note(store, settings, keys, item["identifier"], url is None, withdrawn)
     document = store.get_json(settings.metadata_bucket, runner.collection_key(collection["id"]))
     if document is None or document[0].get("run") != collection["run"] or document[0]["status"] != Status.DONE:
-        return  # the run's assembly (still to come) or its failure decides about the Collection
+        # the run's assembly (to come, or running now) or its failure decides about the Collection: moving the
+        # generation after the note makes an assembly that read the summaries before it assemble again
+        return _register(store, settings, f"{prefix}{runner.WITHDRAWN}", image_id)
     record = document[0]
     items = [{**entry, "manifest": runner.manifest_url(settings, task, entry["identifier"])} for entry in entries]
     runner.publish_collection(store, settings, task, items, record)
-    ids = store.get_json(settings.metadata_bucket, f"{prefix}withdrawn.json")[0]["ids"]
+    found = store.get_json(settings.metadata_bucket, f"{prefix}{runner.WITHDRAWN}")[0]["ids"]
+    ids = sorted({*record.get("withdrawn", ()), *found})
     record.update(withdrawn=ids[: runner.SHOWN], withdrawn_total=len(ids), updated_at=records.now_iso())
     store.put_json(settings.metadata_bucket, runner.collection_key(collection["id"]), record)
 
