@@ -8,7 +8,9 @@ record ``collections/ID.json`` says ``running``, and one batch document per
 ``plan.BATCH_IMAGES`` images is written under ``collection-batches/`` in the
 source bucket. S3 raises an event for each: a batch is one invocation of its
 own, retried on its own. A run is named by its inputs (``plan.run_id``): a
-restarted start writes only the batch documents of batches not finished.
+restarted start writes only the batch documents of batches not finished. Beside
+them, membership shards (``members/``, {id: batch}) let a withdrawn image find
+its batch (``app/collection/withdrawal.py``).
 
 Batch: images handled at their current version are read (one GET each) and,
 if final, noted in ``started/BATCH.json``; every other image is copied onto

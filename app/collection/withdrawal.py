@@ -55,7 +55,7 @@ def image_withdrawn(record: dict[str, Any], settings: Settings, key: str) -> Non
 def _collections_of(store: S3Storage, settings: Settings, key: str) -> list[dict[str, Any]]:
     """The records of the collections whose task takes images from a prefix ``key`` is under."""
     keys = [k for k in store.list_keys(settings.metadata_bucket, runner.COLLECTIONS_PREFIX) if k.endswith(".json")]
-    found = [store.get_json(settings.metadata_bucket, k) for k in keys]
+    found = runner.parallel(store, lambda k: store.get_json(settings.metadata_bucket, k), keys)
     return [
         document
         for document, _ in filter(None, found)
