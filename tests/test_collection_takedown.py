@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from app import takedown
-from app.collection import plan, runner
+from app.collection import plan, runner, withdrawal
 from app.events import SUBSCRIBERS, handle_s3_event
 from app.model import Status
 from tests.helpers import photo
@@ -104,13 +104,28 @@ def test_a_withdrawn_thumbnail_page_moves_the_thumbnail_and_other_collections_ar
     _handle_all(cloud)
     other = cloud.read(cloud.settings.tiles_bucket, "collections/other/collection.json")
 
-    with cloud.requests() as withdrawal:
-        takedown.withdraw(cloud.settings, "wd/C/C_002", "registrar", "sensitivity", "test:withdraw", SUBSCRIBERS)
+    listening = threading.Event()  # set while the withdrawal's collection listener runs: what it costs
+
+    def listened(record, settings, key):
+        listening.set()
+        try:
+            withdrawal.image_withdrawn(record, settings, key)
+        finally:
+            listening.clear()
+
+    listeners = [listened if listener is withdrawal.image_withdrawn else listener for listener in SUBSCRIBERS]
+    with cloud.requests() as withdrawn, cloud.requests(when=listening.is_set) as cost:
+        takedown.withdraw(cloud.settings, "wd/C/C_002", "registrar", "sensitivity", "test:withdraw", listeners)
+    batch_reads = [path for method, path in cost if method == "GET" and "/collection-batches/" in path]
+    record_reads = sorted(path for method, path in cost if method == "GET" and path.startswith("/tiler-metadata/jobs/"))
+    assert len(batch_reads) == 1  # the membership shard named the batch: no batch is searched
+    assert record_reads == ["/tiler-metadata/jobs/wd/C/C_001.json", "/tiler-metadata/jobs/wd/C/C_002.json"]
+    assert len(cost) <= 20, cost  # a few requests, however many images the collections hold
     manifest = json.loads(cloud.read(cloud.settings.tiles_bucket, "collections/wd/C/manifest.json"))
     assert [c["width"] for c in manifest["items"]] == [41]
     assert "wd/C/C_001" in manifest["thumbnail"][0]["id"]  # the thumbnail page is gone: the first page shows
     assert cloud.read(cloud.settings.tiles_bucket, "collections/other/collection.json") == other
-    assert not [path for method, path in withdrawal if method == "PUT" and "/collections/other/" in path]
+    assert not [path for method, path in withdrawn if method == "PUT" and "/collections/other/" in path]
 
 
 def test_two_withdrawals_in_one_item_at_once_leave_neither_published(archive, monkeypatch):
