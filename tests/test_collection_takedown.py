@@ -85,7 +85,8 @@ def test_a_withdrawn_image_leaves_its_collections_and_never_comes_back(archive):
 
     with cloud.requests() as rerun:  # a new run: the kept source is listed, but neither sent nor painted
         again = _drop_task(cloud, label="Archive again")
-    assert again["status"] == Status.DONE
+    assert again["status"] == Status.DONE and again["progress"] == {"done": 4, "total": 4}  # B left out
+    assert again["withdrawn"] == ["wd/B/B_001"]  # the deleted source is not even listed any more
     assert [path for method, path in rerun if method == "PUT" and path.startswith("/tiler-source/wd/")] == []
     assert _published(cloud) == expected
     assert cloud.record("wd/B/B_001")["status"] == Status.WITHDRAWN  # not converted again

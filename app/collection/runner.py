@@ -421,7 +421,10 @@ def _assemble_once(store: S3Storage, settings: Settings, collection: str, run: s
         _list_manifests(document, urls)
         document.update(status=Status.FAILED, error="some images failed: the Collection is not published")
     document.update(
-        progress={"done": sum(s["done"] for s in summaries), "total": document["progress"]["total"]},
+        progress={
+            "done": sum(s["done"] for s in summaries),
+            "total": document["progress"]["total"] - sum(len(s.get("withdrawn", ())) for s in summaries),
+        },
         failures=failures[:SHOWN],
         failures_total=len(failures),
         updated_at=records.now_iso(),
