@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 
 from app import items, jobs
 from app.collection import runner as collection_runner
+from app.collection import withdrawal as collection_withdrawal
 from app.delivery import handle_batch, is_sqs_batch
 from app.errors import TransientError
 from app.metrics import Metrics
@@ -49,7 +50,11 @@ class Delivery:
 
 
 # What sits on top of the per-image engine and hears of every final record.
-SUBSCRIBERS: tuple[jobs.Listener, ...] = (collection_runner.image_finished, items.page_finished)
+SUBSCRIBERS: tuple[jobs.Listener, ...] = (
+    collection_runner.image_finished,
+    items.page_finished,
+    collection_withdrawal.image_withdrawn,  # its collections publish again without it
+)
 
 
 class UnroutableRecord(Exception):

@@ -8,7 +8,9 @@ record ``collections/ID.json`` says ``running``, and one batch document per
 ``plan.BATCH_IMAGES`` images is written under ``collection-batches/`` in the
 source bucket. S3 raises an event for each: a batch is one invocation of its
 own, retried on its own. A run is named by its inputs (``plan.run_id``): a
-restarted start writes only the batch documents of batches not finished.
+restarted start writes only the batch documents of batches not finished. Beside
+them, membership shards (``members/``, {id: batch}) let a withdrawn image find
+its batch (``app/collection/withdrawal.py``).
 
 Batch: images handled at their current version are read (one GET each) and,
 if final, noted in ``started/BATCH.json``; every other image is copied onto
@@ -27,6 +29,7 @@ Collection once, from the summaries. Nothing shared is rewritten per image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -53,7 +56,9 @@ RUNS_PREFIX = "collection-runs/"  # metadata bucket: a run's bookkeeping
 MEMBER_TAG = "tiler-collection"  # user metadata on a sent image: COLLECTION/RUN/BATCH/ORDINAL/SENT
 GROUP = 25  # a batch's markers are counted in groups this size: each count lists only a few keys
 SHOWN = 500  # items and failures kept in the collection record; the rest are counted
-FINISHED = (Status.DONE, Status.FAILED)
+FINISHED = (Status.DONE, Status.FAILED, Status.WITHDRAWN)  # at the listed version: nothing to send
+WITHDRAWN = "withdrawn.json"  # a run's withdrawn images; its ETag is the generation withdrawals publish against
+MEMBERS = "members/"  # a run's images by shard of their id: {id: batch}, so a withdrawal finds its batch
 
 
 def is_task_key(key: str) -> bool:
@@ -78,7 +83,7 @@ def _run_prefix(collection: str, run: str) -> str:
     return f"{RUNS_PREFIX}{collection}/{run}/"
 
 
-def _batch_key(collection: str, run: str, number: int) -> str:
+def batch_key(collection: str, run: str, number: int) -> str:
     return f"{BATCHES_PREFIX}{collection}/{run}/{number:05}.json"
 
 
@@ -119,11 +124,13 @@ def start(ref: SourceRef, settings: Settings) -> dict[str, Any]:
     finished = {key[len(summaries) :] for key in store.list_keys(settings.metadata_bucket, summaries)}
     header = {"collection": collection, "run": run, "batches": len(batches), "task": task.__dict__}
     missing = [
-        (_batch_key(collection, run, number), {**header, "batch": number, "items": items})
+        (batch_key(collection, run, number), {**header, "batch": number, "items": items})
         for number, items in enumerate(batches)
         if f"{number:05}.json" not in finished  # a batch that gave up runs again; a finished one never
     ]
-    _parallel(store, lambda entry: store.put_json(settings.source_bucket, *entry), missing)
+    if not finished:  # written once per run, one document per batch's worth of images
+        _write_members(store, settings, _run_prefix(collection, run), batches)
+    parallel(store, lambda entry: store.put_json(settings.source_bucket, *entry), missing)
     log.info("collection %s run %s: %d images in %d batches, %d written now", collection, run,
              record["progress"]["total"], len(batches), len(missing))  # fmt: skip
     return record
@@ -144,6 +151,24 @@ def _inputs(store: S3Storage, settings: Settings, task: Task) -> tuple[dict[str,
         _read_text(store, settings, task.page_labels_key, "the page labels CSV") if task.page_labels_key else None
     )
     return current, (csv_text, mapping, labels_text, task.page_label_pattern)
+
+
+def member_shard(image_id: str, shards: int) -> str:
+    """Which of a run's ``shards`` membership documents names ``image_id``."""
+    number = int(hashlib.sha256(image_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % max(shards, 1)
+    return f"{MEMBERS}{number:05}.json"
+
+
+def _write_members(store: S3Storage, settings: Settings, prefix: str, batches: list[list[dict[str, Any]]]) -> None:
+    """{id: batch} for every image of the run, in as many shards as batches: a withdrawn image finds the batch
+    that holds it with one GET, not a read of every batch."""
+    shards: dict[str, dict[str, int]] = {}
+    for number, items in enumerate(batches):
+        for item in items:
+            for page in item["pages"]:
+                shards.setdefault(member_shard(page["id"], len(batches)), {})[page["id"]] = number
+    entries = [(settings.metadata_bucket, f"{prefix}{shard}", members) for shard, members in shards.items()]
+    parallel(store, lambda entry: store.put_json(*entry), entries)
 
 
 def _claimed(store: S3Storage, settings: Settings, image_ids: list[str]) -> set[str]:
@@ -189,7 +214,7 @@ def run_batch(ref: SourceRef, settings: Settings) -> dict[str, Any] | None:
         except SourceGone as gone:  # deleted since the start listed it: no job will mark it
             _mark(store, settings, tag, image_id, {"status": Status.GONE, "error": str(gone)})
 
-    _parallel(store, send, unmarked)
+    parallel(store, send, unmarked)
     if not unmarked:
         _complete_batch(store, settings, batch, f"batch:{number}")
     return {"status": Status.RUNNING}
@@ -203,7 +228,7 @@ def _already_finished(store: S3Storage, settings: Settings, pages: list[dict[str
         final = record and record["status"] in FINISHED and record["source"].get("etag") == page["etag"]
         return page["id"], {"status": record["status"], "error": record.get("error")} if final else None
 
-    return {image_id: found for image_id, found in _parallel(store, outcome, pages) if found}
+    return {image_id: found for image_id, found in parallel(store, outcome, pages) if found}
 
 
 def _marked(store: S3Storage, settings: Settings, prefix: str, number: int) -> list[str]:
@@ -243,7 +268,7 @@ def _mark(store: S3Storage, settings: Settings, tag: str, image_id: str, outcome
     groups = -(-sent // GROUP)
     if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}groups/{number:05}/")) < groups:
         return
-    found = store.get_json(settings.source_bucket, _batch_key(collection, run, number))
+    found = store.get_json(settings.source_bucket, batch_key(collection, run, number))
     if found:
         _complete_batch(store, settings, found[0], f"image:{image_id}")
 
@@ -257,34 +282,39 @@ def _complete_batch(store: S3Storage, settings: Settings, batch: dict[str, Any],
     if not _exclusive(store, settings, f"{prefix}completing/{number:05}.json", owner):
         return
     pages = [page for item in batch["items"] for page in item["pages"]]
-    found = _parallel(store, lambda p: records.read_record(store, settings.metadata_bucket, p["id"]), pages)
+    found = parallel(store, lambda p: records.read_record(store, settings.metadata_bucket, p["id"]), pages)
     facts = {page["id"]: record for page, record in zip(pages, found, strict=True)}
     task = Task(**batch["task"])
     summary: dict[str, Any] = {"items": [], "failures": [], "done": 0, "parts": {}}
     publish = []
     for item in batch["items"]:
-        joined = _with_facts(item, facts, summary)
+        joined = with_facts(item, facts, summary)
         if item["part"][1] > 1:
             summary["parts"][item["identifier"]] = {"part": item["part"][0], "item": joined}
         if item["part"][0] == 0:
             summary["items"].append({"identifier": item["identifier"], "label": _label(item), "pages": None})
         if item["part"][1] == 1 and joined:
             publish.append(joined)
-    urls = dict(_parallel(store, lambda item: _publish_item(store, settings, task, item), publish))
+    urls = dict(parallel(store, lambda item: publish_item(store, settings, task, item), publish))
     for entry in summary["items"]:
         entry["manifest"] = urls.get(entry["identifier"])
+        entry["withdrawn"] = entry["identifier"] in urls and not urls[entry["identifier"]]
     store.put_json(settings.metadata_bucket, f"{prefix}batches/{number:05}.json", summary)
     if sum(1 for _ in store.list_keys(settings.metadata_bucket, f"{prefix}batches/")) >= batch["batches"]:
         _assemble(store, settings, collection, run, batch["batches"], task, owner)
     _done(store, settings, f"{prefix}completing/{number:05}.json", owner)
 
 
-def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The item with each page's size, if every page is done; failures go in the summary."""
+def with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The item with each page's size, if every page is done or withdrawn (kept, marked, for the pages'
+    positions); failures go in the summary."""
     pages = []
     for page in item["pages"]:
         record = facts.get(page["id"])
-        if record and record["status"] == Status.DONE and record.get("facts"):
+        if record and record["status"] == Status.WITHDRAWN:  # taken down: never painted, not a failure
+            pages.append({**page, "withdrawn": True})
+            summary.setdefault("withdrawn", []).append(page["id"])
+        elif record and record["status"] == Status.DONE and record.get("facts"):
             summary["done"] += 1
             size, versions = record["facts"], record.get("iiif_versions", [3])
             pages.append({**page, "width": size["width"], "height": size["height"], "versions": versions})
@@ -299,13 +329,30 @@ def _with_facts(item: dict[str, Any], facts: dict[str, Any], summary: dict[str, 
     return {**item, "pages": pages} if len(pages) == len(item["pages"]) else None
 
 
-def _publish_item(store: S3Storage, settings: Settings, task: Task, item: dict[str, Any]) -> tuple[str, str]:
-    public = (task.public_base_url or settings.public_base_url).rstrip("/")
+def publish_item(store: S3Storage, settings: Settings, task: Task, item: dict[str, Any]) -> tuple[str, str | None]:
+    """Write the item's manifest without its withdrawn pages: (identifier, URL); an item left with no page has
+    its manifest deleted (URL None) and drops out of the Collection."""
+    url = manifest_url(settings, task, item["identifier"])
     key = f"{task.destination_prefix}/{item['identifier']}/manifest.json"
-    manifest = manifests.item_manifest(item, settings.public_base_url.rstrip("/"), f"{public}/{key}",
-                                       settings.iiif_max_size)  # fmt: skip
+    shown = [page for page in item["pages"] if not page.get("withdrawn")]
+    if not shown:
+        store.delete_keys(settings.tiles_bucket, [key])
+        return item["identifier"], None
+    positions = {page["id"]: n for n, page in enumerate(shown)}
+    properties = dict(item["properties"])
+    for selector in ("thumbnail", "start"):  # page positions: they move when a page before them is withdrawn
+        if selector in properties:
+            chosen = positions.get(item["pages"][properties[selector]]["id"])
+            properties.pop(selector) if chosen is None else properties.update({selector: chosen})
+    item = {**item, "properties": properties, "pages": shown}
+    manifest = manifests.item_manifest(item, settings.public_base_url.rstrip("/"), url, settings.iiif_max_size)
     store.put_bytes(settings.tiles_bucket, key, json.dumps(manifest).encode())
-    return item["identifier"], f"{public}/{key}"
+    return item["identifier"], url
+
+
+def manifest_url(settings: Settings, task: Task, identifier: str) -> str:
+    public = (task.public_base_url or settings.public_base_url).rstrip("/")
+    return f"{public}/{task.destination_prefix}/{identifier}/manifest.json"
 
 
 def _label(item: dict[str, Any]) -> dict[str, list[str]]:
@@ -320,12 +367,31 @@ def _title(item: dict[str, Any]) -> str:
 def _assemble(
     store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task, owner: str
 ) -> None:
-    """Once per run: join split items, publish the Collection if every item is complete, record the outcome."""
+    """Once per run: join split items, publish the Collection if every item is complete, record the outcome.
+
+    Again if an image was withdrawn meanwhile (its listener, finding the run unfinished, leaves the Collection to
+    this): the summaries read may predate the withdrawal's note in them."""
     prefix = _run_prefix(collection, run)
     if not _exclusive(store, settings, f"{prefix}assembly.json", owner):
         return
+    while True:
+        generation = withdrawal_generation(store, settings, prefix)
+        _assemble_once(store, settings, collection, run, count, task)
+        if withdrawal_generation(store, settings, prefix) == generation:
+            break
+    _done(store, settings, f"{prefix}assembly.json", owner)
+
+
+def withdrawal_generation(store: S3Storage, settings: Settings, prefix: str) -> str | None:
+    """The ETag of the run's list of withdrawn images: it moves whenever a withdrawal registers."""
+    found = store.get_json(settings.metadata_bucket, f"{prefix}{WITHDRAWN}")
+    return found[1] if found else None
+
+
+def _assemble_once(store: S3Storage, settings: Settings, collection: str, run: str, count: int, task: Task) -> None:
+    prefix = _run_prefix(collection, run)
     keys = [f"{prefix}batches/{number:05}.json" for number in range(count)]
-    summaries = [found[0] for found in _parallel(store, lambda k: store.get_json(settings.metadata_bucket, k), keys)]
+    summaries = [found[0] for found in parallel(store, lambda k: store.get_json(settings.metadata_bucket, k), keys)]
     urls = {entry["identifier"]: entry["manifest"] for s in summaries for entry in s["items"] if entry["manifest"]}
     parts: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
     for summary in summaries:
@@ -336,32 +402,60 @@ def _assemble(
         for ordered in (sorted(found, key=lambda p: p[0]) for found in parts.values())
         if all(item for _, item in ordered)
     ]
-    urls.update(_parallel(store, lambda item: _publish_item(store, settings, task, item), whole))
-    items = [entry for summary in summaries for entry in summary["items"]]
+    joined = dict(parallel(store, lambda item: publish_item(store, settings, task, item), whole))
+    urls.update({identifier: url for identifier, url in joined.items() if url})
+    dropped = {identifier for identifier, url in joined.items() if not url}
+    items = [
+        {**e, "manifest": urls.get(e["identifier"])}
+        for s in summaries
+        for e in s["items"]
+        if not e.get("withdrawn") and e["identifier"] not in dropped
+    ]
     failures = [failure for summary in summaries for failure in summary["failures"]]
     found = store.get_json(settings.metadata_bucket, collection_key(collection))
     document = found[0] if found and found[0].get("run") == run else _record(collection, None, task, run, [], count)
-    public = (task.public_base_url or settings.public_base_url).rstrip("/")
-    document["urls"] = {"manifests": {i: u for i, u in list(urls.items())[:SHOWN]}, "manifests_total": len(urls)}
-    if len(urls) == len(items) and not failures:
-        key = f"{task.destination_prefix}/collection.json"
-        listing = manifests.collection(
-            f"{public}/{key}", text(task.label or task.collection), [(urls[e["identifier"]], e["label"]) for e in items]
-        )
-        store.put_bytes(settings.tiles_bucket, key, json.dumps(listing).encode())
-        document["urls"]["collection"] = f"{public}/{key}"
+    if all(e["manifest"] for e in items) and not failures:
+        publish_collection(store, settings, task, items, document)
         document.update(status=Status.DONE, error=None)
     else:
+        _list_manifests(document, urls)
         document.update(status=Status.FAILED, error="some images failed: the Collection is not published")
     document.update(
-        progress={"done": sum(s["done"] for s in summaries), "total": document["progress"]["total"]},
+        progress={
+            "done": sum(s["done"] for s in summaries),
+            "total": document["progress"]["total"] - sum(len(s.get("withdrawn", ())) for s in summaries),
+        },
         failures=failures[:SHOWN],
         failures_total=len(failures),
         updated_at=records.now_iso(),
         finished_at=records.now_iso(),
     )
+    registered = store.get_json(settings.metadata_bucket, f"{prefix}{WITHDRAWN}")  # withdrawn since the batches
+    withdrawn = sorted(
+        {*(registered[0]["ids"] if registered else ()), *(i for s in summaries for i in s.get("withdrawn", ()))}
+    )
+    if withdrawn:
+        document.update(withdrawn=withdrawn[:SHOWN], withdrawn_total=len(withdrawn))
     store.put_json(settings.metadata_bucket, collection_key(collection), document)
-    _done(store, settings, f"{prefix}assembly.json", owner)
+
+
+def publish_collection(
+    store: S3Storage, settings: Settings, task: Task, items: list[dict[str, Any]], document: dict[str, Any]
+) -> None:
+    """Write the IIIF Collection of ``items`` (summary entries, each with its manifest's URL) and name it and
+    the manifests in the collection record ``document``."""
+    public = (task.public_base_url or settings.public_base_url).rstrip("/")
+    key = f"{task.destination_prefix}/collection.json"
+    listing = manifests.collection(
+        f"{public}/{key}", text(task.label or task.collection), [(e["manifest"], e["label"]) for e in items]
+    )
+    store.put_bytes(settings.tiles_bucket, key, json.dumps(listing).encode())
+    _list_manifests(document, {e["identifier"]: e["manifest"] for e in items})
+    document["urls"]["collection"] = f"{public}/{key}"
+
+
+def _list_manifests(document: dict[str, Any], urls: dict[str, str]) -> None:
+    document["urls"] = {"manifests": {i: u for i, u in list(urls.items())[:SHOWN]}, "manifests_total": len(urls)}
 
 
 def _exclusive(store: S3Storage, settings: Settings, key: str, owner: str) -> bool:
@@ -450,7 +544,7 @@ def _record(
     }
 
 
-def _parallel(store: S3Storage, call: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+def parallel(store: S3Storage, call: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
     """``call`` on every value on the store's bounded pool, results in order; the first error is raised."""
     futures = [thread_pool(store.workers).submit(call, value) for value in values]
     return [future.result() for future in futures]
