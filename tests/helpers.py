@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import re
 import shutil
 import struct
 import subprocess
@@ -180,3 +181,12 @@ ENCRYPTED_PDF = {
     "trailer": f" /Encrypt 4 0 R /ID [<{'ab' * 16}> <{'ab' * 16}>]",
     "extra_objects": (f"<< /Filter /Standard /V 1 /R 2 /O <{'01' * 32}> /U <{'02' * 32}> /P -4 >>",),
 }
+
+
+def sign_in(client) -> str:
+    """Sign a dashboard test client in with the password tests/web/conftest.py sets; returns its CSRF token."""
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert client.post("/login", data={"password": "open sesame", "csrf": csrf}).status_code == 302
+    home = client.get("/").get_data(as_text=True)  # signing in starts a fresh session, with a fresh token
+    return re.search(r'csrf: "([^"]+)"', home).group(1)

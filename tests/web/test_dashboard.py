@@ -10,27 +10,13 @@ from app.events import handle_s3_event
 from app.ids import image_id_for
 from app.web import create_app
 from config import Settings
-from tests.helpers import exiftool_write, photo
+from tests.helpers import exiftool_write, photo, sign_in
 
 
 def _convert(cloud, key, image=None, suffix=".jpg"):
     cloud.upload(key, image if image is not None else photo(600, 400), suffix)
     for event in cloud.events():
         handle_s3_event(event)
-
-
-@pytest.fixture
-def client(cloud, monkeypatch):
-    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
-    return create_app(Settings.from_env()).test_client()
-
-
-def _sign_in(client):
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/login", data={"password": "open sesame", "csrf": csrf}).status_code == 302
-    home = client.get("/").get_data(as_text=True)  # signing in starts a fresh session, with a fresh token
-    return re.search(r'csrf: "([^"]+)"', home).group(1)
 
 
 def test_images_page_lists_jobs_with_thumbnails_status_and_cost(cloud, client):
@@ -126,7 +112,7 @@ def test_read_only_without_a_password(cloud, monkeypatch):
 
 def test_uploads_need_sign_in_and_csrf(cloud, client):
     assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 401
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     assert client.post("/api/uploads", json={"filename": "x.jpg"}).status_code == 400  # no CSRF token
     form = client.post(
         "/api/uploads", json={"filename": "new scan.tif", "content_type": "image/tiff"}, headers={"X-CSRF-Token": csrf}
@@ -158,7 +144,7 @@ def test_uploads_need_sign_in_and_csrf(cloud, client):
     ],
 )
 def test_upload_names_that_could_hide_or_escape_answer_400(cloud, client, filename):
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     answer = client.post(
         "/api/uploads", json={"filename": filename, "content_type": "image/jpeg"}, headers={"X-CSRF-Token": csrf}
     )
@@ -169,7 +155,7 @@ def test_upload_names_that_could_hide_or_escape_answer_400(cloud, client, filena
 def test_upload_forms_are_for_accepted_media_types_and_sizes_only(cloud, client, monkeypatch):
     monkeypatch.setenv("UPLOAD_MAX_BYTES", "1000")
     limited = create_app(Settings.from_env()).test_client()
-    csrf = _sign_in(limited)
+    csrf = sign_in(limited)
 
     def ask(**body):
         return limited.post("/api/uploads", json={"filename": "scan.jpg", **body}, headers={"X-CSRF-Token": csrf})
@@ -189,7 +175,7 @@ def test_upload_forms_are_for_accepted_media_types_and_sizes_only(cloud, client,
 def test_an_upload_form_never_names_an_existing_key(cloud, client, monkeypatch):
     from app.web import catalog
 
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
 
     def ask():
         return client.post(
@@ -223,7 +209,7 @@ def test_retry_resubmits_a_failed_job_through_the_event_path(cloud, client, monk
     monkeypatch.undo()
     assert cloud.record("flaky")["status"] == "retrying"
 
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     assert client.post("/images/flaky/retry", data={"csrf": "wrong"}).status_code == 400
     response = client.post("/images/flaky/retry", data={"csrf": csrf})
     assert response.status_code == 302

@@ -10,18 +10,10 @@ import pytest
 from app.errors import TransientError
 from app.events import handle_s3_event
 from app.storage.s3 import S3Storage
-from app.web import create_app
-from config import Settings
-from tests.helpers import photo
+from tests.helpers import photo, sign_in
 
 
-@pytest.fixture
-def client(cloud, monkeypatch):
-    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
-    return create_app(Settings.from_env()).test_client()
-
-
-def _sign_in(client) -> str:
+def sign_in(client) -> str:
     page = client.get("/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     assert client.post("/login", data={"password": "open sesame", "csrf": csrf}).status_code == 302
@@ -61,7 +53,7 @@ def test_dead_letters_are_listed_with_their_key_first_failure_attempts_and_error
 def test_a_redrive_needs_a_sign_in_and_the_csrf_token_then_the_job_completes(cloud, client, monkeypatch):
     _dead_letter(cloud, monkeypatch)
     assert client.post("/dead-letters/redrive").status_code == 401
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     assert client.post("/dead-letters/redrive", data={"csrf": "forged"}).status_code == 400
     assert (
         cloud.sqs.get_queue_attributes(

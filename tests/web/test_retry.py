@@ -1,6 +1,5 @@
 """The dashboard's retry of a stalled job: a running or queued job whose record stopped moving is sent again."""
 
-import re
 import types
 
 import pytest
@@ -10,23 +9,7 @@ from app.events import handle_s3_event
 from app.model import SourceRef
 from app.records import Journal
 from app.storage.s3 import S3Storage
-from app.web import create_app
-from config import Settings
-from tests.helpers import journals_settled, photo
-
-
-@pytest.fixture
-def client(cloud, monkeypatch):
-    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
-    return create_app(Settings.from_env()).test_client()
-
-
-def _sign_in(client) -> str:
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/login", data={"password": "open sesame", "csrf": csrf}).status_code == 302
-    home = client.get("/").get_data(as_text=True)  # signing in starts a fresh session, with a fresh token
-    return re.search(r'csrf: "([^"]+)"', home).group(1)
+from tests.helpers import journals_settled, photo, sign_in
 
 
 def _died_converting(cloud, monkeypatch, clock, event) -> str:
@@ -59,7 +42,7 @@ def test_a_stalled_job_is_retried_from_the_dashboard_and_completes_but_a_live_on
     (event,) = cloud.events()
     status = stall(cloud, monkeypatch, clock, event)
     assert cloud.record("img")["status"] == status
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
 
     clock.advance(cloud.settings.stale_after_seconds - 1)  # quiet, but not for long enough: it may still be alive
     page = client.post("/images/img/retry", data={"csrf": csrf}, follow_redirects=True).get_data(as_text=True)

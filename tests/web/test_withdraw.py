@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from app import records
 from app.events import handle_s3_event
 from app.ids import distinct_id
@@ -14,26 +12,12 @@ from app.records import Journal
 from app.storage.s3 import S3Storage
 from app.web import create_app
 from config import Settings
-from tests.helpers import journals_settled, photo
-
-
-@pytest.fixture
-def client(cloud, monkeypatch):
-    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
-    return create_app(Settings.from_env()).test_client()
+from tests.helpers import journals_settled, photo, sign_in
 
 
 def _convert(cloud, key, body=None):
     cloud.upload(key, body if body is not None else photo(600, 400))
     return [handle_s3_event(event) for event in cloud.events()]
-
-
-def _sign_in(client) -> str:
-    page = client.get("/login").get_data(as_text=True)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-    assert client.post("/login", data={"password": "open sesame", "csrf": csrf}).status_code == 302
-    home = client.get("/").get_data(as_text=True)  # signing in starts a fresh session, with a fresh token
-    return re.search(r'csrf: "([^"]+)"', home).group(1)
 
 
 def _text(html: str) -> str:
@@ -43,7 +27,7 @@ def _text(html: str) -> str:
 def test_a_signed_in_user_withdraws_an_image_after_a_confirmation_step_and_the_source_stays(cloud, client):
     _convert(cloud, "maps/sheet.jpg")
     assert cloud.tiles("maps/sheet")
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     page = client.get("/images/maps/sheet").get_data(as_text=True)
     assert 'href="/withdraw/maps/sheet"' in page  # a link to the confirmation, not a one-click form
 
@@ -78,7 +62,7 @@ def test_a_signed_in_user_withdraws_an_image_after_a_confirmation_step_and_the_s
 
 def test_the_withdrawal_names_who_the_identity_provider_signed_in(cloud, client):
     _convert(cloud, "a.jpg")
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     client.post("/withdraw/a", data={"csrf": csrf, "reason": "sensitive"}, environ_base={"REMOTE_USER": "j.archivist"})
     assert cloud.record("a")["withdrawn"]["by"] == "j.archivist"
 
@@ -106,7 +90,7 @@ def test_an_image_being_converted_answers_409_and_nothing_is_withdrawn(cloud, cl
     assert records.claim(store, cloud.settings.metadata_bucket, "a", ref, "worker", 120) == records.Claim.OURS
     Journal(store, cloud.settings.metadata_bucket, "a", ref, "lambda", "worker", published=published).phase("convert")
     journals_settled()
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
 
     answer = client.post("/withdraw/a", data={"csrf": csrf, "reason": "rights"})
 
@@ -152,7 +136,7 @@ def test_a_converting_new_version_shows_the_published_one_with_a_notice(cloud, c
 
 
 def test_a_refused_twin_names_the_key_that_holds_the_id(cloud, client):
-    _sign_in(client)
+    sign_in(client)
     _convert(cloud, "x.jpg")
     _convert(cloud, "x.png", photo(300, 200).write_to_buffer(".png"))
     twin = distinct_id("x.png")
@@ -168,7 +152,7 @@ def test_a_withdrawn_image_is_published_again_only_by_a_changed_upload(cloud, cl
     """What the withdrawn page promises: the same file again changes nothing, a changed one is published."""
     original = photo(600, 400).write_to_buffer(".jpg")
     _convert(cloud, "a.jpg", original)
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     client.post("/withdraw/a", data={"csrf": csrf, "reason": "rights"})
 
     assert _convert(cloud, "a.jpg", original) == [{"handled": 1, "ignored": 0, "statuses": ["duplicate"]}]
@@ -181,7 +165,7 @@ def test_a_withdrawn_image_is_published_again_only_by_a_changed_upload(cloud, cl
 def test_a_withdrawn_image_whose_source_was_kept_is_published_again_on_request(cloud, client):
     _convert(cloud, "a.jpg")
     published = cloud.tiles("a")
-    csrf = _sign_in(client)
+    csrf = sign_in(client)
     client.post("/withdraw/a", data={"csrf": csrf, "reason": "rights check"})
     assert cloud.tiles("a") == set() and "Publish again" in client.get("/images/a").get_data(as_text=True)
 
