@@ -95,3 +95,12 @@ def test_a_failed_invalidation_is_logged_and_the_image_still_published(cloud, di
         _convert(cloud, "plan.jpg", photo(600, 400))
     assert cloud.record("plan")["status"] == "done"
     assert "aws cloudfront create-invalidation --distribution-id ENOSUCHDISTRIBUTION --paths /plan.dzi" in caplog.text
+
+
+def test_a_withdrawn_image_is_invalidated(cloud, distribution):
+    _convert(cloud, "maps/plan.jpg", photo(700, 500))
+    cloud.s3.delete_object(Bucket="tiler-source", Key="maps/plan.jpg")
+    for event in cloud.events():
+        assert handle_s3_event(event)["statuses"] == ["withdrawn"]
+    (batch,) = invalidations(distribution)
+    assert batch["Paths"]["Items"] == ["/maps/plan.dzi", "/maps/plan_files/*", "/maps/plan/*", "/iiif/2/maps/plan/*"]
