@@ -283,8 +283,9 @@ def _run(
             journal.phase("publish", 0, objects)
             publish_started = time.perf_counter()
             stored = publisher.publish(conversion, on_progress=journal.progress, early=early)
-        keep = {key for phase in conversion.phases() if phase.destination == "tiles" for _, key in phase.files}
-        takedown.prune(store, settings.tiles_bucket, image_id, keep)
+        if previous:  # an image never recorded has nothing published; any earlier attempt left its record first
+            keep = {key for phase in conversion.phases() if phase.destination == "tiles" for _, key in phase.files}
+            takedown.prune(store, settings.tiles_bucket, image_id, keep)
         if previous and previous.get("kind") == "item":  # a document replaced by a single image
             for page in previous.get("pages") or ():
                 takedown.retire(store, settings, page["id"])
