@@ -154,8 +154,15 @@ class S3Storage:
         for start in range(0, len(keys), 1000):
             self.count("write")
             with classified():
-                self.s3.delete_objects(
+                answer = self.s3.delete_objects(
                     Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True}
+                )
+            refused = answer.get("Errors") or []  # S3 answers 200 and lists each key it did not delete
+            if refused:
+                first = refused[0]
+                raise TransientError(
+                    f"S3 did not delete {len(refused)} of {len(keys[start : start + 1000])} objects in {bucket}: "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
                 )
 
     def list_keys(self, bucket: str, prefix: str) -> Iterator[str]:

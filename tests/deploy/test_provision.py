@@ -90,13 +90,13 @@ def test_roles_are_least_privilege(deployment):
         role: iam.get_role_policy(RoleName=role, PolicyName="tiler")["PolicyDocument"]
         for role in (names.lambda_role, names.job_role, names.execution_role)
     }
-    stage_buckets = {f"arn:aws:s3:::{b}" for b in names.buckets} | {f"arn:aws:s3:::{b}/*" for b in names.buckets}
+    stage_buckets = {f"arn:aws:s3:::{b}" for b in names.buckets}
     for role, policy in policies.items():
         assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
         for statement in policy["Statement"]:
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             if any(action.startswith("s3:") for action in statement["Action"]):
-                assert set(resources) <= stage_buckets, f"{role} reaches beyond the stage's buckets"
+                assert all(r.split("/", 1)[0] in stage_buckets for r in resources), f"{role} reaches beyond them"
     submitters = {
         role: s["Resource"]
         for role, policy in policies.items()
@@ -114,7 +114,12 @@ def test_roles_are_least_privilege(deployment):
         for a in s["Action"]
         if f"arn:aws:s3:::{names.source_bucket}/*" in str(s["Resource"])
     }
-    assert job_s3 == {"s3:GetObject"}, "the Batch job only reads the source bucket"
+    assert job_s3 == {"s3:GetObject"}, "the Batch job only reads the source bucket's uploads"
+    pages = {
+        role: {a for s in policies[role]["Statement"] for a in s["Action"] if "/pages/*" in str(s["Resource"])}
+        for role in (names.lambda_role, names.job_role)
+    }
+    assert pages == dict.fromkeys(pages, {"s3:PutObject", "s3:DeleteObject"}), "a document's pages, and only they"
     trust = iam.get_role(RoleName=names.lambda_role)["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": ["lambda.amazonaws.com", "apigateway.amazonaws.com"]}
 
@@ -348,3 +353,18 @@ def test_alarms_notify_the_topic_or_address_given(deployment):
     deployment.provision(alarm_topic="arn:aws:sns:eu-west-1:123456789012:ops")
     again = aws.client("cloudwatch").describe_alarms(AlarmNamePrefix=names.function)["MetricAlarms"]
     assert all(a["AlarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:ops"] for a in again)
+
+
+def test_both_roles_may_write_and_delete_the_page_sources_their_jobs_do(deployment):
+    """A document's job (on Lambda, or on AWS Batch when splitting needs longer) uploads one source per page under
+    pages/, deletes an earlier version's, and a takedown deletes them all: on a real account, the role must
+    allow it (S3's DeleteObjects answers 200 and lists AccessDenied per key, so nothing else would say so)."""
+    deployment.provision()
+    aws, names = deployment.aws, deployment.names
+    page = f"arn:aws:s3:::{names.source_bucket}/pages/box/ledger/p0001@0123abcd.pdf"
+    upload = f"arn:aws:s3:::{names.source_bucket}/box/ledger.pdf"
+    for role in (names.lambda_role, names.job_role):
+        _, policies = iam.role_documents(aws, names.role_arn(role))
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            assert iam.allows(policies, action, page), f"{role} may not {action} a page source"
+        assert not iam.allows(policies, "s3:DeleteObject", upload), f"{role} may delete what people uploaded"

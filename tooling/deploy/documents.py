@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.ids import PAGES_PREFIX
 from app.iiif import serving
 from tooling.deploy.stage import Names
 
@@ -62,6 +63,9 @@ PRIVATE = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy
 PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}  # no ACLs, one policy
 # Large outputs (the serving TIFF) go up in parts: aborting a failed multipart upload is part of writing.
 WRITE_OUTPUTS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+# Under pages/ of the source bucket, a document's job writes one source per page and deletes an earlier version's,
+# and a takedown deletes them all: on Lambda, or on AWS Batch when splitting takes longer. Nothing else is deleted.
+WRITE_PAGES = ["s3:PutObject", "s3:DeleteObject"]
 ABORT_INCOMPLETE_UPLOADS = {
     "ID": LIFECYCLE_RULE_ID,
     "Status": "Enabled",
@@ -166,7 +170,8 @@ def lambda_policy(names: Names) -> dict[str, Any]:
     return _policy(
         # API Gateway, holding this role, invokes the function (and any alias or version Zappa points it at).
         _allow(["lambda:InvokeFunction"], [names.function_arn, f"{names.function_arn}:*"]),
-        _allow(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{names.source_bucket}/*"),
+        _allow(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{names.source_bucket}/*"),  # read, copy in place
+        _allow(WRITE_PAGES, f"arn:aws:s3:::{names.source_bucket}/{PAGES_PREFIX}*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),
         _allow(["s3:ListBucket"], [f"arn:aws:s3:::{b}" for b in names.buckets]),  # 404, not 403, for a gone source
@@ -225,6 +230,7 @@ def queue_policy(names: Names) -> dict[str, Any]:
 def job_policy(names: Names) -> dict[str, Any]:
     return _policy(
         _allow(["s3:GetObject"], f"arn:aws:s3:::{names.source_bucket}/*"),
+        _allow(WRITE_PAGES, f"arn:aws:s3:::{names.source_bucket}/{PAGES_PREFIX}*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.tiles_bucket}/*"),
         _allow(WRITE_OUTPUTS, f"arn:aws:s3:::{names.metadata_bucket}/*"),
         _allow(["s3:ListBucket"], [f"arn:aws:s3:::{b}" for b in names.buckets]),
