@@ -92,7 +92,8 @@ def measure(ctx: Context) -> Section:
     )
     if str(ctx.repo) not in sys.path:
         sys.path.insert(0, str(ctx.repo))
-    from tooling.local_stack import TILES_CORS, public_read
+    from tooling.deploy.documents import TILES_CORS
+    from tooling.local_stack import public_read
 
     cache = ctx.repo / "bench" / "data" / f"iiif-{image.key}"
     tiles_dir = _prepare(ctx, image, cache)

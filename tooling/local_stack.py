@@ -23,27 +23,12 @@ import boto3
 
 from app import events
 from config import Settings
+from tooling.deploy import documents, queues  # the buckets' CORS and event wiring, as provisioned
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "tiler-source-events"
 DEAD_LETTER_QUEUE_NAME = "tiler-source-events-dead"
-EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]  # removals too: a deleted source is taken down
-TILES_CORS = {
-    "CORSRules": [
-        {
-            "AllowedOrigins": ["*"],
-            "AllowedMethods": ["GET", "HEAD"],
-            "AllowedHeaders": ["*"],
-            "ExposeHeaders": ["ETag", "Content-Length"],
-            "MaxAgeSeconds": 86400,
-        }
-    ]
-}
-
-UPLOAD_CORS = {
-    "CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3600}]
-}  # the dashboard's presigned POST uploads
 
 
 def public_read(bucket: str) -> dict:
@@ -83,11 +68,11 @@ class LocalStack:
         """Create the three buckets, the tiles bucket's CORS rules, the queues and source-bucket notifications."""
         for bucket in (self.settings.source_bucket, self.settings.tiles_bucket, self.settings.metadata_bucket):
             self.s3.create_bucket(Bucket=bucket)
-        self.s3.put_bucket_cors(Bucket=self.settings.tiles_bucket, CORSConfiguration=TILES_CORS)
+        self.s3.put_bucket_cors(Bucket=self.settings.tiles_bucket, CORSConfiguration=documents.TILES_CORS)
         self.s3.put_bucket_policy(
             Bucket=self.settings.tiles_bucket, Policy=json.dumps(public_read(self.settings.tiles_bucket))
         )
-        self.s3.put_bucket_cors(Bucket=self.settings.source_bucket, CORSConfiguration=UPLOAD_CORS)
+        self.s3.put_bucket_cors(Bucket=self.settings.source_bucket, CORSConfiguration=documents.UPLOAD_CORS)
         self.dead_letter_queue_url = self.sqs.create_queue(QueueName=self.dead_letter_queue_name)["QueueUrl"]
         redrive = {
             "deadLetterTargetArn": self._arn(self.dead_letter_queue_url),
@@ -103,7 +88,9 @@ class LocalStack:
         self.queue_arn = self._arn(self.queue_url)
         self.s3.put_bucket_notification_configuration(
             Bucket=self.settings.source_bucket,
-            NotificationConfiguration={"QueueConfigurations": [{"QueueArn": self.queue_arn, "Events": EVENTS}]},
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": self.queue_arn, "Events": queues.NOTIFIED_EVENTS}]
+            },
         )
 
     def attach(self) -> None:
