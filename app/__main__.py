@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.errors import InputError, TilerError
-from app.ids import image_id_for, is_valid_id
+from app.errors import TilerError
+from app.ids import is_valid_id
 from config import Settings
 
 SECRET_SETTINGS = {"dashboard_password", "dashboard_password_hash", "secret_key"}
@@ -166,8 +165,8 @@ def _hash_password(args: argparse.Namespace, settings: Settings, parser: argpars
 
 
 def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:
+    from app.cli_convert import convert_files
     from app.cli_progress import ConversionProgress
-    from app.pipeline import convert
     from app.storage.local import LocalStorage
 
     if args.image_id and len(args.images) > 1:
@@ -177,31 +176,8 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
     if args.base_url:
         settings = settings.with_overrides(public_base_url=args.base_url)
     storage = LocalStorage(args.tiles_dir, args.metadata_dir)
-    failures = 0
     with ConversionProgress(len(args.images)) as progress:
-        for src in args.images:
-            image_id = args.image_id or image_id_for(src.name)
-            progress.start(src.name)
-            started = time.perf_counter()
-            try:
-                with storage.staging() as stage:
-                    document = _document(src, settings)
-                    if document:
-                        _convert_document(src, document, stage, storage, settings, image_id, progress)
-                        continue
-                    conversion = convert(src, stage, settings, image_id, on_progress=progress.on_progress)
-                    storage.publish(conversion)
-            except TilerError as error:
-                failures += 1
-                kind = "rejected" if isinstance(error, InputError) else "failed"
-                progress.write(f"error: {src}: {kind}: {error}", err=True)
-                continue
-            facts = conversion.facts
-            progress.write(
-                f"{src} -> {image_id}: {facts.width}x{facts.height} {facts.format}, "
-                f"{len(conversion.tiles)} tiles in {time.perf_counter() - started:.2f}s"
-                + (f" (metadata partial: {conversion.metadata_partial})" if conversion.metadata_partial else "")
-            )
+        failures = convert_files(args.images, storage, settings, args.image_id, progress)
     done = len(args.images) - failures
     print(f"{done} of {len(args.images)} converted. Tiles: {args.tiles_dir}/  Metadata: {args.metadata_dir}/")
     if done:
@@ -217,54 +193,6 @@ def _convert(args: argparse.Namespace, settings: Settings, parser: argparse.Argu
             f"{infos} in any IIIF viewer, or ID.dzi in OpenSeadragon."
         )
     return 1 if failures else 0
-
-
-def _document(src: Path, settings: Settings):
-    """The document ``src`` holds (a PDF, a multi-page TIFF), or None for an image."""
-    from app.pipeline.inspect import checked_format
-    from app.pipeline.pages import inspect_document
-
-    return inspect_document(src, checked_format(src, settings.allowed_formats), settings)
-
-
-def _convert_document(src: Path, document, stage: Path, storage, settings: Settings, item_id: str, progress) -> None:
-    """Each page as an image (ITEM/p0001 ...), then the item's manifest, written last and only if every page
-    converted."""
-    import json
-
-    from app.ids import page_id
-    from app.pipeline import convert
-    from app.pipeline.manifest import document_manifest
-    from app.pipeline.pages import split
-
-    started, pages = time.perf_counter(), []
-    for page, file in zip(document.pages, split(src, document, stage / "pages"), strict=True):
-        conversion = convert(
-            file,
-            stage / f"page-{page.number}",
-            settings,
-            page_id(item_id, page.number),
-            on_progress=progress.on_progress,
-            source_name=f"{src.stem} p{page.number}",
-        )
-        storage.publish(conversion)
-        pages.append((conversion.image_id, page.label, conversion.facts.width, conversion.facts.height))
-    manifest = document_manifest(
-        settings.public_base_url.rstrip("/"),
-        item_id,
-        document.title or src.stem,
-        pages,
-        settings.iiif_max_size,
-        document.summary,
-        document.creator,
-    )
-    staged = stage / "manifest.json"
-    staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
-    storage.publish_file(staged, f"{item_id}/manifest.json")
-    progress.write(
-        f"{src} -> {item_id}: {len(pages)} pages ({document.format}), each an image ({item_id}/p0001 ...), "
-        f"and {item_id}/manifest.json in {time.perf_counter() - started:.2f}s"
-    )
 
 
 def _demo(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> int:

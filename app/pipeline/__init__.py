@@ -7,10 +7,13 @@ CLI share. It writes ``out_dir/tiles/...`` in the public output layout and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -46,13 +49,31 @@ def convert(
     on_progress: Progress | None = None,
     source_name: str | None = None,
     on_tile: TileReady | None = None,
+    tiling_turn: AbstractContextManager | None = None,
 ) -> Conversion:
     """Convert ``src`` into ``out_dir``; raise an ``InputError`` for files we will not convert.
 
     ``source_name`` is the name people know the file by (an S3 key's last part), when ``src`` is a download.
     ``on_tile(path, public_paths)`` hears of each tile as soon as it is final, so publishing can start early;
     with it, ``out_dir`` holds each tile once, under its Deep Zoom path only.
+    ``tiling_turn`` is held while the file is inspected and tiled: a caller converting several images at once
+    (the CLI) gives each a turn at one lock, so one tiles while the one before writes its sizes and descriptors.
     """
+    with contextlib.ExitStack() as turn:  # the turn covers inspecting too, so a refusal is told in turn
+        turn.enter_context(tiling_turn or contextlib.nullcontext())
+        return _convert(src, out_dir, settings, image_id, on_progress, source_name, on_tile, turn.close)
+
+
+def _convert(
+    src: Path,
+    out_dir: Path,
+    settings: Settings,
+    image_id: str,
+    on_progress: Progress | None,
+    source_name: str | None,
+    on_tile: TileReady | None,
+    tiled: Callable[[], None],
+) -> Conversion:
     clock = _Clock()
     source_name = source_name or src.name
     image, facts = open_image(
@@ -83,6 +104,7 @@ def convert(
             on_progress,
             with_names(tiles_root, names, on_tile) if on_tile else None,
         )
+        tiled()
         if folders_made:
             folders_made.result()
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None

@@ -139,24 +139,27 @@ def write_sizes(
     versions: Sequence[int] = (3,),
 ) -> list[str]:
     """Write ``full/max`` and every declared full-image size not already a tile, in each version's canonical
-    form; return the new paths. Each size is encoded once: its other names are hard links to the same bytes.
+    form; return the new paths. A size that fits in one tile is its Deep Zoom level's tile; a larger one is
+    stitched from its level's tiles and encoded once, progressive (about a tenth smaller than baseline, and
+    it shows at once on a slow link); its other names are hard links to the same bytes.
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
     """
     top = grid.max_dz_level(width, height)
     file_of = {iiif_path: dz_path for dz_path, iiif_paths in names.items() for iiif_path in iiif_paths}
-    whole = (0, 0, width, height)
     written, largest = [], None
     for scale, w, h in grid.declared_sizes(width, height, bound):
         wanted = [path for version in versions for path in _size_paths(version, image_id, width, height, w, h)]
-        as_tiles = [grid.image_path(image_id, width, height, whole, (w, h), version) for version in versions]
-        encoded = next((file_of[path] for path in wanted + as_tiles if path in file_of), None)
-        new = [path for path in wanted if path not in file_of]  # a single-tile level's tile is this size already
+        level_dir = f"{image_id}_files/{top - int(math.log2(scale))}"
+        single_tile = f"{level_dir}/0_0.jpg" if max(w, h) <= tile_size else None  # a level in one Deep Zoom tile
+        encoded = single_tile
+        new = [path for path in wanted if path not in file_of]  # a single-tile IIIF level's tile is this size already
         for path in new:
             (tiles_root / path).parent.mkdir(parents=True, exist_ok=True)
             if encoded is None:
-                level_dir = tiles_root / f"{image_id}_files" / str(top - int(math.log2(scale)))
-                _stitch(level_dir, w, h, tile_size).jpegsave(str(tiles_root / path), Q=quality, keep="none")
+                _stitch(tiles_root / level_dir, w, h, tile_size).jpegsave(
+                    str(tiles_root / path), Q=quality, keep="none", interlace=True
+                )
                 encoded = path
             else:
                 _link(tiles_root / encoded, tiles_root / path)

@@ -173,3 +173,32 @@ def test_reconverting_without_2_1_removes_the_2_1_service_and_keeps_nested_ids(t
     v2 = tmp_path / "out" / "tiles" / "iiif/2/box"
     assert sorted(path.name for path in v2.iterdir()) == ["letter"]
     assert (v2 / "letter/info.json").exists() and (tmp_path / "out/tiles/box/info.json").exists()
+
+
+def test_sizes_are_level_tiles_or_one_progressive_encode(tmp_path, settings):
+    """A declared size that fits in one tile is its Deep Zoom level's tile (no second encode); a larger one is
+    stitched once, progressive, and full/max is the same file."""
+    _, tiles = _convert_photo(tmp_path, settings, width=2500, height=2000, image_id="page")
+    info = json.loads((tiles / "page/info.json").read_text())
+    top = grid.max_dz_level(2500, 2000)
+    largest = tiles / "page/full/1250,1000/0/default.jpg"
+    assert [(s["width"], s["height"]) for s in info["sizes"]] == [
+        (79, 63),
+        (157, 125),
+        (313, 250),
+        (625, 500),
+        (1250, 1000),
+    ]
+    for size in info["sizes"]:
+        path = tiles / f"page/full/{size['width']},{size['height']}/0/default.jpg"
+        image = pyvips.Image.new_from_file(str(path))
+        assert (image.width, image.height) == (size["width"], size["height"])
+        level = top - round(math.log2(2500 / size["width"]))
+        if max(size["width"], size["height"]) <= 512:
+            assert os.path.samefile(path, tiles / f"page_files/{level}/0_0.jpg")
+        else:
+            assert image.get("interlaced") == 1
+            assert not any(p.samefile(path) for p in (tiles / f"page_files/{level}").iterdir())
+    assert os.path.samefile(tiles / "page/full/max/0/default.jpg", largest)
+    tile = pyvips.Image.new_from_file(str(tiles / f"page_files/{top}/0_0.jpg"))
+    assert tile.get_typeof("interlaced") == 0 or tile.get("interlaced") == 0  # tiles stay baseline: dzsave's own

@@ -1,0 +1,99 @@
+"""The CLI's batch: one image tiles while the one before writes its sizes; results land in the files' order."""
+
+import threading
+
+import pytest
+import pyvips
+
+import app.pipeline as pipeline
+from app.cli_convert import convert_files
+from app.cli_progress import ConversionProgress
+from app.storage.local import LocalStorage
+from tests.helpers import photo, solid
+
+WAIT = 30  # seconds: only a broken overlap ever waits this long
+
+
+def _files(tmp_path, count):
+    paths = []
+    for index in range(count):
+        path = tmp_path / "in" / f"page-{index}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        photo(900, 700).jpegsave(str(path))
+        paths.append(path)
+    return paths
+
+
+def test_the_next_image_tiles_while_the_one_before_writes_its_sizes(tmp_path, settings, monkeypatch):
+    """Deterministic: image 0 may finish its sizes only once image 1 is tiling; never two tiling at once."""
+    tiling, most = [], []
+    second_tiling = threading.Event()
+    real_tile, real_sizes = pipeline.write_deep_zoom, pipeline.write_sizes
+
+    def tile(image, root, image_id, *args):
+        tiling.append(image_id)
+        most.append(len(tiling))
+        if image_id == "page-1":
+            second_tiling.set()
+        try:
+            return real_tile(image, root, image_id, *args)
+        finally:
+            tiling.remove(image_id)
+
+    def sizes(root, image_id, *args):
+        if image_id == "page-0":
+            assert second_tiling.wait(WAIT), "image 1 did not tile while image 0 wrote its sizes"
+        return real_sizes(root, image_id, *args)
+
+    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
+    monkeypatch.setattr(pipeline, "write_sizes", sizes)
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(3) as progress:
+        failures = convert_files(_files(tmp_path, 3), storage, settings, None, progress)
+
+    assert failures == 0 and max(most) == 1
+    for index in range(3):
+        assert (tmp_path / "tiles" / f"page-{index}" / "info.json").is_file()
+        assert (tmp_path / "tiles" / f"page-{index}" / "full" / "max" / "0" / "default.jpg").is_file()
+    assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
+
+
+def test_files_of_one_id_publish_in_the_order_given_and_failures_are_told_in_turn(tmp_path, settings, capsys):
+    """Two files named alike (one id) and a damaged one between them: the later file's pixels are published,
+    whichever conversion finished first, and each file is announced in the order given."""
+    red, blue = tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"
+    for path, colour in ((red, [200, 30, 30]), (blue, [30, 30, 200])):
+        path.parent.mkdir()
+        solid(600, 400, colour).jpegsave(str(path))
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(red.read_bytes()[:2000])
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(3) as progress:
+        failures = convert_files([red, damaged, blue], storage, settings, None, progress)
+
+    assert failures == 1
+    published = pyvips.Image.new_from_file(str(tmp_path / "tiles" / "x" / "full" / "max" / "0" / "default.jpg"))
+    assert published(300, 200)[2] > 150 and published(300, 200)[0] < 80  # blue, the later file
+    err = capsys.readouterr().err
+    assert err.index("[1/3] x.jpg") < err.index("[2/3] damaged.jpg") < err.index("[3/3] x.jpg")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {damaged}: rejected: the pixel data is damaged")
+
+
+def test_an_interrupted_batch_leaves_no_staging_folder(tmp_path, settings, monkeypatch):
+    """Ctrl-C while an image converts: the conversions in flight finish, then every staging folder goes."""
+    real_sizes = pipeline.write_sizes
+
+    def interrupted(root, image_id, *args):
+        result = real_sizes(root, image_id, *args)
+        if image_id == "page-1":
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(pipeline, "write_sizes", interrupted)
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with pytest.raises(KeyboardInterrupt), ConversionProgress(4) as progress:
+        convert_files(_files(tmp_path, 4), storage, settings, None, progress)
+    assert (tmp_path / "tiles" / "page-0" / "info.json").is_file()
+    assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
+    assert not (tmp_path / "tiles" / "page-3").exists()
