@@ -140,8 +140,8 @@ def write_sizes(
 ) -> list[str]:
     """Write ``full/max`` and every declared full-image size not already a tile, in each version's canonical
     form; return the new paths. A size that fits in one tile is its Deep Zoom level's tile; a larger one is
-    stitched from its level's tiles and encoded once, progressive (about a tenth smaller than baseline, and
-    it shows at once on a slow link); its other names are hard links to the same bytes.
+    stitched from its level's tiles and encoded once, with optimised Huffman tables (about 7% smaller, the same
+    pixels); its other names are hard links to the same bytes.
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
     """
@@ -158,7 +158,7 @@ def write_sizes(
             (tiles_root / path).parent.mkdir(parents=True, exist_ok=True)
             if encoded is None:
                 _stitch(tiles_root / level_dir, w, h, tile_size).jpegsave(
-                    str(tiles_root / path), Q=quality, keep="none", interlace=True
+                    str(tiles_root / path), Q=quality, keep="none", optimize_coding=True
                 )
                 encoded = path
             else:
