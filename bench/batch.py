@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -36,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from proc import ProcessStats, run_measured
-from results import Column, Context, Section, Target, summary
+from results import Column, Context, Section, Target, set_aside, summary
 
+REPO = Path(__file__).resolve().parent.parent
 SECTION = "batch"  # what run.py's --only selects
 IMAGE_KEYS: tuple[str, ...] = ()  # makes its own inputs
 PAGES, WIDTH, HEIGHT = 50, 2500, 2000
@@ -82,8 +82,6 @@ def measure(ctx: Context) -> Section:
     for index in range(ctx.runs):
         for side in SIDES if index % 2 == 0 else SIDES[::-1]:
             records[side].append(_run(ctx, pages, work, side, index))
-    if not ctx.keep:  # only now: a tree deleted just before a run slows that run's mkdirs (see tiling._fresh_dir)
-        shutil.rmtree(work, ignore_errors=True)
     reference = statistics.median(r["seconds"] for r in records["reference"])
     for side in SIDES:
         seconds = summary([r["seconds"] for r in records[side]])
@@ -146,7 +144,7 @@ def _pages(ctx: Context, folder: Path) -> list[Path]:
 
 def _run(ctx: Context, pages: list[Path], work: Path, side: str, index: int) -> dict[str, Any]:
     out = work / f"{side}-{index + 1}"
-    shutil.rmtree(out, ignore_errors=True)
+    set_aside(ctx, out)  # nothing is deleted until the last measurement: see results.set_aside
     (out / "tiles").mkdir(parents=True)
     if side == "reference":
         cmd = [ctx.python, "-c", REFERENCE_SCRIPT, str(out / "tiles"), *map(str, pages)]
@@ -178,28 +176,40 @@ def _env(side: str, out: Path) -> dict[str, str]:
 
 def stored(out: Path, side: str) -> dict[str, Any]:
     """What a run leaves, as S3 would store it: every file under every name it has (a hard-linked IIIF tile is a
-    second object), in bytes; ``tile_bytes`` are the tile objects alone (Deep Zoom tiles and their IIIF names),
-    ``by_kind`` the rest by what it is."""
-    dz_inodes: set[tuple[int, int]] = set()
-    files: list[tuple[Path, os.stat_result]] = []
-    for path in (out / "tiles").rglob("*"):
-        if path.is_file():
-            info = path.stat()
-            files.append((path, info))
-            if "_files" in path.parent.parent.name and path.suffix == ".jpg":
-                dz_inodes.add((info.st_dev, info.st_ino))
-    for path in (out / "metadata").rglob("*") if (out / "metadata").is_dir() else ():
-        if path.is_file():
-            files.append((path, path.stat()))
+    second object), in bytes; ``tile_bytes`` are the tile objects alone (the Deep Zoom tiles and the IIIF tiles'
+    names, as ``app.pipeline.tiles.iiif_names`` gives them), ``by_kind`` the rest by what it is."""
+    tile_names = _tile_names(out / "tiles")
+    files = [path for folder in (out / "tiles", out / "metadata") if folder.is_dir() for path in folder.rglob("*")]
     by_kind: dict[str, int] = {}
-    tile_bytes = 0
-    for path, info in files:
-        if (info.st_dev, info.st_ino) in dz_inodes:
-            tile_bytes += info.st_size
+    tile_bytes = objects = 0
+    for path in files:
+        if not path.is_file():
             continue
-        by_kind[_kind(path, out, side)] = by_kind.get(_kind(path, out, side), 0) + info.st_size
+        objects += 1
+        size = path.stat().st_size
+        if path.is_relative_to(out / "tiles") and path.relative_to(out / "tiles").as_posix() in tile_names:
+            tile_bytes += size
+        else:
+            by_kind[_kind(path, out, side)] = by_kind.get(_kind(path, out, side), 0) + size
     total = tile_bytes + sum(by_kind.values())
-    return {"stored_bytes": total, "tile_bytes": tile_bytes, "objects": len(files), "by_kind": by_kind}
+    return {"stored_bytes": total, "tile_bytes": tile_bytes, "objects": objects, "by_kind": by_kind}
+
+
+def _tile_names(tiles: Path) -> set[str]:
+    """Every tile object's path under ``tiles``: each page's Deep Zoom tiles (reference) and, where a IIIF layout
+    is there, the IIIF names of the tiles at its scale factors."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from app.pipeline.tiles import iiif_names
+
+    names: set[str] = set()
+    for page in range(1, PAGES + 1):
+        for dz_path, iiif_paths in iiif_names(f"page-{page:02d}", WIDTH, HEIGHT, TILE_SIZE).items():
+            names.add(dz_path)
+            if (tiles / iiif_paths[0]).exists():
+                names.update(iiif_paths)
+    names.update(str(p.relative_to(tiles)) for p in tiles.glob("*_files/*/*.jpg"))  # levels below IIIF's
+    return names
 
 
 def _kind(path: Path, out: Path, side: str) -> str:
@@ -220,7 +230,7 @@ def _kind(path: Path, out: Path, side: str) -> str:
 def _profile(ctx: Context, pages: list[Path], work: Path) -> dict[str, Any]:
     """Where a page's time goes with the default settings: ``convert``'s laps summed over the pages."""
     out = work / "profile"
-    shutil.rmtree(out, ignore_errors=True)
+    set_aside(ctx, out)
     out.mkdir(parents=True)
     stats = run_measured(
         [ctx.python, str(Path(__file__).resolve()), "profile", str(out), *map(str, pages)],
@@ -232,8 +242,6 @@ def _profile(ctx: Context, pages: list[Path], work: Path) -> dict[str, Any]:
     profile = json.loads(line[len(_RESULT) :])
     laps = ", ".join(f"{name} {ms:.0f}" for name, ms in profile["ms_per_page"].items())
     ctx.log(f"  profile (default settings, ms per page): {laps}")
-    if not ctx.keep:
-        shutil.rmtree(out, ignore_errors=True)
     return profile
 
 
@@ -272,7 +280,6 @@ def _child_profile(out: Path, pages: list[Path]) -> dict[str, Any]:
         conversion = convert(page, target, settings, page.stem)
         for name, seconds in conversion.timings.items():
             totals[name] = totals.get(name, 0.0) + seconds
-        shutil.rmtree(target)
     return {"ms_per_page": {name: round(seconds / len(pages) * 1000, 1) for name, seconds in totals.items()}}
 
 

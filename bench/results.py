@@ -46,6 +46,25 @@ class Context:
     options: dict[str, Any] = field(default_factory=dict)  # a measurement's own options, e.g. s3_latency_ms
 
 
+def set_aside(ctx: Context, path: Path) -> None:
+    """Move ``path`` into the discard folder, which ``bench/run.py`` deletes after the last measurement.
+
+    Deleting a tree frees its inodes, and ext4 without a journal (as on this
+    project's VMs) checks every inode freed in the last minute or so, one by
+    one, before reusing it: a tree deleted just before a run makes that run's
+    file and folder creation several times slower, and bills it to whichever
+    side creates more inodes. A rename frees none.
+    """
+    if path.exists():
+        discard = discard_dir(ctx.work_dir)
+        discard.mkdir(parents=True, exist_ok=True)
+        path.rename(discard / f"{len(list(discard.iterdir()))}-{path.name}")
+
+
+def discard_dir(work_dir: Path) -> Path:
+    return work_dir.parent / f"{work_dir.name}-discarded"
+
+
 @dataclass(frozen=True)
 class Column:
     key: str

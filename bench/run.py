@@ -57,7 +57,7 @@ import s3_flow  # noqa: E402
 import synth  # noqa: E402
 import tiling  # noqa: E402
 from proc import RunFailed, run_measured  # noqa: E402
-from results import BenchImage, Context, Section, format_table, update_markdown  # noqa: E402
+from results import BenchImage, Context, Section, discard_dir, format_table, set_aside, update_markdown  # noqa: E402
 
 REPO = HERE.parent
 DATA = HERE / "data"
@@ -281,8 +281,9 @@ def _generate(image: BenchImage) -> dict[str, Any]:
 
 
 def _clear_runs(ctx: Context) -> None:
-    """Start from an empty scratch folder so a previous --keep cannot fill the disk or confuse anyone."""
-    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    """Start from an empty scratch folder so a previous --keep cannot fill the disk or confuse anyone; the old one
+    is set aside and deleted after the last measurement (``results.set_aside``)."""
+    set_aside(ctx, ctx.work_dir)
     ctx.work_dir.mkdir(parents=True)
 
 
@@ -294,7 +295,8 @@ def run_measurements(ctx: Context, measurements: list[Callable[[Context], Sectio
         _log(f"\n{measure.__module__}: {ctx.runs} run(s) per side, images {', '.join(i.key for i in scoped.images)}")
         sections.append(measure(scoped))
     if not ctx.keep:
-        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+        set_aside(ctx, ctx.work_dir)
+    shutil.rmtree(discard_dir(ctx.work_dir), ignore_errors=True)  # after the last measurement: see set_aside
     return sections
 
 

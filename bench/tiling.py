@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from proc import ProcessStats, run_measured
-from results import BenchImage, Column, Context, Section, Target, summary
+from results import BenchImage, Column, Context, Section, Target, set_aside, summary
 
 TILE_SIZE = 512
 QUALITY = 85
@@ -64,8 +63,6 @@ def measure(ctx: Context) -> Section:
         for index in range(runs):
             for side in _order(index):
                 records[side].append(_record(ctx, image, side, index, _run(ctx, image, side, index)))
-        if not ctx.keep:  # only now: see _fresh_dir
-            shutil.rmtree(ctx.work_dir / "tiling" / image.key, ignore_errors=True)
         section.runs += [record for side in SIDES for record in records[side]]
         row, targets = _judge(image, records)
         section.rows.append(row)
@@ -133,15 +130,9 @@ def _child_env(manifest: bool) -> dict[str, str]:
 
 def _fresh_dir(ctx: Context, image: BenchImage, side: str, index: int) -> Path:
     """An empty output folder per run: leftovers would change the work (the candidate prunes stale tiles).
-
-    Runs are deleted after the image's last run, not between runs: ext4 without a
-    journal (as on this project's VMs) checks every inode freed in the last minute
-    or so, one by one, before reusing it, so a tree deleted just before a run
-    makes that run's file and folder creation several times slower, and bills
-    it to whichever side creates more inodes.
-    """
+    Nothing is deleted until the last measurement (``results.set_aside``)."""
     out = ctx.work_dir / "tiling" / image.key / f"{side}-{index + 1}"
-    shutil.rmtree(out, ignore_errors=True)
+    set_aside(ctx, out)
     (out / "tiles").mkdir(parents=True)
     return out
 
