@@ -55,7 +55,7 @@ def convert_files(
                     failures += _convert_document(src, document, storage, settings, ident, progress)
                     continue
                 if len(pending) == IN_FLIGHT:
-                    failures += _settle(pending.popleft(), storage, progress)
+                    failures += _settle(pending, storage, progress)
                 stage = contextlib.ExitStack()
                 folder = stage.enter_context(storage.staging())
                 turn = _TilingTurn(tiling, progress, src.name)
@@ -64,7 +64,7 @@ def convert_files(
                 )
                 pending.append(_Pending(src, ident, turn, stage, future))
             failures += _settle_all(pending, storage, progress)
-    finally:  # after the pool has let its running conversions finish: their staging folders go last
+    finally:  # after the pool has let its running conversions finish (Ctrl-C too): their staging folders go last
         for item in pending:
             item.stage.close()
     return failures
@@ -98,18 +98,22 @@ class _TilingTurn:
 def _settle_all(pending: deque[_Pending], storage: LocalStorage, progress: ConversionProgress) -> int:
     failures = 0
     while pending:
-        failures += _settle(pending.popleft(), storage, progress)
+        failures += _settle(pending, storage, progress)
     return failures
 
 
-def _settle(item: _Pending, storage: LocalStorage, progress: ConversionProgress) -> int:
-    """Wait for one conversion, publish it and report it; 1 if it failed."""
+def _settle(pending: deque[_Pending], storage: LocalStorage, progress: ConversionProgress) -> int:
+    """Wait for the oldest conversion, publish it and report it; 1 if it failed. Interrupted while waiting, it
+    stays pending, so its staging folder goes only once its conversion has stopped writing there."""
+    item = pending[0]
+    try:
+        conversion = item.future.result()
+    except TilerError as error:
+        pending.popleft().stage.close()
+        return _refused(progress, item.src, error)
+    pending.popleft()
     with item.stage:
-        try:
-            conversion = item.future.result()
-            storage.publish(conversion)
-        except TilerError as error:
-            return _refused(progress, item.src, error)
+        storage.publish(conversion)
     facts = conversion.facts
     seconds = time.perf_counter() - (item.turn.started or time.perf_counter())
     progress.write(

@@ -6,6 +6,7 @@ import pytest
 import pyvips
 
 import app.pipeline as pipeline
+from app import cli_convert
 from app.cli_convert import convert_files
 from app.cli_progress import ConversionProgress
 from app.storage.local import LocalStorage
@@ -80,20 +81,29 @@ def test_files_of_one_id_publish_in_the_order_given_and_failures_are_told_in_tur
     assert len(errors) == 1 and errors[0].startswith(f"error: {damaged}: rejected: the pixel data is damaged")
 
 
-def test_an_interrupted_batch_leaves_no_staging_folder(tmp_path, settings, monkeypatch):
-    """Ctrl-C while an image converts: the conversions in flight finish, then every staging folder goes."""
-    real_sizes = pipeline.write_sizes
+def test_ctrl_c_while_an_image_converts_leaves_no_staging_folder(tmp_path, settings, monkeypatch):
+    """Ctrl-C reaches the main thread while it waits for image 1, which is still writing into its staging
+    folder: the folder goes only once that conversion has stopped, and nothing half-made is published."""
+    real_sizes, real_settle = pipeline.write_sizes, cli_convert._settle
+    interrupted = threading.Event()
+    settled = []
 
-    def interrupted(root, image_id, *args):
-        result = real_sizes(root, image_id, *args)
+    def sizes(root, image_id, *args):
         if image_id == "page-1":
-            raise KeyboardInterrupt
-        return result
+            assert interrupted.wait(WAIT)  # still converting when the interrupt arrives
+        return real_sizes(root, image_id, *args)
 
-    monkeypatch.setattr(pipeline, "write_sizes", interrupted)
+    def settle(pending, *args):
+        if pending[0].image_id == "page-1":
+            interrupted.set()
+            raise KeyboardInterrupt
+        settled.append(pending[0].image_id)
+        return real_settle(pending, *args)
+
+    monkeypatch.setattr(pipeline, "write_sizes", sizes)
+    monkeypatch.setattr(cli_convert, "_settle", settle)
     storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
     with pytest.raises(KeyboardInterrupt), ConversionProgress(4) as progress:
         convert_files(_files(tmp_path, 4), storage, settings, None, progress)
-    assert (tmp_path / "tiles" / "page-0" / "info.json").is_file()
-    assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
-    assert not (tmp_path / "tiles" / "page-3").exists()
+    assert settled == ["page-0"] and (tmp_path / "tiles" / "page-0" / "info.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "tiles").iterdir()) == ["page-0", "page-0.dzi", "page-0_files"]

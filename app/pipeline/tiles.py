@@ -151,8 +151,7 @@ def write_sizes(
     for scale, w, h in grid.declared_sizes(width, height, bound):
         wanted = [path for version in versions for path in _size_paths(version, image_id, width, height, w, h)]
         level_dir = f"{image_id}_files/{top - int(math.log2(scale))}"
-        single_tile = f"{level_dir}/0_0.jpg" if max(w, h) <= tile_size else None  # a level in one Deep Zoom tile
-        encoded = single_tile
+        encoded = f"{level_dir}/0_0.jpg" if max(w, h) <= tile_size else None  # a level in one tile is that tile
         new = [path for path in wanted if path not in file_of]  # a single-tile IIIF level's tile is this size already
         for path in new:
             (tiles_root / path).parent.mkdir(parents=True, exist_ok=True)
