@@ -27,6 +27,7 @@ from pathlib import Path
 class ProcessStats:
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float  # user and system time of the process and the children it waited for (exiftool ...)
     exit_code: int
     stdout: str
     stderr: str
@@ -52,6 +53,7 @@ def run_measured(
     stats = ProcessStats(
         seconds=seconds,
         peak_rss_mb=usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         exit_code=proc.returncode,
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
