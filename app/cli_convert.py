@@ -3,10 +3,10 @@
 Two images are in flight and one tiles at a time. libvips' tiling of an image
 keeps about one core busy; its sizes, ``info.json``, manifest and metadata
 (about a third of a page's time) are written on the other core while the next
-image tiles. Conversions are published and reported in the order the files
-were given, so a later file with the same id wins, as it would one by one.
-A document (PDF, multi-page TIFF) is converted page by page, after the images
-before it.
+image tiles. A document's pages (PDF, multi-page TIFF) go through the same
+two places, and its manifest is written once every page is in. Conversions
+are published and reported in the order the files were given, so a later
+file with the same id wins, as it would one by one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,98 +37,165 @@ def convert_files(
 ) -> int:
     """Convert and publish ``images`` in order (``image_id`` names a single one); return how many failed, each
     reported as it comes."""
-    tiling = threading.Lock()
-    pending: deque[_Pending] = deque()
-    failures = 0
-    try:
-        with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="convert") as pool:
-            for src in images:
-                ident = image_id or image_id_for(src.name)
-                try:
-                    document = _document(src, settings)
-                except TilerError as error:
-                    failures += _settle_all(pending, storage, progress)
-                    progress.start(src.name)
-                    failures += _refused(progress, src, error)
-                    continue
-                if document:
-                    failures += _settle_all(pending, storage, progress)
-                    failures += _convert_document(src, document, storage, settings, ident, progress)
-                    continue
-                if len(pending) == IN_FLIGHT:
-                    failures += _settle(pending, storage, progress)
-                stage = contextlib.ExitStack()
-                folder = stage.enter_context(storage.staging())
-                turn = _TilingTurn(tiling, progress, src.name)
-                future = pool.submit(
-                    convert, src, folder, settings, ident, on_progress=progress.on_progress, tiling_turn=turn
-                )
-                pending.append(_Pending(src, ident, turn, stage, future))
-            failures += _settle_all(pending, storage, progress)
-    finally:  # after the pool has let its running conversions finish (Ctrl-C too): their staging folders go last
-        for item in pending:
-            item.stage.close()
-    return failures
+    failed: list[Path] = []
+
+    def refused(src: Path, error: TilerError) -> None:
+        failed.append(src)
+        kind = "rejected" if isinstance(error, InputError) else "failed"
+        progress.write(f"error: {src}: {kind}: {error}", err=True)
+
+    with _InFlight(storage, settings, progress) as flight:
+        for src in images:
+            ident = image_id or image_id_for(src.name)
+            try:
+                document = _document(src, settings)
+            except TilerError as error:
+                flight.drain()  # its line comes after those of the files before it
+                progress.start(src.name)
+                refused(src, error)
+                continue
+            if document:
+                flight.drain()
+                _convert_document(src, document, flight, ident, refused)
+                continue
+            stage = flight.staging()
+            flight.submit(
+                src,
+                stage.folder,
+                ident,
+                announce=src.name,
+                stage=stage,
+                on_done=lambda conversion, seconds, src=src: progress.write(_converted(src, conversion, seconds)),
+                on_failed=lambda error, src=src: refused(src, error),
+            )
+        flight.drain()
+    return len(failed)
+
+
+class _InFlight:
+    """Conversions in flight, one tiling at a time, published and heard of in the order they were submitted."""
+
+    def __init__(self, storage: LocalStorage, settings: Settings, progress: ConversionProgress) -> None:
+        self.storage, self.settings, self.progress = storage, settings, progress
+        self._tiling = threading.Lock()
+        self._pending: deque[_Pending] = deque()
+        self._stages = contextlib.ExitStack()  # every staging folder, in case a run is interrupted
+        self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="convert")
+
+    def __enter__(self) -> _InFlight:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # a conversion still running (Ctrl-C) finishes writing first
+        self._stages.close()
+
+    def staging(self) -> _Stage:
+        """A staging folder, removed when closed, or at the latest when this ends (after the conversions)."""
+        stack = contextlib.ExitStack()
+        folder = stack.enter_context(self.storage.staging())
+        self._stages.callback(stack.close)
+        return _Stage(folder, stack.close)
+
+    def submit(
+        self,
+        src: Path,
+        folder: Path,
+        image_id: str,
+        *,
+        announce: str | None,
+        on_done: Callable[[Conversion, float], None],
+        on_failed: Callable[[TilerError], None],
+        stage: _Stage | None = None,
+        source_name: str | None = None,
+    ) -> None:
+        """Convert ``src`` into ``folder`` once a place is free, and close ``stage`` once it is published or
+        failed; ``announce`` names it to the progress when its tiling starts. ``on_done`` gets the conversion
+        and its seconds from then."""
+        if len(self._pending) == IN_FLIGHT:
+            self._settle_oldest()
+        turn = _TilingTurn(self._tiling, self.progress, announce)
+        future = self._pool.submit(
+            convert,
+            src,
+            folder,
+            self.settings,
+            image_id,
+            on_progress=self.progress.on_progress,
+            source_name=source_name,
+            tiling_turn=turn,
+        )
+        self._pending.append(_Pending(future, turn, stage, on_done, on_failed))
+
+    @property
+    def busy(self) -> bool:
+        """Whether conversions are still pending (after an interrupt)."""
+        return bool(self._pending)
+
+    def drain(self) -> None:
+        while self._pending:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        """Wait for the oldest conversion, publish it, tell its caller. Interrupted while waiting, it stays
+        pending, so its staging folder goes only once its conversion has stopped writing there."""
+        item = self._pending[0]
+        try:
+            conversion = item.future.result()
+        except TilerError as error:
+            self._pending.popleft().close()
+            item.on_failed(error)
+            return
+        self._pending.popleft()
+        try:
+            self.storage.publish(conversion)
+        finally:
+            item.close()
+        item.on_done(conversion, time.perf_counter() - (item.turn.started or time.perf_counter()))
+
+
+@dataclass
+class _Stage:
+    folder: Path
+    close: Callable[[], None]
 
 
 @dataclass
 class _Pending:
-    src: Path
-    image_id: str
-    turn: _TilingTurn
-    stage: contextlib.ExitStack  # the conversion's staging folder, removed once it is published or failed
     future: Future[Conversion]
+    turn: _TilingTurn
+    stage: _Stage | None  # a staging folder of its own, removed once it is published or failed
+    on_done: Callable[[Conversion, float], None]
+    on_failed: Callable[[TilerError], None]
+
+    def close(self) -> None:
+        if self.stage is not None:
+            self.stage.close()
 
 
 class _TilingTurn:
-    """One image's turn at tiling (``convert``'s ``tiling_turn``); the image shows as started when it gets it."""
+    """One conversion's turn at tiling (``convert``'s ``tiling_turn``); a named one shows as started with it."""
 
-    def __init__(self, lock: threading.Lock, progress: ConversionProgress, name: str) -> None:
+    def __init__(self, lock: threading.Lock, progress: ConversionProgress, name: str | None) -> None:
         self._lock, self._progress, self._name = lock, progress, name
         self.started: float | None = None
 
     def __enter__(self) -> None:
         self._lock.acquire()
         self.started = time.perf_counter()
-        self._progress.start(self._name)
+        if self._name is not None:
+            self._progress.start(self._name)
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
 
-def _settle_all(pending: deque[_Pending], storage: LocalStorage, progress: ConversionProgress) -> int:
-    failures = 0
-    while pending:
-        failures += _settle(pending, storage, progress)
-    return failures
-
-
-def _settle(pending: deque[_Pending], storage: LocalStorage, progress: ConversionProgress) -> int:
-    """Wait for the oldest conversion, publish it and report it; 1 if it failed. Interrupted while waiting, it
-    stays pending, so its staging folder goes only once its conversion has stopped writing there."""
-    item = pending[0]
-    try:
-        conversion = item.future.result()
-    except TilerError as error:
-        pending.popleft().stage.close()
-        return _refused(progress, item.src, error)
-    pending.popleft()
-    with item.stage:
-        storage.publish(conversion)
+def _converted(src: Path, conversion: Conversion, seconds: float) -> str:
     facts = conversion.facts
-    seconds = time.perf_counter() - (item.turn.started or time.perf_counter())
-    progress.write(
-        f"{item.src} -> {item.image_id}: {facts.width}x{facts.height} {facts.format}, "
+    return (
+        f"{src} -> {conversion.image_id}: {facts.width}x{facts.height} {facts.format}, "
         f"{len(conversion.tiles)} tiles in {seconds:.2f}s"
         + (f" (metadata partial: {conversion.metadata_partial})" if conversion.metadata_partial else "")
     )
-    return 0
-
-
-def _refused(progress: ConversionProgress, src: Path, error: TilerError) -> int:
-    kind = "rejected" if isinstance(error, InputError) else "failed"
-    progress.write(f"error: {src}: {kind}: {error}", err=True)
-    return 1
 
 
 def _document(src: Path, settings: Settings):
@@ -139,45 +207,56 @@ def _document(src: Path, settings: Settings):
 
 
 def _convert_document(
-    src: Path, document, storage: LocalStorage, settings: Settings, item_id: str, progress: ConversionProgress
-) -> int:
-    """Each page as an image (ITEM/p0001 ...), then the item's manifest, written last and only if every page
-    converted; 1 if it failed."""
+    src: Path, document, flight: _InFlight, item_id: str, refused: Callable[[Path, TilerError], None]
+) -> None:
+    """Each page as an image (ITEM/p0001 ...), two in flight like files, then the item's manifest, written last
+    and only if every page converted."""
     from app.ids import page_id
     from app.pipeline.manifest import document_manifest
     from app.pipeline.pages import split
 
+    settings, progress = flight.settings, flight.progress
     progress.start(src.name)
-    started, pages = time.perf_counter(), []
+    started, pages, errors = time.perf_counter(), {}, []
+    stage = flight.staging()
     try:
-        with storage.staging() as stage:
-            for page, file in zip(document.pages, split(src, document, stage / "pages"), strict=True):
-                conversion = convert(
-                    file,
-                    stage / f"page-{page.number}",
-                    settings,
-                    page_id(item_id, page.number),
-                    on_progress=progress.on_progress,
-                    source_name=f"{src.stem} p{page.number}",
-                )
-                storage.publish(conversion)
-                pages.append((conversion.image_id, page.label, conversion.facts.width, conversion.facts.height))
-            manifest = document_manifest(
-                settings.public_base_url.rstrip("/"),
-                item_id,
-                document.title or src.stem,
-                pages,
-                settings.iiif_max_size,
-                document.summary,
-                document.creator,
+        files = split(src, document, stage.folder / "pages")
+        for page, file in zip(document.pages, files, strict=True):
+            if errors:  # a page failed: the item is not published, so the pages after it need not convert
+                break
+            flight.submit(
+                file,
+                stage.folder / f"page-{page.number}",
+                page_id(item_id, page.number),
+                announce=None,
+                source_name=f"{src.stem} p{page.number}",
+                on_done=lambda c, _s, page=page: pages.__setitem__(
+                    page.number, (c.image_id, page.label, c.facts.width, c.facts.height)
+                ),
+                on_failed=errors.append,
             )
-            staged = stage / "manifest.json"
-            staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
-            storage.publish_file(staged, f"{item_id}/manifest.json")
+        flight.drain()
+        if errors:
+            raise errors[0]
+        manifest = document_manifest(
+            settings.public_base_url.rstrip("/"),
+            item_id,
+            document.title or src.stem,
+            [pages[number] for number in sorted(pages)],
+            settings.iiif_max_size,
+            document.summary,
+            document.creator,
+        )
+        staged = stage.folder / "manifest.json"
+        staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+        flight.storage.publish_file(staged, f"{item_id}/manifest.json")
     except TilerError as error:
-        return _refused(progress, src, error)
+        refused(src, error)
+        return
+    finally:
+        if not flight.busy:  # else (an interrupt) it goes when the conversions have stopped
+            stage.close()
     progress.write(
         f"{src} -> {item_id}: {len(pages)} pages ({document.format}), each an image ({item_id}/p0001 ...), "
         f"and {item_id}/manifest.json in {time.perf_counter() - started:.2f}s"
     )
-    return 0

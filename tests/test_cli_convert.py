@@ -1,5 +1,6 @@
 """The CLI's batch: one image tiles while the one before writes its sizes; results land in the files' order."""
 
+import json
 import threading
 
 import pytest
@@ -84,7 +85,7 @@ def test_files_of_one_id_publish_in_the_order_given_and_failures_are_told_in_tur
 def test_ctrl_c_while_an_image_converts_leaves_no_staging_folder(tmp_path, settings, monkeypatch):
     """Ctrl-C reaches the main thread while it waits for image 1, which is still writing into its staging
     folder: the folder goes only once that conversion has stopped, and nothing half-made is published."""
-    real_sizes, real_settle = pipeline.write_sizes, cli_convert._settle
+    real_sizes, real_settle = pipeline.write_sizes, cli_convert._InFlight._settle_oldest
     interrupted = threading.Event()
     settled = []
 
@@ -93,17 +94,79 @@ def test_ctrl_c_while_an_image_converts_leaves_no_staging_folder(tmp_path, setti
             assert interrupted.wait(WAIT)  # still converting when the interrupt arrives
         return real_sizes(root, image_id, *args)
 
-    def settle(pending, *args):
-        if pending[0].image_id == "page-1":
+    def settle(flight):  # the second wait is for page-1: Ctrl-C arrives then
+        if len(settled) == 1:
             interrupted.set()
             raise KeyboardInterrupt
-        settled.append(pending[0].image_id)
-        return real_settle(pending, *args)
+        settled.append(len(settled))
+        return real_settle(flight)
 
     monkeypatch.setattr(pipeline, "write_sizes", sizes)
-    monkeypatch.setattr(cli_convert, "_settle", settle)
+    monkeypatch.setattr(cli_convert._InFlight, "_settle_oldest", settle)
     storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
     with pytest.raises(KeyboardInterrupt), ConversionProgress(4) as progress:
         convert_files(_files(tmp_path, 4), storage, settings, None, progress)
-    assert settled == ["page-0"] and (tmp_path / "tiles" / "page-0" / "info.json").is_file()
+    assert (tmp_path / "tiles" / "page-0" / "info.json").is_file()
     assert sorted(p.name for p in (tmp_path / "tiles").iterdir()) == ["page-0", "page-0.dzi", "page-0_files"]
+
+
+def test_a_documents_pages_overlap_like_files_and_its_manifest_lists_them_in_order(tmp_path, settings, monkeypatch):
+    from tests.pipeline.test_documents import three_page_pdf
+
+    real_sizes = pipeline.write_sizes
+    second_page_tiling = threading.Event()
+    real_tile = pipeline.write_deep_zoom
+
+    def tile(image, root, image_id, *args):
+        if image_id == "book/p0002":
+            second_page_tiling.set()
+        return real_tile(image, root, image_id, *args)
+
+    def sizes(root, image_id, *args):
+        if image_id == "book/p0001":
+            assert second_page_tiling.wait(WAIT), "page 2 did not tile while page 1 wrote its sizes"
+        return real_sizes(root, image_id, *args)
+
+    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
+    monkeypatch.setattr(pipeline, "write_sizes", sizes)
+    book = three_page_pdf(tmp_path / "book.pdf")
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(2) as progress:
+        failures = convert_files(
+            [book, *_files(tmp_path, 1)], storage, settings.with_overrides(pdf_dpi=72), None, progress
+        )
+
+    assert failures == 0
+    manifest = json.loads((tmp_path / "tiles" / "book" / "manifest.json").read_text())
+    canvases = [(c["width"], c["height"]) for c in manifest["items"]]
+    assert canvases == [(200, 300), (250, 300), (300, 300)]
+    assert (tmp_path / "tiles" / "page-0" / "info.json").is_file()
+    assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
+
+
+def test_a_document_with_a_failing_page_gets_no_manifest_and_the_next_file_still_converts(
+    tmp_path, settings, monkeypatch, capsys
+):
+    from tests.pipeline.test_documents import three_page_pdf
+
+    real_tile = pipeline.write_deep_zoom
+
+    def tile(image, root, image_id, *args):
+        if image_id == "book/p0002":
+            raise pyvips.Error("VipsJpeg: Premature end of input file")
+        return real_tile(image, root, image_id, *args)
+
+    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
+    book = three_page_pdf(tmp_path / "book.pdf")
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(2) as progress:
+        failures = convert_files(
+            [book, *_files(tmp_path, 1)], storage, settings.with_overrides(pdf_dpi=72), None, progress
+        )
+
+    assert failures == 1
+    assert not (tmp_path / "tiles" / "book" / "manifest.json").exists()
+    assert (tmp_path / "tiles" / "page-0" / "info.json").is_file()
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {book}: rejected: the pixel data is damaged")
+    assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
