@@ -37,8 +37,8 @@ class Settings:
     iiif_max_size: int = _setting(
         "IIIF_MAX_SIZE",
         2048,
-        "Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare "
-        "maxWidth/maxHeight.",
+        "Bound on the longest side of IIIF full/max and of the declared sizes; larger images declare maxWidth. "
+        "At least twice TILE_SIZE.",
     )
     iiif_versions: tuple[int, ...] = _setting(
         "IIIF_VERSIONS",
@@ -314,8 +314,8 @@ class Settings:
             raise ValueError("JPEG_QUALITY must be between 1 and 100")
         if len(self.flatten_background) != 3 or not all(0 <= v <= 255 for v in self.flatten_background):
             raise ValueError("FLATTEN_BACKGROUND must be three numbers 0-255, e.g. 255,255,255")
-        if self.iiif_max_size < self.tile_size:
-            raise ValueError("IIIF_MAX_SIZE must be at least TILE_SIZE")
+        if self.iiif_max_size < 2 * self.tile_size:  # full/max's longest side is over half the bound: a tile fits
+            raise ValueError("IIIF_MAX_SIZE must be at least twice TILE_SIZE (full/max may not be smaller than a tile)")
         for name, versions in (
             ("IIIF_VERSIONS", self.iiif_versions),
             ("IIIF_PRESENTATION_VERSIONS", self.iiif_presentation_versions),

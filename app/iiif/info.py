@@ -31,12 +31,10 @@ EXTRA_FEATURES = ["canonicalLinkHeader", "mirroring", "profileLinkHeader", "rota
 def level0(
     service_id: str, width: int, height: int, tile_size: int, bound: int, v2_service: str | None = None
 ) -> dict[str, Any]:
-    """The static service; maxWidth/maxHeight appear only when full/max is smaller than the image.
+    """The static service; ``maxWidth`` appears only when full/max is smaller than the image (see ``_max_box``).
     ``v2_service`` is the image's 2.1 service, where one is published."""
-    _, max_w, max_h = max_size(width, height, bound)
     info = _common(service_id, "level0", width, height)
-    if (max_w, max_h) != (width, height):
-        info.update(maxWidth=max_w, maxHeight=max_h)
+    info.update(_max_box(width, height, bound))
     info["sizes"] = _sizes(width, height, bound)
     info["tiles"] = [{"width": tile_size, "height": tile_size, "scaleFactors": scale_factors(width, height, tile_size)}]
     if v2_service:
@@ -49,16 +47,22 @@ def level0_v2(
 ) -> dict[str, Any]:
     """The static service in Image API 2.1: the same tiles and sizes as ``level0``, 2.1's vocabulary (the limits
     go in the profile's description). ``v3_service`` is the image's 3.0 service, where one is published."""
-    _, max_w, max_h = max_size(width, height, bound)
-    description: dict[str, Any] = {"formats": ["jpg"], "qualities": ["default"]}
-    if (max_w, max_h) != (width, height):
-        description.update(maxWidth=max_w, maxHeight=max_h)
+    description: dict[str, Any] = {"formats": ["jpg"], "qualities": ["default"], **_max_box(width, height, bound)}
     info = _common_v2(service_id, LEVEL0_PROFILE_2, description, width, height)
     info["sizes"] = _sizes(width, height, bound)
     info["tiles"] = [{"width": tile_size, "height": tile_size, "scaleFactors": scale_factors(width, height, tile_size)}]
     if v3_service:
         info["service"] = [{"@context": CONTEXT, "id": v3_service, "type": "ImageService3", "profile": "level0"}]
     return info
+
+
+def _max_box(width: int, height: int, bound: int) -> dict[str, int]:
+    """``maxWidth`` of a bounded full/max: its longest side, and no ``maxHeight``, which clients then take to be the
+    same. The square box holds full/max whichever way the image lies, and every tile: declaring full/max's own
+    height would tell clients not to expect a panorama's 512 px tiles taller than it (a 5000x1100 image's full/max
+    is 1250x275)."""
+    _, max_w, max_h = max_size(width, height, bound)
+    return {} if (max_w, max_h) == (width, height) else {"maxWidth": max(max_w, max_h)}
 
 
 def level2(

@@ -44,7 +44,7 @@ def test_info_json_declares_max_only_for_images_over_the_bound():
     small = info.level0("http://x/a", 1000, 800, 512, 2048)
     assert "maxWidth" not in small and small["sizes"][-1] == {"width": 1000, "height": 800}
     big = info.level0("http://x/b", 8000, 6000, 512, 2048)
-    assert (big["maxWidth"], big["maxHeight"]) == (2000, 1500)
+    assert big["maxWidth"] == 2000 and "maxHeight" not in big  # clients take maxHeight = maxWidth
     assert big["sizes"][-1] == {"width": 2000, "height": 1500}
     assert [s["width"] for s in big["sizes"]] == sorted(s["width"] for s in big["sizes"])
     assert big["tiles"] == [{"width": 512, "height": 512, "scaleFactors": [1, 2, 4, 8, 16]}]
@@ -83,3 +83,24 @@ def test_is_tile_finds_exactly_the_pyramids_tiles():
     assert not grid.is_tile((0, 0, 512, 512), (256, 256), 1301, 700, 512)  # right region, wrong scale
     assert not grid.is_tile((1, 0, 512, 512), (512, 512), 1301, 700, 512)
     assert not grid.is_tile((0, 0, 1301, 700), (651, 350), 1301, 700, 512)  # two tiles wide at that scale
+
+
+def test_a_panoramas_max_box_holds_its_full_max_and_every_tile():
+    """A 5000x1100 image's full/max is 1250x275: declaring maxHeight 275 would tell clients not to expect its
+    512 px tiles. maxWidth alone is a square box: full/max fills it one way, every tile fits."""
+    for width, height in ((5000, 1100), (1100, 5000), (20000, 900)):
+        declared = info.level0("http://x/p", width, height, 512, 2048)
+        _, max_w, max_h = grid.max_size(width, height, 2048)
+        assert declared["maxWidth"] == max(max_w, max_h) and "maxHeight" not in declared
+        for tile in grid.tiles(width, height, 512):
+            assert max(tile.size) <= declared["maxWidth"]
+        v2 = info.level0_v2("http://x/p", width, height, 512, 2048)
+        assert v2["profile"][1]["maxWidth"] == declared["maxWidth"] and "maxHeight" not in v2["profile"][1]
+
+
+def test_a_bound_under_two_tiles_is_refused_with_the_reason():
+    from config import Settings
+
+    with pytest.raises(ValueError, match="IIIF_MAX_SIZE must be at least twice TILE_SIZE"):
+        Settings.from_env({"IIIF_MAX_SIZE": "1000", "TILE_SIZE": "512"})
+    assert Settings.from_env({"IIIF_MAX_SIZE": "1024", "TILE_SIZE": "512"}).iiif_max_size == 1024

@@ -72,12 +72,12 @@ def test_iiif_layout_declares_exactly_what_exists(tmp_path, settings):
 
 
 def test_large_images_bound_full_max_and_declare_it(tmp_path, settings):
-    settings = settings.with_overrides(iiif_max_size=600)
+    settings = settings.with_overrides(iiif_max_size=1024)
     _, tiles = _convert_photo(tmp_path, settings, width=2500, height=1100, image_id="wide")
     info = json.loads((tiles / "wide/info.json").read_text())
-    assert (info["maxWidth"], info["maxHeight"]) == (313, 138)
+    assert info["maxWidth"] == 625 and "maxHeight" not in info  # a 625x625 box: full/max and every tile fit
     full_max = pyvips.Image.new_from_file(str(tiles / "wide/full/max/0/default.jpg"))
-    assert (full_max.width, full_max.height) == (313, 138)
+    assert (full_max.width, full_max.height) == (625, 275)
 
 
 def test_reconverting_a_smaller_image_leaves_no_orphan_tiles(tmp_path, settings):
@@ -116,10 +116,10 @@ def test_jpeg_quality_reaches_the_tile_encoder(tmp_path, settings):
 def test_v2_layout_reuses_every_encoded_file_under_its_2_1_name(tmp_path, settings):
     """IIIF_VERSIONS=2,3: every 2.1 tile and size is a hard link to the file its 3.0 twin is (no second encode),
     at the paths OpenSeadragon asks a 2.x level-0 service for; both info.json files name each other."""
-    both = settings.with_overrides(iiif_versions=(2, 3), iiif_max_size=600)
+    both = settings.with_overrides(iiif_versions=(2, 3), iiif_max_size=1024)
     conversion, tiles = _convert_photo(tmp_path / "both", both, width=1300, height=700, image_id="maps/sheet_1")
     only3, tiles3 = _convert_photo(
-        tmp_path / "three", settings.with_overrides(iiif_max_size=600), 1300, 700, "maps/sheet_1"
+        tmp_path / "three", settings.with_overrides(iiif_max_size=1024), 1300, 700, "maps/sheet_1"
     )
     v2 = tiles / "iiif/2/maps/sheet_1"
     for tile in grid.tiles(1300, 700, 512):
@@ -132,7 +132,7 @@ def test_v2_layout_reuses_every_encoded_file_under_its_2_1_name(tmp_path, settin
     assert info2["@id"] == "http://tiles.example.org/iiif/2/maps/sheet_1"
     assert info2["profile"] == [
         "http://iiif.io/api/image/2/level0.json",
-        {"formats": ["jpg"], "qualities": ["default"], "maxWidth": 325, "maxHeight": 175},
+        {"formats": ["jpg"], "qualities": ["default"], "maxWidth": 650},
     ]
     assert info2["service"][0]["id"] == info3["id"]
     assert info3["service"] == [
