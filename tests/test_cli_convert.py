@@ -111,8 +111,6 @@ def test_ctrl_c_while_an_image_converts_leaves_no_staging_folder(tmp_path, setti
 
 
 def test_a_documents_pages_overlap_like_files_and_its_manifest_lists_them_in_order(tmp_path, settings, monkeypatch):
-    from tests.pipeline.test_documents import three_page_pdf
-
     real_sizes = pipeline.write_sizes
     second_page_tiling = threading.Event()
     real_tile = pipeline.write_deep_zoom
@@ -129,12 +127,7 @@ def test_a_documents_pages_overlap_like_files_and_its_manifest_lists_them_in_ord
 
     monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
     monkeypatch.setattr(pipeline, "write_sizes", sizes)
-    book = three_page_pdf(tmp_path / "book.pdf")
-    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
-    with ConversionProgress(2) as progress:
-        failures = convert_files(
-            [book, *_files(tmp_path, 1)], storage, settings.with_overrides(pdf_dpi=72), None, progress
-        )
+    _, failures = _book_then_a_photo(tmp_path, settings)
 
     assert failures == 0
     manifest = json.loads((tmp_path / "tiles" / "book" / "manifest.json").read_text())
@@ -147,8 +140,6 @@ def test_a_documents_pages_overlap_like_files_and_its_manifest_lists_them_in_ord
 def test_a_document_with_a_failing_page_gets_no_manifest_and_the_next_file_still_converts(
     tmp_path, settings, monkeypatch, capsys
 ):
-    from tests.pipeline.test_documents import three_page_pdf
-
     real_tile = pipeline.write_deep_zoom
 
     def tile(image, root, image_id, *args):
@@ -157,12 +148,7 @@ def test_a_document_with_a_failing_page_gets_no_manifest_and_the_next_file_still
         return real_tile(image, root, image_id, *args)
 
     monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
-    book = three_page_pdf(tmp_path / "book.pdf")
-    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
-    with ConversionProgress(2) as progress:
-        failures = convert_files(
-            [book, *_files(tmp_path, 1)], storage, settings.with_overrides(pdf_dpi=72), None, progress
-        )
+    book, failures = _book_then_a_photo(tmp_path, settings)
 
     assert failures == 1
     assert not (tmp_path / "tiles" / "book" / "manifest.json").exists()
@@ -170,3 +156,16 @@ def test_a_document_with_a_failing_page_gets_no_manifest_and_the_next_file_still
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {book}: rejected: the pixel data is damaged")
     assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
+
+
+def _book_then_a_photo(tmp_path, settings):
+    """A 3-page PDF, then a photo, in one call: the book and the number of files that failed."""
+    from tests.pipeline.test_documents import three_page_pdf
+
+    book = three_page_pdf(tmp_path / "book.pdf")
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(2) as progress:
+        failures = convert_files(
+            [book, *_files(tmp_path, 1)], storage, settings.with_overrides(pdf_dpi=72), None, progress
+        )
+    return book, failures
