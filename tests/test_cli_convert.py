@@ -16,6 +16,33 @@ from tests.helpers import photo, solid
 WAIT = 30  # seconds: only a broken overlap ever waits this long
 
 
+def _expect_overlap(monkeypatch, earlier, later):
+    """``earlier`` may finish its sizes only once ``later`` is tiling (else the test fails after WAIT seconds);
+    returns how many tiled at once, sampled at each tiling's start."""
+    tiling, most = [], []
+    later_tiling = threading.Event()
+    real_tile, real_sizes = pipeline.write_deep_zoom, pipeline.write_sizes
+
+    def tile(image, root, image_id, *args):
+        tiling.append(image_id)
+        most.append(len(tiling))
+        if image_id == later:
+            later_tiling.set()
+        try:
+            return real_tile(image, root, image_id, *args)
+        finally:
+            tiling.remove(image_id)
+
+    def sizes(root, image_id, *args):
+        if image_id == earlier:
+            assert later_tiling.wait(WAIT), f"{later} did not tile while {earlier} wrote its sizes"
+        return real_sizes(root, image_id, *args)
+
+    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
+    monkeypatch.setattr(pipeline, "write_sizes", sizes)
+    return most
+
+
 def _files(tmp_path, count):
     paths = []
     for index in range(count):
@@ -28,27 +55,7 @@ def _files(tmp_path, count):
 
 def test_the_next_image_tiles_while_the_one_before_writes_its_sizes(tmp_path, settings, monkeypatch):
     """Deterministic: image 0 may finish its sizes only once image 1 is tiling; never two tiling at once."""
-    tiling, most = [], []
-    second_tiling = threading.Event()
-    real_tile, real_sizes = pipeline.write_deep_zoom, pipeline.write_sizes
-
-    def tile(image, root, image_id, *args):
-        tiling.append(image_id)
-        most.append(len(tiling))
-        if image_id == "page-1":
-            second_tiling.set()
-        try:
-            return real_tile(image, root, image_id, *args)
-        finally:
-            tiling.remove(image_id)
-
-    def sizes(root, image_id, *args):
-        if image_id == "page-0":
-            assert second_tiling.wait(WAIT), "image 1 did not tile while image 0 wrote its sizes"
-        return real_sizes(root, image_id, *args)
-
-    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
-    monkeypatch.setattr(pipeline, "write_sizes", sizes)
+    most = _expect_overlap(monkeypatch, earlier="page-0", later="page-1")
     storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
     with ConversionProgress(3) as progress:
         failures = convert_files(_files(tmp_path, 3), storage, settings, None, progress)
@@ -111,25 +118,10 @@ def test_ctrl_c_while_an_image_converts_leaves_no_staging_folder(tmp_path, setti
 
 
 def test_a_documents_pages_overlap_like_files_and_its_manifest_lists_them_in_order(tmp_path, settings, monkeypatch):
-    real_sizes = pipeline.write_sizes
-    second_page_tiling = threading.Event()
-    real_tile = pipeline.write_deep_zoom
-
-    def tile(image, root, image_id, *args):
-        if image_id == "book/p0002":
-            second_page_tiling.set()
-        return real_tile(image, root, image_id, *args)
-
-    def sizes(root, image_id, *args):
-        if image_id == "book/p0001":
-            assert second_page_tiling.wait(WAIT), "page 2 did not tile while page 1 wrote its sizes"
-        return real_sizes(root, image_id, *args)
-
-    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
-    monkeypatch.setattr(pipeline, "write_sizes", sizes)
+    most = _expect_overlap(monkeypatch, earlier="book/p0001", later="book/p0002")
     _, failures = _book_then_a_photo(tmp_path, settings)
 
-    assert failures == 0
+    assert failures == 0 and max(most) == 1
     manifest = json.loads((tmp_path / "tiles" / "book" / "manifest.json").read_text())
     canvases = [(c["width"], c["height"]) for c in manifest["items"]]
     assert canvases == [(200, 300), (250, 300), (300, 300)]
