@@ -1,6 +1,7 @@
 """The CLI's batch: one image tiles while the one before writes its sizes; results land in the files' order."""
 
 import json
+import sys
 import threading
 
 import pytest
@@ -161,3 +162,23 @@ def _book_then_a_photo(tmp_path, settings):
             [book, *_files(tmp_path, 1)], storage, settings.with_overrides(pdf_dpi=72), None, progress
         )
     return book, failures
+
+
+def test_an_images_pixels_are_let_go_before_the_next_one_decodes(tmp_path, settings, monkeypatch):
+    """Two in flight must not mean two decoded masters in memory: by the time image 1 is inspected, image 0's
+    describing work holds no reference to its pixels (a JPEG 2000 or PDF page is decoded whole into memory)."""
+    opened, held = [], []
+    real_open = pipeline.open_image
+
+    def open_image(*args, **kwargs):
+        if opened:
+            held.append(sys.getrefcount(opened[0]) - 2)  # beyond this list's reference and getrefcount's argument
+        image, facts = real_open(*args, **kwargs)
+        opened.append(image)
+        return image, facts
+
+    monkeypatch.setattr(pipeline, "open_image", open_image)
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(2) as progress:
+        assert convert_files(_files(tmp_path, 2), storage, settings, None, progress) == 0
+    assert held == [0]

@@ -104,15 +104,16 @@ def _convert(
             on_progress,
             with_names(tiles_root, names, on_tile) if on_tile else None,
         )
+        vips_exif = metadata.vips_fields(image)  # header fields, read now so that the pixels can go
+        master = image if settings.serving_tiff else None  # the serving TIFF reads a decoded master again
+        image = srgb = None  # a master decoded into memory (JPEG 2000, PDF) is freed before the next one decodes
         tiled()
         if folders_made:
             folders_made.result()
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
         colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
         clock.lap("tile")
-        derivatives = (
-            [_serving_tiff(src, image, image_id, facts, settings, tiles_root)] if settings.serving_tiff else []
-        )
+        derivatives = [_serving_tiff(src, master, image_id, facts, settings, tiles_root)] if master is not None else []
         if derivatives:
             clock.lap("serving_tiff")
         iiif_tiles = list(dict.fromkeys(path for paths in names.values() for path in paths))
@@ -139,7 +140,7 @@ def _convert(
     clock.lap("describe")
     tags, partial = metadata.collect(embedded, settings.exiftool_path)
     metadata_path = out_dir / "metadata" / f"{image_id}.json"
-    document = _metadata_document(image_id, source_name, facts, tags, partial, image)
+    document = _metadata_document(image_id, source_name, facts, tags, partial, vips_exif)
     document["palette"] = colours.result()
     _write_json(metadata_path, document)
     manifests = []
@@ -263,7 +264,12 @@ def _decode_errors(write, *args):
 
 
 def _metadata_document(
-    image_id: str, source_name: str, facts: ImageFacts, tags: dict[str, Any], partial: str | None, image: pyvips.Image
+    image_id: str,
+    source_name: str,
+    facts: ImageFacts,
+    tags: dict[str, Any],
+    partial: str | None,
+    vips_exif: dict[str, Any],
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "id": image_id,
@@ -273,7 +279,7 @@ def _metadata_document(
         "exiftool": tags,
     }
     if partial:
-        document["vips_exif"] = metadata.vips_fields(image)
+        document["vips_exif"] = vips_exif
     return document
 
 
