@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from proc import run_measured
+from proc import fake_aws_env, run_measured
 from results import Column, Context, Section, Target
 
 SECTION = "collections"
@@ -90,14 +90,7 @@ def measure(ctx: Context) -> Section:
 
 
 def _child(ctx: Context, endpoint: str, images: int) -> dict[str, Any]:
-    from tooling.local_s3 import FAKE_CREDENTIALS
-
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    env.update(
-        FAKE_CREDENTIALS,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
+    env = fake_aws_env(
         AWS_ENDPOINT_URL=endpoint,
         PUBLIC_BASE_URL=f"{endpoint}/tiler-tiles",
         UPLOAD_WORKERS="64",

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from proc import RunFailed, run_measured
+from proc import RunFailed, fake_aws_env, run_measured
 from results import Column, Context, Section
 
 SECTION = "iiif"  # what run.py's --only selects
@@ -407,14 +407,7 @@ def _boto_client(endpoint: str) -> Any:
 
 def _env(endpoint: str | None) -> dict[str, str]:
     """A child's environment: the endpoint, fake credentials, pinned settings, no developer AWS config."""
-    from tooling.local_s3 import FAKE_CREDENTIALS
-
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    env.update(
-        FAKE_CREDENTIALS,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
+    env = fake_aws_env(
         TILE_SIZE=str(TILE_SIZE),
         JPEG_QUALITY=str(QUALITY),
         TILES_BUCKET=TILES_BUCKET,

@@ -67,6 +67,22 @@ def run_measured(
     return stats
 
 
+def fake_aws_env(**settings: str) -> dict[str, str]:
+    """This process's environment for a child that talks to a local S3 endpoint: fake credentials and none of a
+    developer's AWS configuration (variables, config files, instance metadata), plus ``settings``."""
+    from tooling.local_s3 import FAKE_CREDENTIALS
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    env.update(
+        FAKE_CREDENTIALS,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        **settings,
+    )
+    return env
+
+
 def flush_writeback() -> None:
     """Write out the previous run's dirty pages now, so their I/O is not billed to the next run."""
     if hasattr(os, "sync"):

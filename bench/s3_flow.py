@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from proc import RunFailed, run_measured
+from proc import RunFailed, fake_aws_env, run_measured
 from results import BenchImage, Column, Context, Section, Target, summary
 
 SECTION = "s3"  # what run.py's --only selects
@@ -267,14 +267,7 @@ def _child(ctx: Context, args: list[str], env: dict[str, str], work: Path) -> di
 def _env(work: Path, endpoint: str | None, workers: int, defaults: bool = False) -> dict[str, str]:
     """The child's environment: the endpoint, fake credentials, pinned settings, no developer AWS config; with
     ``defaults``, the deployment's default outputs (serving TIFF and manifest on), else the layouts and metadata."""
-    from tooling.local_s3 import FAKE_CREDENTIALS
-
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    env.update(
-        FAKE_CREDENTIALS,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
+    env = fake_aws_env(
         TILE_SIZE=str(TILE_SIZE),
         JPEG_QUALITY=str(QUALITY),
         UPLOAD_WORKERS=str(workers),
