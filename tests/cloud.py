@@ -101,33 +101,26 @@ class Cloud:
         ]
         return batch.describe_jobs(jobs=ids)["jobs"] if ids else []
 
-    @contextlib.contextmanager
-    def requests_to(self, bucket: str) -> Iterator[list[tuple[str, str]]]:
+    def requests_to(self, bucket: str) -> contextlib.AbstractContextManager[list[tuple[str, str]]]:
         """Yields (method, path) of each request the endpoint receives for ``bucket`` meanwhile: what reached S3,
         whichever client sent it."""
+        return self._watched(lambda environ: environ["PATH_INFO"].startswith(f"/{bucket}/"))
+
+    def requests(
+        self, when: Callable[[], bool] = lambda: True
+    ) -> contextlib.AbstractContextManager[list[tuple[str, str]]]:
+        """Yields (method, path) of every request the endpoint receives meanwhile, for any bucket, while ``when()``
+        (asked in the server's thread, as each request arrives)."""
+        return self._watched(lambda _environ: when())
+
+    @contextlib.contextmanager
+    def _watched(self, keep: Callable[[dict[str, Any]], bool]) -> Iterator[list[tuple[str, str]]]:
+        """(method, path) of each request the endpoint receives meanwhile whose WSGI environ ``keep`` accepts."""
         server = self.endpoint._server  # the werkzeug server of tooling.local_s3.LocalS3
         served, seen = server.app, []
 
         def watching(environ: dict[str, Any], start_response: Any) -> Any:
-            if environ["PATH_INFO"].startswith(f"/{bucket}/"):
-                seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
-            return served(environ, start_response)
-
-        server.app = watching
-        try:
-            yield seen
-        finally:
-            server.app = served
-
-    @contextlib.contextmanager
-    def requests(self, when: Callable[[], bool] = lambda: True) -> Iterator[list[tuple[str, str]]]:
-        """Yields (method, path) of every request the endpoint receives meanwhile, for any bucket, while ``when()``
-        (asked in the server's thread, as each request arrives)."""
-        server = self.endpoint._server
-        served, seen = server.app, []
-
-        def watching(environ: dict[str, Any], start_response: Any) -> Any:
-            if when():
+            if keep(environ):
                 seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
             return served(environ, start_response)
 
