@@ -10,9 +10,10 @@ setup:
 demo: setup
 	$(PY) -m app demo
 
+# One worker a core (pytest-xdist), a test file's tests on one worker: their module fixtures are built once.
 test:
 	@scripts/bootstrap.sh --browser
-	$(PY) -m pytest
+	$(PY) -m pytest --numprocesses auto --dist loadfile
 
 bench:
 	@scripts/bootstrap.sh --bench
