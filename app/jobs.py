@@ -139,7 +139,7 @@ def _one_version(
             log.info("skipped s3://%s/%s: superseded by a newer version of its document", ref.bucket, ref.key)
             return None
         return source_removed(ref, settings, runtime, listeners, owner) or _finished(
-            _record_gone(store, settings, image_id, ref, runtime, str(gone)), settings, listeners
+            _record_gone(store, settings, image_id, ref, runtime, owner, str(gone)), settings, listeners
         )
     if ref.etag and current.etag != ref.etag:
         log.warning(
@@ -434,21 +434,25 @@ def source_removed(
 
 
 def _record_gone(
-    store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime, reason: str
+    store: S3Storage, settings: Settings, image_id: str, ref: SourceRef, runtime: Runtime, owner: str, reason: str
 ) -> dict[str, Any] | None:
-    """The source was deleted before anything of it was published: say so (unless another job is running)."""
+    """The source was deleted before anything of it was published: say so, holding the image's claim as any job
+    writing its record does, and only if the key is still empty then. Another job on the image looks at its source
+    again when it ends; a version uploaded since converts through its own event, and its record is never
+    overwritten by this one."""
     log.warning("%s", reason)
-    previous = records.read_record(store, settings.metadata_bucket, image_id)
-    if previous and previous["status"] not in Status.FINAL:
-        return None  # that job looks at its source again when it ends
+    bucket = settings.metadata_bucket
+    claimed = records.claim(store, bucket, image_id, ref, owner, settings.stale_after_seconds)
+    if claimed == records.Claim.HANDLED:
+        return records.read_record(store, bucket, image_id)
+    if claimed == records.Claim.BUSY:
+        return None
+    if store.exists(ref.bucket, ref.key):
+        records.release(store, bucket, image_id, owner)
+        return None
+    previous = records.read_record(store, bucket, image_id)
     journal = Journal(
-        store,
-        settings.metadata_bucket,
-        image_id,
-        ref,
-        runtime.route,
-        runtime.owner,
-        indexed_as=previous and previous.get("status"),
+        store, bucket, image_id, ref, runtime.route, owner, indexed_as=previous and previous.get("status")
     )
     return journal.save(status=Status.GONE, error=reason, progress={"phase": "gone", "done": 0, "total": 0})
 

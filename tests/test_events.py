@@ -5,9 +5,11 @@ import threading
 
 import pytest
 
+from app.errors import SourceGone
 from app.events import UnroutableRecord, handle_s3_event
 from app.ids import distinct_id, image_id_for
 from app.jobs import InProgressElsewhere
+from app.storage.s3 import S3Storage
 from tests.helpers import photo
 
 
@@ -125,6 +127,36 @@ def test_a_deleted_object_ends_as_gone_without_retry(cloud):
     assert handle_s3_event(event)["statuses"] == ["gone"]
     record = cloud.record("bye")
     assert record["status"] == "gone" and "does not exist" in record["error"]
+
+
+@pytest.mark.parametrize("when", ["converted", "uploaded"])
+def test_a_late_event_of_a_deleted_version_never_overwrites_the_newer_one(cloud, monkeypatch, when):
+    """The key is deleted, then uploaded again. The first version's event, late, finds its object gone; the
+    second version is uploaded right then ("uploaded": its event not yet handled) or even converted ("converted").
+    The late event records nothing over it, and the second version ends done, listed once."""
+    cloud.upload("k.jpg", photo(64, 64))
+    (late,) = cloud.events()
+    cloud.s3.delete_object(Bucket="tiler-source", Key="k.jpg")
+    head, newer = S3Storage.head, []
+
+    def gone_then_uploaded(store, ref):
+        try:
+            return head(store, ref)
+        except SourceGone:
+            if not newer:  # right after the late event learns its version is gone
+                cloud.upload("k.jpg", photo(80, 64))
+                newer.append(cloud.events()[-1])
+                if when == "converted":
+                    assert handle_s3_event(newer[0])["statuses"] == ["done"]
+            raise
+
+    monkeypatch.setattr(S3Storage, "head", gone_then_uploaded)
+    handle_s3_event(late)
+    if when == "uploaded":
+        assert handle_s3_event(newer[0])["statuses"] == ["done"]
+    record = cloud.record("k")
+    assert (record["status"], record["facts"]["width"]) == ("done", 80)
+    assert {key for key in cloud.keys("tiler-metadata", "index/") if key.endswith("/k")} == {"index/done/k"}
 
 
 def test_a_collections_csv_item_list_is_left_alone(cloud):
