@@ -7,8 +7,9 @@ threads (default 4) with keep-alive sessions:
 
 - dynamic: ``/iiif/3/bench430/{region}/{size}/0/default.jpg`` on the app
   (``app.web.create_app`` on werkzeug's threaded server, in a child process of
-  its own), rendered from the Deep Zoom tiles (``publish_for_endpoint``: their
-  record names no static tiles, so nothing is redirected); a fresh process per
+  its own), answered with the Deep Zoom tile each request is exactly
+  (``publish_for_endpoint``: the sampled tiles' Deep Zoom names and the job
+  record); a fresh process per
   run, so the first pass is cold (empty tile cache, first boto3 client) and the
   second pass, over the same sequence, is warm;
 - static: the same tiles as objects in the tiles bucket, GET straight from the
@@ -163,17 +164,19 @@ def measure(ctx: Context) -> Section:
     return section
 
 
-def publish_for_endpoint(s3: Any, tiles_dir: Path, image_id: str, width: int, height: int, dz_keys: list[str]) -> None:
-    """What the dynamic endpoint renders from: the Deep Zoom tiles ``dz_keys`` (as staged by ``python -m app
-    convert``) and a final job record naming the published version. The record names no static IIIF tiles, so the
-    endpoint renders every request rather than redirecting the tile-shaped ones (deployed, those are a 302)."""
+def publish_for_endpoint(
+    s3: Any, tiles_dir: Path, image_id: str, width: int, height: int, keys: list[str], static: tuple[int, ...] = ()
+) -> None:
+    """What the dynamic endpoint answers from: the objects ``keys`` (as staged by ``python -m app convert``) and a
+    final job record naming the published version and ``static``, the Image API versions whose level-0 names
+    ``keys`` hold, as a conversion's record does."""
     with ThreadPoolExecutor(16) as pool:
         list(
             pool.map(
                 lambda key: s3.put_object(
                     Bucket=TILES_BUCKET, Key=key, Body=(tiles_dir / key).read_bytes(), ContentType="image/jpeg"
                 ),
-                dz_keys,
+                keys,
             )
         )
     record = {
@@ -181,7 +184,7 @@ def publish_for_endpoint(s3: Any, tiles_dir: Path, image_id: str, width: int, he
         "status": "done",
         "published": {"etag": "b" * 32, "key": f"{image_id}.jpg", "width": width, "height": height},
         "tile_size": TILE_SIZE,
-        "iiif_versions": [],
+        "iiif_versions": list(static),
     }
     s3.put_object(Bucket=METADATA_BUCKET, Key=f"jobs/{image_id}.json", Body=json.dumps(record).encode())
 
@@ -335,8 +338,8 @@ def _notes(
         f"the same {len(sequence)} requests on every pass ({len(keys)} distinct tiles of the {len(every)} at scale "
         f"factors {', '.join(f'{s}:{n}' for s, n in sorted(mix.items()))} (factor:count), seed {SEED}); "
         "any non-200 answer counts as an error",
-        "dynamic: rendered from the image's published Deep Zoom tiles (the sampled tiles' Deep Zoom names and a job "
-        "record naming no static tiles, so nothing is redirected: bench/iiif_load.py publish_for_endpoint)",
+        "dynamic: each request exactly a tile, answered with the published Deep Zoom tile (the sampled tiles' Deep "
+        "Zoom names and the job record: bench/iiif_load.py publish_for_endpoint)",
         "S3 KB/req: bytes of the tiles the endpoint fetched (tile_pyramid ReadStats.bytes_fetched; tile cache "
         "IIIF_BLOCK_CACHE_MB=64): the mean from the process's totals; the median from each answer's own count, "
         "which misses the tiles fetched while its record was read (counted by the pyramid of an earlier "

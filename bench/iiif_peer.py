@@ -8,10 +8,12 @@ stand-in (``bench/s3_standin.py``, in a process of its own, ``--s3-latency-ms``
 per request), for the same requests at the same concurrency:
 
 - ours: ``app.web.create_app`` on werkzeug's threaded server
-  (``python bench/iiif_load.py serve``), rendering from the image's published
-  Deep Zoom tiles (made by ``python -m app convert``) and its job record, one
-  GET per tile, a tile cache per process; the record names no static IIIF
-  tiles, so every request renders (deployed, a tile-shaped one is a redirect);
+  (``python bench/iiif_load.py serve``) over everything ``python -m app
+  convert`` publishes for the image and its job record, as deployed: a request
+  for exactly a tile is answered with that tile as published (by its IIIF name
+  while the record is read, in a process that has not seen the image), any
+  other is rendered from the Deep Zoom tiles it touches, one GET per tile, a
+  tile cache per process;
 - peer: the pyramidal TIFF it needs (``derivatives/ID.tif``, as
   ``SERVING_TIFF`` writes it: ``app.pipeline.tiles.write_serving_tiff``) served by
   ``bench/iiif_peer_server.js`` on Node, ``iiif-processor`` pinned at
@@ -101,13 +103,13 @@ def measure(ctx: Context) -> Section:
         sequence = request_mix(width, height, count)
         with _Server(ctx, _standin_cmd(ctx, latency_ms), work / key / "logs-s3", os.environ.copy()) as s3:
             _upload(s3.address, tiff, pages)
-            dz_keys = _publish_tiles(s3.address, tiles_dir, width, height)
+            keys = _publish_tiles(s3.address, tiles_dir, width, height)
+            dz_keys = [name for name in keys if name.startswith(f"{IMAGE_ID}_files/")]
             passes: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for index in range(ctx.runs):
                 for side in SIDES if index % 2 == 0 else SIDES[::-1]:
-                    run = _one_run(
-                        ctx, side, s3.address, node_modules, sequence, clients, work / key / f"{side}-{index}"
-                    )
+                    folder = work / key / f"{side}-{index}"
+                    run = _one_run(ctx, side, s3.address, node_modules, sequence, clients, folder)
                     for name, result in run.items():
                         passes.setdefault((side, name), []).append(result)
         rows = sorted(
@@ -291,8 +293,9 @@ def _notes(ctx: Context, latency_ms: float, clients: int, node_modules: Path) ->
         f"S3: bench/s3_standin.py in a process of its own, {latency_ms:g} ms per request, in memory; both servers "
         f"and the {clients} client threads (keep-alive sessions) share the machine's {os.cpu_count()} cores",
         "ours: python bench/iiif_load.py serve (app.web.create_app, werkzeug threaded), IIIF_BLOCK_CACHE_MB default, "
-        "rendering from the published Deep Zoom tiles and the job record (which names no static tiles: every "
-        "request renders, none is redirected); "
+        "over what python -m app convert publishes (every tile and size under each of its names) and the job "
+        "record, as deployed: a request for exactly a tile is answered with the tile as published, any other "
+        "rendered from the Deep Zoom tiles it touches; "
         f"peer: node bench/iiif_peer_server.js with {PEER_PACKAGE}@{PEER_VERSION} and sharp@{SHARP_VERSION} "
         f"(libvips {_sharp_libvips(node_modules) or '?'}; npm, into bench/data/iiif-peer-node/), node "
         + (_first_line(["node", "--version"]) or "?"),
@@ -380,10 +383,10 @@ def _prepare_tiles(ctx: Context, key: str, tiff: Path) -> Path:
 
 
 def _publish_tiles(endpoint: str, tiles_dir: Path, width: int, height: int) -> list[str]:
-    """Our side's objects: every Deep Zoom tile and the job record (``iiif_load.publish_for_endpoint``)."""
-    files = tiles_dir / f"{IMAGE_ID}_files"
-    keys = sorted(str(path.relative_to(tiles_dir)) for path in files.rglob("*.jpg"))
-    iiif_load.publish_for_endpoint(iiif_load._boto_client(endpoint), tiles_dir, IMAGE_ID, width, height, keys)
+    """Our side's objects: every tile and size the conversion published, under each of its names, and the job
+    record (``iiif_load.publish_for_endpoint``)."""
+    keys = sorted(str(path.relative_to(tiles_dir)) for path in tiles_dir.rglob("*.jpg"))
+    iiif_load.publish_for_endpoint(iiif_load._boto_client(endpoint), tiles_dir, IMAGE_ID, width, height, keys, (3,))
     return keys
 
 

@@ -59,8 +59,11 @@ def tiles(width: int, height: int, tile_size: int) -> Iterator[Tile]:
                 yield Tile(top - int(math.log2(scale)), col, row, region, size)
 
 
-def is_tile(region: tuple[int, int, int, int], size: tuple[int, int], width: int, height: int, tile_size: int) -> bool:
-    """Whether ``region`` at ``size`` is exactly one tile of the pyramid (a static level-0 file)."""
+def tile_of(
+    region: tuple[int, int, int, int], size: tuple[int, int], width: int, height: int, tile_size: int
+) -> Tile | None:
+    """The tile of the pyramid that ``region`` at ``size`` is exactly (a static level-0 file), if any."""
+    top = max_dz_level(width, height)
     for scale in scale_factors(width, height, tile_size):
         span = tile_size * scale
         x, y = region[:2]
@@ -69,12 +72,15 @@ def is_tile(region: tuple[int, int, int, int], size: tuple[int, int], width: int
         level_w, level_h = level_size(width, height, scale)
         col, row = x // span, y // span
         expected = (x, y, min(span, width - x), min(span, height - y))
-        if region == expected and size == (
-            min(tile_size, level_w - col * tile_size),
-            min(tile_size, level_h - row * tile_size),
-        ):
-            return True
-    return False
+        pixels = (min(tile_size, level_w - col * tile_size), min(tile_size, level_h - row * tile_size))
+        if region == expected and size == pixels:
+            return Tile(top - int(math.log2(scale)), col, row, region, size)
+    return None
+
+
+def is_tile(region: tuple[int, int, int, int], size: tuple[int, int], width: int, height: int, tile_size: int) -> bool:
+    """Whether ``region`` at ``size`` is exactly one tile of the pyramid."""
+    return tile_of(region, size, width, height, tile_size) is not None
 
 
 def image_path(

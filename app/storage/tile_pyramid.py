@@ -142,6 +142,15 @@ class TilePyramid:
         joined = tiles[0] if len(tiles) == 1 else pyvips.Image.arrayjoin(tiles, across=len(cols))
         return joined.crop(left - cols.start * self.tile_size, top - rows.start * self.tile_size, width, height)
 
+    def encoded(self, tile: grid.Tile) -> bytes:
+        """One tile's bytes as published (kept, on their way, or fetched now): the answer to a request for exactly
+        that tile."""
+        return self._fetch_all([tile.dz_path(self.image_id)])[0]
+
+    def keep(self, tile: grid.Tile, data: bytes) -> None:
+        """Keep ``data`` as ``tile``'s bytes: the same file read under another of its names."""
+        self._cache.put((self.version, tile.dz_path(self.image_id)), data)
+
     @property
     def _cache(self) -> TileCache:
         return self.cache or TILES

@@ -4,15 +4,17 @@ rotation, quality and format, on demand.
 Both versions are one endpoint: each parses its own grammar into the same
 ``Plan`` and renders it with the same function, so whatever the pixels come
 from serves both; only the grammar, ``info.json``'s vocabulary, the canonical
-form and the profile differ. A request whose answer is already published
-(a named derivative, or a level-0 tile of a version the image was converted
-with) is answered with a redirect to that object.
+form and the profile differ. A request for exactly one tile of the pyramid is
+answered with that tile's bytes as published (the same pixels, encoded once,
+and no second hop for the viewer); a named derivative, which may be large,
+with a redirect to it.
 
 Rendered from the image's published Deep Zoom tiles (``ID_files/L/C_R.jpg``,
 see ``app.storage.tile_pyramid``): the job record (one GET) gives the
 published version and its size, then the tiles a request's region touches at
 the smallest level with enough pixels are fetched in parallel, joined and
-cropped. Every
+cropped; whatever can be fetched before the record is in (``_locate``'s
+``meanwhile``) is, so a request costs one round trip. Every
 absolute URL is built by ``app.web.urls.external_url``: on DASHBOARD_BASE_URL
 when set, so ``id`` and the canonical ``Link`` never come from the Host header. Errors are a short
 text with their IIIF status (400, 403, 404, 501, 503), with CORS like every
@@ -32,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +49,7 @@ from app.errors import SourceGone, TilerError
 from app.ids import is_valid_id
 from app.iiif import grid
 from app.iiif.info import CONTEXT, CONTEXT_2, LEVEL2_PROFILE, LEVEL2_PROFILE_2, level2, level2_v2
+from app.iiif.paths import service_path
 from app.iiif.request import (
     Limits,
     NotFound,
@@ -132,55 +136,103 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
     _check_id(image_id)
     parsed = parse(region, size, rotation, quality, fmt, version.number)  # malformed requests never reach S3
     limits = _limits()
-
     jpeg_quality = _settings().jpeg_quality
-    early: dict[tuple[str, str], bytes] = {}
+    ahead = _Ahead()
 
-    def render_early(guess: _Found) -> None:
+    def meanwhile(guess: _Found | None) -> None:
         """While the record is on its way: this request's answer from the image as this process saw it last (its
-        tiles fetched now if need be), kept under that version and used only if the record still names it."""
+        tile, or its rendering from the tiles it touches), kept under that version and used only if the record
+        still names it. A process that has not seen the image fetches the request's own path instead: a viewer
+        asks for a tile by the name it is published under."""
+        if guess is None:
+            asked = f"{region}/{size}/{rotation}/{quality}.{fmt}"
+            if _TILE_SHAPED.fullmatch(asked):
+                ahead.fetch(f"{service_path(version.number, image_id)}/{asked}")
+            return
         tiles = guess.tiles
         try:
             wanted = plan(parsed, tiles.width, tiles.height, limits, version.number)
         except RequestError:
             return  # refused: nothing of the image is read
-        if (
+        tile = _tile_of(tiles, wanted)
+        if tile is not None:
+            ahead.take_tile(tiles, tile)
+        elif not (
             oversize.may_exceed(wanted)
-            or _static_answer(guess.made, image_id, wanted, tiles.pyramid, version.number)
+            or _named_derivative(guess.made, image_id, wanted, tiles.pyramid)
             or request.if_none_match.contains(_etag(tiles.version, wanted.canonical, jpeg_quality))
         ):
-            return
-        try:
-            early[(tiles.version, wanted.canonical)] = rendering.render(wanted, tiles.pyramid, tiles.crop, jpeg_quality)
-        except Exception:  # noqa: BLE001 - the image may have changed since: the request renders what the record says
-            return
+            ahead.render(tiles, wanted, jpeg_quality)
 
-    found = _locate(image_id, render_early)
+    found = _locate(image_id, meanwhile)
     tiles = found.tiles
     pyramid = tiles.pyramid
     wanted = plan(parsed, pyramid.width, pyramid.height, limits, version.number)
     service = external_url(f"{version.blueprint}.base", image_id=image_id)
     canonical = service + "/" + quote(wanted.canonical, safe="/,:!")
     headers = {"Link": f'<{canonical}>;rel="canonical",<{version.profile}>;rel="profile"', "Cache-Control": TILE_CACHE}
-    published = _static_answer(found.made, image_id, wanted, pyramid, version.number)
-    if published:
-        return redirect(f"{_settings().public_base_url.rstrip('/')}/{published}", 302, Response=_Redirect)
+    named = _named_derivative(found.made, image_id, wanted, pyramid)
+    if named:
+        return redirect(f"{_settings().public_base_url.rstrip('/')}/{named}", 302, Response=_Redirect)
+    tile = _tile_of(tiles, wanted)
+    if tile is not None:  # exactly one tile: its published bytes, the same pixels without another encode
+        etag = _etag(tiles.version, tile.dz_path(image_id))
+        if request.if_none_match.contains(etag):
+            return _not_modified(etag, headers)
+        return _answer(_tile_bytes(found, tile, ahead, version.number), "image/jpeg", etag, headers)
     etag = _etag(tiles.version, wanted.canonical, jpeg_quality)
     if request.if_none_match.contains(etag):
-        return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
+        return _not_modified(etag, headers)
     # kept under the 3.0 canonical path of the same pixels, whichever version asked: one copy, one takedown rule
     stored_as = canonical_v3(wanted, pyramid.width, pyramid.height, _limits())
     cached = outputs.stored_answer_key(image_id, tiles.version, stored_as)
     storage = _storage(_settings().upload_workers)
     if oversize.may_exceed(wanted) and _exists(storage, cached):
         return _redirect_to_cached(cached, headers)
-    body = early.get((tiles.version, wanted.canonical)) or _rendered(tiles, wanted)
+    body = ahead.rendered.get((tiles.version, wanted.canonical)) or _rendered(tiles, wanted)
     if len(body) > oversize.MAX_INLINE_BYTES:
         _put_cached(storage, cached, body, wanted.media_type)
         return _redirect_to_cached(cached, headers)
-    response = Response(body, content_type=wanted.media_type, headers=headers)
+    return _answer(body, wanted.media_type, etag, headers)
+
+
+def _answer(body: bytes, media_type: str, etag: str, headers: dict[str, str]) -> Response:
+    response = Response(body, content_type=media_type, headers=headers)
     response.set_etag(etag)
     return response
+
+
+def _not_modified(etag: str, headers: dict[str, str]) -> Response:
+    return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
+
+
+class _Ahead:
+    """What a request fetched or rendered while its record was read: used only if the record agrees."""
+
+    def __init__(self) -> None:
+        self.fetched: dict[str, bytes] = {}  # a published level-0 path -> its bytes
+        self.tiles: dict[tuple[str, str], bytes] = {}  # (version, Deep Zoom key) -> the tile's bytes
+        self.rendered: dict[tuple[str, str], bytes] = {}  # (version, canonical) -> the answer
+
+    def fetch(self, path: str) -> None:
+        try:
+            self.fetched[path] = _storage(_settings().upload_workers).read_bytes(_settings().tiles_bucket, path)
+        except Exception:  # noqa: BLE001 - a guess (most often: no such object); the record decides what to read
+            return
+
+    def take_tile(self, tiles: TilePyramid, tile: grid.Tile) -> None:
+        try:
+            self.tiles[(tiles.version, tile.dz_path(tiles.image_id))] = tiles.encoded(tile)
+        except Exception:  # noqa: BLE001 - the image may have changed since: the request reads what the record says
+            return
+
+    def render(self, tiles: TilePyramid, wanted: Plan, jpeg_quality: int) -> None:
+        try:
+            self.rendered[(tiles.version, wanted.canonical)] = rendering.render(
+                wanted, tiles.pyramid, tiles.crop, jpeg_quality
+            )
+        except Exception:  # noqa: BLE001 - the image may have changed since: the request renders what the record says
+            return
 
 
 def refuse(error: RequestError):
@@ -231,20 +283,20 @@ class _Found:
     made: _Published
 
 
+_TILE_SHAPED = re.compile(r"\d+,\d+,\d+,\d+/\d+,\d*/0/default\.jpg")  # how viewers ask for a level-0 tile
 _KNOWN: dict[tuple[str, str], _Found] = {}  # (metadata bucket, id) -> what its record said last; oldest first
 _KNOWN_MAX = 1024
 _KNOWN_LOCK = threading.Lock()
 _RECORD_READS = ThreadPoolExecutor(8, thread_name_prefix="records")
 
 
-def _locate(image_id: str, meanwhile: Callable[[_Found], None] | None = None) -> _Found:
+def _locate(image_id: str, meanwhile: Callable[[_Found | None], None] | None = None) -> _Found:
     """The image's published version, from its job record (one GET): its size and tile size, where its tiles are,
     what else it published. NotFound when nothing of it is published.
 
-    If this process has seen the image before, ``meanwhile`` runs with what the record said then while the GET
-    is in flight (the endpoint fetches the tiles and renders), so a request costs one round trip, not two, when
-    the image is unchanged, and its rendering overlaps it; what it made is keyed by that version and used only if
-    the record still names it."""
+    ``meanwhile`` runs while the GET is in flight, with what the record said when this process last read it
+    (None if never), so that a request costs one round trip, not two: the endpoint fetches the published tile or
+    the tiles to render from, and renders; what it made is used only if the record agrees."""
     _check_id(image_id)
     harden_libvips()
     settings = _settings()
@@ -252,7 +304,7 @@ def _locate(image_id: str, meanwhile: Callable[[_Found], None] | None = None) ->
     storage = _storage(settings.upload_workers)
     known = _KNOWN.get((settings.metadata_bucket, image_id))
     try:
-        if known is not None and meanwhile is not None:
+        if meanwhile is not None:
             reading = _RECORD_READS.submit(records.read_record, storage, settings.metadata_bucket, image_id)
             meanwhile(known)
             record = reading.result() or {}
@@ -312,25 +364,39 @@ def _storage(workers: int) -> S3Storage:
     return S3Storage(workers)
 
 
-def _static_answer(
-    made: _Published, image_id: str, wanted: Plan, pyramid: rendering.Pyramid, version: int
-) -> str | None:
-    """The published path holding exactly this answer, if any: a named derivative (at its 3.0 path, whichever
-    version asked), or a level-0 tile of a version the image was converted with (this version's first)."""
-    width, height = pyramid.width, pyramid.height
-    named = f"{image_id}/{canonical_v3(wanted, width, height, _limits())}"
-    if named in made.paths:
-        return named
-    plain = (wanted.quality, wanted.format, wanted.rotation, wanted.mirror) == ("default", "jpg", 0, False)
-    if (
-        plain
-        and made.versions
-        and made.tile_size
-        and grid.is_tile(wanted.region, wanted.size, width, height, made.tile_size)
-    ):
-        static = version if version in made.versions else max(made.versions)
-        return grid.image_path(image_id, width, height, wanted.region, wanted.size, static)
-    return None
+def _named_derivative(made: _Published, image_id: str, wanted: Plan, pyramid: rendering.Pyramid) -> str | None:
+    """The published path of the named derivative that is exactly this answer (at its 3.0 path, whichever version
+    asked), if any: answered with a redirect, as it may be too big for a Lambda response."""
+    named = f"{image_id}/{canonical_v3(wanted, pyramid.width, pyramid.height, _limits())}"
+    return named if named in made.paths else None
+
+
+def _tile_of(tiles: TilePyramid, wanted: Plan) -> grid.Tile | None:
+    """The pyramid's tile that is exactly this answer (plain JPEG, a tile's region at its level's size), if any."""
+    if (wanted.quality, wanted.format, wanted.rotation, wanted.mirror) != ("default", "jpg", 0, False):
+        return None
+    return grid.tile_of(wanted.region, wanted.size, tiles.width, tiles.height, tiles.tile_size)
+
+
+def _tile_bytes(found: _Found, tile: grid.Tile, ahead: _Ahead, version: int) -> bytes:
+    """``tile``'s bytes: fetched while the record was read (by its Deep Zoom name, or by the request's own path
+    when that is its published level-0 name in this version), else read now; kept in the tile cache."""
+    tiles = found.tiles
+    data = ahead.tiles.get((tiles.version, tile.dz_path(tiles.image_id)))
+    if data is None and version in found.made.versions and found.made.tile_size == tiles.tile_size:
+        data = ahead.fetched.get(
+            grid.image_path(tiles.image_id, tiles.width, tiles.height, tile.region, tile.size, version)
+        )
+        if data is not None:
+            tiles.keep(tile, data)
+    if data is not None:
+        return data
+    try:
+        return tiles.encoded(tile)
+    except SourceGone:
+        raise NotFound("no such image (its tiles are gone)") from None
+    except TilerError as error:
+        raise Unavailable(f"storage unavailable: {error}") from None
 
 
 class _Redirect(Response):

@@ -13,7 +13,7 @@ import pyvips
 from werkzeug.serving import make_server
 
 from app import records
-from app.pipeline.tiles import write_deep_zoom
+from app.pipeline.tiles import iiif_names, link_iiif_tiles, make_iiif_folders, write_deep_zoom, write_sizes
 from app.web import create_app
 from config import Settings
 from tests.helpers import in_background
@@ -32,20 +32,35 @@ class Served:
         self.cloud, self.tmp_path, self.monkeypatch = cloud, tmp_path, monkeypatch
         self.settings = cloud.settings
 
-    def put(self, image_id: str, image: pyvips.Image, version: str | None = None, record: bool = True) -> str:
+    def put(
+        self,
+        image_id: str,
+        image: pyvips.Image,
+        version: str | None = None,
+        record: bool = True,
+        static: tuple[int, ...] = (),
+    ) -> str:
         """Tile ``image`` as the pipeline does and publish the tiles and a final record naming ``version`` (the
-        source's ETag; a fresh one by default, as a new upload has); the record lists no static IIIF tiles
-        (``iiif_versions`` empty), so every request renders unless a test says otherwise (``record``). Returns
-        the version. ``record=False`` uploads the tiles alone, as a re-publication does before its record."""
+        source's ETag; a fresh one by default, as a new upload has). ``static`` are the Image API versions whose
+        level-0 tiles and sizes are published too, and which the record names (by default none). Returns the
+        version. ``record=False`` uploads the tiles alone, as a re-publication does before its record."""
         version = version or uuid.uuid4().hex
         root = self.tmp_path / "published" / version
         keys = write_deep_zoom(image, root, image_id, TILE_SIZE, 85)
+        if static:
+            names = iiif_names(image_id, image.width, image.height, TILE_SIZE, static)
+            make_iiif_folders(root, names)
+            link_iiif_tiles(root, names)
+            sizes = (image.width, image.height, TILE_SIZE, self.settings.iiif_max_size, 85, names, static)
+            keys += write_sizes(root, image_id, *sizes) + [path for paths in names.values() for path in paths]
         for key in keys:
             self.cloud.s3.put_object(Bucket=self.settings.tiles_bucket, Key=key, Body=(root / key).read_bytes())
         if not record:
             return version
         published = {"etag": version, "key": f"{image_id}.tif", "width": image.width, "height": image.height}
-        self.record(image_id, status="done", published=published, tile_size=TILE_SIZE, iiif_versions=[], replace=True)
+        self.record(
+            image_id, status="done", published=published, tile_size=TILE_SIZE, iiif_versions=list(static), replace=True
+        )
         return version
 
     def record(self, image_id: str, replace: bool = False, **fields) -> dict:

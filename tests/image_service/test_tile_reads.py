@@ -1,14 +1,17 @@
 """What rendering from the published tiles costs in reads: one GET per tile touched, none warm, none twice, and the
-tiles of a known image fetched while its record is still on its way."""
+tiles of a known image, or the published tile a viewer asks for, fetched while its record is still on its way."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
+
 from app import records
 from app.pipeline.tiles import write_deep_zoom
 from app.storage.s3 import S3Storage
 from app.storage.tile_pyramid import TileCache, TilePyramid
+from app.web import image_service
 from tests.helpers import photo
 
 
@@ -73,22 +76,55 @@ def test_a_known_images_tiles_are_fetched_while_its_record_is_read(served, monke
     served.put("img", photo(1500, 1100))
     client = served.client()
     assert client.get("/iiif/3/img/0,0,512,512/max/0/default.jpg").status_code == 200  # the record is known now
+    overlapped, _ = _watch_reads(monkeypatch)
+    assert client.get("/iiif/3/img/512,512,512,512/max/0/default.jpg").status_code == 200
+    assert overlapped == [True]
+
+
+@pytest.mark.parametrize(
+    "seen,asked,read",
+    [
+        (False, "iiif/3/img/512,512,512,512/512,512/0/default.jpg", "img/512,512,512,512/512,512/0/default.jpg"),
+        (False, "iiif/2/img/512,512,512,512/512,/0/default.jpg", "iiif/2/img/512,512,512,512/512,/0/default.jpg"),
+        (True, "iiif/3/img/512,512,512,512/512,512/0/default.jpg", "img_files/11/1_1.jpg"),
+    ],
+    ids=["fresh process", "fresh process, 2.1", "image seen"],
+)
+def test_a_tile_is_fetched_while_its_record_is_read_and_answered_as_published(served, monkeypatch, seen, asked, read):
+    """A viewer's tile costs one round trip even in a process that never read the image's record (the request's
+    own path is the tile's published name), and none of the image's tiles once kept. Nothing is rendered."""
+    served.put("img", photo(1500, 1100), static=(2, 3))
+    monkeypatch.setattr(image_service, "_KNOWN", {})
+    client = served.client()
+    if seen:
+        assert client.get("/iiif/3/img/info.json").status_code == 200
+    overlapped, reads = _watch_reads(monkeypatch)
+    answer = client.get(f"/{asked}")
+    assert answer.data == served.cloud.read(served.settings.tiles_bucket, "img_files/11/1_1.jpg")
+    assert (overlapped, reads) == ([True], [read])
+    assert client.get(f"/{asked}").data == answer.data and reads == [read]  # kept
+
+
+def _watch_reads(monkeypatch) -> tuple[list[bool], list[str]]:
+    """Hold each job record read until a tile is asked for: ``overlapped`` gets whether one was (a serial endpoint
+    asks for none before the record returns; the wait then times out), ``reads`` the keys of the tiles read."""
     tile_asked = threading.Event()
     overlapped: list[bool] = []
+    reads: list[str] = []
     read_record, read_bytes = records.read_record, S3Storage.read_bytes
 
     def slow_record(*args, **kwargs):
-        overlapped.append(tile_asked.wait(10))  # a serial endpoint would ask for no tile before this returns
+        overlapped.append(tile_asked.wait(10))
         return read_record(*args, **kwargs)
 
     def watched(storage, bucket, key):
+        reads.append(key)
         tile_asked.set()
         return read_bytes(storage, bucket, key)
 
     monkeypatch.setattr(records, "read_record", slow_record)
     monkeypatch.setattr(S3Storage, "read_bytes", watched)
-    assert client.get("/iiif/3/img/512,512,512,512/max/0/default.jpg").status_code == 200
-    assert overlapped == [True]
+    return overlapped, reads
 
 
 class in_background_call:

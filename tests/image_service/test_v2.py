@@ -96,35 +96,38 @@ def _record(served, image_id, **fields):
     served.record(image_id, status="done", tile_size=512, **fields)
 
 
-def test_a_published_tile_is_a_redirect_to_its_own_versions_static_file(served):
-    served.put("maps/quadrants", _quadrants(1200, 600))
-    base = served.settings.public_base_url
-    rendered = served.client().get("/iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg")
-    assert rendered.status_code == 200  # the record names no static tiles: nothing is known to be published
-    _record(served, "maps/quadrants", iiif_versions=[3, 2])
+def test_a_tile_is_answered_with_its_published_bytes_under_either_versions_name(served):
+    """Not a rendering of them (which would be encoded again): the Deep Zoom tile, which each published level-0
+    name (3.0, 2.1) is a copy of; whatever is not exactly a tile is rendered."""
+    served.put("maps/quadrants", _quadrants(), static=(2, 3))
     client = served.client()
-    two = client.get("/iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg")
-    assert (two.status_code, two.headers["Location"]) == (
-        302,
-        f"{base}/iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg",
-    )
-    three = client.get("/iiif/3/maps/quadrants/0,0,512,512/512,512/0/default.jpg")
-    assert three.headers["Location"] == f"{base}/maps/quadrants/0,0,512,512/512,512/0/default.jpg"
-    assert client.get("/iiif/2/maps/quadrants/0,0,512,512/512,/0/gray.jpg").status_code == 200  # not a tile
-    assert client.get("/iiif/2/maps/quadrants/0,0,512,512/256,/0/default.jpg").status_code == 200
-    assert (
-        client.get("/iiif/2/maps/quadrants/full/300,/0/default.jpg")
-        .headers["Location"]
-        .endswith(
-            "/iiif/2/maps/quadrants/full/300,/0/default.jpg"  # the single-tile level
-        )
-    )
+    tiles = served.settings.tiles_bucket
+    for asked, published in [
+        (
+            "iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg",
+            "iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg",
+        ),
+        ("iiif/3/maps/quadrants/0,0,512,512/512,512/0/default.jpg", "maps/quadrants/0,0,512,512/512,512/0/default.jpg"),
+        ("iiif/2/maps/quadrants/full/400,/0/default.jpg", "iiif/2/maps/quadrants/full/400,/0/default.jpg"),
+    ]:
+        answer = client.get(f"/{asked}")
+        assert (answer.status_code, answer.content_type) == (200, "image/jpeg"), asked
+        assert answer.data == served.cloud.read(tiles, published), asked
+        assert client.get(f"/{asked}", headers={"If-None-Match": answer.headers["ETag"]}).status_code == 304
+    top_left = served.cloud.read(tiles, "maps/quadrants_files/10/0_0.jpg")
+    assert served.cloud.read(tiles, "maps/quadrants/0,0,512,512/512,512/0/default.jpg") == top_left
+    for not_a_tile in (
+        "0,0,512,512/512,/0/gray.jpg",
+        "0,0,512,512/256,/0/default.jpg",
+        "0,0,512,500/512,/0/default.jpg",
+    ):
+        answer = client.get(f"/iiif/2/maps/quadrants/{not_a_tile}")
+        assert answer.status_code == 200 and answer.data != top_left, not_a_tile
+    served.put("maps/quadrants", _quadrants())  # the record names no static names: the tile is still the tile
+    assert served.client().get("/iiif/2/maps/quadrants/0,0,512,512/512,/0/default.jpg").data == top_left
 
 
-def test_an_image_published_only_in_2_1_redirects_3_0_tile_requests_to_the_2_1_file(served):
-    served.put("solo", _quadrants(1200, 600))
-    _record(served, "solo", iiif_versions=[2])
+def test_an_image_published_only_in_2_1_answers_3_0_tile_requests_with_the_2_1_file(served):
+    served.put("solo", _quadrants(1200, 600), static=(2,))
     three = served.client().get("/iiif/3/solo/512,0,512,512/512,512/0/default.jpg")
-    assert (
-        three.headers["Location"] == f"{served.settings.public_base_url}/iiif/2/solo/512,0,512,512/512,/0/default.jpg"
-    )
+    assert three.data == served.cloud.read(served.settings.tiles_bucket, "iiif/2/solo/512,0,512,512/512,/0/default.jpg")
