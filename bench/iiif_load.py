@@ -7,8 +7,8 @@ threads (default 4) with keep-alive sessions:
 
 - dynamic: ``/iiif/3/bench430/{region}/{size}/0/default.jpg`` on the app
   (``app.web.create_app`` on werkzeug's threaded server, in a child process of
-  its own), answered with the Deep Zoom tile each request is exactly
-  (``publish_for_endpoint``: the sampled tiles' Deep Zoom names and the job
+  its own), answered with the tile each request is exactly, as published
+  (``publish_for_endpoint``: the sampled tiles under both names and the job
   record); a fresh process per
   run, so the first pass is cold (empty tile cache, first boto3 client) and the
   second pass, over the same sequence, is warm;
@@ -130,8 +130,9 @@ def measure(ctx: Context) -> Section:
         twins = {
             grid.image_path(IMAGE_ID, image.width, image.height, t.region, t.size): t.dz_path(IMAGE_ID)
             for t in grid.tiles(image.width, image.height, TILE_SIZE)
-        }  # the dynamic side renders each sampled tile from its Deep Zoom name
-        publish_for_endpoint(s3, tiles_dir, IMAGE_ID, image.width, image.height, sorted({twins[k] for k in keys}))
+        }  # the dynamic side answers each sampled tile with its Deep Zoom twin (the same bytes)
+        dz_keys = sorted({twins[k] for k in keys})
+        publish_for_endpoint(s3, tiles_dir, IMAGE_ID, image.width, image.height, dz_keys, static=(3,))
         ctx.log(f"  uploaded {len(keys)} static tiles in {tiles_upload_s:.1f} s, and their Deep Zoom names")
         probe = _probe_moto(endpoint, keys[0])
         ctx.log(f"  moto alone: GET of a static tile {probe['tile_ms']:.1f} ms (median of {probe['n']})")
@@ -338,23 +339,23 @@ def _notes(
         f"the same {len(sequence)} requests on every pass ({len(keys)} distinct tiles of the {len(every)} at scale "
         f"factors {', '.join(f'{s}:{n}' for s, n in sorted(mix.items()))} (factor:count), seed {SEED}); "
         "any non-200 answer counts as an error",
-        "dynamic: each request exactly a tile, answered with the published Deep Zoom tile (the sampled tiles' Deep "
-        "Zoom names and the job record: bench/iiif_load.py publish_for_endpoint)",
+        "dynamic: each request exactly a tile, answered with the tile as published (the sampled tiles under their "
+        "IIIF and Deep Zoom names and the job record: bench/iiif_load.py publish_for_endpoint)",
         "S3 KB/req: bytes of the tiles the endpoint fetched (tile_pyramid ReadStats.bytes_fetched; tile cache "
         "IIIF_BLOCK_CACHE_MB=64): the mean from the process's totals; the median from each answer's own count, "
         "which misses the tiles fetched while its record was read (counted by the pyramid of an earlier "
         "request), so it reads 0 once the image is known; S3 req/req: every S3 request it made (the job record's "
         "GET and the tiles' GETs). "
         "Static: one GET of the tile object, its size in 'response KB'",
-        "cold = first pass on a fresh server process (its first request also pays the first boto3 client; from the "
-        "second on, a request's tile is fetched and rendered while its record is read); warm = the same sequence "
-        "again (the record's GET only)",
+        "cold = first pass on a fresh server process (its first request also pays the first boto3 client; every "
+        "request's tile is fetched while its record is read: by its IIIF name until the image is known, then by its "
+        "Deep Zoom name); warm = the same sequence again (the record's GET only)",
         f"uploaded to moto: only the {len(keys)} sampled static tiles, in {tiles_upload_s:.1f} s (all {len(every)} "
         f"IIIF tiles would take ~{tiles_upload_s / len(keys) * len(every):.0f} s), and their Deep Zoom names",
         "moto applies requests one at a time (LocalS3's lock), which caps both sides; a GET of one static tile "
         f"took {probe['tile_ms']:.1f} ms (median of {probe['n']}, moto alone)",
-        "response KB: the dynamic side re-encodes at JPEG_QUALITY (85, optimize_coding); the static tiles are "
-        "dzsave's output as convert wrote them",
+        "response KB: both sides answer with the tile as convert wrote it (a request for exactly a tile is not "
+        "rendered)",
         f"{os.cpu_count()} cores shared by the client threads, the app server and moto (three processes)",
     ]
 
