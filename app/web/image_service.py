@@ -156,7 +156,8 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
             return  # refused: nothing of the image is read
         tile = _tile_of(tiles, wanted)
         if tile is not None:
-            ahead.take_tile(tiles, tile)
+            if not request.if_none_match.contains(_etag(tiles.version, tile.dz_path(image_id))):
+                ahead.take_tile(tiles, tile)
         elif not (
             oversize.may_exceed(wanted)
             or _named_derivative(guess.made, image_id, wanted, tiles.pyramid)
