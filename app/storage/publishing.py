@@ -29,6 +29,7 @@ from app.storage.s3 import (
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 CACHE_CONTROL = {"tiles": TILE_CACHE, "descriptors": DESCRIPTOR_CACHE, "metadata": "no-cache"}
+DISCARD_PATIENCE_SECONDS = 10.0  # how long discarding early tiles waits for the PUTs in flight before stopping them
 
 
 class Publisher:
@@ -100,15 +101,18 @@ class EarlyTiles:
             uploads, self._uploads = self._uploads, {}
         return uploads
 
-    def discard(self) -> None:
-        """Stop the uploads, let them settle, and delete every key they were for (best effort).
+    def discard(self, patience: float = DISCARD_PATIENCE_SECONDS) -> None:
+        """Let the uploads settle, then delete every key they were for (best effort).
 
-        All of them: a PUT stopped or failed on our side may still have landed on S3's.
+        Stopping a PUT on our side does not stop one S3 has already received, which could then land after the
+        delete. So the uploads (nearly all done by now) are waited for, up to ``patience`` seconds, and only those
+        still running then are stopped. Every key is deleted: a PUT that failed on our side may have landed too.
         """
         uploads = self.take()
-        for upload in uploads.values():
+        running = wait(uploads.values(), timeout=patience).not_done
+        for upload in running:
             upload.cancel()
-        wait(uploads.values())
+        wait(running)
         try:
             self._publisher.storage.delete_keys(self._publisher.buckets["tiles"], uploads)
         except TilerError as error:

@@ -77,6 +77,7 @@ def test_an_upload_through_the_page_reaches_done(cloud, dashboard, page, tmp_pat
         page.goto(f"{dashboard}/login")
         page.fill("input[name=password]", "open sesame")
         page.click("form button")
+        page.wait_for_url(f"{dashboard}/", wait_until="load")  # images.js has bound the file input by then
         page.set_input_files("#files", str(src))
         page.wait_for_selector("#upload-list li:has-text('uploaded')", timeout=30_000)
         page.wait_for_selector("tr[data-status=done] >> text=dropped_scan", timeout=60_000)
