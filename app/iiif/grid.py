@@ -78,11 +78,6 @@ def tile_of(
     return None
 
 
-def is_tile(region: tuple[int, int, int, int], size: tuple[int, int], width: int, height: int, tile_size: int) -> bool:
-    """Whether ``region`` at ``size`` is exactly one tile of the pyramid."""
-    return tile_of(region, size, width, height, tile_size) is not None
-
-
 def image_path(
     image_id: str,
     width: int,

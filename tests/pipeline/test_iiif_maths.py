@@ -77,12 +77,12 @@ def test_2_1_canonical_form_keeps_w_comma_only_for_the_aspect_ratio_it_implies()
     )
 
 
-def test_is_tile_finds_exactly_the_pyramids_tiles():
+def test_tile_of_finds_exactly_the_pyramids_tiles():
     every = list(grid.tiles(1301, 700, 512))
-    assert all(grid.is_tile(tile.region, tile.size, 1301, 700, 512) for tile in every)
-    assert not grid.is_tile((0, 0, 512, 512), (256, 256), 1301, 700, 512)  # right region, wrong scale
-    assert not grid.is_tile((1, 0, 512, 512), (512, 512), 1301, 700, 512)
-    assert not grid.is_tile((0, 0, 1301, 700), (651, 350), 1301, 700, 512)  # two tiles wide at that scale
+    assert all(grid.tile_of(tile.region, tile.size, 1301, 700, 512) == tile for tile in every)
+    assert grid.tile_of((0, 0, 512, 512), (256, 256), 1301, 700, 512) is None  # right region, wrong scale
+    assert grid.tile_of((1, 0, 512, 512), (512, 512), 1301, 700, 512) is None
+    assert grid.tile_of((0, 0, 1301, 700), (651, 350), 1301, 700, 512) is None  # two tiles wide at that scale
 
 
 def test_a_panoramas_max_box_holds_its_full_max_and_every_tile():
