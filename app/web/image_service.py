@@ -180,7 +180,10 @@ def image(image_id: str, region: str, size: str, rotation: str, quality: str, fm
         etag = _etag(tiles.version, tile.dz_path(image_id))
         if request.if_none_match.contains(etag):
             return _not_modified(etag, headers)
-        return _answer(_tile_bytes(found, tile, ahead, version.number), "image/jpeg", etag, headers)
+        body = _tile_bytes(found, tile, ahead, version.number)
+        if len(body) > oversize.MAX_INLINE_BYTES:  # a large TILE_SIZE: the tile itself is public, and whole
+            return _redirect_to_cached(tile.dz_path(image_id), headers)
+        return _answer(body, "image/jpeg", etag, headers)
     etag = _etag(tiles.version, wanted.canonical, jpeg_quality)
     if request.if_none_match.contains(etag):
         return _not_modified(etag, headers)
@@ -429,7 +432,7 @@ def _put_cached(storage: S3Storage, key: str, body: bytes, media_type: str) -> N
 
 
 def _redirect_to_cached(key: str, headers: dict[str, str]) -> Response:
-    """To the stored answer, with the Link and caching the answer itself would have had."""
+    """To the stored answer (or the published tile), with the Link and caching the answer itself would have had."""
     response = redirect(f"{_settings().public_base_url.rstrip('/')}/{quote(key, safe='/,:!')}", 302, Response=_Redirect)
     response.headers.update(headers)
     return response

@@ -163,6 +163,20 @@ def test_a_replaced_image_is_rendered_anew_under_its_new_version(served, renders
     assert _same_pixels(pyvips.Image.new_from_buffer(_fetch(second.headers["Location"])[0], ""), expected)
 
 
+def test_a_tile_too_big_for_a_lambda_response_is_a_redirect_to_the_published_tile(served, monkeypatch):
+    """Exact tiles are answered with their published bytes: with a large TILE_SIZE one can pass the limit, and is
+    then redirected to, as published, never a 502."""
+    monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)  # a 512 px photo tile passes it
+    served.put(ID, photo_like(1000, 700))
+    tile = served.cloud.read(served.settings.tiles_bucket, f"{ID}_files/10/0_0.jpg")
+    assert len(tile) > oversize.MAX_INLINE_BYTES
+    response = served.client().get(f"/iiif/3/{ID}/0,0,512,512/512,512/0/default.jpg")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"{served.settings.public_base_url}/{ID}_files/10/0_0.jpg"
+    assert _fetch(response.headers["Location"])[0] == tile
+    assert served.cloud.tiles("cache/") == set()  # nothing stored again
+
+
 def test_the_redirect_target_is_a_url_even_for_upscaled_canonical_paths(served, monkeypatch):
     """``^`` is not a URL character: the Location escapes it, and S3 finds the key."""
     monkeypatch.setattr(oversize, "MAX_INLINE_BYTES", 50_000)
