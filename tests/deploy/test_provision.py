@@ -9,6 +9,7 @@ from urllib.parse import unquote_plus
 import pytest
 from zappa.handler import LambdaHandler
 
+from app import records
 from tooling.deploy import iam
 from tooling.deploy.aws import Aws
 from tooling.deploy.documents import LIFECYCLE_RULE_ID
@@ -353,6 +354,29 @@ def test_alarms_notify_the_topic_or_address_given(deployment):
     deployment.provision(alarm_topic="arn:aws:sns:eu-west-1:123456789012:ops")
     again = aws.client("cloudwatch").describe_alarms(AlarmNamePrefix=names.function)["MetricAlarms"]
     assert all(a["AlarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:ops"] for a in again)
+
+
+def test_the_function_may_learn_that_a_key_is_missing_where_its_code_asks(deployment):
+    """On a real account, GetObject or HeadObject of a missing key answers 403, not 404, unless the role may also
+    list the bucket. The function asks on purpose: the endpoint fetches a request's own path as a guess at a
+    published tile (tiles bucket, 3.0 and 2.1 names), and a late event's job heads its source to see whether it is
+    gone, then takes the image's claim (metadata bucket). A 403 there would be a storage failure, not an answer."""
+    deployment.provision()
+    aws, names = deployment.aws, deployment.names
+    _, policies = iam.role_documents(aws, names.role_arn(names.lambda_role))
+    asked = {
+        names.tiles_bucket: [
+            "box/leaf/0,0,512,512/512,512/0/default.jpg",
+            "iiif/2/box/leaf/0,0,512,512/512,/0/default.jpg",
+        ],
+        names.source_bucket: ["box/leaf.jpg"],
+        names.metadata_bucket: [records.record_key("box/leaf"), records.claim_key("box/leaf")],
+    }
+    for bucket, keys in asked.items():
+        assert iam.allows(policies, "s3:ListBucket", f"arn:aws:s3:::{bucket}"), f"a missing key in {bucket} is a 403"
+        for key in keys:
+            assert iam.allows(policies, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"), key
+    assert iam.allows(policies, "s3:PutObject", f"arn:aws:s3:::{names.metadata_bucket}/{records.claim_key('box/leaf')}")
 
 
 def test_both_roles_may_write_and_delete_the_page_sources_their_jobs_do(deployment):
