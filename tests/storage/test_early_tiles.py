@@ -20,7 +20,11 @@ class _Publisher:
         self.storage = SimpleNamespace(delete_keys=lambda bucket, keys: events.append(f"delete {sorted(keys)}"))
 
     def upload(self, path: Path, destination: str, key: str, cache_control: str) -> Upload:
-        upload = Upload(lambda: self.events.append(f"stop {key}"))
+        def stop() -> None:  # the CRT's answer to a stopped request: the upload fails
+            self.events.append(f"stop {key}")
+            upload.set_exception(OSError("stopped"))
+
+        upload = Upload(stop)
         self.uploads.append(upload)
         return upload
 
@@ -53,10 +57,5 @@ def test_puts_still_running_after_the_patience_are_stopped_then_deleted():
     publisher = _Publisher(events)
     early = EarlyTiles(publisher)
     early.add(Path("t.jpg"), ("p_files/9/0_0.jpg",))
-
-    def stop_fails_it(upload: Upload) -> None:
-        upload.set_exception(OSError("stopped"))  # the CRT's answer to a stopped request
-
-    publisher.uploads[0]._stop = lambda: (events.append("stop"), stop_fails_it(publisher.uploads[0]))
     early.discard(patience=0)
-    assert events == ["stop", "delete ['p_files/9/0_0.jpg']"]
+    assert events == ["stop p_files/9/0_0.jpg", "delete ['p_files/9/0_0.jpg']"]
