@@ -6,8 +6,8 @@
 version of the stage's ``runtime`` (the native wheels must match it), cached in
 .venv-deploy/ under a hash of both, and runs ``zappa package`` from it. Deploy
 the result with ``zappa deploy STAGE --zip OUT`` (later ``zappa update STAGE --zip OUT``).
-The virtualenv keeps only the imagecodecs codec the pipeline uses (JPEG 2000),
-so the zip stays under Lambda's 250 MB. Standard library only: it runs before
+The virtualenv keeps only the imagecodecs codecs the pipeline uses (JPEG 2000,
+and JPEG for the stitched sizes), so the zip stays under Lambda's 250 MB. Standard library only: it runs before
 any virtualenv exists.
 """
 
@@ -24,18 +24,21 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# imagecodecs ships some eighty codecs (about 80 MB with their libraries); the pipeline uses JPEG 2000 alone (its
-# codecs load on first use), so the Lambda zip keeps only these, and stays under Lambda's 250 MB.
+# imagecodecs ships some eighty codecs (about 80 MB with their libraries); the pipeline uses JPEG 2000 (app/pipeline/
+# jp2.py) and JPEG (app/pipeline/jpeg.py) alone (its codecs load on first use), so the Lambda zip keeps only these,
+# and stays under Lambda's 250 MB.
 IMAGECODECS_KEEP = (
     "__init__.py",
     "imagecodecs.py",
     "py.typed",
     "licenses",
     "_jpeg2k.",
+    "_jpeg8.",
     "_shared.",
     "_shared_cython.",
     "libopenjp2-",
     "liblcms2-",
+    "libjpeg-",
 )
 
 

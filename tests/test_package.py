@@ -250,7 +250,7 @@ def _read_json(bucket: str, key: str) -> dict:
 
 
 def test_jpeg_2000_and_pdf_decode_in_the_package(unpacked, stage, tmp_path):
-    """The trimmed imagecodecs (JPEG 2000 only) and PDFium load and decode under the runtime's Python."""
+    """The trimmed imagecodecs (JPEG 2000 and JPEG) and PDFium load and decode under the runtime's Python."""
     import imagecodecs
 
     x = pyvips.Image.xyz(96, 64)[0]

@@ -24,7 +24,7 @@ from app.iiif import grid, serving
 from app.iiif import info as iiif_info
 from app.iiif import paths as iiif_paths
 from app.model import Conversion, ImageFacts
-from app.pipeline import manifest, metadata, palette
+from app.pipeline import background, jpeg, manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
 from app.pipeline.inspect import DECODED_HERE, open_image, vips_reason
 from app.pipeline.tiles import (
@@ -79,6 +79,7 @@ def _convert(
     image, facts = open_image(
         src, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi, max_pages=settings.max_pages
     )
+    jpeg.warm_up()
     if settings.iiif_manifests:
         manifest.warm_up()
     clock.lap("inspect")
@@ -90,9 +91,10 @@ def _convert(
     linked = on_tile is None
     versions = tuple(sorted(settings.iiif_versions, reverse=True))  # 3.0 names first: a 2.1 name is an alias
     names = iiif_names(image_id, facts.width, facts.height, settings.tile_size, versions)
-    # Beside libvips, in order: the IIIF folders while it tiles, then the hard links while it writes the sizes,
-    # then the palette.
-    with ThreadPoolExecutor(max_workers=1) as side:
+    # Beside libvips, at idle priority, so that it takes only the CPU time tiling leaves (the next image's, in the
+    # CLI), in order: the IIIF folders while it tiles, then the hard links, the palette and the sizes. Nothing
+    # there may call libvips: a thread its pool started from there would keep the idle priority.
+    with ThreadPoolExecutor(max_workers=1, initializer=background.lower_this_thread) as side:
         folders_made = side.submit(make_iiif_folders, tiles_root, names) if linked else None
         dz_tiles = _decode_errors(
             write_deep_zoom,
@@ -111,13 +113,9 @@ def _convert(
         if folders_made:
             folders_made.result()
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
-        colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files")
-        clock.lap("tile")
-        derivatives = [_serving_tiff(src, master, image_id, facts, settings, tiles_root)] if master is not None else []
-        if derivatives:
-            clock.lap("serving_tiff")
-        iiif_tiles = list(dict.fromkeys(path for paths in names.values() for path in paths))
-        sizes = write_sizes(
+        colours = side.submit(palette.dominant_colours, tiles_root / f"{image_id}_files", facts.width, facts.height)
+        sizes_made = side.submit(
+            write_sizes,
             tiles_root,
             image_id,
             facts.width,
@@ -128,6 +126,12 @@ def _convert(
             names,
             versions,
         )
+        clock.lap("tile")
+        derivatives = [_serving_tiff(src, master, image_id, facts, settings, tiles_root)] if master is not None else []
+        if derivatives:
+            clock.lap("serving_tiff")
+        iiif_tiles = list(dict.fromkeys(path for paths in names.values() for path in paths))
+        sizes = sizes_made.result()
         if links_made:
             links_made.result()
     named = []

@@ -1,7 +1,7 @@
 """Background work that must not slow down libvips' tiling.
 
-A conversion overlaps work that needs no pixels (importing iiif-prezi3,
-exiftool, making IIIF folders) with dzsave. On two cores that work competes
+A conversion overlaps work that needs no pixels (importing iiif-prezi3 and
+numpy, exiftool) with dzsave. On two cores that work competes
 with libvips' threads as an equal and stretches the tiling; at idle priority
 the scheduler gives it only the CPU time libvips leaves unused (the JPEG
 decode is serial, so there is plenty), and it still finishes first.
@@ -12,8 +12,19 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 IDLE_NICENESS = 19
+
+
+def soon(work: Callable[[], object], name: str) -> None:
+    """Run ``work`` on a thread of its own at idle priority (an import a conversion hides behind tiling)."""
+
+    def at_idle_priority() -> None:
+        lower_this_thread()
+        work()
+
+    threading.Thread(target=at_idle_priority, name=name, daemon=True).start()
 
 
 def lower_this_thread() -> None:

@@ -91,7 +91,7 @@ def decode(path: Path) -> pyvips.Image:
 
 @functools.cache
 def _imagecodecs():
-    """imagecodecs, imported on first use: JPEG, PNG and TIFF conversions never pay for it (or for numpy)."""
+    """imagecodecs, imported on first use: the web app imports the pipeline but never decodes."""
     import imagecodecs
 
     return imagecodecs

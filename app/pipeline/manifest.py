@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import gc
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,12 +60,7 @@ def prezi():
 
 def warm_up() -> None:
     """Import iiif-prezi3 in the background, so a conversion hides the cost behind libvips' tiling."""
-
-    def import_at_idle_priority() -> None:
-        background.lower_this_thread()
-        prezi()
-
-    threading.Thread(target=import_at_idle_priority, name="prezi-import", daemon=True).start()
+    background.soon(prezi, "prezi-import")
 
 
 def build(

@@ -5,7 +5,7 @@ With no overlap, every Deep Zoom tile at or above the smallest IIIF scale
 factor *is* a IIIF tile, so each IIIF version's layout is made of hard links
 to the same encoded bytes (or, uploading, more keys for the same file). The
 full-image sizes (and full/max) are stitched once from the small pyramid
-levels, never from the source, and linked under each version's name.
+levels (``jpeg``), never from the source, and linked under each version's name.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyvips
 
 from app.iiif import grid, serving
 from app.iiif.paths import service_path
+from app.pipeline import jpeg
 from app.pipeline.finished_tiles import FinishedTiles
 
 Progress = Callable[[float], None]
@@ -140,8 +141,8 @@ def write_sizes(
 ) -> list[str]:
     """Write ``full/max`` and every declared full-image size not already a tile, in each version's canonical
     form; return the new paths. A size that fits in one tile is its Deep Zoom level's tile; a larger one is
-    stitched from its level's tiles and encoded once, with optimised Huffman tables (about 7% smaller, the same
-    pixels); its other names are hard links to the same bytes.
+    stitched from its level's tiles and encoded once (``jpeg.stitched``); its other names are hard links to the
+    same bytes.
 
     Reads only the Deep Zoom files, so it works whether or not the IIIF tile paths exist as files.
     """
@@ -156,9 +157,7 @@ def write_sizes(
         for path in new:
             (tiles_root / path).parent.mkdir(parents=True, exist_ok=True)
             if encoded is None:
-                _stitch(tiles_root / level_dir, w, h, tile_size).jpegsave(
-                    str(tiles_root / path), Q=quality, keep="none", optimize_coding=True
-                )
+                (tiles_root / path).write_bytes(jpeg.stitched(tiles_root / level_dir, w, h, tile_size, quality))
                 encoded = path
             else:
                 _link(tiles_root / encoded, tiles_root / path)
@@ -181,16 +180,6 @@ def _size_paths(version: int, image_id: str, width: int, height: int, w: int, h:
     canonical = grid.image_path(image_id, width, height, (0, 0, width, height), (w, h), version)
     by_width = f"{service_path(version, image_id)}/full/{w},/0/default.jpg"
     return list(dict.fromkeys([canonical, by_width]))
-
-
-def _stitch(level_dir: Path, width: int, height: int, tile_size: int) -> pyvips.Image:
-    cols, rows = -(-width // tile_size), -(-height // tile_size)
-    parts = [
-        pyvips.Image.new_from_file(str(level_dir / f"{col}_{row}.jpg"), access="sequential")
-        for row in range(rows)
-        for col in range(cols)
-    ]
-    return pyvips.Image.arrayjoin(parts, across=cols).crop(0, 0, width, height)  # edge cells are padded
 
 
 def _link(source: Path, target: Path) -> None:
