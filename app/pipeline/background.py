@@ -1,10 +1,11 @@
 """Background work that must not slow down libvips' tiling.
 
-A conversion overlaps work that needs no pixels (importing iiif-prezi3 and
-numpy, exiftool) with dzsave. On two cores that work competes
-with libvips' threads as an equal and stretches the tiling; at idle priority
-the scheduler gives it only the CPU time libvips leaves unused (the JPEG
-decode is serial, so there is plenty), and it still finishes first.
+A conversion overlaps its other work with dzsave: importing iiif-prezi3 and
+numpy and running exiftool while it tiles, then the IIIF links, the palette
+and the sizes while the next image tiles (in the CLI). On two cores that work
+competes with libvips' threads as an equal and stretches the tiling; at idle
+priority the scheduler gives it only the CPU time libvips leaves unused (the
+JPEG decode is serial, so there is plenty).
 """
 
 from __future__ import annotations
