@@ -31,12 +31,13 @@ versions share one copy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -395,12 +396,8 @@ def _tile_bytes(found: _Found, tile: grid.Tile, ahead: _Ahead, version: int) -> 
             tiles.keep(tile, data)
     if data is not None:
         return data
-    try:
+    with _tile_reads():
         return tiles.encoded(tile)
-    except SourceGone:
-        raise NotFound("no such image (its tiles are gone)") from None
-    except TilerError as error:
-        raise Unavailable(f"storage unavailable: {error}") from None
 
 
 class _Redirect(Response):
@@ -439,9 +436,16 @@ def _redirect_to_cached(key: str, headers: dict[str, str]) -> Response:
 
 
 def _rendered(tiles: TilePyramid, wanted: Plan) -> bytes:
-    """Render ``wanted``; a tile that cannot be read is the HTTP error it deserves, not a libvips one."""
-    try:
+    with _tile_reads():
         return rendering.render(wanted, tiles.pyramid, tiles.crop, _settings().jpeg_quality)
+
+
+@contextlib.contextmanager
+def _tile_reads() -> Iterator[None]:
+    """A tile that cannot be read is the HTTP error it deserves (gone: 404; storage failing: 503), not a storage
+    or libvips one."""
+    try:
+        yield
     except SourceGone:
         raise NotFound("no such image (its tiles are gone)") from None
     except TilerError as error:
