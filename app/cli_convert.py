@@ -77,7 +77,7 @@ class _InFlight:
 
     def __init__(self, storage: LocalStorage, settings: Settings, progress: ConversionProgress) -> None:
         self.storage, self.settings, self.progress = storage, settings, progress
-        self._tiling = threading.Lock()
+        self._turns = _TilingTurns()
         self._pending: deque[_Pending] = deque()
         self._stages = contextlib.ExitStack()  # every staging folder, in case a run is interrupted
         self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="convert")
@@ -113,7 +113,7 @@ class _InFlight:
         and its seconds from then."""
         if len(self._pending) == IN_FLIGHT:
             self._settle_oldest()
-        turn = _TilingTurn(self._tiling, self.progress, announce)
+        turn = self._turns.next(self.progress, announce)
         future = self._pool.submit(
             convert,
             src,
@@ -124,6 +124,7 @@ class _InFlight:
             source_name=source_name,
             tiling_turn=turn,
         )
+        future.add_done_callback(lambda _: turn.over())  # a conversion that ended before its turn gives it up
         self._pending.append(_Pending(future, turn, stage, on_done, on_failed))
 
     @property
@@ -172,21 +173,54 @@ class _Pending:
             self.stage.close()
 
 
+class _TilingTurns:
+    """Turns at tiling, taken in the order they were given out: each conversion checks its file's header while
+    the one before tiles, and waits for that one's turn to be over before its own."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._given = 0
+        self._current = 0  # the turn that may tile now
+        self._over: set[int] = set()
+
+    def next(self, progress: ConversionProgress, name: str | None) -> _TilingTurn:
+        self._given += 1
+        return _TilingTurn(self, self._given - 1, progress, name)
+
+    def wait_for(self, number: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._current == number)
+
+    def end(self, number: int) -> None:
+        """Turn ``number`` is over (or will never be taken); the next one not yet over may tile."""
+        with self._changed:
+            if number >= self._current:
+                self._over.add(number)
+            while self._current in self._over:
+                self._over.remove(self._current)
+                self._current += 1
+            self._changed.notify_all()
+
+
 class _TilingTurn:
     """One conversion's turn at tiling (``convert``'s ``tiling_turn``); a named one shows as started with it."""
 
-    def __init__(self, lock: threading.Lock, progress: ConversionProgress, name: str | None) -> None:
-        self._lock, self._progress, self._name = lock, progress, name
+    def __init__(self, turns: _TilingTurns, number: int, progress: ConversionProgress, name: str | None) -> None:
+        self._turns, self._number, self._progress, self._name = turns, number, progress, name
         self.started: float | None = None
 
     def __enter__(self) -> None:
-        self._lock.acquire()
+        self._turns.wait_for(self._number)
         self.started = time.perf_counter()
         if self._name is not None:
             self._progress.start(self._name)
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        self.over()
+
+    def over(self) -> None:
+        """End this turn, whether it was taken or not (a conversion that failed before it); again is harmless."""
+        self._turns.end(self._number)
 
 
 def _converted(src: Path, conversion: Conversion, seconds: float) -> str:

@@ -27,8 +27,8 @@ from app.errors import ImageTooLarge, InputError, SourceGone, TransientError
 from app.ids import image_id_for, key_problem, page_of
 from app.iiif import grid
 from app.model import ImageFacts, Route, SourceRef, Status
-from app.pipeline import convert, jp2
-from app.pipeline.inspect import checked_format, open_image
+from app.pipeline import convert, jp2, read_header
+from app.pipeline.inspect import checked_format
 from app.pipeline.pages import Document, inspect_document
 from app.records import Journal
 from app.storage.publishing import Publisher
@@ -245,14 +245,7 @@ def _run(
             if reason:
                 return _hand_to_batch(journal, ref, image_id, settings, reason)
             return items.start(journal, store, ref, source, document, image_id, settings, work, previous)
-        _, facts = open_image(
-            source,
-            settings.allowed_formats,
-            settings.max_pixels,
-            pdf_dpi=settings.pdf_dpi,
-            max_pages=settings.max_pages,
-            decode=False,
-        )  # header only
+        _, facts = read_header(source, settings)
         _check_decodable(facts, settings)
         reason = _why_not_here(facts, ref, settings, runtime)
         if reason:

@@ -12,7 +12,7 @@ from app import cli_convert
 from app.cli_convert import convert_files
 from app.cli_progress import ConversionProgress
 from app.storage.local import LocalStorage
-from tests.helpers import photo, solid
+from tests.helpers import jpeg2000, photo, solid
 
 WAIT = 30  # seconds: only a broken overlap ever waits this long
 
@@ -42,6 +42,19 @@ def _expect_overlap(monkeypatch, earlier, later):
     monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
     monkeypatch.setattr(pipeline, "write_sizes", sizes)
     return most
+
+
+def _record_tiling(monkeypatch):
+    """The ids of the images tiled, in the order their tiling started."""
+    tiled = []
+    real_tile = pipeline.write_deep_zoom
+
+    def tile(image, root, image_id, *args):
+        tiled.append(image_id)
+        return real_tile(image, root, image_id, *args)
+
+    monkeypatch.setattr(pipeline, "write_deep_zoom", tile)
+    return tiled
 
 
 def _files(tmp_path, count):
@@ -88,6 +101,49 @@ def test_files_of_one_id_publish_in_the_order_given_and_failures_are_told_in_tur
     assert err.index("[1/3] x.jpg") < err.index("[2/3] damaged.jpg") < err.index("[3/3] x.jpg")
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {damaged}: rejected: the pixel data is damaged")
+
+
+def test_turns_go_in_the_order_given_even_when_a_later_header_is_checked_first(tmp_path, settings, monkeypatch):
+    """Headers are checked before the turn, two at once: file 0's check ends only after file 1's, yet file 0
+    still tiles (and is announced) first."""
+    files = _files(tmp_path, 2)
+    later_checked, tiled = threading.Event(), _record_tiling(monkeypatch)
+    real_open = pipeline.open_image
+
+    def open_image(path, *args, **kwargs):
+        if path == files[0]:
+            assert later_checked.wait(WAIT), "file 1's header was not checked while file 0's was"
+        try:
+            return real_open(path, *args, **kwargs)
+        finally:
+            if path == files[1]:
+                later_checked.set()
+
+    monkeypatch.setattr(pipeline, "open_image", open_image)
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with ConversionProgress(2) as progress:
+        assert convert_files(files, storage, settings, None, progress) == 0
+    assert tiled == ["page-0", "page-1"]
+
+
+@pytest.mark.timeout(WAIT)
+def test_a_conversion_that_breaks_before_its_turn_gives_the_turn_up(tmp_path, settings, monkeypatch):
+    """An unexpected error before the turn (not a refusal, which takes its turn to be told in order) must not
+    leave the next file waiting for a turn that never ends: that file still tiles, and the error reaches the
+    caller once it has (without the turn given up, this hangs until the timeout)."""
+    files = _files(tmp_path, 2)
+    real_open, tiled = pipeline.open_image, _record_tiling(monkeypatch)
+
+    def open_image(path, *args, **kwargs):
+        if path == files[0]:
+            raise RuntimeError("a bug")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "open_image", open_image)
+    storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
+    with pytest.raises(RuntimeError, match="a bug"), ConversionProgress(2) as progress:
+        convert_files(files, storage, settings, None, progress)  # returns once page-1's conversion has ended
+    assert tiled == ["page-1"]
 
 
 def test_ctrl_c_while_an_image_converts_leaves_no_staging_folder(tmp_path, settings, monkeypatch):
@@ -164,21 +220,22 @@ def _book_then_a_photo(tmp_path, settings):
     return book, failures
 
 
-def test_an_images_pixels_are_let_go_before_the_next_one_decodes(tmp_path, settings, monkeypatch):
-    """Two in flight must not mean two decoded masters in memory: by the time image 1 is inspected, image 0's
-    describing work holds no reference to its pixels (a JPEG 2000 or PDF page is decoded whole into memory)."""
-    opened, held = [], []
-    real_open = pipeline.open_image
+def test_a_decoded_master_is_let_go_before_the_next_one_decodes(tmp_path, settings, monkeypatch):
+    """Two in flight must not mean two decoded masters in memory: a JPEG 2000 master is decoded whole, so by
+    the time image 1 is decoded (in its turn, after its header was checked beside image 0's tiling), image 0's
+    describing work holds no reference to its pixels."""
+    decoded, held = [], []
+    real_decode = pipeline.decode_master
 
-    def open_image(*args, **kwargs):
-        if opened:
-            held.append(sys.getrefcount(opened[0]) - 2)  # beyond this list's reference and getrefcount's argument
-        image, facts = real_open(*args, **kwargs)
-        opened.append(image)
-        return image, facts
+    def decode_master(*args, **kwargs):
+        if decoded:
+            held.append(sys.getrefcount(decoded[-1]) - 2)  # beyond this list's reference and getrefcount's argument
+        decoded.append(real_decode(*args, **kwargs))
+        return decoded[-1]
 
-    monkeypatch.setattr(pipeline, "open_image", open_image)
+    monkeypatch.setattr(pipeline, "decode_master", decode_master)
+    masters = [jpeg2000(photo(900, 700), tmp_path / f"master-{index}.jp2") for index in range(3)]
     storage = LocalStorage(tmp_path / "tiles", tmp_path / "meta")
-    with ConversionProgress(2) as progress:
-        assert convert_files(_files(tmp_path, 2), storage, settings, None, progress) == 0
-    assert held == [0]
+    with ConversionProgress(3) as progress:
+        assert convert_files(masters, storage, settings, None, progress) == 0
+    assert held == [0, 0]

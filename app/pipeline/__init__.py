@@ -11,7 +11,6 @@ import contextlib
 import errno
 import json
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
@@ -19,14 +18,14 @@ from typing import Any
 
 import pyvips
 
-from app.errors import CorruptImage, TransientError
+from app.errors import CorruptImage, InputError, TransientError
 from app.iiif import grid, serving
 from app.iiif import info as iiif_info
 from app.iiif import paths as iiif_paths
 from app.model import Conversion, ImageFacts
 from app.pipeline import background, jpeg, manifest, metadata, palette
 from app.pipeline.colour import to_srgb8
-from app.pipeline.inspect import DECODED_HERE, open_image, vips_reason
+from app.pipeline.inspect import DECODED_HERE, decode_master, open_image, vips_reason
 from app.pipeline.tiles import (
     Progress,
     TileReady,
@@ -56,36 +55,24 @@ def convert(
     ``source_name`` is the name people know the file by (an S3 key's last part), when ``src`` is a download.
     ``on_tile(path, public_paths)`` hears of each tile as soon as it is final, so publishing can start early;
     with it, ``out_dir`` holds each tile once, under its Deep Zoom path only.
-    ``tiling_turn`` is held while the file is inspected and tiled: a caller converting several images at once
+    ``tiling_turn`` is held while the file is decoded and tiled: a caller converting several images at once
     (the CLI) gives each a turn at one lock, so one tiles while the one before writes its sizes and descriptors.
+    Checking the header, starting exiftool and making folders need no pixels, so they happen before the turn,
+    while the image before tiles; a refusal waits for the turn all the same, so that it is told in order.
     """
-    with contextlib.ExitStack() as turn:  # the turn covers inspecting too, so a refusal is told in turn
-        turn.enter_context(tiling_turn or contextlib.nullcontext())
-        return _convert(src, out_dir, settings, image_id, on_progress, source_name, on_tile, turn.close)
-
-
-def _convert(
-    src: Path,
-    out_dir: Path,
-    settings: Settings,
-    image_id: str,
-    on_progress: Progress | None,
-    source_name: str | None,
-    on_tile: TileReady | None,
-    tiled: Callable[[], None],
-) -> Conversion:
     clock = _Clock()
     source_name = source_name or src.name
-    image, facts = open_image(
-        src, settings.allowed_formats, settings.max_pixels, pdf_dpi=settings.pdf_dpi, max_pages=settings.max_pages
-    )
+    try:
+        image, facts = read_header(src, settings)  # a JPEG 2000 or PDF master is decoded in turn, not here
+    except InputError:
+        with tiling_turn or contextlib.nullcontext():
+            raise
     jpeg.warm_up()
     if settings.iiif_manifests:
         manifest.warm_up()
     clock.lap("inspect")
     tiles_root = out_dir / "tiles"
     embedded = metadata.read_embedded_soon(src, settings.exiftool_path)  # overlaps with tiling
-    srgb = to_srgb8(image, facts, settings.flatten_background)
     # A caller taking tiles through on_tile gets each IIIF path as a second name of its Deep Zoom file, so
     # only a caller reading this folder as it is (the CLI) needs the IIIF tree of hard links.
     linked = on_tile is None
@@ -96,20 +83,24 @@ def _convert(
     # there may call libvips: a thread its pool started from there would keep the idle priority.
     with ThreadPoolExecutor(max_workers=1, initializer=background.lower_this_thread) as side:
         folders_made = side.submit(make_iiif_folders, tiles_root, names) if linked else None
-        dz_tiles = _decode_errors(
-            write_deep_zoom,
-            srgb,
-            tiles_root,
-            image_id,
-            settings.tile_size,
-            settings.jpeg_quality,
-            on_progress,
-            with_names(tiles_root, names, on_tile) if on_tile else None,
-        )
-        vips_exif = metadata.vips_fields(image)  # header fields, read now so that the pixels can go
-        master = image if settings.serving_tiff else None  # the serving TIFF reads a decoded master again
-        image = srgb = None  # a master decoded into memory (JPEG 2000, PDF) is freed before the next one decodes
-        tiled()
+        with tiling_turn or contextlib.nullcontext():
+            if image is None:
+                image = decode_master(
+                    src, facts.format, settings.max_pixels, pdf_dpi=settings.pdf_dpi, max_pages=settings.max_pages
+                )
+            dz_tiles = _decode_errors(
+                write_deep_zoom,
+                to_srgb8(image, facts, settings.flatten_background),
+                tiles_root,
+                image_id,
+                settings.tile_size,
+                settings.jpeg_quality,
+                on_progress,
+                with_names(tiles_root, names, on_tile) if on_tile else None,
+            )
+            vips_exif = metadata.vips_fields(image)  # header fields, read now so that the pixels can go
+            master = image if settings.serving_tiff else None  # the serving TIFF reads a decoded master again
+            image = None  # a master decoded into memory (JPEG 2000, PDF) is freed before the next one decodes
         if folders_made:
             folders_made.result()
         links_made = side.submit(link_iiif_tiles, tiles_root, names) if linked else None
@@ -169,6 +160,19 @@ def _convert(
         presentation_versions=tuple(sorted(settings.iiif_presentation_versions, reverse=True))
         if settings.iiif_manifests
         else (),
+    )
+
+
+def read_header(src: Path, settings: Settings) -> tuple[pyvips.Image | None, ImageFacts]:
+    """``open_image`` within the settings' limits, decoding nothing yet (None for a JPEG 2000 or PDF master,
+    which ``decode_master`` decodes; the lazily loaded image otherwise): the checks before any pixel."""
+    return open_image(
+        src,
+        settings.allowed_formats,
+        settings.max_pixels,
+        pdf_dpi=settings.pdf_dpi,
+        max_pages=settings.max_pages,
+        decode=False,
     )
 
 

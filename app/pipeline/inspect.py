@@ -86,23 +86,31 @@ def open_image(
     """Check ``path`` from its header and return the image, oriented as a viewer shows it.
 
     JPEG 2000 and PDF (the first page, at ``pdf_dpi``) are decoded into memory here, unless ``decode`` is
-    off (then their image is None, and the facts come from the header alone; other formats load lazily
-    anyway). Raises an ``InputError`` subclass with a one-line reason for anything we will not convert.
+    off (then their image is None, the facts come from the header alone, and ``decode_master`` decodes them
+    later; other formats load lazily anyway). Raises an ``InputError`` subclass with a one-line reason for
+    anything we will not convert.
     """
     fmt = checked_format(path, allowed_formats)
     if fmt == "jp2k":
         header = jp2.read_header(path, lambda width, height: _check_pixels(width, height, max_pixels))
         facts = _jp2_facts(path, header)
-        return (jp2.decode(path) if decode else None), facts
-    if fmt == "pdf":  # a document's pages are split first (``pages``); this is its first page
+    elif fmt == "pdf":  # a document's pages are split first (``pages``); this is its first page
         width, height = pdf.first_page_size(path, pdf_dpi, max_pages, max_pixels)
         facts = ImageFacts("pdf", width, height, 3, 8, "srgb", 1, False, None, path.stat().st_size)
-        return (pdf.render_first_page(path, pdf_dpi, max_pages, max_pixels) if decode else None), facts
-    header = _load(path, access="sequential")
-    _check_pixels(header.width, header.height, max_pixels)
-    orientation = _orientation(header)
-    image = header if orientation == 1 else _load(path, access="random").autorot()
-    return image, _facts(path, fmt, header, image, orientation)
+    else:
+        header = _load(path, access="sequential")
+        _check_pixels(header.width, header.height, max_pixels)
+        orientation = _orientation(header)
+        image = header if orientation == 1 else _load(path, access="random").autorot()
+        return image, _facts(path, fmt, header, image, orientation)
+    return (decode_master(path, fmt, max_pixels, pdf_dpi=pdf_dpi, max_pages=max_pages) if decode else None), facts
+
+
+def decode_master(path: Path, fmt: str, max_pixels: int, *, pdf_dpi: int = 300, max_pages: int = 1) -> pyvips.Image:
+    """Decode a master of a format in ``DECODED_HERE`` into memory, once ``open_image`` has checked its header."""
+    if fmt == "jp2k":
+        return jp2.decode(path)
+    return pdf.render_first_page(path, pdf_dpi, max_pages, max_pixels)
 
 
 def checked_format(path: Path, allowed_formats: tuple[str, ...]) -> str:
