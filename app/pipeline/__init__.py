@@ -56,7 +56,7 @@ def convert(
     ``on_tile(path, public_paths)`` hears of each tile as soon as it is final, so publishing can start early;
     with it, ``out_dir`` holds each tile once, under its Deep Zoom path only.
     ``tiling_turn`` is held while the file is decoded and tiled: a caller converting several images at once
-    (the CLI) gives each a turn at one lock, so one tiles while the one before writes its sizes and descriptors.
+    (the CLI) gives each a turn, one at a time, so one tiles while the one before writes its sizes and descriptors.
     Checking the header, starting exiftool and making folders need no pixels, so they happen before the turn,
     while the image before tiles; a refusal waits for the turn all the same, so that it is told in order.
     """
