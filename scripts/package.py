@@ -9,6 +9,12 @@ the result with ``zappa deploy STAGE --zip OUT`` (later ``zappa update STAGE --z
 The virtualenv keeps only the imagecodecs codecs the pipeline uses (JPEG 2000,
 and JPEG for the stitched sizes), so the zip stays under Lambda's 250 MB. Standard library only: it runs before
 any virtualenv exists.
+
+Every module in the zip carries hash-based bytecode for the runtime's Python. Zappa dates every zip entry
+1980-01-01, so the timestamp-based ``.pyc`` pip writes by default never match their sources on Lambda, and
+/var/task is read-only: each cold start would compile every module it imports again (boto3, Flask, pyvips, the
+app), and throw the result away. A hash-based ``.pyc`` is checked against its source's content instead, so it
+holds whatever the dates, and a source that changed is still compiled afresh, never run stale.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,11 +66,41 @@ def main(argv: list[str] | None = None) -> int:
         [str(venv / "bin" / "zappa"), "package", args.stage, "-o", str(args.output.resolve())], cwd=REPO, env=env
     )
     if built.returncode == 0:
+        add_bytecode(args.output, venv / "bin" / "python")
         print(
             f"Next: zappa deploy {args.stage} --zip {args.output}  (later: zappa update {args.stage} --zip "
             f"{args.output})"
         )
     return built.returncode
+
+
+def add_bytecode(archive: Path, python: Path) -> None:
+    """Add checked-hash bytecode, compiled by the runtime's ``python``, for each module of ``archive`` that has
+    none: the project's own (Zappa copies the folder without it) and the ``__init__.py`` files Zappa adds."""
+    tag = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.implementation.cache_tag)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with zipfile.ZipFile(archive) as zipped:
+        names = set(zipped.namelist())
+    modules = (name for name in names if name.endswith(".py") and "__pycache__/" not in name)  # (Zappa puts an
+    # __init__.py even in __pycache__ folders, which nothing imports)
+    sources = [name for name in modules if _cached(name, tag) not in names]
+    with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.extractall(scratch, sources)
+        subprocess.run(
+            [str(python), "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", scratch], check=True
+        )
+        for name in sources:
+            zipped.write(Path(scratch) / _cached(name, tag), _cached(name, tag))
+
+
+def _cached(source: str, tag: str) -> str:
+    """Where Python looks for the bytecode of ``source`` (a path inside the zip)."""
+    folder, _, file = source.rpartition("/")
+    return f"{folder + '/' if folder else ''}__pycache__/{file.removesuffix('.py')}.{tag}.pyc"
 
 
 def runtime_of(settings_file: Path, stage: str) -> str:
@@ -101,6 +139,7 @@ def runtime_venv(runtime: str) -> Path:
                 str(REPO / "requirements.txt"),
             ],
             check=True,
+            env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},  # pip then byte-compiles checked-hash .pyc
         )
         trim(venv)
         (venv / ".complete").touch()

@@ -146,6 +146,44 @@ def test_a_plain_interpreter_sees_only_the_package(unpacked, stage):
     assert not [entry for entry in stdlib_or_package if "site-packages" in entry or ".venv" in entry]
 
 
+BYTECODE_CHECK = """
+import importlib.util, json, sys
+from pathlib import Path
+root, unusable = Path(sys.argv[1]), {}
+for source in root.rglob("*.py"):
+    if "__pycache__" in source.parts:  # Zappa's __init__.py in bytecode folders: never imported
+        continue
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    data = cached.read_bytes() if cached.exists() else b""
+    flags = int.from_bytes(data[4:8], "little")
+    if not data:
+        unusable[str(source.relative_to(root))] = "no bytecode"
+    elif not flags & 1:
+        unusable[str(source.relative_to(root))] = "timestamp-based"
+    elif data[8:16] != importlib.util.source_hash(source.read_bytes()):
+        unusable[str(source.relative_to(root))] = "compiled from another source"
+print(json.dumps(unusable))
+"""
+
+
+def test_every_module_carries_bytecode_that_lambda_will_use(package, unpacked, stage):
+    """Zappa dates every zip entry 1980-01-01 and /var/task is read-only, so a timestamp-based .pyc never matches
+    its source there and each cold start compiles every module again: the package ships hash-based bytecode, for
+    the runtime's Python, of the very sources beside it."""
+    with zipfile.ZipFile(package) as archive:
+        ours = [entry for entry in archive.infolist() if re.fullmatch(r"app/[\w/]+\.py", entry.filename)]
+    assert {entry.date_time[0] for entry in ours} == {1980}  # why timestamps cannot work (copied files, as pip's)
+    answer = subprocess.run(
+        [_interpreter(stage["runtime"]), "-S", "-c", BYTECODE_CHECK, str(unpacked)],
+        env=_lambda_env(unpacked),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    unusable = json.loads(answer.stdout)
+    assert unusable == {}, f"{len(unusable)} modules would be compiled at each cold start: {list(unusable)[:20]}"
+
+
 def test_an_s3_event_is_converted_by_the_package(unpacked, stage, tmp_path):
     settings = Settings.from_env(stage["environment_variables"])
     with LocalS3() as s3, pytest.MonkeyPatch.context() as patch:
