@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_bytecode(archive: Path, python: Path) -> None:
     """Add checked-hash bytecode, compiled by the runtime's ``python``, for each module of ``archive`` that has
-    none: the project's own (Zappa copies the folder without it) and the ``__init__.py`` files Zappa adds."""
+    none: the project's own (zappa_settings.json keeps the working tree's ``__pycache__``, made by another Python
+    or another way, out of the zip), single-file modules and the ``__init__.py`` files Zappa adds."""
     tag = subprocess.run(
         [str(python), "-c", "import sys; print(sys.implementation.cache_tag)"],
         capture_output=True,
@@ -85,8 +86,8 @@ def add_bytecode(archive: Path, python: Path) -> None:
     ).stdout.strip()
     with zipfile.ZipFile(archive) as zipped:
         names = set(zipped.namelist())
-    modules = (name for name in names if name.endswith(".py") and "__pycache__/" not in name)  # (Zappa puts an
-    # __init__.py even in __pycache__ folders, which nothing imports)
+    # (Zappa puts an __init__.py even in __pycache__ folders, which nothing imports)
+    modules = (name for name in names if name.endswith(".py") and "__pycache__/" not in name)
     sources = [name for name in modules if _cached(name, tag) not in names]
     with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zipped:
         zipped.extractall(scratch, sources)
